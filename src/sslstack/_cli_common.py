@@ -1,0 +1,97 @@
+"""What every CLI command shares: the aliases of common options, output helpers, error table.
+
+Commands live beside the library code they call (``extract``/``cache`` in cli.py, heads in
+``classify/commands.py``, stacking in ``ensemble/commands.py``), each mapping flags to one call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from .errors import SslstackError
+
+WorkspaceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--workspace", "-w", help="Workspace folder [default: $SSLSTACK_WORKSPACE or ./.sslstack]",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one machine-readable JSON object as the last line.")
+]
+DataOpt = Annotated[
+    str | None,
+    typer.Option("--data", "-d", help="Manifest CSV or audio folder (or a dataset name)."),
+]
+ModelOpt = Annotated[
+    str, typer.Option("--model", "-m", help="Hub id, local model folder, or 'logmel'.")
+]
+
+console = Console(stderr=True, highlight=False)
+out_console = Console(highlight=False)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("SSLSTACK_DEBUG", "") not in ("", "0")
+
+
+def friendly(fn: F) -> F:
+    """Turn library errors into one line on stderr and an exit code (traceback with --debug)."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SslstackError as e:
+            if debug_enabled():
+                raise
+            console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted[/]: everything written so far is kept")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def emit_json(obj: Any) -> None:
+    """The last line of a command run with --json."""
+    sys.stdout.write(json.dumps(obj, default=str, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+def parse_csv_list(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def parse_int_list(value: str | None, flag: str) -> list[int] | None:
+    """``"6-12"``, ``"0,4,8"`` or ``"3"`` as a list of ints."""
+    from .errors import ConfigError
+
+    if value is None:
+        return None
+    out: list[int] = []
+    try:
+        for part in value.split(","):
+            part = part.strip()
+            if "-" in part[1:]:
+                a, b = part.split("-", 1)
+                out += list(range(int(a), int(b) + 1))
+            elif part:
+                out.append(int(part))
+    except ValueError:
+        raise ConfigError(f"{flag} {value!r}: use numbers, ranges and commas like 6-12 or 0,4,8") from None
+    return out

@@ -1,0 +1,18 @@
+"""The embedding cache: HDF5 stores keyed by every setting that changes values."""
+
+from .api import export_embeddings, find_store, list_stores, load_embeddings, normalize_model
+from .key import SCHEMA_VERSION, StoreKey
+from .store import ItemResult, Store, StoreWriter
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "ItemResult",
+    "Store",
+    "StoreKey",
+    "StoreWriter",
+    "export_embeddings",
+    "find_store",
+    "list_stores",
+    "load_embeddings",
+    "normalize_model",
+]

@@ -1,0 +1,52 @@
+"""One exception hierarchy: every error a user can cause is an :class:`SslstackError`.
+
+The CLI turns these into one-line messages and an exit code; tracebacks only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+
+class SslstackError(Exception):
+    """Base class of every error sslstack raises on purpose."""
+
+    exit_code = 2
+
+
+class ManifestError(SslstackError):
+    """The manifest (CSV or folder) is unusable: missing column, missing files, duplicates."""
+
+
+class AudioError(SslstackError):
+    """An audio file cannot be decoded, is empty, or is corrupt."""
+
+
+class EncoderError(SslstackError):
+    """The encoder cannot be resolved or loaded (unknown family, missing weights, …)."""
+
+
+class StoreError(SslstackError):
+    """An embedding store is missing, locked by another process, or disagrees with its key."""
+
+
+class StoreLockedError(StoreError):
+    """Another process holds the store's write lock."""
+
+
+class ConfigError(SslstackError):
+    """A parameter or flag has a value that cannot work."""
+
+
+class DataError(SslstackError):
+    """Labels, ids, folds or predictions do not agree with each other."""
+
+
+class RunError(SslstackError):
+    """A run or study in the workspace is missing or inconsistent."""
+
+
+class MissingDependencyError(SslstackError):
+    """An optional dependency is needed for what was asked."""
+
+    def __init__(self, package: str, purpose: str, extra: str | None = None) -> None:
+        hint = f"pip install 'sslstack[{extra}]'" if extra else f"pip install {package}"
+        super().__init__(f"{purpose} needs the package '{package}': {hint}")

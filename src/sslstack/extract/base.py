@@ -1,0 +1,96 @@
+"""The encoder contract, and the registry that turns a ``--model`` string into an encoder.
+
+An :class:`EncoderSpec` is what is known without loading weights (enough to build the store key
+and to skip the model entirely when everything is cached); :meth:`EncoderSpec.load` gives an
+:class:`Encoder` that pools every hidden state of a list of waveforms.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import EncoderError
+
+
+class Encoder(ABC):
+    """A loaded encoder. ``encode`` must be exact: a clip's pooled vectors may not depend on
+    which other clips share its call (padding never changes an embedding)."""
+
+    sample_rate: int
+    layer_names: list[str]
+    device: str = "cpu"
+    dtype: str = "fp32"
+
+    @abstractmethod
+    def encode(self, waves: Sequence[np.ndarray], pools: Sequence[str]) -> list[dict[str, np.ndarray]]:
+        """Pool every kept hidden state of each waveform (float32 mono at ``sample_rate``, any
+        length) over its valid frames: one ``{pool: (L, D) float32}`` per wave."""
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """An encoder resolved without loading weights."""
+
+    model: str  # normalized: hub id, absolute local path, or a built-in name
+    revision: str
+    sample_rate: int
+    family: str
+    loader: Callable[..., Encoder] = field(compare=False, repr=False)
+    info: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def load(self, *, device: str = "cpu", dtype: str = "fp32", layers: Sequence[int] | None = None) -> Encoder:
+        return self.loader(self, device=device, dtype=dtype, layers=layers)
+
+
+BUILTINS: dict[str, Callable[[], EncoderSpec]] = {}
+
+
+def register_builtin(name: str) -> Callable[[Callable[[], EncoderSpec]], Callable[[], EncoderSpec]]:
+    def deco(fn: Callable[[], EncoderSpec]) -> Callable[[], EncoderSpec]:
+        BUILTINS[name] = fn
+        return fn
+
+    return deco
+
+
+def resolve_encoder(
+    model: str, revision: str | None = None, *, trust_remote_code: bool = False,
+    allow_unsafe_weights: bool = False,
+) -> EncoderSpec:
+    """Turn ``--model`` (a built-in name, hub id or local folder) into an :class:`EncoderSpec`.
+
+    Raises:
+        EncoderError: unknown family, missing config, or no safe weights.
+    """
+    from . import logmel  # noqa: F401  (registers the built-ins)
+
+    if model in BUILTINS:
+        if revision:
+            raise EncoderError(f"--revision does not apply to the built-in encoder '{model}'")
+        return BUILTINS[model]()
+    try:
+        from .hf import resolve_hf
+    except ImportError as e:  # pragma: no cover
+        raise EncoderError(f"transformers encoders are unavailable: {e}") from e
+    return resolve_hf(
+        model, revision, trust_remote_code=trust_remote_code,
+        allow_unsafe_weights=allow_unsafe_weights,
+    )
+
+
+def select_layers(n_hidden: int, layers: Sequence[int] | None) -> list[int]:
+    """Validate ``--layers`` against the number of hidden states (embedding output = 0)."""
+    if layers is None:
+        return list(range(n_hidden))
+    bad = [i for i in layers if not 0 <= i < n_hidden]
+    if bad:
+        raise EncoderError(
+            f"--layers {','.join(map(str, layers))}: the model has hidden states 0..{n_hidden - 1} "
+            f"(0 is the embedding output); {', '.join(map(str, bad))} out of range"
+        )
+    return sorted(set(layers))

@@ -1,0 +1,102 @@
+"""Masked pooling over valid frames, on the device; only pooled vectors leave it.
+
+Poolings are computed from mergeable statistics (count, mean, M2, max), so a clip that an
+encoder must cut into chunks (Whisper's 30 s, AST's 10.24 s) pools exactly as if it were one
+sequence: chunks merge with Chan's parallel update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..errors import ConfigError
+
+if TYPE_CHECKING:  # torch is imported lazily: a fully cached rerun never loads it
+    import torch
+
+
+@dataclass
+class Stats:
+    """Per-item frame statistics of a stack of hidden states: tensors of shape (B, L, D)."""
+
+    count: torch.Tensor  # (B, 1, 1)
+    mean: torch.Tensor
+    m2: torch.Tensor
+    max: torch.Tensor
+
+    def merge(self, other: Stats) -> Stats:
+        import torch
+
+        n = self.count + other.count
+        delta = other.mean - self.mean
+        mean = self.mean + delta * (other.count / n.clamp_min(1))
+        m2 = self.m2 + other.m2 + delta**2 * (self.count * other.count / n.clamp_min(1))
+        return Stats(n, mean, m2, torch.maximum(self.max, other.max))
+
+
+def masked_stats(hidden: Sequence[torch.Tensor], mask: torch.Tensor | Sequence[torch.Tensor]) -> Stats:
+    """Statistics of each hidden state over the frames where ``mask`` is true.
+
+    Args:
+        hidden: L tensors of shape (B, T_l, D) (T may differ per layer, e.g. SEW).
+        mask: (B, T) boolean tensor shared by all layers, or one mask per layer.
+    """
+    import torch
+
+    counts, means, m2s, maxs = [], [], [], []
+    for i, h in enumerate(hidden):
+        m = mask[i] if isinstance(mask, (list, tuple)) else mask
+        h = h.float()
+        mf = m.to(h.dtype).unsqueeze(-1)  # (B, T, 1)
+        n = mf.sum(dim=1).clamp_min(1.0)  # (B, 1)
+        mean = (h * mf).sum(dim=1) / n
+        m2 = (((h - mean.unsqueeze(1)) ** 2) * mf).sum(dim=1)
+        mx = h.masked_fill(~m.unsqueeze(-1), float("-inf")).amax(dim=1)
+        counts.append(n)
+        means.append(mean)
+        m2s.append(m2)
+        maxs.append(mx)
+    return Stats(
+        torch.stack(counts, 1), torch.stack(means, 1), torch.stack(m2s, 1), torch.stack(maxs, 1)
+    )
+
+
+def _std(s: Stats) -> torch.Tensor:
+    return (s.m2 / s.count.clamp_min(1.0)).clamp_min(0).sqrt()
+
+
+POOLINGS: dict[str, Callable[[Stats], torch.Tensor]] = {
+    "mean": lambda s: s.mean,
+    "std": _std,
+    "max": lambda s: s.max,
+}
+
+
+def pool_names() -> list[str]:
+    return list(POOLINGS)
+
+
+def check_pools(pools: Sequence[str]) -> tuple[str, ...]:
+    """Validate a list of pooling names (``--pool mean,std``)."""
+    out = tuple(dict.fromkeys(p.strip() for p in pools if p.strip()))
+    bad = [p for p in out if p not in POOLINGS]
+    if bad or not out:
+        raise ConfigError(
+            f"--pool {','.join(pools)}: unknown pooling {', '.join(bad) or '(none given)'}; "
+            f"choose from {', '.join(POOLINGS)}"
+        )
+    return out
+
+
+def finalize(stats: Stats, pools: Sequence[str]) -> list[dict[str, np.ndarray]]:
+    """Per item: ``{pool: (L, D) float32 array}``."""
+    out: list[dict[str, np.ndarray]] = [{} for _ in range(stats.mean.shape[0])]
+    for p in pools:
+        arr = POOLINGS[p](stats).float().cpu().numpy()
+        for b in range(arr.shape[0]):
+            out[b][p] = arr[b]
+    return out

@@ -1,0 +1,188 @@
+"""Reading and validating what the user points ``--data`` at: a manifest CSV or a folder.
+
+A manifest CSV has a ``path`` column (relative to the CSV's folder, or absolute), and optional
+``label`` (multi-label: labels joined by ``;``), ``group`` and ``fold`` columns; other columns are
+kept. The item id is the ``path`` as written. A folder is either ``root/<label>/<file>`` (class
+subfolders) or a flat folder of unlabeled files.
+
+Everything here runs before any model loads, so bad input fails fast with every problem named.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import ManifestError
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aif", ".aiff", ".au", ".caf")
+LABEL_SEP = ";"
+_MAX_LISTED = 50
+
+
+@dataclass
+class Manifest:
+    """A validated list of items. ``frame`` has columns id, path (absolute), label, group, fold.
+
+    ``label`` holds the label as written (multi-label: ``a;b``), "" when an item has none;
+    ``group`` and ``fold`` are absent when the source has none. Other columns are kept.
+    """
+
+    frame: pd.DataFrame
+    source: Path
+    name: str
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    @property
+    def ids(self) -> list[str]:
+        return self.frame["id"].tolist()
+
+    @property
+    def paths(self) -> list[Path]:
+        return [Path(p) for p in self.frame["path"]]
+
+    @property
+    def has_labels(self) -> bool:
+        return "label" in self.frame and bool((self.frame["label"] != "").any())
+
+    @property
+    def multilabel(self) -> bool:
+        return self.has_labels and bool(self.frame["label"].str.contains(LABEL_SEP, regex=False).any())
+
+    def label_lists(self) -> list[list[str]]:
+        """Each item's labels as a list (empty when it has none)."""
+        if "label" not in self.frame:
+            return [[] for _ in range(len(self.frame))]
+        return [
+            [p.strip() for p in str(v).split(LABEL_SEP) if p.strip()] for v in self.frame["label"]
+        ]
+
+    def line_of(self, item_id: str) -> int | None:
+        """The CSV line (1-based, header = line 1) of an item, when it came from a CSV."""
+        if "_line" not in self.frame:
+            return None
+        hits = self.frame.index[self.frame["id"] == item_id]
+        return int(self.frame.loc[hits[0], "_line"]) if len(hits) else None
+
+
+def read_manifest(data: str | os.PathLike[str], *, check_files: bool = True) -> Manifest:
+    """Read a manifest CSV or an audio folder and validate it.
+
+    Args:
+        data: path of a ``.csv`` manifest or of a folder of audio files.
+        check_files: verify that every referenced file exists.
+
+    Raises:
+        ManifestError: the manifest is empty, lacks a ``path`` column, has duplicate ids or
+            references missing files (all of them are listed with their lines).
+    """
+    src = Path(data).expanduser()
+    if not src.exists():
+        raise ManifestError(f"--data {src}: no such file or folder")
+    if src.is_dir():
+        frame = _read_folder(src)
+        base = src
+    else:
+        frame = _read_csv(src)
+        base = src.parent
+    frame["path"] = [
+        str(Path(p) if Path(p).is_absolute() else (base / p).resolve()) for p in frame["id"]
+    ]
+    _check_duplicates(frame, src)
+    if check_files:
+        _check_exists(frame, src)
+    name = src.stem if src.is_file() else src.resolve().name
+    return Manifest(frame=frame.reset_index(drop=True), source=src.resolve(), name=name)
+
+
+def _read_csv(src: Path) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(src, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise ManifestError(f"{src}: the manifest is empty (no header, no rows)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise ManifestError(f"{src}: not a readable CSV ({e})") from e
+    frame.columns = [c.strip() for c in frame.columns]
+    if "path" not in frame.columns:
+        raise ManifestError(
+            f"{src}: no 'path' column (columns found: {', '.join(map(str, frame.columns)) or 'none'})"
+            "; the manifest needs a 'path' column of audio files relative to the CSV's folder"
+        )
+    if "id" in frame.columns:
+        frame = frame.rename(columns={"id": "id_column"})
+    if frame.empty:
+        raise ManifestError(f"{src}: the manifest has a header but no rows")
+    frame["_line"] = range(2, len(frame) + 2)
+    frame.insert(0, "id", frame.pop("path").str.strip())
+    empty = frame.index[frame["id"] == ""]
+    if len(empty):
+        lines = ", ".join(str(frame.loc[i, "_line"]) for i in empty[:_MAX_LISTED])
+        raise ManifestError(f"{src}: empty 'path' on line(s) {lines}")
+    if "label" in frame:
+        frame["label"] = frame["label"].str.strip()
+    if "fold" in frame:
+        bad = frame.index[~frame["fold"].str.strip().str.fullmatch(r"-?\d+")]
+        if len(bad):
+            i = bad[0]
+            raise ManifestError(
+                f"{src} line {frame.loc[i, '_line']}: fold {frame.loc[i, 'fold']!r} is not an "
+                "integer; the 'fold' column must hold fold numbers 0..k-1"
+            )
+        frame["fold"] = frame["fold"].astype(int)
+    return frame
+
+
+def _read_folder(src: Path) -> pd.DataFrame:
+    files = sorted(
+        p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS
+    )
+    if not files:
+        raise ManifestError(
+            f"{src}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in this folder or below"
+        )
+    rel = [p.relative_to(src) for p in files]
+    nested = [r for r in rel if len(r.parts) > 1]
+    rows: dict[str, list[str]] = {"id": [r.as_posix() for r in rel]}
+    if nested and len(nested) == len(rel):
+        rows["label"] = [r.parts[0] for r in rel]
+    elif nested:
+        flat = [r.as_posix() for r in rel if len(r.parts) == 1][:5]
+        raise ManifestError(
+            f"{src}: mixes files in class subfolders with files at the top ({', '.join(flat)}); "
+            "use root/<label>/<file> for labeled data or a flat folder for unlabeled data"
+        )
+    return pd.DataFrame(rows)
+
+
+def _check_duplicates(frame: pd.DataFrame, src: Path) -> None:
+    dup = frame[frame["id"].duplicated(keep=False)]
+    if dup.empty:
+        return
+    parts = []
+    for item_id, rows in dup.groupby("id", sort=False):
+        lines = ", ".join(str(v) for v in rows.get("_line", rows.index))
+        parts.append(f"{item_id} (lines {lines})")
+    raise ManifestError(
+        f"{src}: {dup['id'].nunique()} duplicate path(s); each item must appear once: "
+        + "; ".join(parts[:_MAX_LISTED])
+        + (f"; and {len(parts) - _MAX_LISTED} more" if len(parts) > _MAX_LISTED else "")
+    )
+
+
+def _check_exists(frame: pd.DataFrame, src: Path) -> None:
+    missing = [i for i, p in enumerate(frame["path"]) if not os.path.isfile(p)]
+    if not missing:
+        return
+    where = []
+    for i in missing:
+        line = frame["_line"].iloc[i] if "_line" in frame else None
+        where.append(f"line {line}: {frame['id'].iloc[i]}" if line else frame["id"].iloc[i])
+    raise ManifestError(
+        f"{src}: {len(missing)} of {len(frame)} file(s) not found (paths are relative to "
+        f"{src.parent if src.is_file() else src}):\n  " + "\n  ".join(where)
+    )

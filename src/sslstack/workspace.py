@@ -1,0 +1,97 @@
+"""The workspace: one folder holding every store, dataset, fold assignment, run and study.
+
+Layout::
+
+    <workspace>/
+      stores/<encoder-slug>-<digest>/     embedding stores (see sslstack.cache)
+      datasets/<name>/manifest.csv        the manifest as read (id, path, label, group, fold, …)
+      datasets/<name>/dataset.json        its kind (train/test), task, source, created
+      datasets/<name>/folds.csv           the one fold assignment of that dataset (id, fold)
+      datasets/<name>/folds.json          how the folds were made
+      runs/<run-id>/                      fitted heads and stacks (run.json, oof.csv, models/)
+      studies/                            Optuna storage (journal files)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DEFAULT_WORKSPACE = ".sslstack"
+ENV_VAR = "SSLSTACK_WORKSPACE"
+
+
+def resolve_workspace(workspace: str | os.PathLike[str] | None = None) -> Path:
+    """The workspace folder: the argument, else ``$SSLSTACK_WORKSPACE``, else ``./.sslstack``."""
+    if workspace is None or str(workspace) == "":
+        workspace = os.environ.get(ENV_VAR) or DEFAULT_WORKSPACE
+    return Path(workspace).expanduser().resolve()
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Paths of one workspace. Creating the object creates nothing on disk."""
+
+    root: Path
+
+    @classmethod
+    def at(cls, workspace: str | os.PathLike[str] | Workspace | None = None) -> Workspace:
+        if isinstance(workspace, Workspace):
+            return workspace
+        return cls(resolve_workspace(workspace))
+
+    @property
+    def stores(self) -> Path:
+        return self.root / "stores"
+
+    @property
+    def datasets(self) -> Path:
+        return self.root / "datasets"
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def studies(self) -> Path:
+        return self.root / "studies"
+
+    def dataset_dir(self, name: str) -> Path:
+        return self.datasets / name
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.runs / run_id
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves either the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
