@@ -176,7 +176,8 @@ class Store:
         return {i: v for i, v in self._failed.items() if i not in self.index}
 
     def ids(self) -> list[str]:
-        return list(self.index)
+        """Stored item ids, sorted."""
+        return sorted(self.index)
 
     def hashes(self) -> dict[str, str]:
         """id -> content hash of every stored item."""
@@ -233,7 +234,7 @@ class Store:
         """
         self._check_pool(pool)
         col = self.layer_index(layer)
-        want = list(self.index) if ids is None else list(ids)
+        want = self.ids() if ids is None else list(ids)
         missing = [i for i in want if i not in self.index]
         if missing:
             raise StoreError(

@@ -358,21 +358,14 @@ def _run(
     try:
         with bar:
             for batch, fails, done_rows in _batches(units, cfg.batch_seconds, spec.sample_rate):
-                for row, err in fails:
-                    if cfg.on_error == "stop":
-                        writer.write(_complete(partial, [], ids, hashes, durations, cfg), layer_names)
-                        raise AudioError(
-                            f"{err} (line {manifest.line_of(ids[row]) or '?'} of the manifest); "
-                            "everything extracted so far is kept; fix or remove the file, or rerun "
-                            "with --on-error skip"
-                        )
                 if batch:
                     outs = encoder.encode([u.wave for u in batch], cfg.pools)
                     for u, out in zip(batch, outs, strict=True):
                         partial.setdefault(u.row, []).append((u.start, out))
                 finished = [r for r in done_rows if r in partial]
                 items = _complete(partial, finished, ids, hashes, durations, cfg)
-                failures = [(ids[r], hashes[ids[r]], str(e)) for r, e in fails]
+                stop = cfg.on_error == "stop" and bool(fails)
+                failures = [] if stop else [(ids[r], hashes[ids[r]], str(e)) for r, e in fails]
                 writer.write(items, layer_names, failures)
                 result.computed += len(items)
                 result.failed += [{"id": i, "error": e} for i, _, e in failures]
@@ -380,6 +373,13 @@ def _run(
                 bar.advance(len(finished) + len(fails), sum(durations[r] for r in finished))
                 if on_progress:
                     on_progress(result.computed, result.audio_seconds)
+                if stop:
+                    row, err = fails[0]
+                    raise AudioError(
+                        f"{err} (line {manifest.line_of(ids[row]) or '?'} of the manifest); "
+                        f"{result.computed} item(s) extracted before it are kept; fix or remove "
+                        "the file, or rerun with --on-error skip"
+                    )
     except KeyboardInterrupt:
         result.interrupted = True
         raise

@@ -1,0 +1,93 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from sslstack.errors import ManifestError
+from sslstack.manifest import read_manifest
+from tests.audio_fixtures import tone, write_dataset
+
+
+def test_csv_relative_paths_labels_and_extra_columns(tmp_path: Path) -> None:
+    man = write_dataset(tmp_path, 4)
+    text = man.read_text().splitlines()
+    text[0] += ",speaker"
+    text[1:] = [t + f",s{i}" for i, t in enumerate(text[1:])]
+    man.write_text("\n".join(text) + "\n")
+    m = read_manifest(man)
+    assert m.ids == ["wav/000.wav", "wav/001.wav", "wav/002.wav", "wav/003.wav"]
+    assert m.paths[0] == (tmp_path / "wav/000.wav").resolve()
+    assert m.frame["speaker"].tolist() == ["s0", "s1", "s2", "s3"]
+    assert m.has_labels and not m.multilabel
+    assert m.line_of("wav/002.wav") == 4
+
+
+def test_multilabel_detected(tmp_path: Path) -> None:
+    sf.write(tmp_path / "x.wav", tone(0.2), 16000)
+    (tmp_path / "m.csv").write_text("path,label\nx.wav,bird;frog\n")
+    m = read_manifest(tmp_path / "m.csv")
+    assert m.multilabel and m.label_lists() == [["bird", "frog"]]
+
+
+def test_missing_files_all_listed_with_lines(tmp_path: Path) -> None:
+    man = write_dataset(tmp_path, 5)
+    (tmp_path / "wav/001.wav").unlink()
+    (tmp_path / "wav/003.wav").unlink()
+    with pytest.raises(ManifestError) as e:
+        read_manifest(man)
+    msg = str(e.value)
+    assert "2 of 5" in msg and "line 3: wav/001.wav" in msg and "line 5: wav/003.wav" in msg
+
+
+def test_missing_path_column_empty_and_duplicates(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("file,label\nx.wav,1\n")
+    with pytest.raises(ManifestError, match="no 'path' column"):
+        read_manifest(tmp_path / "a.csv")
+    (tmp_path / "b.csv").write_text("path,label\n")
+    with pytest.raises(ManifestError, match="no rows"):
+        read_manifest(tmp_path / "b.csv")
+    (tmp_path / "c.csv").write_text("")
+    with pytest.raises(ManifestError, match="empty"):
+        read_manifest(tmp_path / "c.csv")
+    sf.write(tmp_path / "x.wav", tone(0.2), 16000)
+    (tmp_path / "d.csv").write_text("path,label\nx.wav,1\ny.wav,2\nx.wav,3\n")
+    with pytest.raises(ManifestError, match=r"x.wav \(lines 2, 4\)"):
+        read_manifest(tmp_path / "d.csv")
+
+
+def test_folder_layouts(tmp_path: Path) -> None:
+    for lab in ("cat", "dog"):
+        (tmp_path / "lab" / lab).mkdir(parents=True)
+        sf.write(tmp_path / "lab" / lab / "1.wav", tone(0.2), 16000)
+    m = read_manifest(tmp_path / "lab")
+    assert m.ids == ["cat/1.wav", "dog/1.wav"] and m.frame["label"].tolist() == ["cat", "dog"]
+    (tmp_path / "flat").mkdir()
+    sf.write(tmp_path / "flat" / "z.flac", tone(0.2), 16000)
+    m = read_manifest(tmp_path / "flat")
+    assert m.ids == ["z.flac"] and not m.has_labels
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ManifestError, match="no audio files"):
+        read_manifest(tmp_path / "empty")
+
+
+def test_audio_decoding_resample_and_windows(tmp_path: Path) -> None:
+    from sslstack.audio import iter_windows, load_audio, window_starts
+    from sslstack.errors import AudioError
+
+    x = np.stack([tone(2.0, 8000), tone(2.0, 8000, seed=1)], axis=1)
+    sf.write(tmp_path / "st.wav", x, 8000)
+    y = load_audio(tmp_path / "st.wav", 16000)
+    assert y.dtype == np.float32 and abs(len(y) - 32000) <= 1
+    assert len(load_audio(tmp_path / "st.wav", 16000, max_seconds=0.5, crop="center")) == 8000
+    wins = list(iter_windows(tmp_path / "st.wav", 16000, 0.75, 0.5))
+    assert [s for s, _ in wins] == window_starts(2.0, 0.75, 0.5) == [0.0, 0.5, 1.0, 1.5]
+    whole = load_audio(tmp_path / "st.wav", 16000)
+    # streamed windows equal slices of the whole decode (up to resampler edge effects)
+    np.testing.assert_allclose(wins[1][1], whole[8000:20000], atol=2e-3)
+    (tmp_path / "bad.wav").write_bytes(b"RIFF0000WAVEjunk")
+    with pytest.raises(AudioError, match="bad.wav"):
+        load_audio(tmp_path / "bad.wav", 16000)
+    sf.write(tmp_path / "empty.wav", np.zeros(0, np.float32), 16000)
+    with pytest.raises(AudioError, match="no audio samples"):
+        load_audio(tmp_path / "empty.wav", 16000)
