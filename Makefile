@@ -1,0 +1,42 @@
+# The README names these targets. `make demo` and `make test` work on a fresh machine.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH ?= torch==2.13.0
+
+.PHONY: setup system-deps test lint demo bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# torch first: a pinned CPU build, so the range in pyproject resolves to it instead of
+# pulling several GB of CUDA wheels.
+setup: $(BIN)/python
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e ".[cpu,dev]"
+
+# PostgreSQL (multi-worker study test) and Chromium (report rendering test).
+system-deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (command -v chromium >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1) || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql chromium >/dev/null; } ; \
+	else echo "skipping system packages (need root + apt): PostgreSQL/Chromium tests will skip"; fi
+
+test: setup system-deps
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy src/sslstack
+
+demo: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/demo.sh
+
+bench: setup
+	$(BIN)/python benchmarks/extract.py
+	$(BIN)/python benchmarks/heads.py
+
+clean:
+	rm -rf $(VENV) demo-out .pytest_cache
