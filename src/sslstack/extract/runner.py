@@ -9,10 +9,11 @@ encoder runs, and written one batch per atomic store part.
 from __future__ import annotations
 
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -274,66 +275,139 @@ class _Unit:
     wave: np.ndarray
 
 
+_Event = tuple[str, int, Any]  # ("unit", row, _Unit) | ("done", row, None) | ("fail", row, AudioError)
+
+
+def _decode_error(path: str, e: Exception) -> AudioError:
+    if isinstance(e, AudioError):
+        return e
+    return AudioError(f"{path}: cannot decode audio ({type(e).__name__}: {e})")
+
+
 def _units(
     manifest: Manifest, rows: Sequence[int], cfg: ExtractConfig, sample_rate: int
-) -> Iterator[tuple[int, list[_Unit] | AudioError]]:
-    """Per row: its units, or the decoding error. Rows are decoded in background threads."""
-    paths = manifest.frame["path"].tolist()
+) -> Iterator[_Event]:
+    """Decoded units of the rows, in order, produced by background threads.
 
-    def load(row: int) -> list[_Unit] | AudioError:
+    Whole clips are decoded by a pool of ``workers`` threads a few files ahead. Windows are
+    streamed by one thread through a bounded queue, so a 2-hour recording never sits in memory.
+    """
+    paths = manifest.frame["path"].tolist()
+    if cfg.window is not None:
+        _fixed_mmap_threshold()
+        yield from _prefetch(_window_events(paths, rows, cfg, sample_rate), maxsize=64)
+        return
+
+    def load(row: int) -> _Unit | AudioError:
         try:
-            if cfg.window is not None:
-                assert cfg.hop is not None
-                return [_Unit(row, s, w) for s, w in iter_windows(paths[row], sample_rate, cfg.window, cfg.hop)]
             wave = load_audio(paths[row], sample_rate, max_seconds=cfg.max_seconds, crop=cfg.crop)
-            return [_Unit(row, None, wave)]
-        except AudioError as e:
-            return e
+            return _Unit(row, None, wave)
         except Exception as e:  # a decoder crash on a corrupt file must name the file
-            return AudioError(f"{paths[row]}: cannot decode audio ({type(e).__name__}: {e})")
+            return _decode_error(paths[row], e)
 
     workers = max(1, cfg.workers)
-    lookahead = workers * 4
     with ThreadPoolExecutor(workers, thread_name_prefix="sslstack-decode") as pool:
-        pending: list[tuple[int, Future[list[_Unit] | AudioError]]] = []
         it = iter(rows)
-        for row in it:
-            pending.append((row, pool.submit(load, row)))
-            if len(pending) >= lookahead:
-                break
+        pending = [(r, pool.submit(load, r)) for _, r in zip(range(workers * 4), it, strict=False)]
         while pending:
             row, fut = pending.pop(0)
             nxt = next(it, None)
             if nxt is not None:
                 pending.append((nxt, pool.submit(load, nxt)))
-            yield row, fut.result()
+            got = fut.result()
+            if isinstance(got, AudioError):
+                yield ("fail", row, got)
+            else:
+                yield ("unit", row, got)
+                yield ("done", row, None)
+
+
+def _fixed_mmap_threshold() -> None:
+    """Stop glibc from raising its mmap threshold. Windows are allocated by one thread and freed
+    by another; with the dynamic threshold those buffers land in heap arenas that fragment, and
+    peak memory grows with the recording's length (measured: 653 MiB for a 2-hour file against
+    463 MiB with a fixed threshold, see docs/benchmarks.md)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-3, 1 << 17)  # M_MMAP_THRESHOLD = 128 KiB
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        pass
+
+
+def _window_events(
+    paths: list[str], rows: Sequence[int], cfg: ExtractConfig, sample_rate: int
+) -> Iterator[_Event]:
+    assert cfg.window is not None and cfg.hop is not None
+    for row in rows:
+        try:
+            for start, wave in iter_windows(paths[row], sample_rate, cfg.window, cfg.hop):
+                yield ("unit", row, _Unit(row, start, wave))
+        except Exception as e:
+            yield ("fail", row, _decode_error(paths[row], e))
+            continue
+        yield ("done", row, None)
+
+
+def _prefetch(events: Iterator[_Event], maxsize: int) -> Iterator[_Event]:
+    """Run ``events`` in a background thread, at most ``maxsize`` items ahead."""
+    q: queue.Queue[Any] = queue.Queue(maxsize=maxsize)
+    stop = threading.Event()
+    end = object()
+
+    def produce() -> None:
+        try:
+            for ev in events:
+                while not stop.is_set():
+                    try:
+                        q.put(ev, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+        except BaseException as e:  # surfaced in the consumer
+            q.put(e)
+        q.put(end)
+
+    t = threading.Thread(target=produce, name="sslstack-windows", daemon=True)
+    t.start()
+    try:
+        while (item := q.get()) is not end:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
 
 
 def _batches(
-    units: Iterator[tuple[int, list[_Unit] | AudioError]], batch_seconds: float, sample_rate: int
+    events: Iterator[_Event], batch_seconds: float, sample_rate: int
 ) -> Iterator[tuple[list[_Unit], list[tuple[int, AudioError]], list[int]]]:
     """Group units into batches of about ``batch_seconds`` of padded audio.
 
-    Yields (units, failures, rows completed by this batch)."""
+    Yields (units, failures, rows whose every unit has now been yielded)."""
     budget = batch_seconds * sample_rate
     batch: list[_Unit] = []
     fails: list[tuple[int, AudioError]] = []
     done: list[int] = []
     longest = 0
-    for row, got in units:
-        if isinstance(got, AudioError):
-            fails.append((row, got))
+    for kind, row, payload in events:
+        if kind == "fail":
+            fails.append((row, payload))
             done.append(row)
-            continue
-        for u in got:
-            longest_next = max(longest, len(u.wave))
+        elif kind == "done":
+            done.append(row)
+        else:
+            longest_next = max(longest, len(payload.wave))
             if batch and longest_next * (len(batch) + 1) > budget:
                 yield batch, fails, done
-                batch, fails, done, longest_next = [], [], [], len(u.wave)
-            batch.append(u)
+                batch, fails, done, longest_next = [], [], [], len(payload.wave)
+            batch.append(payload)
             longest = longest_next
-        done.append(row)
-    if batch or fails:
+    if batch or fails or done:
         yield batch, fails, done
 
 
@@ -362,6 +436,9 @@ def _run(
                     outs = encoder.encode([u.wave for u in batch], cfg.pools)
                     for u, out in zip(batch, outs, strict=True):
                         partial.setdefault(u.row, []).append((u.start, out))
+                failed_rows = {r for r, _ in fails}
+                for r in failed_rows:  # windows of a file that failed midway are dropped
+                    partial.pop(r, None)
                 finished = [r for r in done_rows if r in partial]
                 items = _complete(partial, finished, ids, hashes, durations, cfg)
                 stop = cfg.on_error == "stop" and bool(fails)
