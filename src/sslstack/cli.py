@@ -29,7 +29,7 @@ from .cache import export_embeddings, list_stores
 from .extract import extract as extract_fn
 from .workspace import Workspace
 
-app = typer.Typer(
+_app = typer.Typer(
     name="sslstack",
     help="Audio classification without fine-tuning: extract, fit-head, stack, predict.",
     no_args_is_help=True,
@@ -37,7 +37,7 @@ app = typer.Typer(
     add_completion=False,
 )
 cache_app = typer.Typer(help="Inspect and export embedding stores.", no_args_is_help=True)
-app.add_typer(cache_app, name="cache")
+_app.add_typer(cache_app, name="cache")
 
 
 def _version(value: bool) -> None:
@@ -46,7 +46,7 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+@_app.callback()
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
     version: Annotated[
@@ -57,7 +57,7 @@ def _root(
         os.environ["SSLSTACK_DEBUG"] = "1"
 
 
-@app.command()
+@_app.command()
 @friendly
 def extract(
     model: ModelOpt,
@@ -142,22 +142,40 @@ def cache_export(
         emit_json(res)
 
 
-def _register_stages() -> None:
-    for mod in ("classify", "ensemble"):
-        try:
-            module = __import__(f"sslstack.{mod}.commands", fromlist=["register"])
-        except ModuleNotFoundError as e:
-            if e.name != f"sslstack.{mod}.commands":
-                raise
-            continue
-        module.register(app)
+_FAST_COMMANDS = ("extract", "cache")
+_registered = False
 
 
-_register_stages()
+def register_stages() -> typer.Typer:
+    """Add the heads and ensemble commands (they import scikit-learn, Optuna, … so the
+    extraction commands skip them: a fully cached ``extract`` rerun returns in about a second)."""
+    global _registered
+    if not _registered:
+        for mod in ("classify", "ensemble"):
+            try:
+                module = __import__(f"sslstack.{mod}.commands", fromlist=["register"])
+            except ModuleNotFoundError as e:
+                if e.name != f"sslstack.{mod}.commands":
+                    raise
+                continue
+            module.register(_app)
+        _registered = True
+    return _app
+
+
+def __getattr__(name: str) -> typer.Typer:
+    if name == "app":  # the complete app, for tests and embedding (typer.testing.CliRunner)
+        return register_stages()
+    raise AttributeError(name)
 
 
 def main() -> None:
-    app()
+    import sys
+
+    args = [a for a in sys.argv[1:] if not a.startswith("-")]
+    if not args or args[0] not in _FAST_COMMANDS or "--help" in sys.argv:
+        register_stages()
+    _app()
 
 
 if __name__ == "__main__":
