@@ -1,0 +1,322 @@
+"""CLI commands of the classify stage: ``fit-head``, ``probe`` and ``runs ls``.
+
+Each maps flags to one library call, prints a table, and with ``--json`` prints one JSON object
+as the last line. ``runs_app`` is the ``runs`` sub-command group (the ensemble stage adds
+``runs import`` to it).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from rich import box
+from rich.table import Table
+
+from .._cli_common import (
+    DataOpt,
+    JsonOpt,
+    ModelOpt,
+    WorkspaceOpt,
+    console,
+    emit_json,
+    friendly,
+    out_console,
+)
+
+runs_app = typer.Typer(
+    help="List and import runs (fitted heads, stacks, imported predictions).", no_args_is_help=True
+)
+
+LayerOpt = Annotated[str | None, typer.Option(help="Layers to search, e.g. 12, 6-12 or 4,8,12.")]
+PoolOpt = Annotated[str | None, typer.Option(help="Poolings to search, e.g. mean or mean,std.")]
+TaskOpt = Annotated[
+    str | None, typer.Option(help="binary, multiclass or multilabel [default: from labels].")
+]
+PositiveOpt = Annotated[
+    str | None, typer.Option(help="Positive class of a binary task, e.g. fake.")
+]
+GroupOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--group-col", help="Manifest column whose groups stay in one fold (e.g. speaker)."
+    ),
+]
+FoldsOpt = Annotated[
+    int | None,
+    typer.Option("--folds", help="Number of folds when the dataset has none yet [default: 5]."),
+]
+SeedOpt = Annotated[int, typer.Option(help="Seed of new folds, sampler and models.")]
+MetricOpt = Annotated[
+    str | None,
+    typer.Option(help="Metric to optimize [default: roc_auc, accuracy or lwlrap by task]."),
+]
+StoreOpt = Annotated[
+    str | None, typer.Option("--store", help="Store name when several stores of the model exist.")
+]
+
+
+def _fmt(v: Any, digits: int = 4) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+def fit_head_cmd(
+    head: Annotated[str, typer.Argument(help="logreg, xgb or catboost.")],
+    model: ModelOpt,
+    data: DataOpt = None,
+    layer: LayerOpt = None,
+    pool: PoolOpt = None,
+    trials: Annotated[
+        int, typer.Option(help="Finished trials the study should hold (0: default parameters).")
+    ] = 30,
+    metric: MetricOpt = None,
+    timeout: Annotated[float | None, typer.Option(help="Stop tuning after S seconds.")] = None,
+    task: TaskOpt = None,
+    positive: PositiveOpt = None,
+    group_col: GroupOpt = None,
+    folds: FoldsOpt = None,
+    seed: SeedOpt = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda (xgb, catboost).")] = "auto",
+    storage: Annotated[
+        str | None, typer.Option(help="Optuna storage URL, e.g. postgresql://user@host/db.")
+    ] = None,
+    pca: Annotated[str, typer.Option(help="auto, off, tune, or a fixed width like 64.")] = "auto",
+    study: Annotated[
+        str | None, typer.Option(help="Study name [default: derived from the setup].")
+    ] = None,
+    store: StoreOpt = None,
+    max_rounds: Annotated[
+        int | None, typer.Option(help="Cap on boosting rounds [default: 1000, early-stopped].")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads of xgb/catboost [default: all cores].")
+    ] = None,
+    workspace: WorkspaceOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Tune a head (Optuna) under the dataset's shared folds and save it as a run."""
+    from .fit import fit_head
+
+    def progress(st: Any, trial: Any) -> None:
+        state = trial.state.name.lower()
+        if state == "complete":
+            value = _fmt(trial.value)
+        elif state == "pruned":
+            steps = len(trial.intermediate_values)
+            value = f"pruned after {steps} fold(s) at {_fmt(trial.value)}"
+        else:
+            value = state
+        done = any(t.state.name == "COMPLETE" for t in st.get_trials(deepcopy=False))
+        best = _fmt(st.best_value) if done else "-"
+        console.print(f"trial {trial.number}: {value} (best {best})", highlight=False)
+
+    res = fit_head(
+        head,
+        model,
+        data=data,
+        workspace=workspace,
+        layer=layer,
+        pool=pool,
+        trials=trials,
+        metric=metric,
+        timeout=timeout,
+        task=task,
+        positive=positive,
+        group_col=group_col,
+        folds=folds,
+        seed=seed,
+        device=device,
+        storage=storage,
+        pca=pca,
+        study=study,
+        store=store,
+        max_rounds=max_rounds,
+        threads=threads,
+        progress=progress,
+    )
+    for note in res.warnings:
+        console.print(f"[yellow]warning:[/] {note}")
+    table = Table(title=f"run {res.run}: {res.head} on {res.encoder}")
+    table.add_column("metric")
+    table.add_column("out-of-fold", justify="right")
+    for name, value in res.scores.items():
+        mark = " *" if name == res.metric else ""
+        table.add_row(name + mark, _fmt(value))
+    out_console.print(table)
+    fs = [v for v in res.fold_scores if v is not None and math.isfinite(v)]
+    console.print(
+        f"{res.metric} per fold: {', '.join(_fmt(v) for v in res.fold_scores)} "
+        f"(mean {_fmt(float(np.mean(fs)) if fs else None)}); trials {res.trials}; "
+        f"best {res.best_params}; {res.time_s:.1f} s; oof: {res.oof_path}"
+    )
+    if json:
+        emit_json(res.to_dict())
+
+
+def probe_cmd(
+    model: ModelOpt,
+    data: DataOpt = None,
+    layer: LayerOpt = None,
+    pool: PoolOpt = None,
+    metric: MetricOpt = None,
+    task: TaskOpt = None,
+    positive: PositiveOpt = None,
+    group_col: GroupOpt = None,
+    folds: FoldsOpt = None,
+    seed: SeedOpt = 0,
+    c: Annotated[float, typer.Option("--C", help="Inverse regularization of the probe.")] = 1.0,
+    store: StoreOpt = None,
+    png: Annotated[str | None, typer.Option(help="Where to save the plot.")] = None,
+    workspace: WorkspaceOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Score a scaled logistic probe on every layer x pooling (table + PNG plot)."""
+    from .probe import probe
+
+    res = probe(
+        model,
+        data=data,
+        workspace=workspace,
+        layer=layer,
+        pool=pool,
+        metric=metric,
+        task=task,
+        positive=positive,
+        group_col=group_col,
+        folds=folds,
+        seed=seed,
+        C=c,
+        store=store,
+        png=png,
+    )
+    best = res.best()
+    table = Table(title=f"probe of {res.store}: out-of-fold {res.metric}")
+    table.add_column("layer")
+    for p in res.table.columns:
+        table.add_column(str(p), justify="right")
+    for la, row in res.table.iterrows():
+        cells = []
+        for p, v in row.items():
+            cell = _fmt(float(v))
+            cells.append(f"[bold]{cell}[/]" if (str(la), str(p)) == best[:2] else cell)
+        table.add_row(str(la), *cells)
+    out_console.print(table)
+    console.print(
+        f"best: layer {best[0]}, {best[1]} ({_fmt(best[2])}); plot: {res.png}; {res.time_s:.1f} s"
+    )
+    if json:
+        emit_json(res.to_dict())
+
+
+def leaderboard(workspace: Any = None, dataset: str | None = None) -> list[dict[str, Any]]:
+    """Rows of ``runs ls``: encoder, layer, pooling, head, metric mean ± std, trials, time."""
+    from ..runs import list_runs
+    from ..workspace import Workspace
+    from .metrics import METRICS
+
+    rows = []
+    for run in list_runs(Workspace.at(workspace), dataset=dataset):
+        m = run.meta
+        fs = [v for v in m.get("fold_scores") or [] if v is not None]
+        feats = m.get("features") or []
+        fc = m.get("feature_choice") or {}
+        rows.append(
+            {
+                "run": run.id,
+                "number": run.number,
+                "kind": m.get("kind"),
+                "dataset": m.get("dataset"),
+                "encoder": m.get("encoder"),
+                "head": m.get("head") or m.get("method"),
+                "layer": fc.get("layer")
+                or ",".join(dict.fromkeys(str(f.get("layer")) for f in feats))
+                or None,
+                "pool": fc.get("pool")
+                or ",".join(dict.fromkeys(str(f.get("pool")) for f in feats))
+                or None,
+                "metric": m.get("metric"),
+                "score": m.get("score"),
+                "fold_mean": float(np.mean(fs)) if fs else None,
+                "fold_std": float(np.std(fs)) if len(fs) > 1 else None,
+                "trials": m.get("trials"),
+                "time_s": m.get("time_s"),
+            }
+        )
+
+    def key(r: dict[str, Any]) -> tuple[Any, ...]:
+        met = METRICS.get(str(r["metric"]))
+        s = r["score"] if r["score"] is not None else float("nan")
+        sign = -1 if met is None or met.greater_is_better else 1
+        return (str(r["dataset"]), str(r["metric"]), sign * s if math.isfinite(s) else math.inf)
+
+    return sorted(rows, key=key)
+
+
+def runs_ls_cmd(
+    dataset: Annotated[str | None, typer.Option(help="Only runs of this dataset.")] = None,
+    workspace: WorkspaceOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Leaderboard of the workspace's runs, best first per dataset and metric."""
+    rows = leaderboard(workspace, dataset)
+    table = Table(title="runs (best first per dataset and metric)", box=box.SIMPLE_HEAD)
+    for col in (
+        "run",
+        "encoder",
+        "layer",
+        "pool",
+        "head",
+        "metric",
+        "mean ± std",
+        "trials",
+        "time",
+    ):
+        right = col in ("mean ± std", "trials", "time")
+        table.add_column(
+            col,
+            justify="right" if right else "left",
+            no_wrap=True,
+            min_width=8 if col == "encoder" else None,
+        )
+    for r in rows:
+        spread = (
+            "-"
+            if r["fold_mean"] is None
+            else (
+                f"{r['fold_mean']:.4f} ± {r['fold_std']:.4f}"
+                if r["fold_std"] is not None
+                else f"{r['fold_mean']:.4f}"
+            )
+        )
+        if r["fold_mean"] is None and r["score"] is not None:
+            spread = _fmt(r["score"])
+        enc = str(r["encoder"] or "-")
+        head = str(r["head"] or "-") if r["kind"] == "head" else f"{r['kind']}:{r['head'] or '-'}"
+        table.add_row(
+            r["run"],
+            enc if len(enc) < 32 else "…" + enc[-30:],
+            str(r["layer"] or "-"),
+            str(r["pool"] or "-"),
+            head,
+            str(r["metric"] or "-"),
+            spread,
+            str(r["trials"] if r["trials"] is not None else "-"),
+            "-" if r["time_s"] is None else f"{r['time_s']:.0f}s",
+        )
+    out_console.print(table)
+    if json:
+        emit_json({"runs": rows})
+
+
+runs_app.command("ls")(friendly(runs_ls_cmd))
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``fit-head``, ``probe`` and the ``runs`` group (with ``runs ls``) to ``app``."""
+    app.command("fit-head")(friendly(fit_head_cmd))
+    app.command("probe")(friendly(probe_cmd))
+    app.add_typer(runs_app, name="runs")

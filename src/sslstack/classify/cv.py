@@ -1,0 +1,200 @@
+"""Cross-validation of one configuration over the shared folds.
+
+For each fold: carve an early-stopping set out of the training part (heads that stop early),
+fit the preprocessing (standardization, PCA) on what remains, fit the head, predict the
+validation part. The validation part is used for nothing but its predictions, so the fold
+scores are honest.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from ..errors import DataError
+from .heads import FitContext, Head
+from .labels import LabelEncoding
+from .metrics import Metric
+from .preprocess import Preprocessor
+
+ES_FRACTION = 0.15
+
+
+@dataclass
+class FoldModel:
+    """A fitted fold: preprocessing (with the column map in ``prep.extra``) and the model."""
+
+    prep: Preprocessor
+    model: Any
+
+
+@dataclass
+class CVOutcome:
+    fold_scores: list[float]
+    oof: np.ndarray
+    models: list[FoldModel] = field(default_factory=list)
+
+    @property
+    def mean(self) -> float:
+        vals = [s for s in self.fold_scores if math.isfinite(s)]
+        return float(np.mean(vals)) if vals else float("nan")
+
+
+def _es_split(y: np.ndarray, groups: np.ndarray | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.model_selection import GroupShuffleSplit, ShuffleSplit, StratifiedShuffleSplit
+
+    n = len(y)
+    dummy = np.zeros(n)
+    if groups is not None and len(np.unique(groups)) >= 4:
+        gss = GroupShuffleSplit(n_splits=1, test_size=ES_FRACTION, random_state=seed)
+        return next(gss.split(dummy, y, groups))
+    if y.ndim == 1:
+        try:
+            sss = StratifiedShuffleSplit(n_splits=1, test_size=ES_FRACTION, random_state=seed)
+            return next(sss.split(dummy, y))
+        except ValueError:
+            pass
+    return next(ShuffleSplit(n_splits=1, test_size=ES_FRACTION, random_state=seed).split(dummy))
+
+
+def _target(enc: LabelEncoding, y: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Remap labels to what the training part holds; return the map needed to expand back."""
+    if enc.task == "multilabel":
+        cols = np.flatnonzero(y.min(axis=0) != y.max(axis=0))
+        const = y.mean(axis=0).astype(np.float64)
+        return y[:, cols], {"columns": cols, "constant": const}
+    present = np.unique(y)
+    return np.searchsorted(present, y), {"columns": present}
+
+
+def expand(proba: np.ndarray, extra: dict[str, np.ndarray], enc: LabelEncoding) -> np.ndarray:
+    """Probabilities over the fitted columns -> probabilities over every label."""
+    cols = extra["columns"]
+    if enc.task == "multilabel":
+        full = np.tile(extra["constant"], (len(proba), 1))
+    else:
+        full = np.zeros((len(proba), enc.n_classes))
+    full[:, cols] = proba
+    return full
+
+
+def fit_fold(
+    head: Head,
+    x: np.ndarray,
+    y: np.ndarray,
+    enc: LabelEncoding,
+    params: dict[str, Any],
+    ctx: FitContext,
+    *,
+    pca: int = 0,
+    groups: np.ndarray | None = None,
+) -> FoldModel:
+    """Fit preprocessing and head on one training part (early stopping inside it)."""
+    es_idx = None
+    fit_idx = np.arange(len(y))
+    if head.needs_es:
+        fit_idx, es_idx = _es_split(y, groups, ctx.seed)
+    y_fit, extra = _target(enc, y[fit_idx])
+    if enc.task != "multilabel" and len(extra["columns"]) < 2:
+        raise DataError(
+            f"a fold's training part holds only the class {enc.labels[extra['columns'][0]]}; "
+            "use more items per class, fewer folds, or other groups"
+        )
+    standardize = bool(params.get("standardize", False)) and head.standardizes
+    prep = Preprocessor(standardize=standardize, pca=pca)
+    xf = prep.fit_transform(x[fit_idx], seed=ctx.seed)
+    es = None
+    if es_idx is not None:
+        y_es = y[es_idx]
+        if enc.task == "multilabel":
+            es = (prep.transform(x[es_idx]), y_es[:, extra["columns"]])
+        else:
+            keep = np.isin(y_es, extra["columns"])
+            if keep.any():
+                es = (
+                    prep.transform(x[es_idx][keep]),
+                    np.searchsorted(extra["columns"], y_es[keep]),
+                )
+    n_out = y_fit.shape[1] if enc.task == "multilabel" else len(extra["columns"])
+    fctx = FitContext(enc.task, n_out, ctx.seed, ctx.device, ctx.threads, ctx.max_rounds)
+    model = head.fit(xf, y_fit, params, fctx, es)
+    prep.extra = {k: np.asarray(v) for k, v in extra.items()}
+    prep.extra["n_out"] = np.array(n_out)
+    return FoldModel(prep, model)
+
+
+def predict_fold(head: Head, fm: FoldModel, x: np.ndarray, enc: LabelEncoding) -> np.ndarray:
+    """Probabilities over every label from one fitted fold."""
+    n_out = int(fm.prep.extra["n_out"])
+    ctx = FitContext(enc.task, n_out)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        proba = head.predict(fm.model, fm.prep.transform(x), ctx)
+    return expand(proba, fm.prep.extra, enc)
+
+
+def cross_validate(
+    head: Head,
+    x: np.ndarray,
+    y: np.ndarray,
+    enc: LabelEncoding,
+    splits: list[tuple[np.ndarray, np.ndarray]],
+    metric: Metric,
+    params: dict[str, Any],
+    ctx: FitContext,
+    *,
+    pca: int = 0,
+    groups: np.ndarray | None = None,
+    report: Callable[[int, float], None] | None = None,
+    keep_models: bool = False,
+) -> CVOutcome:
+    """Fit and score every fold; ``report(fold, running_mean)`` after each (pruning hook)."""
+    oof = np.zeros((len(y), enc.n_classes), dtype=np.float64)
+    scores: list[float] = []
+    models: list[FoldModel] = []
+    for k, (tr, va) in enumerate(splits):
+        g = groups[tr] if groups is not None else None
+        with threadpool_limits(limits=ctx.threads):
+            fm = fit_fold(head, x[tr], y[tr], enc, params, ctx, pca=pca, groups=g)
+            oof[va] = predict_fold(head, fm, x[va], enc)
+        try:
+            scores.append(metric(y[va], oof[va], enc.task, enc.positive_index))
+        except ValueError:
+            scores.append(float("nan"))
+        if keep_models:
+            models.append(fm)
+        if report is not None:
+            done = [s for s in scores if math.isfinite(s)]
+            if done:
+                report(k, float(np.mean(done)))
+    return CVOutcome(scores, oof, models)
+
+
+def save_models(head: Head, models: list[FoldModel], folder: Path) -> list[str]:
+    """Write every fold's model and preprocessing into ``folder``; return the file names."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for k, fm in enumerate(models):
+        files.append(head.save(fm.model, folder, f"fold{k}"))
+        fm.prep.save(folder / f"fold{k}.prep.npz")
+        files.append(f"fold{k}.prep.npz")
+    return files
+
+
+def load_models(head: Head, folder: Path, files: list[str]) -> list[FoldModel]:
+    models = []
+    for name in files:
+        if name.endswith(".prep.npz"):
+            continue
+        stem = name.split(".")[0]
+        models.append(
+            FoldModel(Preprocessor.load(folder / f"{stem}.prep.npz"), head.load(folder, name))
+        )
+    return models

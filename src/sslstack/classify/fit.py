@@ -1,0 +1,488 @@
+"""``fit_head``: tune a head with Optuna over the shared folds, refit the best, save a run.
+
+Also ``predict_head``: apply a saved head run to items of any dataset already extracted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..cache import Store, find_store
+from ..datasets import resolve_dataset
+from ..errors import ConfigError, DataError, RunError
+from ..manifest import Manifest
+from ..runs import Run, load_run, new_run_id, save_run
+from ..workspace import Workspace
+from .cv import FoldModel, cross_validate, load_models, predict_fold, save_models
+from .features import FeatureChoice, FeatureReader, default_choice, layer_choices, pool_choices
+from .folds import Folds, get_folds
+from .heads import DEFAULT_MAX_ROUNDS, FitContext, Head, get_head
+from .labels import LabelEncoding, check_label_counts, infer_encoding
+from .metrics import DEFAULT_METRIC, get_metric, score_all
+from .tuning import finished_trials, open_study, optimize, report_fold, storage_label
+
+PCA_WIDTHS = (32, 64, 128, 256)
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class FitResult:
+    """What ``fit_head`` returns: the run, the study and the out-of-fold predictions."""
+
+    run: str
+    run_dir: Path
+    metric: str
+    score: float
+    scores: dict[str, float]
+    fold_scores: list[float]
+    best_params: dict[str, Any]
+    study: str | None
+    trials: int
+    oof: pd.DataFrame
+    oof_path: Path
+    time_s: float
+    head: str = ""
+    encoder: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``--json`` object: ``run``, ``metric``, ``score``, ``scores``, ``oof`` and more."""
+        return {
+            "run": self.run,
+            "metric": self.metric,
+            "score": _num(self.score),
+            "scores": {k: _num(v) for k, v in self.scores.items()},
+            "oof": str(self.oof_path),
+            "fold_scores": [_num(v) for v in self.fold_scores],
+            "params": self.best_params,
+            "study": self.study,
+            "trials": self.trials,
+            "time_s": round(self.time_s, 2),
+            "head": self.head,
+            "encoder": self.encoder,
+            "warnings": self.warnings,
+        }
+
+
+def _num(v: float) -> float | None:
+    return float(v) if v is not None and math.isfinite(v) else None
+
+
+@dataclass
+class _Problem:
+    """Everything a trial needs, prepared once."""
+
+    ws: Workspace
+    dataset: str
+    store: Store
+    enc: LabelEncoding
+    ids: list[str]
+    y: np.ndarray
+    folds: Folds
+    splits: list[tuple[np.ndarray, np.ndarray]]
+    groups: np.ndarray | None
+    reader: FeatureReader
+    warnings: list[str]
+
+
+def resolve_device(device: str, head: str) -> str:
+    """``auto`` -> ``cuda`` when torch sees a GPU and the head can use it, else ``cpu``."""
+    if device not in DEVICES:
+        raise ConfigError(f"--device {device!r}: choose from {', '.join(DEVICES)}")
+    if head == "logreg":
+        return "cpu"
+    if device == "auto":
+        try:
+            import torch
+
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        except ImportError:
+            return "cpu"
+    return device
+
+
+def _prepare(
+    ws: Workspace,
+    model: str,
+    data: Any,
+    task: str | None,
+    positive: str | None,
+    group_col: str | None,
+    folds: int | None,
+    seed: int,
+    store: str | None,
+) -> _Problem:
+    dataset, manifest = resolve_dataset(ws, data)
+    if not manifest.has_labels:
+        raise DataError(
+            f"dataset {dataset} ({manifest.source}) has no labels; heads need a 'label' column"
+        )
+    notes: list[str] = []
+    frame = manifest.frame
+    lists = manifest.label_lists()
+    labeled = np.array([bool(labs) for labs in lists])
+    if not labeled.all():
+        notes.append(f"{int((~labeled).sum())} item(s) without a label are left out")
+    enc = infer_encoding(
+        [labs for labs, ok in zip(lists, labeled, strict=True) if ok], task, positive
+    )
+    st = find_store(model, ws, store=store)
+    ids = frame["id"][labeled].tolist()
+    have = st.index
+    failed = st.failures
+    gone = [i for i in ids if i not in have and i in failed]
+    missing = [i for i in ids if i not in have and i not in failed]
+    if missing:
+        raise DataError(
+            f"{len(missing)} of {len(ids)} labeled item(s) of {dataset} have no embeddings in "
+            f"store {st.path.name} (first: {', '.join(missing[:5])}); run 'sslstack extract "
+            f"--data {manifest.source} --model {model}' first"
+        )
+    if gone:
+        notes.append(f"{len(gone)} item(s) whose extraction failed are left out (first: {gone[0]})")
+    sub = Manifest(
+        frame=frame[labeled].reset_index(drop=True), source=manifest.source, name=manifest.name
+    )
+    y_all = enc.encode([labs for labs, ok in zip(lists, labeled, strict=True) if ok])
+    check_label_counts(enc, y_all)
+    # the seed makes new folds; saved folds are reused whatever the seed of this fit
+    fresh = not (ws.dataset_dir(dataset) / "folds.json").exists()
+    fo = get_folds(
+        ws, dataset, sub, k=folds, seed=seed if fresh else None, group_col=group_col, y=y_all
+    )
+    if gone:
+        keep = np.array([i not in failed for i in ids])
+        ids, y_all = [i for i, k in zip(ids, keep, strict=True) if k], y_all[keep]
+    check_label_counts(enc, y_all)
+    splits = fo.splits(ids)
+    notes += _check_splits(enc, y_all, splits)
+    gcol = fo.group_col
+    groups = None
+    if gcol is not None:
+        gmap = dict(zip(frame["id"], frame[gcol].astype(str), strict=True))
+        groups = np.array([gmap[i] for i in ids])
+    return _Problem(
+        ws, dataset, st, enc, ids, y_all, fo, splits, groups, FeatureReader(st, ids), notes
+    )
+
+
+def _check_splits(
+    enc: LabelEncoding, y: np.ndarray, splits: list[tuple[np.ndarray, np.ndarray]]
+) -> list[str]:
+    """Count labels that a fold validates on but never trains on (warnings)."""
+    notes = []
+    for k, (tr, va) in enumerate(splits):
+        if enc.task == "multilabel":
+            absent = np.flatnonzero((y[va].sum(axis=0) > 0) & (y[tr].sum(axis=0) == 0))
+            n_items = int(y[va][:, absent].any(axis=1).sum()) if len(absent) else 0
+        else:
+            absent = np.setdiff1d(np.unique(y[va]), np.unique(y[tr]))
+            n_items = int(np.isin(y[va], absent).sum())
+        if len(absent):
+            names = ", ".join(enc.labels[i] for i in absent[:5])
+            notes.append(
+                f"fold {k}: {len(absent)} label(s) ({names}) occur in validation ({n_items} items) "
+                "but not in training; they get probability 0 there"
+            )
+    return notes
+
+
+def _pca_choices(pca: str | int, head: Head, dim: int) -> list[int]:
+    if isinstance(pca, int) or (isinstance(pca, str) and pca.isdigit()):
+        width = int(pca)
+        return [width if width < dim else 0]
+    if pca == "off":
+        return [0]
+    if pca == "auto":
+        if head.name == "logreg" or dim <= 128:
+            return [0]
+        return [0] + [w for w in PCA_WIDTHS[:3] if w < dim]
+    if pca == "tune":
+        return [0] + [w for w in PCA_WIDTHS if w < dim]
+    raise ConfigError(f"--pca {pca!r}: use auto, off, tune or a width such as 64")
+
+
+def _study_name(prob: _Problem, head: str, metric: str, space: dict[str, Any]) -> str:
+    blob = json.dumps(
+        {**space, "folds": prob.folds.digest, "enc": prob.enc.to_dict()}, sort_keys=True
+    )
+    h = hashlib.sha1(blob.encode()).hexdigest()[:8]
+    return f"{head}-{prob.store.path.name}-{prob.dataset}-{metric}-{h}"
+
+
+def fit_head(
+    head: str,
+    model: str,
+    *,
+    data: Any = None,
+    workspace: Any = None,
+    layer: Sequence[int] | str | int | None = None,
+    pool: Sequence[str] | str | None = None,
+    trials: int = 30,
+    metric: str | None = None,
+    timeout: float | None = None,
+    task: str | None = None,
+    positive: str | None = None,
+    group_col: str | None = None,
+    folds: int | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    storage: str | None = None,
+    pca: str | int = "auto",
+    study: str | None = None,
+    store: str | None = None,
+    max_rounds: int | None = None,
+    threads: int | None = None,
+    progress: Any = None,
+) -> FitResult:
+    """Tune ``head`` on the embeddings of ``model`` under the dataset's shared folds; save a run.
+
+    Args:
+        head: ``logreg``, ``xgb`` or ``catboost``.
+        model: encoder whose store to read (hub id, local folder, ``logmel``).
+        data: manifest CSV, folder or dataset name (default: the workspace's labeled dataset).
+        layer: restrict the layer search (e.g. ``"6-12"`` or ``[6, 7, 8]``); one layer fixes it.
+        pool: restrict the pooling search (e.g. ``"mean,std"``); one pooling fixes it.
+        trials: finished trials the study should hold (0: fit the default parameters).
+        metric: the metric to optimize (default: roc_auc / accuracy / lwlrap by task).
+        timeout: stop tuning after this many seconds (the refit of the best still runs).
+        task, positive: override the task read from the labels; the binary positive class.
+        group_col: manifest column whose groups never straddle folds (first fold creation only).
+        folds: number of folds when the dataset has none yet (default 5).
+        seed: seed of folds (when new), sampler and models.
+        device: ``auto``, ``cpu`` or ``cuda`` (XGBoost and CatBoost).
+        storage: Optuna storage URL (PostgreSQL) instead of the workspace's journal file.
+        pca: ``auto`` (tuned widths for boosted heads on wide features), ``off``, ``tune`` or
+            a fixed width.
+        study: study name (default: derived from head, store, dataset, metric and space).
+        max_rounds: cap on boosting rounds (default 1000, with early stopping).
+        threads: CPU threads (BLAS, XGBoost, CatBoost); default: all cores, one on small
+            data (under 2 million feature values) where threads cost more than they save.
+
+    Returns:
+        FitResult with the run id, the scores and the out-of-fold predictions.
+    """
+    t0 = time.time()
+    hd = get_head(head)
+    ws = Workspace.at(workspace)
+    if trials < 0:
+        raise ConfigError(f"--trials {trials}: use 0 (defaults) or more")
+    prob = _prepare(ws, model, data, task, positive, group_col, folds, seed, store)
+    met = get_metric(metric or DEFAULT_METRIC[prob.enc.task], prob.enc.task)
+    layers = layer_choices(prob.store, _int_list(layer))
+    pools = pool_choices(prob.store, _str_list(pool))
+    first = prob.reader.matrix(FeatureChoice(layers[0], pools[0].split("+")[0]))
+    pcas = _pca_choices(pca, hd, first.shape[1])
+    n_threads = threads or _threads(len(prob.ids) * first.shape[1])
+    ctx = FitContext(
+        prob.enc.task,
+        prob.enc.n_classes,
+        seed,
+        resolve_device(device, head),
+        n_threads,
+        max_rounds or DEFAULT_MAX_ROUNDS,
+    )
+
+    def run_cv(choice: FeatureChoice, params: dict[str, Any], width: int, **kw: Any) -> Any:
+        x = prob.reader.matrix(choice)
+        return cross_validate(
+            hd,
+            x,
+            prob.y,
+            prob.enc,
+            prob.splits,
+            met,
+            params,
+            ctx,
+            pca=width,
+            groups=prob.groups,
+            **kw,
+        )
+
+    study_name, n_trials = None, 0
+    if trials == 0:
+        choice = default_choice(layers, pools)
+        best = {**hd.defaults(), "layer": choice.layer, "pool": choice.pool, "pca": pcas[0]}
+    else:
+        space: dict[str, Any] = {"layers": layers, "pools": pools, "pca": pcas}
+        if hd.needs_es:
+            space["max_rounds"] = ctx.max_rounds
+        study_name = study or _study_name(prob, head, met.name, space)
+        st = open_study(
+            ws,
+            study_name,
+            met.direction,
+            storage=storage,
+            seed=seed,
+            n_startup=min(5, max(2, trials // 5)),
+        )
+
+        def objective(trial: Any) -> float:
+            la = _suggest(trial, "layer", layers)
+            po = _suggest(trial, "pool", pools)
+            width = _suggest(trial, "pca", pcas)
+            params = hd.space(trial)
+            out = run_cv(
+                FeatureChoice(la, po), params, width, report=lambda k, m: report_fold(trial, k, m)
+            )
+            return out.mean
+
+        optimize(st, objective, trials, timeout, progress)
+        n_trials = finished_trials(st)
+        try:
+            best = {"layer": layers[0], "pool": pools[0], "pca": pcas[0], **st.best_trial.params}
+        except ValueError:
+            raise RunError(
+                f"study {study_name} has no complete trial yet; run more --trials"
+            ) from None
+    choice = FeatureChoice(str(best["layer"]), str(best["pool"]))
+    params = {k: v for k, v in best.items() if k not in ("layer", "pool", "pca")}
+    final = run_cv(choice, params, int(best["pca"]), keep_models=True)
+    return _save(prob, hd, met.name, choice, best, final, study_name, storage, n_trials, t0, ctx)
+
+
+def _threads(cells: int) -> int:
+    # below a few million values, thread start-up and BLAS/OpenMP spinning cost more than
+    # they save (50x slower logistic fits measured on a busy 2-core machine)
+    return 1 if cells < 2_000_000 else (os.cpu_count() or 1)
+
+
+def _suggest(trial: Any, name: str, choices: list[Any]) -> Any:
+    return trial.suggest_categorical(name, choices) if len(choices) > 1 else choices[0]
+
+
+def _int_list(layer: Sequence[int] | str | int | None) -> list[int] | None:
+    if layer is None:
+        return None
+    if isinstance(layer, int):
+        return [layer]
+    if isinstance(layer, str):
+        from .._cli_common import parse_int_list
+
+        return parse_int_list(layer, "--layer")
+    return [int(v) for v in layer]
+
+
+def _str_list(pool: Sequence[str] | str | None) -> list[str] | None:
+    if pool is None:
+        return None
+    if isinstance(pool, str):
+        return [p.strip() for p in pool.split(",") if p.strip()]
+    return list(pool)
+
+
+def _save(
+    prob: _Problem,
+    hd: Head,
+    metric: str,
+    choice: FeatureChoice,
+    best: dict[str, Any],
+    final: Any,
+    study_name: str | None,
+    storage: str | None,
+    n_trials: int,
+    t0: float,
+    ctx: FitContext,
+) -> FitResult:
+    enc = prob.enc
+    encoder = prob.store.key.model
+    run_id, number = new_run_id(prob.ws, "head", f"{hd.name}-{encoder.rstrip('/').split('/')[-1]}")
+    oof = pd.DataFrame({"id": prob.ids, "fold": prob.folds.fold_of(prob.ids)})
+    for j, lab in enumerate(enc.labels):
+        oof[lab] = final.oof[:, j]
+    scores = score_all(prob.y, final.oof, enc.task, enc.positive_index)
+    score = scores.get(metric)
+    if score is None:
+        score = get_metric(metric, enc.task)(prob.y, final.oof, enc.task, enc.positive_index)
+    meta = {
+        "id": run_id,
+        "number": number,
+        "kind": "head",
+        "dataset": prob.dataset,
+        "folds_digest": prob.folds.digest,
+        **enc.to_dict(),
+        "head": hd.name,
+        "encoder": encoder,
+        "features": choice.describe(prob.store),
+        "feature_choice": {
+            "store": prob.store.path.name,
+            "layer": choice.layer,
+            "pool": choice.pool,
+        },
+        "params": best,
+        "metric": metric,
+        "score": _num(score),
+        "scores": {k: _num(v) for k, v in scores.items()},
+        "fold_scores": [_num(v) for v in final.fold_scores],
+        "trials": n_trials,
+        "study": study_name,
+        "storage": storage_label(prob.ws, study_name, storage) if study_name else None,
+        "time_s": round(time.time() - t0, 3),
+        "device": ctx.device,
+        "max_rounds": ctx.max_rounds,
+        "base_runs": [],
+        "calibration": None,
+        "warnings": prob.warnings,
+    }
+    files: list[str] = []
+
+    def fill(folder: Path) -> None:
+        files.extend(save_models(hd, final.models, folder / "models"))
+
+    meta["models"] = files  # filled in place before run.json is written
+    run = save_run(prob.ws, meta, oof, fill=fill)
+    return FitResult(
+        run=run.id,
+        run_dir=run.dir,
+        metric=metric,
+        score=float(score),
+        scores=scores,
+        fold_scores=final.fold_scores,
+        best_params=best,
+        study=study_name,
+        trials=n_trials,
+        oof=oof,
+        oof_path=run.oof_path,
+        time_s=meta["time_s"],
+        head=hd.name,
+        encoder=encoder,
+        warnings=prob.warnings,
+    )
+
+
+def predict_head(ws: Any, run: Run | str | int, ids: Sequence[str]) -> np.ndarray:
+    """Probabilities ``(n, n_labels)`` of a head run for ``ids``, averaged over its fold models.
+
+    The items must already be extracted with the run's encoder (same store).
+
+    Raises:
+        RunError: the run is not a head run or its models are missing.
+        StoreError: items without embeddings in the run's store.
+    """
+    w = Workspace.at(ws)
+    r = run if isinstance(run, Run) else load_run(w, run)
+    if r.meta.get("kind") != "head":
+        raise RunError(f"run {r.id} is a {r.meta.get('kind')} run, not a head run")
+    hd = get_head(r.meta["head"])
+    enc = LabelEncoding.from_dict(r.meta)
+    fc = r.meta["feature_choice"]
+    st = find_store(r.meta["encoder"], w, store=fc["store"])
+    x = FeatureReader(st, list(ids)).matrix(FeatureChoice(fc["layer"], fc["pool"]))
+    models: list[FoldModel] = load_models(hd, r.dir / "models", r.meta.get("models", []))
+    if not models:
+        raise RunError(f"run {r.id}: no fold models in {r.dir / 'models'}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return np.mean([predict_fold(hd, fm, x, enc) for fm in models], axis=0)

@@ -1,0 +1,314 @@
+"""One fold assignment per dataset, made once and shared by every encoder, head and stack.
+
+Saved as ``<ws>/datasets/<dataset>/folds.csv`` (id, fold) and ``folds.json`` (method, k, seed,
+group_col, digest, created). Methods, looked up by name in :data:`SPLITTERS`:
+
+- ``manifest``: the manifest's own ``fold`` column (values 0..k-1);
+- ``stratified``: StratifiedKFold over the labels;
+- ``stratified-group``: StratifiedGroupKFold, so a group (speaker, recording) stays in one fold;
+- ``multilabel-stratified``: iterative stratification (iterstrat); with a group column it
+  stratifies groups by the union of their labels.
+
+``None`` for ``k``, ``seed`` or ``group_col`` means "whatever the saved folds use" (defaults
+5, 0 and no groups when none are saved), so later commands need not repeat the flags. Asking for
+other settings than the saved ones is an error: delete the folds files to start over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ConfigError, DataError
+from ..manifest import Manifest
+from ..workspace import Workspace, atomic_write_json, atomic_write_text, read_json
+
+DEFAULT_K = 5
+DEFAULT_SEED = 0
+
+
+@dataclass(frozen=True)
+class Folds:
+    """The fold of each item: ``fold[i]`` is the fold of ``ids[i]``."""
+
+    ids: tuple[str, ...]
+    fold: np.ndarray
+    k: int
+    method: str
+    seed: int | None
+    group_col: str | None
+    digest: str
+
+    def fold_of(self, ids: Sequence[str]) -> np.ndarray:
+        """Folds of ``ids``.
+
+        Raises:
+            DataError: ids that the fold assignment does not hold (the first are named).
+        """
+        pos = {i: n for n, i in enumerate(self.ids)}
+        missing = [i for i in ids if i not in pos]
+        if missing:
+            raise DataError(
+                f"{len(missing)} id(s) have no fold (first: {', '.join(missing[:5])}); they are "
+                "not in the dataset the folds were made for"
+            )
+        return self.fold[[pos[i] for i in ids]]
+
+    def splits(self, ids: Sequence[str] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``(train_idx, val_idx)`` per fold, as positions into ``ids`` (default: ``self.ids``)."""
+        f = self.fold if ids is None else self.fold_of(ids)
+        return [(np.flatnonzero(f != k), np.flatnonzero(f == k)) for k in range(self.k)]
+
+    def settings(self) -> dict[str, Any]:
+        return {"method": self.method, "k": self.k, "seed": self.seed, "group_col": self.group_col}
+
+
+def fold_digest(ids: Sequence[str], fold: Sequence[int] | np.ndarray) -> str:
+    """sha1 over the sorted ``id:fold`` lines, 12 hex characters."""
+    lines = sorted(f"{i}:{int(f)}" for i, f in zip(ids, fold, strict=True))
+    return hashlib.sha1("\n".join(lines).encode("utf-8")).hexdigest()[:12]
+
+
+# ------------------------------------------------------------------ splitters
+Splitter = Callable[[np.ndarray, np.ndarray | None, int, int], np.ndarray]
+
+
+def _assign(n: int, splits: Any) -> np.ndarray:
+    fold = np.full(n, -1, dtype=np.int64)
+    for k, (_, val) in enumerate(splits):
+        fold[val] = k
+    return fold
+
+
+def _stratified(y: np.ndarray, groups: np.ndarray | None, k: int, seed: int) -> np.ndarray:
+    from sklearn.model_selection import StratifiedKFold
+
+    cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    return _assign(len(y), cv.split(np.zeros(len(y)), y))
+
+
+def _stratified_group(y: np.ndarray, groups: np.ndarray | None, k: int, seed: int) -> np.ndarray:
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    return _assign(len(y), cv.split(np.zeros(len(y)), y, groups))
+
+
+def _multilabel(y: np.ndarray, groups: np.ndarray | None, k: int, seed: int) -> np.ndarray:
+    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
+    cv = MultilabelStratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    if groups is None:
+        return _assign(len(y), cv.split(np.zeros(len(y)), y))
+    names, inverse = np.unique(groups, return_inverse=True)
+    gy = np.zeros((len(names), y.shape[1]), dtype=np.int8)
+    np.maximum.at(gy, inverse, y)
+    return _assign(len(names), cv.split(np.zeros(len(names)), gy))[inverse]
+
+
+SPLITTERS: dict[str, Splitter] = {
+    "stratified": _stratified,
+    "stratified-group": _stratified_group,
+    "multilabel-stratified": _multilabel,
+}
+
+
+def _method(manifest: Manifest, multilabel: bool, group_col: str | None) -> str:
+    if "fold" in manifest.frame:
+        return "manifest"
+    if multilabel:
+        return "multilabel-stratified"
+    return "stratified-group" if group_col else "stratified"
+
+
+# ------------------------------------------------------------------ the API
+def get_folds(
+    ws: Workspace,
+    dataset_name: str,
+    manifest: Manifest,
+    *,
+    k: int | None = None,
+    seed: int | None = None,
+    group_col: str | None = None,
+    create: bool = True,
+    y: np.ndarray | None = None,
+) -> Folds:
+    """The dataset's fold assignment: the saved one, or a new one made and saved now.
+
+    Only labeled items get folds. ``y`` (class indices or a 0/1 matrix aligned with the labeled
+    items) is used for stratification when given; otherwise it is read from the manifest.
+
+    Raises:
+        DataError: saved folds made with other settings, folds that cannot be made (too few
+            items or groups), or no saved folds when ``create`` is False.
+        ConfigError: ``group_col`` is not a manifest column, or ``k`` < 2.
+    """
+    folder = ws.dataset_dir(dataset_name)
+    labeled = (
+        manifest.frame[[bool(labs) for labs in manifest.label_lists()]]
+        if (manifest.has_labels)
+        else manifest.frame
+    )
+    ids = labeled["id"].tolist()
+    if (folder / "folds.json").exists():
+        saved = _load(folder)
+        _check_same(saved, k, seed, group_col, folder, dataset_name, ids)
+        return saved
+    if not create:
+        raise DataError(f"dataset {dataset_name} has no folds yet; run 'sslstack fit-head' first")
+    folds = _make(manifest, labeled, k, seed, group_col, y)
+    _save(folder, folds)
+    return folds
+
+
+def _make(
+    manifest: Manifest,
+    labeled: pd.DataFrame,
+    k: int | None,
+    seed: int | None,
+    group_col: str | None,
+    y: np.ndarray | None,
+) -> Folds:
+    k = DEFAULT_K if k is None else k
+    seed = DEFAULT_SEED if seed is None else seed
+    ids = labeled["id"].tolist()
+    if group_col is not None and group_col not in labeled:
+        cols = [c for c in labeled.columns if c not in ("id", "path", "label", "_line")]
+        raise ConfigError(
+            f"--group-col {group_col!r}: no such manifest column "
+            f"(columns: {', '.join(cols) or 'none'})"
+        )
+    lists = [[p.strip() for p in str(v).split(";") if p.strip()] for v in labeled.get("label", [])]
+    multilabel = any(len(labs) > 1 for labs in lists) or (y is not None and y.ndim == 2)
+    method = _method(manifest, multilabel, group_col)
+    if method == "manifest":
+        fold = labeled["fold"].to_numpy(dtype=np.int64)
+        k = int(fold.max()) + 1
+        if fold.min() < 0 or set(np.unique(fold)) != set(range(k)):
+            raise DataError(
+                f"{manifest.source}: the 'fold' column holds {sorted(set(fold.tolist()))[:10]}; "
+                "use fold numbers 0..k-1, each used at least once"
+            )
+        return Folds(tuple(ids), fold, k, method, None, None, fold_digest(ids, fold))
+    if k < 2:
+        raise ConfigError(f"--folds {k}: use at least 2 folds")
+    if y is None:
+        y = _labels_for_split(lists, multilabel)
+    groups = labeled[group_col].astype(str).to_numpy() if group_col else None
+    _check_feasible(ids, groups, k, group_col)
+    fold = SPLITTERS[method](y, groups, k, seed)
+    if (fold < 0).any() or len(np.unique(fold)) != k:
+        raise DataError(
+            f"could not make {k} non-empty folds over {len(ids)} items; use fewer --folds"
+        )
+    return Folds(tuple(ids), fold, k, method, seed, group_col, fold_digest(ids, fold))
+
+
+def _labels_for_split(lists: list[list[str]], multilabel: bool) -> np.ndarray:
+    names = sorted({lab for labs in lists for lab in labs})
+    index = {n: i for i, n in enumerate(names)}
+    if multilabel:
+        y = np.zeros((len(lists), len(names)), dtype=np.int8)
+        for r, labs in enumerate(lists):
+            y[r, [index[lab] for lab in labs]] = 1
+        return y
+    return np.array([index[labs[0]] if labs else 0 for labs in lists], dtype=np.int64)
+
+
+def _check_feasible(
+    ids: list[str], groups: np.ndarray | None, k: int, group_col: str | None
+) -> None:
+    if len(ids) < k:
+        raise DataError(f"{len(ids)} labeled items cannot fill {k} folds; use fewer --folds")
+    if groups is not None and len(set(groups)) < k:
+        raise DataError(
+            f"--group-col {group_col}: {len(set(groups))} distinct groups cannot fill {k} folds; "
+            "use fewer --folds"
+        )
+
+
+def _check_same(
+    saved: Folds,
+    k: int | None,
+    seed: int | None,
+    group_col: str | None,
+    folder: Any,
+    dataset_name: str,
+    ids: list[str],
+) -> None:
+    asked = {"k": k, "seed": seed, "group_col": group_col}
+    have = saved.settings()
+    clash = {
+        name: value
+        for name, value in asked.items()
+        if value is not None and saved.method != "manifest" and have[name] != value
+    }
+    if clash:
+        want = ", ".join(f"{n}={v}" for n, v in clash.items())
+        got = ", ".join(f"{n}={have[n]}" for n in clash)
+        raise DataError(
+            f"dataset {dataset_name} already has folds ({saved.method}, k={saved.k}, "
+            f"seed={saved.seed}, group_col={saved.group_col}); this command asks for {want} "
+            f"(saved: {got}). Every run of a dataset shares its folds: repeat the saved settings, "
+            f"or delete {folder}/folds.csv and folds.json to start over"
+        )
+    if set(ids) != set(saved.ids):
+        raise DataError(
+            f"dataset {dataset_name}: the saved folds cover {len(saved.ids)} items but the "
+            f"manifest has {len(ids)} labeled items; delete {folder}/folds.csv and folds.json "
+            "to make new folds"
+        )
+
+
+def _save(folder: Any, folds: Folds) -> None:
+    frame = pd.DataFrame({"id": list(folds.ids), "fold": folds.fold})
+    atomic_write_text(folder / "folds.csv", frame.to_csv(index=False))
+    atomic_write_json(
+        folder / "folds.json",
+        {
+            **folds.settings(),
+            "digest": folds.digest,
+            "items": len(folds.ids),
+            "created": time.time(),
+        },
+    )
+
+
+def _load(folder: Any) -> Folds:
+    meta = read_json(folder / "folds.json")
+    frame = pd.read_csv(folder / "folds.csv", dtype={"id": str}, keep_default_na=False)
+    ids = frame["id"].tolist()
+    fold = frame["fold"].to_numpy(dtype=np.int64)
+    digest = fold_digest(ids, fold)
+    if digest != meta["digest"]:
+        raise DataError(
+            f"{folder}/folds.csv does not match the digest in folds.json ({digest} != "
+            f"{meta['digest']}); it was edited or damaged — restore it or delete both files"
+        )
+    return Folds(
+        tuple(ids),
+        fold,
+        int(meta["k"]),
+        meta["method"],
+        meta.get("seed"),
+        meta.get("group_col"),
+        digest,
+    )
+
+
+def load_folds(ws: Workspace, dataset_name: str) -> Folds:
+    """The saved folds of a dataset.
+
+    Raises:
+        DataError: the dataset has no folds yet.
+    """
+    folder = ws.dataset_dir(dataset_name)
+    if not (folder / "folds.json").exists():
+        raise DataError(f"dataset {dataset_name} has no folds yet; run 'sslstack fit-head' first")
+    return _load(folder)

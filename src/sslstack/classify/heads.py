@@ -1,0 +1,313 @@
+"""The head registry: logistic regression, XGBoost and CatBoost behind one small interface.
+
+A head knows its Optuna search space, its default parameters, how to fit on one fold's training
+part (with an early-stopping set carved out of that training part, never the validation part),
+how to predict probabilities, and how to save and load a fitted model in a safe native format:
+logistic coefficients in ``.npz``, XGBoost ``.ubj``, CatBoost ``.cbm``.
+
+Labels reach a head already remapped to the classes present in the training part: class indices
+``0..n_out-1`` (single-label) or a 0/1 matrix without constant columns (multilabel).
+"""
+
+from __future__ import annotations
+
+import warnings
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, MissingDependencyError
+
+DEFAULT_MAX_ROUNDS = 1000
+EARLY_STOPPING = 30
+
+
+@dataclass(frozen=True)
+class FitContext:
+    """What every head's ``fit`` needs besides data and parameters."""
+
+    task: str  # binary | multiclass | multilabel
+    n_out: int  # number of classes (single-label) or label columns (multilabel)
+    seed: int = 0
+    device: str = "cpu"
+    threads: int = 1
+    max_rounds: int = DEFAULT_MAX_ROUNDS
+
+
+class Head(ABC):
+    """One family of classifiers."""
+
+    name: str = ""
+    needs_es = False  # wants an early-stopping set
+    standardizes = False  # the 'standardize' parameter belongs to the preprocessing
+
+    @abstractmethod
+    def space(self, trial: Any) -> dict[str, Any]:
+        """Parameters suggested by an Optuna trial."""
+
+    @abstractmethod
+    def defaults(self) -> dict[str, Any]:
+        """The untuned parameters."""
+
+    @abstractmethod
+    def fit(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        params: dict[str, Any],
+        ctx: FitContext,
+        es: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> Any:
+        """A fitted model."""
+
+    @abstractmethod
+    def predict(self, model: Any, x: np.ndarray, ctx: FitContext) -> np.ndarray:
+        """Probabilities (n, n_out)."""
+
+    @abstractmethod
+    def save(self, model: Any, folder: Path, stem: str) -> str:
+        """Write the model, return its file name."""
+
+    @abstractmethod
+    def load(self, folder: Path, name: str) -> Any:
+        """Read a model written by :meth:`save`."""
+
+
+# ------------------------------------------------------------------ logistic regression
+@dataclass
+class LinearModel:
+    coef: np.ndarray  # (k, d)
+    intercept: np.ndarray  # (k,)
+    kind: str  # softmax | sigmoid (binary, one row) | multisigmoid
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+
+
+class LogRegHead(Head):
+    name = "logreg"
+    standardizes = True
+
+    def space(self, trial: Any) -> dict[str, Any]:
+        return {
+            "C": trial.suggest_float("C", 1e-4, 1e2, log=True),
+            "class_weight": trial.suggest_categorical("class_weight", ["none", "balanced"]),
+            "standardize": trial.suggest_categorical("standardize", [True, False]),
+        }
+
+    def defaults(self) -> dict[str, Any]:
+        return {"C": 1.0, "class_weight": "none", "standardize": True}
+
+    def _one(self, x: np.ndarray, y: np.ndarray, params: dict[str, Any], ctx: FitContext) -> Any:
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.linear_model import LogisticRegression
+
+        cw = None if params.get("class_weight", "none") == "none" else "balanced"
+        clf = LogisticRegression(C=float(params["C"]), class_weight=cw, max_iter=500)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return clf.fit(x, y)
+
+    def fit(self, x, y, params, ctx, es=None):
+        if ctx.task == "multilabel":
+            fits = [self._one(x, y[:, j], params, ctx) for j in range(y.shape[1])]
+            coef = np.concatenate([f.coef_ for f in fits]).astype(np.float64)
+            icpt = np.concatenate([f.intercept_ for f in fits]).astype(np.float64)
+            return LinearModel(coef, icpt, "multisigmoid")
+        clf = self._one(x, y, params, ctx)
+        kind = "sigmoid" if ctx.n_out == 2 else "softmax"
+        return LinearModel(clf.coef_.astype(np.float64), clf.intercept_.astype(np.float64), kind)
+
+    def predict(self, model, x, ctx):
+        z = x.astype(np.float64) @ model.coef.T + model.intercept
+        if model.kind == "sigmoid":
+            p = _sigmoid(z[:, 0])
+            return np.stack([1 - p, p], axis=1)
+        if model.kind == "multisigmoid":
+            return _sigmoid(z)
+        z = z - z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def save(self, model, folder, stem):
+        name = f"{stem}.npz"
+        np.savez(
+            folder / name, coef=model.coef, intercept=model.intercept, kind=np.array(model.kind)
+        )
+        return name
+
+    def load(self, folder, name):
+        with np.load(folder / name, allow_pickle=False) as z:
+            return LinearModel(z["coef"], z["intercept"], str(z["kind"]))
+
+
+# ------------------------------------------------------------------ XGBoost
+def _xgb() -> Any:
+    try:
+        import xgboost
+    except ImportError as e:
+        raise MissingDependencyError("xgboost-cpu", "the xgb head", extra="cpu") from e
+    return xgboost
+
+
+class XGBHead(Head):
+    name = "xgb"
+    needs_es = True
+    max_bin = 64
+
+    def space(self, trial: Any) -> dict[str, Any]:
+        return {
+            "max_depth": trial.suggest_int("max_depth", 2, 8),
+            "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.3, log=True),
+            "min_child_weight": trial.suggest_float("min_child_weight", 0.1, 20.0, log=True),
+            "subsample": trial.suggest_float("subsample", 0.5, 1.0),
+            "colsample_bytree": trial.suggest_float("colsample_bytree", 0.3, 1.0),
+            "reg_alpha": trial.suggest_float("reg_alpha", 1e-8, 10.0, log=True),
+            "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 10.0, log=True),
+        }
+
+    def defaults(self) -> dict[str, Any]:
+        return {
+            "max_depth": 6,
+            "learning_rate": 0.3,
+            "min_child_weight": 1.0,
+            "subsample": 1.0,
+            "colsample_bytree": 1.0,
+            "reg_alpha": 0.0,
+            "reg_lambda": 1.0,
+        }
+
+    def _params(self, params: dict[str, Any], ctx: FitContext) -> dict[str, Any]:
+        p: dict[str, Any] = {
+            "tree_method": "hist",
+            "max_bin": self.max_bin,
+            "device": ctx.device,
+            "nthread": ctx.threads,
+            "seed": ctx.seed,
+            "verbosity": 0,
+            "max_depth": int(params["max_depth"]),
+            "eta": float(params["learning_rate"]),
+            "min_child_weight": float(params["min_child_weight"]),
+            "subsample": float(params["subsample"]),
+            "colsample_bytree": float(params["colsample_bytree"]),
+            "alpha": float(params["reg_alpha"]),
+            "lambda": float(params["reg_lambda"]),
+        }
+        if ctx.task == "multiclass" and ctx.n_out > 2:
+            p.update(objective="multi:softprob", num_class=ctx.n_out, eval_metric="mlogloss")
+        else:
+            p.update(objective="binary:logistic", eval_metric="logloss")
+        return p
+
+    def fit(self, x, y, params, ctx, es=None):
+        xgb = _xgb()
+        dtrain = xgb.QuantileDMatrix(x, label=y, max_bin=self.max_bin)
+        kw: dict[str, Any] = {}
+        if es is not None:
+            des = xgb.QuantileDMatrix(es[0], label=es[1], ref=dtrain, max_bin=self.max_bin)
+            kw = {"evals": [(des, "es")], "early_stopping_rounds": EARLY_STOPPING}
+        booster = xgb.train(
+            self._params(params, ctx),
+            dtrain,
+            num_boost_round=ctx.max_rounds,
+            verbose_eval=False,
+            **kw,
+        )
+        if es is not None:
+            booster = booster[: booster.best_iteration + 1]
+        return booster
+
+    def predict(self, model, x, ctx):
+        xgb = _xgb()
+        p = model.predict(xgb.DMatrix(x))
+        if p.ndim == 1:
+            return np.stack([1 - p, p], axis=1)
+        return p
+
+    def save(self, model, folder, stem):
+        name = f"{stem}.ubj"
+        model.save_model(str(folder / name))
+        return name
+
+    def load(self, folder, name):
+        xgb = _xgb()
+        booster = xgb.Booster()
+        booster.load_model(str(folder / name))
+        return booster
+
+
+# ------------------------------------------------------------------ CatBoost
+class CatBoostHead(Head):
+    name = "catboost"
+    needs_es = True
+
+    def space(self, trial: Any) -> dict[str, Any]:
+        return {
+            "depth": trial.suggest_int("depth", 3, 8),
+            "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.3, log=True),
+            "l2_leaf_reg": trial.suggest_float("l2_leaf_reg", 1.0, 10.0, log=True),
+            "border_count": trial.suggest_categorical("border_count", [32, 64, 128]),
+        }
+
+    def defaults(self) -> dict[str, Any]:
+        return {"depth": 6, "l2_leaf_reg": 3.0}  # learning rate: CatBoost's own choice
+
+    def fit(self, x, y, params, ctx, es=None):
+        try:
+            from catboost import CatBoostClassifier
+        except ImportError as e:
+            raise MissingDependencyError("catboost", "the catboost head") from e
+        loss = {"binary": "Logloss", "multilabel": "MultiLogloss"}.get(ctx.task, "MultiClass")
+        if ctx.task == "multiclass" and ctx.n_out == 2:
+            loss = "Logloss"
+        model = CatBoostClassifier(
+            iterations=ctx.max_rounds,
+            loss_function=loss,
+            random_seed=ctx.seed,
+            thread_count=ctx.threads,
+            task_type="GPU" if ctx.device == "cuda" else "CPU",
+            verbose=False,
+            allow_writing_files=False,
+            **{
+                k: v
+                for k, v in params.items()
+                if k in ("depth", "learning_rate", "l2_leaf_reg", "border_count")
+            },
+        )
+        kw = {"eval_set": (es[0], es[1]), "early_stopping_rounds": EARLY_STOPPING} if es else {}
+        return model.fit(x, y, **kw)
+
+    def predict(self, model, x, ctx):
+        return np.asarray(model.predict_proba(x), dtype=np.float64)
+
+    def save(self, model, folder, stem):
+        name = f"{stem}.cbm"
+        model.save_model(str(folder / name))
+        return name
+
+    def load(self, folder, name):
+        from catboost import CatBoostClassifier
+
+        return CatBoostClassifier().load_model(str(folder / name))
+
+
+HEADS: dict[str, Head] = {h.name: h for h in (LogRegHead(), XGBHead(), CatBoostHead())}
+
+
+def names() -> list[str]:
+    return list(HEADS)
+
+
+def get_head(name: str) -> Head:
+    """The head called ``name``.
+
+    Raises:
+        ConfigError: unknown head (the known ones are listed).
+    """
+    if name not in HEADS:
+        raise ConfigError(f"unknown head {name!r}; choose from {', '.join(names())}")
+    return HEADS[name]

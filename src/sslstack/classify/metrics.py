@@ -1,0 +1,236 @@
+"""The metric registry: every score a head or a stack can report, keyed by name.
+
+Each metric takes ``(y, proba, task, positive_index)``: ``y`` holds class indices (binary and
+multiclass) or a 0/1 matrix (multilabel); ``proba`` is ``(n, n_classes)``. For binary tasks the
+positive class is explicit: ``proba[:, positive_index]`` is the score of the positive class.
+
+``ece`` uses 15 equal-width bins; ``ece_<n>`` (e.g. ``ece_10``) uses ``n`` bins.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn import metrics as skm
+
+from ..errors import ConfigError
+
+TASKS = ("binary", "multiclass", "multilabel")
+_EPS = 1e-15
+
+MetricFn = Callable[[np.ndarray, np.ndarray, str, int], float]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric: its function, its direction and the tasks it applies to."""
+
+    name: str
+    fn: MetricFn
+    greater_is_better: bool
+    tasks: frozenset[str]
+
+    def __call__(
+        self, y: np.ndarray, proba: np.ndarray, task: str, positive_index: int = 1
+    ) -> float:
+        if task not in self.tasks:
+            raise ConfigError(
+                f"metric '{self.name}' does not apply to {task} tasks; "
+                f"use one of: {', '.join(metric_names(task))}"
+            )
+        return float(
+            self.fn(np.asarray(y), np.asarray(proba, dtype=np.float64), task, positive_index)
+        )
+
+    @property
+    def direction(self) -> str:
+        return "maximize" if self.greater_is_better else "minimize"
+
+
+def _pred(proba: np.ndarray, task: str) -> np.ndarray:
+    return (proba >= 0.5).astype(int) if task == "multilabel" else proba.argmax(axis=1)
+
+
+def _accuracy(y: np.ndarray, p: np.ndarray, task: str, pos: int) -> float:
+    return skm.accuracy_score(y, _pred(p, task))
+
+
+def _balanced_accuracy(y: np.ndarray, p: np.ndarray, task: str, pos: int) -> float:
+    return skm.balanced_accuracy_score(y, _pred(p, task))
+
+
+def _macro_f1(y: np.ndarray, p: np.ndarray, task: str, pos: int) -> float:
+    labels = None if task == "multilabel" else np.arange(p.shape[1])
+    return skm.f1_score(y, _pred(p, task), average="macro", labels=labels, zero_division=0)
+
+
+def _roc_auc(y: np.ndarray, p: np.ndarray, task: str, pos: int) -> float:
+    if task == "binary":
+        return skm.roc_auc_score((y == pos).astype(int), p[:, pos])
+    if task == "multilabel":
+        keep = y.min(axis=0) != y.max(axis=0)  # labels with both classes present
+        return skm.roc_auc_score(y[:, keep], p[:, keep], average="macro")
+    present = np.unique(y)
+    if len(present) < p.shape[1]:  # a class never occurs: macro OvR over the present ones
+        q = p[:, present] / np.clip(p[:, present].sum(axis=1, keepdims=True), _EPS, None)
+        y = np.searchsorted(present, y)
+        if len(present) == 2:
+            return skm.roc_auc_score(y, q[:, 1])
+        return skm.roc_auc_score(y, q, multi_class="ovr", average="macro")
+    q = p / np.clip(p.sum(axis=1, keepdims=True), _EPS, None)
+    return skm.roc_auc_score(y, q, multi_class="ovr", average="macro")
+
+
+def _log_loss(y: np.ndarray, p: np.ndarray, task: str, pos: int) -> float:
+    if task == "multilabel":
+        q = np.clip(p, _EPS, 1 - _EPS)
+        return float(-np.mean(y * np.log(q) + (1 - y) * np.log(1 - q)))
+    q = np.clip(p, _EPS, None)
+    q = q / q.sum(axis=1, keepdims=True)
+    return float(-np.mean(np.log(q[np.arange(len(y)), y])))
+
+
+def _brier(y: np.ndarray, p: np.ndarray, task: str, pos: int) -> float:
+    if task == "binary":
+        return float(np.mean((p[:, pos] - (y == pos)) ** 2))
+    if task == "multilabel":
+        return float(np.mean((p - y) ** 2))
+    onehot = np.eye(p.shape[1])[y]
+    return float(np.mean(np.sum((p - onehot) ** 2, axis=1)))
+
+
+def ece(y: np.ndarray, p: np.ndarray, task: str, pos: int = 1, n_bins: int = 15) -> float:
+    """Expected calibration error over ``n_bins`` equal-width bins of [0, 1].
+
+    Binary: calibration of the positive-class probability (observed positive rate against
+    mean predicted probability per bin). Multiclass: top-label confidence against accuracy.
+    """
+    if task == "binary":
+        conf, hit = p[:, pos], (y == pos).astype(float)
+    else:
+        conf, hit = p.max(axis=1), (p.argmax(axis=1) == y).astype(float)
+    # bins (a, b] except the first, which includes 0
+    idx = np.clip(np.ceil(conf * n_bins).astype(int) - 1, 0, n_bins - 1)
+    total = 0.0
+    for b in range(n_bins):
+        m = idx == b
+        if m.any():
+            total += m.sum() / len(conf) * abs(hit[m].mean() - conf[m].mean())
+    return float(total)
+
+
+def eer(y: np.ndarray, p: np.ndarray, task: str, pos: int = 1) -> float:
+    """Equal error rate as computed by the ASVspoof evaluation scripts (``compute_eer``).
+
+    The positive class is the target: its probability is the detection score.
+    """
+    target = p[y == pos, pos]
+    nontarget = p[y != pos, pos]
+    if len(target) == 0 or len(nontarget) == 0:
+        return float("nan")
+    scores = np.concatenate([target, nontarget])
+    labels = np.concatenate([np.ones(len(target)), np.zeros(len(nontarget))])
+    order = np.argsort(scores, kind="mergesort")
+    labels = labels[order]
+    tar_sums = np.cumsum(labels)
+    nontar_sums = len(nontarget) - (np.arange(1, len(scores) + 1) - tar_sums)
+    frr = np.concatenate([[0.0], tar_sums / len(target)])
+    far = np.concatenate([[1.0], nontar_sums / len(nontarget)])
+    i = int(np.argmin(np.abs(frr - far)))
+    return float((frr[i] + far[i]) / 2)
+
+
+def lwlrap(y: np.ndarray, p: np.ndarray, task: str = "multilabel", pos: int = 1) -> float:
+    """Label-weighted label-ranking average precision (DCASE 2019 task 2), vectorized."""
+    y = np.asarray(y).astype(bool)
+    # rank of each score within its row, 1 = highest (ties: stable order like argsort)
+    order = np.argsort(-p, axis=1, kind="stable")
+    ranks = np.empty_like(order)
+    rows = np.arange(p.shape[0])[:, None]
+    ranks[rows, order] = np.arange(1, p.shape[1] + 1)[None, :]
+    # hits at or above each rank: cumulative count of true labels in ranked order
+    sorted_truth = y[rows, order]
+    cum_hits = np.cumsum(sorted_truth, axis=1)
+    hits_at = np.empty_like(cum_hits)
+    hits_at[rows, order] = cum_hits
+    precision = np.where(y, hits_at / ranks, 0.0)
+    n_true = y.sum()
+    return float(precision.sum() / n_true) if n_true else float("nan")
+
+
+def _mean_ap(y: np.ndarray, p: np.ndarray, task: str, pos: int) -> float:
+    keep = y.sum(axis=0) > 0
+    return skm.average_precision_score(y[:, keep], p[:, keep], average="macro")
+
+
+_SINGLE = frozenset({"binary", "multiclass"})
+_ALL = frozenset(TASKS)
+
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric("accuracy", _accuracy, True, _SINGLE),
+        Metric("balanced_accuracy", _balanced_accuracy, True, _SINGLE),
+        Metric("macro_f1", _macro_f1, True, _ALL),
+        Metric("roc_auc", _roc_auc, True, _ALL),
+        Metric("log_loss", _log_loss, False, _ALL),
+        Metric("brier", _brier, False, _ALL),
+        Metric("ece", lambda y, p, t, i: ece(y, p, t, i), False, _SINGLE),
+        Metric("eer", lambda y, p, t, i: eer(y, p, t, i), False, frozenset({"binary"})),
+        Metric("lwlrap", lambda y, p, t, i: lwlrap(y, p, t, i), True, frozenset({"multilabel"})),
+        Metric("map", _mean_ap, True, frozenset({"multilabel"})),
+    )
+}
+
+DEFAULT_METRIC = {"binary": "roc_auc", "multiclass": "accuracy", "multilabel": "lwlrap"}
+
+
+def names() -> list[str]:
+    return list(METRICS)
+
+
+def metric_names(task: str) -> list[str]:
+    """The metrics that apply to ``task``, in registry order."""
+    return [n for n, m in METRICS.items() if task in m.tasks]
+
+
+def get_metric(name: str, task: str | None = None) -> Metric:
+    """The metric called ``name`` (``ece_<n>`` for ECE with ``n`` bins).
+
+    Raises:
+        ConfigError: unknown name, or a metric that does not apply to ``task``.
+    """
+    match = re.fullmatch(r"ece_(\d+)", name)
+    if match and int(match.group(1)) > 0:
+        n_bins = int(match.group(1))
+        metric = Metric(name, lambda y, p, t, i: ece(y, p, t, i, n_bins=n_bins), False, _SINGLE)
+    elif name in METRICS:
+        metric = METRICS[name]
+    else:
+        raise ConfigError(
+            f"--metric {name!r}: unknown; choose from {', '.join(names())}, ece_<bins>"
+        )
+    if task is not None and task not in metric.tasks:
+        raise ConfigError(
+            f"--metric {name}: does not apply to {task} tasks; "
+            f"choose from {', '.join(metric_names(task))}"
+        )
+    return metric
+
+
+def score_all(
+    y: np.ndarray, proba: np.ndarray, task: str, positive_index: int = 1
+) -> dict[str, float]:
+    """Every metric that applies to ``task`` (NaN where a metric is undefined on this data)."""
+    out: dict[str, float] = {}
+    for name in metric_names(task):
+        try:
+            value = METRICS[name](y, proba, task, positive_index)
+        except ValueError:
+            value = float("nan")
+        out[name] = value if math.isfinite(value) else float("nan")
+    return out

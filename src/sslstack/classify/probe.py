@@ -1,0 +1,159 @@
+"""``probe``: a scaled logistic regression on every layer x pooling, under the shared folds.
+
+The first thing to run on a new encoder: which layers carry the task? The table is saved as a
+PNG plot of score against layer (one line per pooling) in ``<ws>/probes/``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..workspace import Workspace
+from .cv import cross_validate
+from .features import FeatureChoice
+from .fit import _int_list, _prepare, _str_list, _threads
+from .heads import FitContext, get_head
+from .metrics import DEFAULT_METRIC, get_metric
+
+
+@dataclass
+class ProbeResult:
+    """Scores of the probe: ``table`` has one row per layer and one column per pooling."""
+
+    table: pd.DataFrame
+    metric: str
+    greater_is_better: bool
+    png: Path
+    dataset: str
+    store: str
+    time_s: float
+
+    def best(self) -> tuple[str, str, float]:
+        """``(layer, pool, score)`` of the best cell."""
+        stacked = self.table.stack()
+        idx = stacked.idxmax() if self.greater_is_better else stacked.idxmin()
+        return str(idx[0]), str(idx[1]), float(stacked[idx])
+
+    def to_dict(self) -> dict[str, Any]:
+        layer, pool, score = self.best()
+        return {
+            "metric": self.metric,
+            "dataset": self.dataset,
+            "store": self.store,
+            "png": str(self.png),
+            "best": {"layer": layer, "pool": pool, "score": score},
+            "scores": {
+                str(la): {p: _f(v) for p, v in row.items()} for la, row in self.table.iterrows()
+            },
+            "time_s": round(self.time_s, 2),
+        }
+
+
+def _f(v: Any) -> float | None:
+    return float(v) if v is not None and np.isfinite(v) else None
+
+
+def probe(
+    model: str,
+    *,
+    data: Any = None,
+    workspace: Any = None,
+    layer: Sequence[int] | str | int | None = None,
+    pool: Sequence[str] | str | None = None,
+    metric: str | None = None,
+    task: str | None = None,
+    positive: str | None = None,
+    group_col: str | None = None,
+    folds: int | None = None,
+    seed: int = 0,
+    C: float = 1.0,
+    store: str | None = None,
+    png: str | os.PathLike[str] | None = None,
+) -> ProbeResult:
+    """Score a standardized logistic regression on every layer x pooling of ``model``'s store.
+
+    Args:
+        model: encoder whose store to read.
+        data: manifest, folder or dataset name (default: the workspace's labeled dataset).
+        layer, pool: restrict the layers (``"6-12"``) and poolings (``"mean,std"``).
+        metric: default roc_auc / accuracy / lwlrap by task.
+        C: inverse regularization strength of the logistic regression.
+        png: where to save the plot (default ``<ws>/probes/<store>-<dataset>-<metric>.png``).
+
+    Returns:
+        ProbeResult with the table (rows: layers, columns: poolings) and the PNG path.
+    """
+    t0 = time.time()
+    ws = Workspace.at(workspace)
+    prob = _prepare(ws, model, data, task, positive, group_col, folds, seed, store)
+    met = get_metric(metric or DEFAULT_METRIC[prob.enc.task], prob.enc.task)
+    wanted = _int_list(layer)
+    layers = [
+        la
+        for la in prob.store.layer_names
+        if wanted is None or (la.isdigit() and int(la) in wanted)
+    ]
+    pools = _str_list(pool) or prob.store.clip_pools()
+    head = get_head("logreg")
+    ctx = FitContext(
+        prob.enc.task,
+        prob.enc.n_classes,
+        seed,
+        "cpu",
+        _threads(len(prob.ids) * prob.reader.matrix(FeatureChoice(layers[0], pools[0])).shape[1]),
+    )
+    params = {"C": C, "class_weight": "none", "standardize": True}
+    table = pd.DataFrame(index=pd.Index(layers, name="layer"), columns=pools, dtype=float)
+    for la in layers:
+        for po in pools:
+            x = prob.reader.matrix(FeatureChoice(la, po))
+            out = cross_validate(head, x, prob.y, prob.enc, prob.splits, met, params, ctx)
+            table.loc[la, po] = met(prob.y, out.oof, prob.enc.task, prob.enc.positive_index)
+        prob.reader._cache.clear()  # one layer at a time keeps memory flat on big encoders
+    path = (
+        Path(png)
+        if png
+        else ws.root / "probes" / f"{prob.store.path.name}-{prob.dataset}-{met.name}.png"
+    )
+    _plot(table, met.name, prob.store.key.model, path)
+    return ProbeResult(
+        table,
+        met.name,
+        met.greater_is_better,
+        path,
+        prob.dataset,
+        prob.store.path.name,
+        time.time() - t0,
+    )
+
+
+def _plot(table: pd.DataFrame, metric: str, model: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    xs = np.arange(len(table.index))
+    for pool in table.columns:
+        ax.plot(xs, table[pool].to_numpy(dtype=float), marker="o", label=pool)
+    ax.set_xticks(xs, [str(v) for v in table.index])
+    ax.set_xlabel("layer")
+    ax.set_ylabel(f"out-of-fold {metric}")
+    ax.set_title(f"logistic probe: {model}")
+    ax.grid(alpha=0.3)
+    ax.legend(title="pooling")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)

@@ -1,0 +1,278 @@
+"""What every ensemble step shares: label encodings, base runs joined by id, metric lookup.
+
+Base runs are joined on item ids and checked for one fold assignment and one label encoding
+before any array is combined; probabilities are then held as one ``(R, n, C)`` array.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..classify.labels import LabelEncoding
+from ..errors import ConfigError, DataError, RunError
+from ..workspace import Workspace
+
+TASKS = ("binary", "multiclass", "multilabel")
+EPS = 1e-6
+_LISTED = 5
+
+
+@dataclass(frozen=True)
+class Encoding(LabelEncoding):
+    """classify's label encoding (binary: ``[negative, positive]``) with the helpers stacking
+    needs."""
+
+    @property
+    def single_label(self) -> bool:
+        return self.task != "multilabel"
+
+    @classmethod
+    def of_meta(cls, meta: dict[str, Any]) -> Encoding:
+        return cls(str(meta["task"]), tuple(meta["labels"]), meta.get("positive"))
+
+    @classmethod
+    def of(cls, enc: LabelEncoding) -> Encoding:
+        return cls(enc.task, tuple(enc.labels), enc.positive)
+
+    def to_meta(self) -> dict[str, Any]:
+        return {"task": self.task, "labels": list(self.labels), "positive": self.positive}
+
+    def targets(self, label_lists: Sequence[Sequence[str]], ids: Sequence[str]) -> np.ndarray:
+        """Class index per item (single-label) or a 0/1 matrix (multilabel).
+
+        Raises:
+            DataError: an item has no label, or one outside this encoding (first items named).
+        """
+        index = {lab: i for i, lab in enumerate(self.labels)}
+        bad = [
+            (i, labs)
+            for i, labs in zip(ids, label_lists, strict=True)
+            if not labs
+            or any(lab not in index for lab in labs)
+            or (self.single_label and len(labs) != 1)
+        ]
+        if bad:
+            shown = "; ".join(f"{i}: {';'.join(labs) or '(none)'}" for i, labs in bad[:_LISTED])
+            raise DataError(
+                f"{len(bad)} item(s) have labels outside the runs' classes "
+                f"({', '.join(self.labels)}): {shown}"
+            )
+        y = self.encode(label_lists)
+        return y.astype(np.int64)
+
+
+# -- metrics ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """One metric bound to an encoding: ``scorer(y, proba) -> float``."""
+
+    name: str
+    fn: Callable[..., float]
+    greater_is_better: bool
+    encoding: Encoding
+
+    def __call__(self, y: np.ndarray, proba: np.ndarray) -> float:
+        return float(self.fn(y, proba, self.encoding.task, self.encoding.positive_index))
+
+    def better(self, a: float, b: float) -> bool:
+        """Is score ``a`` strictly better than ``b``?"""
+        return a > b if self.greater_is_better else a < b
+
+
+def scorer(name: str | None, enc: Encoding) -> Scorer:
+    """The metric ``name`` (default: the task's default metric) from the classify registry.
+
+    Raises:
+        ConfigError: unknown metric, or one that does not apply to this task (names listed).
+    """
+    from ..classify import metrics as m
+
+    metric = m.get_metric(name or m.DEFAULT_METRIC[enc.task], enc.task)
+    return Scorer(metric.name, metric.fn, metric.greater_is_better, enc)
+
+
+def score_all(enc: Encoding, y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
+    """Every metric of the task (classify's ``score_all``), as plain floats."""
+    from ..classify.metrics import score_all as _score_all
+
+    return _score_all(y, proba, enc.task, enc.positive_index)
+
+
+# -- base runs -------------------------------------------------------------------------------
+
+
+@dataclass
+class BaseSet:
+    """Base runs joined by id: ``P`` is ``(R, n, C)``, ``folds`` and ``ids`` are aligned rows."""
+
+    runs: list[Any]
+    ids: list[str]
+    folds: np.ndarray
+    P: np.ndarray
+    y: np.ndarray
+    encoding: Encoding
+    dataset: str
+    folds_digest: str
+
+    @property
+    def run_ids(self) -> list[str]:
+        return [r.meta["id"] for r in self.runs]
+
+
+def load_runs(ws: Workspace, refs: Sequence[str | int] | None, dataset: str | None) -> list[Any]:
+    """The runs named by ``refs`` (ids, numbers or prefixes), else every head and imported run
+    of ``dataset`` (stacks are base runs only when named)."""
+    from ..runs import list_runs, load_run
+
+    if refs:
+        runs = [load_run(ws, r) for r in refs]
+        run_ids = [r.meta["id"] for r in runs]
+        dup = sorted({i for i in run_ids if run_ids.count(i) > 1})
+        if dup:
+            raise ConfigError(f"--runs names {', '.join(dup)} more than once")
+        return runs
+    runs = [r for r in list_runs(ws, dataset=dataset) if r.meta.get("kind") != "stack"]
+    if not runs:
+        where = f"dataset {dataset}" if dataset else f"workspace {ws.root}"
+        raise RunError(f"no runs of {where} yet; fit heads first ('sslstack fit-head')")
+    datasets = sorted({r.meta["dataset"] for r in runs})
+    if len(datasets) > 1:
+        raise RunError(f"runs of several datasets ({', '.join(datasets)}); pick one with --data")
+    return runs
+
+
+def join_runs(ws: Workspace, runs: Sequence[Any]) -> BaseSet:
+    """Join the out-of-fold predictions of ``runs`` on item ids, after checking they agree.
+
+    Raises:
+        DataError: the runs do not share dataset, fold digest, label encoding, ids or folds; the
+            message names the runs on each side.
+    """
+    from ..datasets import load_dataset
+
+    if not runs:
+        raise ConfigError("no runs to stack")
+    _check_same(runs, "dataset", lambda m: m["dataset"], "dataset")
+    _check_same(runs, "fold assignment (folds digest)", lambda m: m.get("folds_digest"), "folds")
+    _check_same(
+        runs, "label encoding (task, labels, positive)", lambda m: Encoding.of_meta(m), "labels"
+    )
+    enc = Encoding.of_meta(runs[0].meta)
+    first = _read_oof(runs[0], enc)
+    ids = first["id"].tolist()
+    folds = first["fold"].to_numpy(dtype=np.int64)
+    mats = [first[list(enc.labels)].to_numpy(dtype=np.float64)]
+    for run in runs[1:]:
+        frame = _read_oof(run, enc).set_index("id")
+        _check_rows(runs[0], run, ids, folds, frame)
+        mats.append(frame.loc[ids, list(enc.labels)].to_numpy(dtype=np.float64))
+    dataset = runs[0].meta["dataset"]
+    manifest = load_dataset(ws, dataset)
+    lab = dict(zip(manifest.ids, manifest.label_lists(), strict=True))
+    missing = [i for i in ids if i not in lab]
+    if missing:
+        raise DataError(
+            f"run {runs[0].meta['id']}: ids not in dataset {dataset}: "
+            f"{', '.join(missing[:_LISTED])}"
+        )
+    y = enc.targets([lab[i] for i in ids], ids)
+    return BaseSet(
+        list(runs),
+        ids,
+        folds,
+        np.stack(mats),
+        y,
+        enc,
+        dataset,
+        str(runs[0].meta.get("folds_digest")),
+    )
+
+
+def _check_same(runs: Sequence[Any], what: str, get: Callable[[dict], Any], short: str) -> None:
+    groups: dict[str, list[str]] = {}
+    for r in runs:
+        groups.setdefault(repr(get(r.meta)), []).append(r.meta["id"])
+    if len(groups) > 1:
+        parts = " vs ".join(f"{', '.join(ids)} ({short} {value})" for value, ids in groups.items())
+        raise DataError(
+            f"runs do not share one {what}: {parts}; stack only runs of the same dataset, folds "
+            "and labels (pick them with --runs)"
+        )
+
+
+def _read_oof(run: Any, enc: Encoding) -> pd.DataFrame:
+    frame = run.oof()
+    frame["id"] = frame["id"].astype(str)
+    need = ["id", "fold", *enc.labels]
+    missing = [c for c in need if c not in frame.columns]
+    if missing:
+        raise RunError(f"run {run.meta['id']}: oof.csv lacks column(s) {', '.join(missing)}")
+    if frame["id"].duplicated().any():
+        dup = frame.loc[frame["id"].duplicated(), "id"].tolist()[:_LISTED]
+        raise RunError(f"run {run.meta['id']}: oof.csv repeats id(s) {', '.join(dup)}")
+    return frame
+
+
+def _check_rows(ref: Any, run: Any, ids: list[str], folds: np.ndarray, frame: pd.DataFrame) -> None:
+    a, b = ref.meta["id"], run.meta["id"]
+    only_a = [i for i in ids if i not in frame.index]
+    known = set(ids)
+    only_b = [i for i in frame.index if i not in known]
+    if only_a or only_b:
+        raise DataError(
+            f"runs {a} and {b} do not cover the same items: only in {a}: "
+            f"{', '.join(only_a[:_LISTED]) or '-'}; "
+            f"only in {b}: {', '.join(only_b[:_LISTED]) or '-'}"
+        )
+    other = frame.loc[ids, "fold"].to_numpy(dtype=np.int64)
+    diff = np.flatnonzero(other != folds)
+    if len(diff):
+        shown = ", ".join(f"{ids[i]} ({folds[i]} vs {other[i]})" for i in diff[:_LISTED])
+        raise DataError(f"runs {a} and {b} put items in different folds: {shown}")
+
+
+# -- probability helpers ---------------------------------------------------------------------
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, EPS, 1 - EPS)
+    return np.log(p) - np.log1p(-p)
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def normalize_rows(p: np.ndarray) -> np.ndarray:
+    """Rows scaled to sum 1 (a row of zeros becomes uniform)."""
+    s = p.sum(axis=1, keepdims=True)
+    out = np.where(s > 0, p / np.where(s > 0, s, 1.0), 1.0 / p.shape[1])
+    return out
+
+
+def binary_from_positive(pos: np.ndarray, enc: Encoding) -> np.ndarray:
+    """Two columns in label order from the positive class probability."""
+    out = np.empty((len(pos), 2))
+    k = enc.positive_index
+    out[:, k] = pos
+    out[:, 1 - k] = 1.0 - pos
+    return out
+
+
+def finish(p: np.ndarray, enc: Encoding) -> np.ndarray:
+    """Probabilities clipped to [0, 1]; single-label rows summing to 1."""
+    p = np.clip(np.nan_to_num(p, nan=0.0), 0.0, 1.0)
+    return normalize_rows(p) if enc.single_label else p

@@ -1,0 +1,216 @@
+"""CLI commands of the ensemble stage: ``stack``, ``predict``, ``report``, ``blend`` and
+``runs import``.
+
+Each maps flags to one library call, prints a table, and with ``--json`` prints one JSON object
+as the last line.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from .._cli_common import (
+    DataOpt,
+    JsonOpt,
+    WorkspaceOpt,
+    console,
+    emit_json,
+    friendly,
+    out_console,
+    parse_csv_list,
+)
+from ..errors import ConfigError
+
+MetricOpt = Annotated[
+    str | None, typer.Option(help="Metric to optimize and report [default: the task's].")
+]
+
+
+def _fmt(v: Any) -> str:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return "-"
+    return f"{f:.4f}" if math.isfinite(f) else "-"
+
+
+def stack_cmd(
+    runs: Annotated[
+        str | None, typer.Option(help="Runs to stack, e.g. 3,7,9 [default: all].")
+    ] = None,
+    method: Annotated[str, typer.Option(help="mean, rank, greedy or logreg.")] = "greedy",
+    metric: MetricOpt = None,
+    calibrate: Annotated[
+        str | None, typer.Option(help="temperature, platt or isotonic (fitted out-of-fold).")
+    ] = None,
+    data: DataOpt = None,
+    greedy_size: Annotated[int, typer.Option(help="Iterations of greedy selection.")] = 25,
+    logreg_c: Annotated[float, typer.Option("--logreg-c", help="Inverse L2 strength.")] = 1.0,
+    workspace: WorkspaceOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Stack runs on their shared folds; print every method's out-of-fold score; save a run."""
+    from .stack import stack
+
+    res = stack(
+        workspace,
+        runs=parse_csv_list(runs),
+        data=data,
+        method=method,
+        metric=metric,
+        calibrate=calibrate,
+        greedy_size=greedy_size,
+        logreg_c=logreg_c,
+    )
+    table = Table(title=f"stack of {len(res.base_runs)} runs (out-of-fold {res.metric})")
+    table.add_column("method")
+    table.add_column(res.metric, justify="right")
+    table.add_column("folds mean", justify="right")
+    chosen = res.method + (f"+{res.calibration['method']}" if res.calibration else "")
+    for name, row in res.table.items():
+        label = f"best single ({row['run']})" if name == "best_single" else name
+        mark = " *" if name == chosen else ""
+        folds = row["fold_scores"]
+        table.add_row(label + mark, _fmt(row["score"]), _fmt(sum(folds) / len(folds)))
+    out_console.print(table)
+    if res.calibration:
+        cal = Table(title=f"calibration: {res.calibration['method']} (out-of-fold)")
+        for col in ("", "log_loss", "brier", "ece"):
+            cal.add_column(col, justify="right" if col else "left")
+        for when in ("before", "after"):
+            cal.add_row(
+                when, *(_fmt(res.calibration[when][k]) for k in ("log_loss", "brier", "ece"))
+            )
+        out_console.print(cal)
+    console.print(f"[green]saved[/] {res.run} ({chosen}, {res.metric} {_fmt(res.score)})")
+    if json:
+        emit_json(res.to_dict())
+
+
+def predict_cmd(
+    data: Annotated[str, typer.Option("--data", "-d", help="Test manifest CSV or audio folder.")],
+    out: Annotated[str, typer.Option(help="Submission CSV to write.")],
+    run: Annotated[
+        str | None, typer.Option(help="Run or stack [default: latest stack, else best run].")
+    ] = None,
+    label: Annotated[bool, typer.Option("--label", help="Write the arg-max class.")] = False,
+    id_column: Annotated[str | None, typer.Option(help="Header of the id column.")] = None,
+    columns: Annotated[
+        str | None, typer.Option(help="Headers of the class columns, comma-separated, in order.")
+    ] = None,
+    workspace: WorkspaceOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Extract what is missing, apply the run or stack, write a validated submission."""
+    from .predict import predict
+
+    res = predict(
+        data,
+        run=run,
+        workspace=workspace,
+        out=out,
+        label=label,
+        id_column=id_column,
+        columns=parse_csv_list(columns),
+        progress=True,
+    )
+    console.print(f"[green]wrote[/] {res.out}: {res.items} rows from run {res.run}")
+    if res.scores:
+        table = Table(title="test scores")
+        table.add_column("metric")
+        table.add_column("score", justify="right")
+        for k, v in res.scores.items():
+            table.add_row(k, _fmt(v))
+        out_console.print(table)
+    if json:
+        emit_json(res.to_dict())
+
+
+def report_cmd(
+    out: Annotated[str, typer.Option(help="HTML file to write.")] = "report.html",
+    run: Annotated[str | None, typer.Option(help="Run shown in detail.")] = None,
+    metric: MetricOpt = None,
+    workspace: WorkspaceOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Write one self-contained HTML report of the workspace's runs."""
+    from .report import report
+
+    res = report(workspace, out=out, run=run, metric=metric)
+    console.print(f"[green]wrote[/] {res['out']}: {res['runs']} runs, {res['plots']} plots")
+    if json:
+        emit_json(res)
+
+
+def blend_cmd(
+    files: Annotated[list[str], typer.Argument(help="Submission CSVs to average.")],
+    out: Annotated[str, typer.Option(help="CSV to write.")],
+    weights: Annotated[str | None, typer.Option(help="One weight per file, e.g. 0.6,0.4.")] = None,
+    rank: Annotated[bool, typer.Option("--rank", help="Average per-column ranks.")] = False,
+    id_column: Annotated[str | None, typer.Option(help="Id column [default: id or first].")] = None,
+    json: JsonOpt = False,
+) -> None:
+    """Average submission files (no out-of-fold predictions needed), validated like predict."""
+    from .blend import blend
+
+    res = blend(files, weights=_floats(weights), rank=rank, out=out, id_column=id_column)
+    res.pop("frame")
+    console.print(f"[green]wrote[/] {res['out']}: {res['items']} rows from {len(files)} files")
+    if json:
+        emit_json(res)
+
+
+def _floats(value: str | None) -> list[float] | None:
+    items = parse_csv_list(value)
+    if items is None:
+        return None
+    try:
+        return [float(v) for v in items]
+    except ValueError:
+        raise ConfigError(f"--weights {value}: use numbers like 0.6,0.4") from None
+
+
+def import_cmd(
+    name: Annotated[str, typer.Argument(help="Name of the imported run.")],
+    oof: Annotated[str, typer.Option(help="CSV: id, [fold,] one probability column per label.")],
+    test: Annotated[str | None, typer.Option(help="CSV of test predictions (id, labels).")] = None,
+    data: DataOpt = None,
+    positive: Annotated[str | None, typer.Option(help="Positive class of a binary task.")] = None,
+    metric: MetricOpt = None,
+    workspace: WorkspaceOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Bring predictions made elsewhere into the workspace as a run that stacks with the rest."""
+    from .importing import import_run
+
+    res = import_run(
+        name, oof, test=test, workspace=workspace, data=data, positive=positive, metric=metric
+    )
+    console.print(
+        f"[green]imported[/] {res['run']}: {res['items']} items, out-of-fold "
+        f"{res['metric']} {_fmt(res['score'])}"
+    )
+    if json:
+        emit_json(res)
+
+
+def register_runs(runs_app: typer.Typer) -> None:
+    """Add ``import`` to the ``runs`` sub-command group (once)."""
+    if all(c.name != "import" for c in runs_app.registered_commands):
+        runs_app.command("import")(friendly(import_cmd))
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``stack``, ``predict``, ``report``, ``blend`` to ``app`` and ``runs import`` to the
+    classify stage's ``runs`` group."""
+    app.command("stack")(friendly(stack_cmd))
+    app.command("predict")(friendly(predict_cmd))
+    app.command("report")(friendly(report_cmd))
+    app.command("blend")(friendly(blend_cmd))
+    from ..classify.commands import runs_app
+
+    register_runs(runs_app)

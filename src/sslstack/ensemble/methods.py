@@ -1,0 +1,296 @@
+"""Stack methods, a registry keyed by name: ``mean``, ``rank``, ``greedy``, ``logreg``.
+
+Every method has the same two steps. ``fit(P, y, folds, scorer, **opts)`` takes base
+out-of-fold probabilities ``P`` of shape ``(R, n, C)`` and returns the stack's own out-of-fold
+probabilities (n, C) and JSON-ready ``params``; ``apply(P, params, enc)`` combines new base
+predictions with those params (for test sets). Nothing here pickles: params are lists of floats.
+
+- ``mean``: plain average of probabilities.
+- ``rank``: average of per-column ranks (scaled to (0, 1]); single-label rows renormalized.
+- ``greedy``: ensemble selection with replacement (Caruana et al. 2004; AutoGluon's weighted
+  ensemble): start empty, add the run that most improves the metric, weights = counts / size,
+  cut at the best iteration. Weights are fitted on all out-of-fold rows, as AutoGluon does.
+- ``logreg``: L2 logistic regression on the base runs' out-of-fold log-odds, fitted fold by fold
+  on the same folds (fit on the other folds, predict this one), so its out-of-fold score is
+  measured on rows it did not train on. Binary: one weight per run on the positive log-odds;
+  multi-label: the same per label; multiclass: a softmax over ``sum_r w_r log p_rc + b_c``
+  (one weight per run shared by the classes, a bias per class).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.stats import rankdata
+
+from ..errors import ConfigError
+from ._data import (
+    EPS,
+    Encoding,
+    Scorer,
+    binary_from_positive,
+    finish,
+    logit,
+    sigmoid,
+    softmax,
+)
+
+FitFn = Callable[..., tuple[np.ndarray, dict[str, Any]]]
+ApplyFn = Callable[[np.ndarray, dict[str, Any], Encoding], np.ndarray]
+
+
+@dataclass(frozen=True)
+class StackMethod:
+    """One way of combining base runs."""
+
+    name: str
+    fit: FitFn
+    apply: ApplyFn
+    description: str
+
+
+METHODS: dict[str, StackMethod] = {}
+
+
+def register_method(name: str, description: str) -> Callable[[type], type]:
+    """Class decorator: a class with static ``fit`` and ``apply`` becomes a registry entry."""
+
+    def deco(cls: type) -> type:
+        METHODS[name] = StackMethod(name, cls.fit, cls.apply, description)  # type: ignore[attr-defined]
+        return cls
+
+    return deco
+
+
+def names() -> list[str]:
+    return list(METHODS)
+
+
+def get_method(name: str) -> StackMethod:
+    if name not in METHODS:
+        raise ConfigError(f"--method {name}: choose one of {', '.join(names())}")
+    return METHODS[name]
+
+
+# -- mean and rank ---------------------------------------------------------------------------
+
+
+@register_method("mean", "average of probabilities")
+class _Mean:
+    @staticmethod
+    def fit(P: np.ndarray, y: np.ndarray, folds: np.ndarray, scorer: Scorer, **_: Any):
+        params = {"weights": [1.0 / len(P)] * len(P)}
+        return _Mean.apply(P, params, scorer.encoding), params
+
+    @staticmethod
+    def apply(P: np.ndarray, params: dict[str, Any], enc: Encoding) -> np.ndarray:
+        return finish(np.tensordot(np.asarray(params["weights"]), P, axes=1), enc)
+
+
+def rank_columns(p: np.ndarray) -> np.ndarray:
+    """Each column's average ranks scaled to (0, 1]."""
+    return np.column_stack([rankdata(p[:, c]) / len(p) for c in range(p.shape[1])])
+
+
+def rank_average(P: np.ndarray, weights: np.ndarray, enc: Encoding) -> np.ndarray:
+    """Weighted average of per-column ranks; binary keeps the positive column's ranks."""
+    if enc.task == "binary":
+        k = enc.positive_index
+        pos = sum(w * rank_columns(p[:, [k]])[:, 0] for w, p in zip(weights, P, strict=True))
+        return binary_from_positive(np.asarray(pos), enc)
+    avg = sum(w * rank_columns(p) for w, p in zip(weights, P, strict=True))
+    return finish(np.asarray(avg), enc)
+
+
+@register_method("rank", "average of per-class ranks")
+class _Rank:
+    @staticmethod
+    def fit(P: np.ndarray, y: np.ndarray, folds: np.ndarray, scorer: Scorer, **_: Any):
+        params = {"weights": [1.0 / len(P)] * len(P)}
+        return _Rank.apply(P, params, scorer.encoding), params
+
+    @staticmethod
+    def apply(P: np.ndarray, params: dict[str, Any], enc: Encoding) -> np.ndarray:
+        return rank_average(P, np.asarray(params["weights"]), enc)
+
+
+# -- greedy ensemble selection ----------------------------------------------------------------
+
+
+def greedy_weights(
+    P: np.ndarray, y: np.ndarray, scorer: Scorer, size: int = 25
+) -> tuple[np.ndarray, list[float]]:
+    """Caruana ensemble selection with replacement.
+
+    Starting from an empty ensemble, ``size`` times add the run (repeats allowed) whose
+    addition gives the best score of the averaged probabilities (ties: the lower index).
+    The ensemble is cut at its best iteration (the first one reaching the best score).
+
+    Returns:
+        ``(weights, history)``: weights = counts / iterations kept (sum 1), and the score after
+        each iteration.
+    """
+    if size < 1:
+        raise ConfigError(f"greedy size {size}: must be at least 1")
+    enc = scorer.encoding
+    total = np.zeros(P.shape[1:])
+    counts = np.zeros(len(P), dtype=np.int64)
+    history: list[float] = []
+    picks: list[int] = []
+    for it in range(1, size + 1):
+        best_j, best_s = -1, 0.0
+        for j in range(len(P)):
+            s = scorer(y, finish((total + P[j]) / it, enc))
+            if best_j < 0 or scorer.better(s, best_s):
+                best_j, best_s = j, s
+        total += P[best_j]
+        picks.append(best_j)
+        history.append(best_s)
+    best_it = 0
+    for i, s in enumerate(history):
+        if scorer.better(s, history[best_it]):
+            best_it = i
+    for j in picks[: best_it + 1]:
+        counts[j] += 1
+    return counts / counts.sum(), history
+
+
+@register_method("greedy", "ensemble selection with replacement (Caruana 2004)")
+class _Greedy:
+    @staticmethod
+    def fit(
+        P: np.ndarray,
+        y: np.ndarray,
+        folds: np.ndarray,
+        scorer: Scorer,
+        *,
+        greedy_size: int = 25,
+        **_: Any,
+    ):
+        w, history = greedy_weights(P, y, scorer, greedy_size)
+        params = {"weights": w.tolist(), "history": history, "size": greedy_size}
+        return _Greedy.apply(P, params, scorer.encoding), params
+
+    @staticmethod
+    def apply(P: np.ndarray, params: dict[str, Any], enc: Encoding) -> np.ndarray:
+        return finish(np.tensordot(np.asarray(params["weights"]), P, axes=1), enc)
+
+
+# -- logistic-regression meta-learner ---------------------------------------------------------
+
+
+def meta_features(P: np.ndarray, enc: Encoding, label: int | None = None) -> np.ndarray:
+    """(n, R) inputs of a binary meta-learner: each run's log-odds of the positive class
+    (binary) or of ``label`` (multi-label, one model per label)."""
+    col = enc.positive_index if enc.task == "binary" else label
+    return logit(P[:, :, col]).T
+
+
+def _fit_lr(X: np.ndarray, y: np.ndarray, C: float) -> dict[str, Any]:
+    """A fitted L2 logistic regression as plain lists (``classes`` present in ``y``)."""
+    from sklearn.linear_model import LogisticRegression
+
+    classes = np.unique(y)
+    if len(classes) == 1:
+        return {"classes": classes.tolist(), "coef": None, "intercept": None}
+    lr = LogisticRegression(C=C, max_iter=2000)
+    lr.fit(X, y)
+    return {
+        "classes": lr.classes_.tolist(),
+        "coef": lr.coef_.tolist(),
+        "intercept": lr.intercept_.tolist(),
+    }
+
+
+def _lr_proba(model: dict[str, Any], X: np.ndarray, n_classes: int) -> np.ndarray:
+    """(n, n_classes) probabilities; classes absent from the training rows get 0."""
+    out = np.zeros((len(X), n_classes))
+    classes = model["classes"]
+    if model["coef"] is None:
+        out[:, classes[0]] = 1.0
+        return out
+    z = X @ np.asarray(model["coef"]).T + np.asarray(model["intercept"])
+    if len(classes) == 2:
+        p = sigmoid(z[:, 0])
+        out[:, classes[0]], out[:, classes[1]] = 1 - p, p
+    else:
+        out[:, classes] = softmax(z)
+    return out
+
+
+def _fit_shared(X: np.ndarray, y: np.ndarray, n_classes: int, C: float) -> dict[str, Any]:
+    """Multiclass meta-learner with one weight per base run shared by every class:
+    ``z_c = sum_r w_r log p_rc + b_c`` (R + C parameters), L2 on ``w`` as scikit-learn scales it
+    (mean log-loss + ||w||^2 / (2 C n)). Far fewer parameters than a full multinomial model on
+    R*C inputs, so it does not overfit small folds."""
+    from scipy.optimize import minimize
+
+    R, n, _ = X.shape
+    Y = np.eye(n_classes)[y]
+    lam = 1.0 / (C * n)
+
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        w, b = theta[:R], theta[R:]
+        z = np.tensordot(w, X, axes=1) + b
+        z = z - z.max(axis=1, keepdims=True)
+        logq = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        g = (np.exp(logq) - Y) / n
+        grad = np.concatenate([np.einsum("rnc,nc->r", X, g) + lam * w, g.sum(axis=0)])
+        return float(-(Y * logq).sum() / n + 0.5 * lam * w @ w), grad
+
+    theta0 = np.concatenate([np.full(R, 1.0 / R), np.zeros(n_classes)])
+    res = minimize(loss, theta0, jac=True, method="L-BFGS-B", options={"maxiter": 500})
+    return {"w": res.x[:R].tolist(), "b": res.x[R:].tolist()}
+
+
+def _fit_meta(P: np.ndarray, y: np.ndarray, enc: Encoding, C: float) -> dict[str, Any]:
+    if enc.task == "multilabel":
+        return {
+            "per_label": [_fit_lr(meta_features(P, enc, c), y[:, c], C) for c in range(P.shape[2])]
+        }
+    if enc.task == "multiclass":
+        return {"shared": _fit_shared(np.log(np.clip(P, EPS, 1.0)), y, P.shape[2], C)}
+    return {"model": _fit_lr(meta_features(P, enc), (y == enc.positive_index).astype(np.int64), C)}
+
+
+def _apply_meta(P: np.ndarray, meta: dict[str, Any], enc: Encoding) -> np.ndarray:
+    if enc.task == "multilabel":
+        cols = [
+            _lr_proba(m, meta_features(P, enc, c), 2)[:, 1] for c, m in enumerate(meta["per_label"])
+        ]
+        return finish(np.column_stack(cols), enc)
+    if enc.task == "binary":
+        pos = _lr_proba(meta["model"], meta_features(P, enc), 2)[:, 1]
+        return binary_from_positive(pos, enc)
+    m = meta["shared"]
+    z = np.tensordot(np.asarray(m["w"]), np.log(np.clip(P, EPS, 1.0)), axes=1) + np.asarray(m["b"])
+    return finish(softmax(z), enc)
+
+
+@register_method("logreg", "logistic regression on out-of-fold log-odds (fitted per fold)")
+class _LogReg:
+    @staticmethod
+    def fit(
+        P: np.ndarray,
+        y: np.ndarray,
+        folds: np.ndarray,
+        scorer: Scorer,
+        *,
+        logreg_c: float = 1.0,
+        **_: Any,
+    ):
+        enc = scorer.encoding
+        oof = np.zeros(P.shape[1:])
+        for f in np.unique(folds):
+            val = folds == f
+            meta = _fit_meta(P[:, ~val], y[~val], enc, logreg_c)
+            oof[val] = _apply_meta(P[:, val], meta, enc)
+        params = {"C": logreg_c, **_fit_meta(P, y, enc, logreg_c)}
+        return oof, params
+
+    @staticmethod
+    def apply(P: np.ndarray, params: dict[str, Any], enc: Encoding) -> np.ndarray:
+        return _apply_meta(P, params, enc)

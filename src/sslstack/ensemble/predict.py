@@ -1,0 +1,266 @@
+"""``predict``: a run or stack applied to new audio, written as a validated submission.
+
+The chosen run's tree is walked down to its head runs: for each head run every store its
+features come from is extended with the test items through ``extract`` (same settings, same
+store, so a second call computes nothing), the fold models are applied by classify's
+``predict_head``; stacks combine their base runs' predictions with the saved method and
+calibration; imported runs read the test predictions saved with them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ConfigError, DataError, RunError, StoreError
+from ..manifest import LABEL_SEP, Manifest, read_manifest
+from ..workspace import Workspace
+from . import methods as _methods
+from ._data import Encoding, finish, score_all
+from .calibrate import apply_calibration
+from .submission import check_ids, check_labels, check_probabilities, write_csv
+
+# StoreKey fields that extract takes as settings under the same name
+_KEY_SETTINGS = ("pools", "layers", "window", "hop", "max_seconds", "crop", "dtype", "storage")
+
+
+@dataclass
+class PredictResult:
+    """What one ``predict`` call did; ``to_dict`` is the ``--json`` line."""
+
+    run: str
+    dataset: str
+    items: int
+    out: str | None
+    columns: list[str]
+    scores: dict[str, float] | None = None
+    extracted: list[dict[str, Any]] = field(default_factory=list)
+    frame: pd.DataFrame | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run": self.run,
+            "dataset": self.dataset,
+            "items": self.items,
+            "out": self.out,
+            "columns": self.columns,
+            "scores": self.scores,
+            "extracted": self.extracted,
+        }
+
+
+def predict(
+    data: str | os.PathLike[str],
+    *,
+    run: str | int | None = None,
+    workspace: str | os.PathLike[str] | Workspace | None = None,
+    out: str | os.PathLike[str] | None = None,
+    label: bool = False,
+    id_column: str | None = None,
+    columns: list[str] | None = None,
+    progress: bool = False,
+) -> PredictResult:
+    """Predict the items of ``data`` with a run or stack and write a submission CSV.
+
+    Args:
+        data: test manifest CSV or audio folder (labels optional).
+        run: run id, number or prefix (default: the most recent stack, else the best run).
+        workspace: the workspace folder.
+        out: CSV to write (nothing is written when None; the frame is in the result).
+        label: write the arg-max class (multi-label: labels with p >= 0.5, joined by ``;``).
+        id_column: header of the id column (default ``id``).
+        columns: headers of the class columns, in label order (or the one label column).
+        progress: show extraction progress on stderr.
+
+    Returns:
+        A :class:`PredictResult` with the written path and, when ``data`` has labels, scores.
+
+    Raises:
+        DataError: the submission fails validation. RunError: no run to predict with.
+    """
+    ws = Workspace.at(workspace)
+    manifest = read_manifest(data)
+    from ..datasets import register_dataset
+
+    dataset = register_dataset(ws, manifest)
+    chosen = choose_run(ws, run)
+    enc = Encoding.of_meta(chosen.meta)
+    extracted: list[dict[str, Any]] = []
+    P = predict_run(ws, chosen, manifest, extracted=extracted, progress=progress)
+    frame, cols = _frame(manifest.ids, P, enc, label, id_column, columns)
+    _validate(frame, manifest.ids, enc, label, cols, source=str(out or "submission"))
+    path = write_csv(frame, out) if out is not None else None
+    return PredictResult(
+        run=chosen.meta["id"],
+        dataset=dataset,
+        items=len(frame),
+        out=None if path is None else str(path),
+        columns=list(frame.columns),
+        scores=_scores(manifest, enc, P),
+        extracted=extracted,
+        frame=frame,
+    )
+
+
+def choose_run(ws: Workspace, ref: str | int | None) -> Any:
+    """``ref``'s run, else the most recent stack, else the best-scoring run of the workspace."""
+    from ..classify.metrics import METRICS
+    from ..runs import list_runs, load_run
+
+    if ref is not None:
+        return load_run(ws, ref)
+    runs = list_runs(ws)
+    if not runs:
+        raise RunError(f"no runs in {ws.root}; fit a head ('sslstack fit-head') or stack first")
+    stacks = [r for r in runs if r.meta.get("kind") == "stack"]
+    if stacks:
+        return max(stacks, key=lambda r: (r.meta.get("created", 0), r.meta.get("number", 0)))
+
+    def key(r: Any) -> float:
+        m = METRICS.get(r.meta.get("metric", ""))
+        s = float(r.meta.get("score", float("nan")))
+        s = s if np.isfinite(s) else -np.inf
+        return s if m is None or m.greater_is_better else -s
+
+    return max(runs, key=key)
+
+
+def predict_run(
+    ws: Workspace,
+    run: Any,
+    manifest: Manifest,
+    *,
+    extracted: list[dict[str, Any]] | None = None,
+    progress: bool = False,
+) -> np.ndarray:
+    """``(n, n_classes)`` probabilities of ``run`` for the items of ``manifest``, in its order."""
+    from ..runs import load_run
+
+    kind = run.meta.get("kind")
+    enc = Encoding.of_meta(run.meta)
+    if kind == "stack":
+        bases = [load_run(ws, b) for b in run.meta["base_runs"]]
+        P = np.stack(
+            [predict_run(ws, b, manifest, extracted=extracted, progress=progress) for b in bases]
+        )
+        method = _methods.get_method(run.meta["method"])
+        combined = method.apply(P, run.meta["params"], enc)
+        return finish(apply_calibration(combined, run.meta.get("calibration"), enc), enc)
+    if kind == "import":
+        return _imported(run, manifest.ids, enc)
+    _ensure_features(ws, run, manifest, extracted if extracted is not None else [], progress)
+    from ..classify import predict_head
+
+    return np.asarray(predict_head(ws, run, manifest.ids), dtype=np.float64)
+
+
+def _ensure_features(
+    ws: Workspace, run: Any, manifest: Manifest, extracted: list[dict[str, Any]], progress: bool
+) -> None:
+    """Extract the test items into every store the head run reads (once per store)."""
+    from ..cache import find_store
+    from ..extract import extract
+
+    done = {e["store"] for e in extracted}
+    for feat in run.meta.get("features") or []:
+        if feat["store"] in done:
+            continue
+        store = find_store(feat["model"], ws, store=feat["store"])
+        key = store.key
+        settings = {k: getattr(key, k) for k in _KEY_SETTINGS}
+        if _is_hub_id(key.model):
+            settings["revision"] = key.revision
+        res = extract(manifest, key.model, workspace=ws, progress=progress, **settings)
+        if res.store != store.path.name:
+            raise StoreError(
+                f"run {run.meta['id']} reads store {store.path.name} but extracting the test "
+                f"items with the same settings went to {res.store}; the encoder changed since "
+                "the run was fitted (revision or local weights) — refit the head"
+            )
+        if res.failed:
+            shown = ", ".join(f["id"] for f in res.failed[:5])
+            raise DataError(f"{len(res.failed)} test item(s) could not be embedded: {shown}")
+        done.add(res.store)
+        extracted.append(
+            {"store": res.store, "model": key.model, "computed": res.computed, "cached": res.cached}
+        )
+
+
+def _is_hub_id(model: str) -> bool:
+    return model != "logmel" and not Path(model).is_absolute()
+
+
+def _imported(run: Any, ids: list[str], enc: Encoding) -> np.ndarray:
+    folder = Path(run.dir) / "test"
+    want = set(ids)
+    for path in sorted(folder.glob("*.csv")) if folder.exists() else []:
+        frame = pd.read_csv(path, dtype={"id": str}, keep_default_na=False)
+        if want <= set(frame["id"]):
+            frame = frame.set_index("id").loc[ids, list(enc.labels)]
+            return frame.to_numpy(dtype=np.float64)
+    raise RunError(
+        f"imported run {run.meta['id']} has no test predictions for these items; import them "
+        f"with 'sslstack runs import {run.meta['id']} --oof ... --test test.csv'"
+    )
+
+
+def _frame(
+    ids: list[str],
+    P: np.ndarray,
+    enc: Encoding,
+    label: bool,
+    id_column: str | None,
+    columns: list[str] | None,
+) -> tuple[pd.DataFrame, list[str]]:
+    id_col = id_column or "id"
+    if label:
+        names = columns or ["label"]
+        if len(names) != 1:
+            raise ConfigError(f"--columns {','.join(names)}: --label writes one label column")
+        if enc.single_label:
+            values = [enc.labels[i] for i in P.argmax(axis=1)]
+        else:
+            values = [
+                LABEL_SEP.join(enc.labels[c] for c in np.flatnonzero(row >= 0.5)) for row in P
+            ]
+        return pd.DataFrame({id_col: ids, names[0]: values}), names
+    names = columns or list(enc.labels)
+    if len(names) != len(enc.labels):
+        raise ConfigError(
+            f"--columns names {len(names)} column(s) but the run has {len(enc.labels)} classes "
+            f"({', '.join(enc.labels)}), in this order"
+        )
+    if id_col in names:
+        raise ConfigError(f"--id-column {id_col}: also a class column name; pick another")
+    frame = pd.DataFrame({id_col: ids})
+    for c, name in enumerate(names):
+        frame[name] = P[:, c]
+    return frame, names
+
+
+def _validate(
+    frame: pd.DataFrame, ids: list[str], enc: Encoding, label: bool, cols: list[str], source: str
+) -> None:
+    check_ids(frame, frame.columns[0], ids, source)
+    if label:
+        check_labels(frame, cols[0], enc.labels, single_label=enc.single_label, source=source)
+    else:
+        check_probabilities(frame, cols, single_label=enc.single_label, source=source)
+
+
+def _scores(manifest: Manifest, enc: Encoding, P: np.ndarray) -> dict[str, float] | None:
+    """Scores on the labeled test items, when the test manifest has labels the run knows."""
+    if not manifest.has_labels:
+        return None
+    lists = manifest.label_lists()
+    rows = [i for i, labs in enumerate(lists) if labs]
+    known = set(enc.labels)
+    if any(not set(lists[i]) <= known for i in rows):
+        return None
+    y = enc.targets([lists[i] for i in rows], [manifest.ids[i] for i in rows])
+    return score_all(enc, y, P[rows])

@@ -1,0 +1,378 @@
+"""``report``: one self-contained HTML file about a workspace's runs (plots embedded as PNG).
+
+Sections: the leaderboard of runs and stacks; score against layer per encoder (from the head
+runs, plus the probe plots saved in ``<ws>/probes/``); for one run (default: the most recent
+stack, else the best run) its stack table, calibration, confusion matrix (single-label), ROC
+and DET curves with the EER point (binary), reliability diagram, and per-label scores
+(multi-label). Readable offline: no scripts, no external files.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import RunError
+from ..workspace import Workspace, atomic_write_text
+from ._data import Encoding, join_runs, scorer
+from .calibrate import confidence_pairs, reliability
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1100px;
+color:#222;padding:0 1em}
+h1{font-size:1.6em}h2{font-size:1.25em;margin-top:2em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:.9em;margin:.5em 0}
+th,td{border:1px solid #ddd;padding:.25em .6em;text-align:left}th{background:#f4f4f4}
+td.num{text-align:right;font-variant-numeric:tabular-nums}tr.chosen{background:#eef6ff}
+figure{display:inline-block;margin:.5em 1em .5em 0;vertical-align:top}
+figcaption{font-size:.85em;color:#555}img{max-width:100%}.muted{color:#777}
+"""
+
+
+def report(
+    workspace: str | os.PathLike[str] | Workspace | None = None,
+    *,
+    out: str | os.PathLike[str] = "report.html",
+    run: str | int | None = None,
+    metric: str | None = None,
+) -> dict[str, Any]:
+    """Write the HTML report of a workspace.
+
+    Args:
+        workspace: the workspace folder.
+        out: the HTML file to write.
+        run: the run shown in detail (default: the most recent stack, else the best run).
+        metric: metric of the leaderboard and layer plots (default: the run's metric).
+
+    Returns:
+        ``{"out", "run", "runs", "plots"}`` (``plots``: number of embedded images).
+
+    Raises:
+        RunError: the workspace has no runs.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from ..runs import list_runs
+    from .predict import choose_run
+
+    ws = Workspace.at(workspace)
+    runs = list_runs(ws)
+    if not runs:
+        raise RunError(f"no runs in {ws.root} to report on; fit a head first")
+    focus = choose_run(ws, run)
+    enc = Encoding.of_meta(focus.meta)
+    sc = scorer(metric or focus.meta.get("metric"), enc)
+    same = [r for r in runs if r.meta.get("dataset") == focus.meta.get("dataset")]
+    parts: list[str] = [
+        f"<h1>sslstack report</h1><p class=muted>workspace {_e(ws.root)} · "
+        f"{time.strftime('%Y-%m-%d %H:%M')} · dataset "
+        f"{_e(focus.meta.get('dataset'))} · {enc.task} · metric {sc.name}</p>"
+    ]
+    figs: list[str] = []
+    parts.append(_leaderboard(same, sc.name, focus.meta["id"]))
+    parts.append(_layers_section(ws, same, sc.name, figs))
+    parts.append(_focus_section(ws, focus, enc, sc, figs))
+    body = "\n".join(parts)
+    doc = (
+        f"<!doctype html><html lang=en><head><meta charset=utf-8><title>sslstack report"
+        f"</title><style>{_CSS}</style></head><body>\n{body}\n</body></html>\n"
+    )
+    path = Path(out).expanduser()
+    atomic_write_text(path, doc)
+    return {"out": str(path), "run": focus.meta["id"], "runs": len(same), "plots": len(figs)}
+
+
+# -- html helpers ----------------------------------------------------------------------------
+
+
+def _e(v: Any) -> str:
+    return html.escape(str(v))
+
+
+def _num(v: Any) -> str:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return "-"
+    return f"{f:.4f}" if np.isfinite(f) else "-"
+
+
+def _table(header: list[str], rows: list[list[str]], classes: list[str] | None = None) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = []
+    for i, row in enumerate(rows):
+        cls = f' class="{classes[i]}"' if classes and classes[i] else ""
+        cells = "".join(
+            f"<td class=num>{c}</td>" if _is_num(c) else f"<td>{_e(c)}</td>" for c in row
+        )
+        body.append(f"<tr{cls}>{cells}</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _is_num(c: str) -> bool:
+    try:
+        float(c)
+        return True
+    except ValueError:
+        return False
+
+
+def _figure(fig: Any, caption: str, figs: list[str]) -> str:
+    """The matplotlib figure as an embedded PNG (data: URI)."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return _img(buf.getvalue(), caption, figs)
+
+
+def _img(png: bytes, caption: str, figs: list[str]) -> str:
+    figs.append(caption)
+    data = base64.b64encode(png).decode("ascii")
+    return (
+        f'<figure><img alt="{_e(caption)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{_e(caption)}</figcaption></figure>"
+    )
+
+
+# -- sections --------------------------------------------------------------------------------
+
+
+def _describe(meta: dict[str, Any]) -> str:
+    if meta.get("kind") == "stack":
+        return f"{meta.get('method')} of {len(meta.get('base_runs') or [])} runs"
+    if meta.get("kind") == "import":
+        return "imported predictions"
+    feats = meta.get("features") or []
+    return "; ".join(f"layer {f.get('layer')} {f.get('pool')}" for f in feats) or "-"
+
+
+def _leaderboard(runs: list[Any], metric: str, focus: str) -> str:
+    def score(r: Any) -> float:
+        v = (r.meta.get("scores") or {}).get(metric)
+        return float(v) if v is not None and np.isfinite(float(v)) else float("nan")
+
+    from ..classify.metrics import METRICS
+
+    sign = 1 if METRICS[metric].greater_is_better else -1
+    order = sorted(runs, key=lambda r: -sign * score(r) if np.isfinite(score(r)) else np.inf)
+    rows = [
+        [
+            r.meta["id"],
+            r.meta.get("kind", "-"),
+            r.meta.get("head") or "-",
+            _short(r.meta.get("encoder")),
+            _describe(r.meta),
+            _num(score(r)),
+        ]
+        for r in order
+    ]
+    classes = ["chosen" if r.meta["id"] == focus else "" for r in order]
+    return (
+        f"<h2>Leaderboard</h2><p>Out-of-fold {_e(metric)} of every run of the dataset, "
+        "best first (all on the same folds).</p>"
+        + _table(["run", "kind", "head", "encoder", "features", metric], rows, classes)
+    )
+
+
+def _short(model: Any) -> str:
+    return "-" if not model else str(model).rstrip("/").split("/")[-1]
+
+
+def _layers_section(ws: Workspace, runs: list[Any], metric: str, figs: list[str]) -> str:
+    """Score against layer per encoder: head runs on one layer each, and saved probe plots."""
+    import matplotlib.pyplot as plt
+
+    lines: dict[tuple[str, str, str], dict[int, float]] = {}
+    for r in runs:
+        feats = r.meta.get("features") or []
+        v = (r.meta.get("scores") or {}).get(metric)
+        if r.meta.get("kind") != "head" or len(feats) != 1 or v is None:
+            continue
+        layer = str(feats[0].get("layer"))
+        if not layer.isdigit() or not np.isfinite(float(v)):
+            continue
+        key = (_short(r.meta.get("encoder")), str(r.meta.get("head")), str(feats[0].get("pool")))
+        best = lines.setdefault(key, {}).get(int(layer))
+        lines[key][int(layer)] = float(v) if best is None else max(best, float(v))
+    out = ["<h2>Score against layer</h2>"]
+    for enc in sorted({k[0] for k in lines}):
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for (e, head, pool), pts in sorted(lines.items()):
+            if e == enc:
+                xs = sorted(pts)
+                ax.plot(xs, [pts[x] for x in xs], marker="o", label=f"{head} / {pool}")
+        ax.set_xlabel("layer")
+        ax.set_ylabel(f"out-of-fold {metric}")
+        ax.set_title(f"runs of {enc}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        out.append(_figure(fig, f"{enc}: {metric} of head runs by layer", figs))
+    probes = sorted((ws.root / "probes").glob("*.png")) if (ws.root / "probes").exists() else []
+    for png in probes:
+        out.append(_img(png.read_bytes(), f"probe: {png.stem}", figs))
+    if len(out) == 1:
+        out.append(
+            "<p class=muted>No single-layer head runs or probe results yet "
+            "('sslstack probe', 'sslstack fit-head --layer N').</p>"
+        )
+    return "\n".join(out)
+
+
+def _focus_section(ws: Workspace, run: Any, enc: Encoding, sc: Any, figs: list[str]) -> str:
+    base = join_runs(ws, [run])
+    P, y = base.P[0], base.y
+    out = [
+        f"<h2>Run {_e(run.meta['id'])}</h2><p>{_e(_describe(run.meta))}; out-of-fold "
+        f"{_e(sc.name)} {_num(sc(y, P))} over {len(y)} items.</p>"
+    ]
+    table = run.meta.get("table")
+    if table:
+        order = ["best_single", "mean", "rank", "greedy", "logreg"]
+        names = [n for n in order if n in table] + [n for n in table if n not in order]
+        rows = [[n, table[n].get("run", ""), _num(table[n].get("score"))] for n in names]
+        out.append("<h3>Stack on the same folds</h3>" + _table(["method", "run", sc.name], rows))
+    cal = run.meta.get("calibration")
+    if cal:
+        rows = [[k, _num(cal["before"][k]), _num(cal["after"][k])] for k in cal["before"]]
+        out.append(
+            f"<h3>Calibration ({_e(cal['method'])}, out-of-fold)</h3>"
+            + _table(["score", "before", "after"], rows)
+        )
+    if enc.single_label:
+        out.append(_confusion(y, P, enc, figs))
+    if enc.task == "binary":
+        out.append(_roc_det(y, P, enc, figs))
+    out.append(_reliability(y, P, enc, figs))
+    if enc.task == "multilabel":
+        out.append(_per_label(y, P, enc, figs))
+    return "\n".join(out)
+
+
+def _confusion(y: np.ndarray, P: np.ndarray, enc: Encoding, figs: list[str]) -> str:
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import confusion_matrix
+
+    C = len(enc.labels)
+    cm = confusion_matrix(y, P.argmax(axis=1), labels=np.arange(C))
+    size = min(3 + 0.45 * C, 12)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(C), enc.labels, rotation=90 if C > 6 else 0)
+    ax.set_yticks(range(C), enc.labels)
+    if C <= 30:
+        for i in range(C):
+            for j in range(C):
+                ax.text(
+                    j,
+                    i,
+                    str(cm[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if cm[i, j] > cm.max() / 2 else "black",
+                )
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("confusion matrix (out-of-fold)")
+    return _figure(fig, "confusion matrix", figs)
+
+
+def _roc_det(y: np.ndarray, P: np.ndarray, enc: Encoding, figs: list[str]) -> str:
+    import matplotlib.pyplot as plt
+    from scipy.stats import norm
+    from sklearn.metrics import det_curve, roc_auc_score, roc_curve
+
+    from ..classify.metrics import eer
+
+    k = enc.positive_index
+    truth, score = (y == k).astype(int), P[:, k]
+    e = eer(y, P, enc.task, k)
+    fpr, tpr, _ = roc_curve(truth, score)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot(fpr, tpr, label=f"AUC {roc_auc_score(truth, score):.4f}")
+    ax.plot([0, 1], [0, 1], ls=":", c="gray")
+    ax.plot([e], [1 - e], "o", c="crimson", label=f"EER {100 * e:.2f}%")
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title(f"ROC (positive: {enc.positive})")
+    ax.legend(loc="lower right")
+    roc = _figure(fig, "ROC curve with the EER point", figs)
+    dfpr, dfnr, _ = det_curve(truth, score)
+    lo = 1e-3
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot(norm.ppf(np.clip(dfpr, lo, 1 - lo)), norm.ppf(np.clip(dfnr, lo, 1 - lo)))
+    ax.plot(
+        [norm.ppf(max(e, lo))],
+        [norm.ppf(max(e, lo))],
+        "o",
+        c="crimson",
+        label=f"EER {100 * e:.2f}%",
+    )
+    ticks = [0.001, 0.01, 0.05, 0.2, 0.5, 0.8, 0.95]
+    ax.set_xticks(norm.ppf(ticks), [f"{100 * t:g}%" for t in ticks])
+    ax.set_yticks(norm.ppf(ticks), [f"{100 * t:g}%" for t in ticks])
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("false negative rate")
+    ax.set_title("DET curve")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return roc + _figure(fig, "DET curve with the EER point", figs)
+
+
+def _reliability(y: np.ndarray, P: np.ndarray, enc: Encoding, figs: list[str]) -> str:
+    import matplotlib.pyplot as plt
+
+    from .calibrate import ece
+
+    conf, hit = confidence_pairs(y, P, enc)
+    rows = reliability(conf, hit)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot([0, 1], [0, 1], ls=":", c="gray")
+    ax.plot([r[0] for r in rows], [r[1] for r in rows], marker="o")
+    what = {
+        "binary": f"P({enc.positive})",
+        "multiclass": "top-label confidence",
+        "multilabel": "per-label probability",
+    }[enc.task]
+    ax.set_xlabel(what)
+    ax.set_ylabel("observed frequency")
+    ax.set_title(f"reliability (ECE {ece(y, P, enc):.4f})")
+    ax.grid(alpha=0.3)
+    return _figure(fig, "reliability diagram", figs)
+
+
+def _per_label(y: np.ndarray, P: np.ndarray, enc: Encoding, figs: list[str]) -> str:
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    rows, aucs, aps = [], [], []
+    for c, lab in enumerate(enc.labels):
+        both = 0 < y[:, c].sum() < len(y)
+        auc = roc_auc_score(y[:, c], P[:, c]) if both else float("nan")
+        ap = average_precision_score(y[:, c], P[:, c]) if y[:, c].any() else float("nan")
+        aucs.append(auc)
+        aps.append(ap)
+        rows.append([lab, str(int(y[:, c].sum())), _num(auc), _num(ap)])
+    xs = np.arange(len(enc.labels))
+    fig, ax = plt.subplots(figsize=(min(3 + 0.4 * len(xs), 14), 3.5))
+    ax.bar(xs - 0.2, aucs, width=0.4, label="ROC-AUC")
+    ax.bar(xs + 0.2, aps, width=0.4, label="average precision")
+    ax.set_xticks(xs, enc.labels, rotation=90 if len(xs) > 8 else 0)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    ax.set_title("per-label scores (out-of-fold)")
+    return (
+        "<h3>Per-label scores</h3>"
+        + _table(["label", "positives", "ROC-AUC", "AP"], rows)
+        + _figure(fig, "per-label scores", figs)
+    )

@@ -1,0 +1,261 @@
+"""``stack``: combine base runs' out-of-fold predictions and save the chosen stack as a run.
+
+Every call scores, on the same folds, the best single run and each registered method (mean,
+rank, greedy, logreg), so the table shows what stacking bought; the chosen method (optionally
+calibrated out-of-fold) is saved as a run of kind ``stack`` that ``predict`` and ``report`` use
+like any other run.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError
+from ..workspace import Workspace
+from . import methods as _methods
+from ._data import BaseSet, Scorer, join_runs, load_runs, score_all, scorer
+from .calibrate import calibrate_oof
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """What to stack and how. ``runs=None`` means every run of the dataset."""
+
+    runs: tuple[str, ...] | None = None
+    method: str = "greedy"
+    metric: str | None = None
+    calibrate: str | None = None
+    greedy_size: int = 25
+    logreg_c: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["runs"] = None if self.runs is None else list(self.runs)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StackConfig:
+        kw = dict(d)
+        if kw.get("runs") is not None:
+            kw["runs"] = tuple(str(r) for r in kw["runs"])
+        return cls(**kw)
+
+
+@dataclass
+class StackResult:
+    """What one ``stack`` call did; ``to_dict`` is the ``--json`` line."""
+
+    run: str | None
+    method: str
+    metric: str
+    score: float
+    table: dict[str, dict[str, Any]]
+    oof: pd.DataFrame
+    base_runs: list[str]
+    calibration: dict[str, Any] | None = None
+    scores: dict[str, float] = field(default_factory=dict)
+    run_dir: str | None = None
+
+    @property
+    def oof_path(self) -> str | None:
+        return None if self.run_dir is None else os.path.join(self.run_dir, "oof.csv")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``--json`` object; ``oof`` is the saved oof.csv's path, as fit-head's (the
+        predictions themselves, column by column, when the stack was not saved)."""
+        return {
+            "run": self.run,
+            "method": self.method,
+            "metric": self.metric,
+            "score": self.score,
+            "table": self.table,
+            "oof": self.oof_path if self.oof_path else self.oof.to_dict(orient="list"),
+            "base_runs": self.base_runs,
+            "calibration": self.calibration,
+            "scores": self.scores,
+            "run_dir": self.run_dir,
+        }
+
+
+def stack(
+    workspace: str | os.PathLike[str] | Workspace | None = None,
+    *,
+    runs: Sequence[str | int] | None = None,
+    data: str | None = None,
+    method: str = "greedy",
+    metric: str | None = None,
+    calibrate: str | None = None,
+    greedy_size: int = 25,
+    logreg_c: float = 1.0,
+    save: bool = True,
+) -> StackResult:
+    """Stack base runs on their shared folds and save the chosen stack as a run.
+
+    Args:
+        workspace: the workspace folder (default ``$SSLSTACK_WORKSPACE`` or ``./.sslstack``).
+        runs: run ids, numbers or unique prefixes (default: every run of the dataset).
+        data: the dataset (name or manifest) whose runs to stack when the workspace has several.
+        method: one of :func:`sslstack.ensemble.methods.names` (mean, rank, greedy, logreg).
+        metric: metric optimized by ``greedy`` and reported (default: the task's default).
+        calibrate: ``temperature``, ``platt`` or ``isotonic``, fitted out-of-fold.
+        greedy_size: iterations of ensemble selection.
+        logreg_c: inverse L2 strength of the logistic-regression meta-learner.
+        save: save the stack as a run (kind ``stack``).
+
+    Returns:
+        A :class:`StackResult`: the saved run id, the chosen method's out-of-fold score, the
+        table of every method's score and the best single run's, the out-of-fold predictions.
+
+    Raises:
+        DataError: the runs do not share folds or label encoding (the runs are named).
+        ConfigError: unknown method, metric or calibrator.
+    """
+    cfg = StackConfig(
+        runs=None if runs is None else tuple(str(r) for r in runs),
+        method=method,
+        metric=metric,
+        calibrate=calibrate,
+        greedy_size=greedy_size,
+        logreg_c=logreg_c,
+    )
+    return run_stack(Workspace.at(workspace), cfg, data=data, save=save)
+
+
+def run_stack(
+    ws: Workspace, cfg: StackConfig, *, data: str | None = None, save: bool = True
+) -> StackResult:
+    """:func:`stack` with a :class:`StackConfig`."""
+    t0 = time.time()
+    chosen = _methods.get_method(cfg.method)
+    if cfg.calibrate is not None:
+        from .calibrate import get_calibrator
+
+        get_calibrator(cfg.calibrate)
+    base = join_runs(ws, load_runs(ws, cfg.runs, _dataset_name(ws, data)))
+    if len(np.unique(base.folds)) < 2:
+        raise DataError("the runs' out-of-fold predictions hold fewer than two folds")
+    sc = scorer(cfg.metric, base.encoding)
+    table, fitted = _table(base, sc, cfg)
+    oof, params = fitted[chosen.name]
+    calibration = None
+    if cfg.calibrate:
+        oof, calibration = calibrate_oof(oof, base.y, base.folds, base.encoding, cfg.calibrate)
+        table[_chosen_key(cfg)] = _row(sc, base, oof)
+    frame = _oof_frame(base, oof)
+    scores = score_all(base.encoding, base.y, oof)
+    result = StackResult(
+        run=None,
+        method=chosen.name,
+        metric=sc.name,
+        score=sc(base.y, oof),
+        table=table,
+        oof=frame,
+        base_runs=base.run_ids,
+        calibration=calibration,
+        scores=scores,
+    )
+    if save:
+        meta = _stack_meta(base, cfg, result, params, sc, time.time() - t0)
+        result.run, result.run_dir = _save(ws, meta, frame, cfg)
+    return result
+
+
+def _dataset_name(ws: Workspace, data: str | None) -> str | None:
+    if data is None:
+        return None
+    from ..datasets import resolve_dataset
+
+    return resolve_dataset(ws, data)[0]
+
+
+def _row(sc: Scorer, base: BaseSet, oof: np.ndarray, **extra: Any) -> dict[str, Any]:
+    folds = [sc(base.y[base.folds == f], oof[base.folds == f]) for f in np.unique(base.folds)]
+    return {"score": sc(base.y, oof), "fold_scores": folds, **extra}
+
+
+def _table(base: BaseSet, sc: Scorer, cfg: StackConfig):
+    """Best single run and every method on the same rows; returns (table, fitted methods)."""
+    singles = [(sc(base.y, p), rid) for p, rid in zip(base.P, base.run_ids, strict=True)]
+    best = 0
+    for i, (s, _) in enumerate(singles):
+        if sc.better(s, singles[best][0]):
+            best = i
+    table = {"best_single": _row(sc, base, base.P[best], run=base.run_ids[best])}
+    fitted = {}
+    for name, m in _methods.METHODS.items():
+        oof, params = m.fit(
+            base.P, base.y, base.folds, sc, greedy_size=cfg.greedy_size, logreg_c=cfg.logreg_c
+        )
+        fitted[name] = (oof, params)
+        table[name] = _row(sc, base, oof)
+    return table, fitted
+
+
+def _chosen_key(cfg: StackConfig) -> str:
+    return cfg.method + (f"+{cfg.calibrate}" if cfg.calibrate else "")
+
+
+def _oof_frame(base: BaseSet, oof: np.ndarray) -> pd.DataFrame:
+    frame = pd.DataFrame({"id": base.ids, "fold": base.folds})
+    for c, lab in enumerate(base.encoding.labels):
+        frame[lab] = oof[:, c]
+    return frame
+
+
+def _stack_meta(
+    base: BaseSet,
+    cfg: StackConfig,
+    res: StackResult,
+    params: dict[str, Any],
+    sc: Scorer,
+    seconds: float,
+) -> dict[str, Any]:
+    feats: list[dict[str, Any]] = []
+    for r in base.runs:
+        for f in r.meta.get("features") or []:
+            if f not in feats:
+                feats.append(f)
+    weights = params.get("weights")
+    return {
+        "kind": "stack",
+        "dataset": base.dataset,
+        "folds_digest": base.folds_digest,
+        **base.encoding.to_meta(),
+        "head": None,
+        "encoder": None,
+        "features": feats,
+        "params": params,
+        "metric": sc.name,
+        "score": res.score,
+        "scores": res.scores,
+        "fold_scores": res.table[_chosen_key(cfg)]["fold_scores"],
+        "trials": 0,
+        "time_s": round(seconds, 3),
+        "created": time.time(),
+        "base_runs": base.run_ids,
+        "method": res.method,
+        "weights": None if weights is None else dict(zip(base.run_ids, weights, strict=True)),
+        "calibration": res.calibration,
+        "table": res.table,
+        "config": cfg.to_dict(),
+    }
+
+
+def _save(
+    ws: Workspace, meta: dict[str, Any], frame: pd.DataFrame, cfg: StackConfig
+) -> tuple[str, str]:
+    from ..runs import new_run_id, save_run
+
+    tag = cfg.method + (f"-{cfg.calibrate}" if cfg.calibrate else "")
+    run_id, number = new_run_id(ws, "stack", tag)
+    meta = {"id": run_id, "number": number, **meta}
+    saved = save_run(ws, meta, frame)
+    run_dir = getattr(saved, "dir", None) or ws.run_dir(run_id)
+    return run_id, str(run_dir)

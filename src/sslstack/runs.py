@@ -1,0 +1,246 @@
+"""Runs: fitted heads, stacks and imported predictions, each a folder in ``<ws>/runs/``.
+
+A run folder ``<ws>/runs/<run_id>/`` holds ``run.json`` (the config, the label encoding and the
+scores), ``oof.csv`` (id, fold, one probability column per label in label order), ``models/``
+(fold models in safe native formats) and optionally ``test/<dataset>.csv``.
+
+Runs are written into a hidden temporary folder and renamed into place, so a killed process
+never leaves a half-written run behind. Run numbers are reserved atomically, so several
+processes can create runs in one workspace.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError, RunError
+from .workspace import Workspace, atomic_write_json, read_json
+
+RUN_KINDS = ("head", "stack", "import")
+_RESERVED = ".numbers"
+_LISTED = 5
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run folder and its ``run.json``."""
+
+    dir: Path
+    meta: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return str(self.meta["id"])
+
+    @property
+    def number(self) -> int:
+        return int(self.meta["number"])
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.meta["labels"])
+
+    @property
+    def oof_path(self) -> Path:
+        return self.dir / "oof.csv"
+
+    def oof(self) -> pd.DataFrame:
+        """The out-of-fold predictions: id, fold, one probability column per label."""
+        return _read_pred(self.oof_path, self.labels)
+
+    def test(self, dataset: str) -> pd.DataFrame:
+        """Saved test predictions for ``dataset`` (id, one column per label)."""
+        path = self.dir / "test" / f"{dataset}.csv"
+        if not path.exists():
+            raise RunError(f"run {self.id} has no test predictions for {dataset} ({path})")
+        return _read_pred(path, self.labels)
+
+
+def _read_pred(path: Path, labels: list[str]) -> pd.DataFrame:
+    frame = pd.read_csv(path, dtype={"id": str}, keep_default_na=False)
+    frame.columns = [str(c) for c in frame.columns]
+    return frame
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:60] or "run"
+
+
+def new_run_id(ws: Workspace, kind: str, tag: str) -> tuple[str, int]:
+    """Reserve the next run number and return ``(run_id, number)``, e.g. ``r0007-xgb-logmel``.
+
+    The number is reserved by creating ``<runs>/.numbers/<n>`` atomically, so concurrent
+    processes never share one.
+    """
+    if kind not in RUN_KINDS:
+        raise RunError(f"unknown run kind {kind!r}; use one of {', '.join(RUN_KINDS)}")
+    reserved = ws.runs / _RESERVED
+    reserved.mkdir(parents=True, exist_ok=True)
+    used = [int(p.name) for p in reserved.iterdir() if p.name.isdigit()]
+    used += [r.number for r in list_runs(ws)]
+    number = max(used, default=0) + 1
+    while True:
+        try:
+            (reserved / str(number)).mkdir()
+            break
+        except FileExistsError:
+            number += 1
+    return f"r{number:04d}-{_slug(tag)}", number
+
+
+def save_run(
+    ws: Workspace,
+    meta: dict[str, Any],
+    oof: pd.DataFrame | None,
+    *,
+    fill: Callable[[Path], None] | None = None,
+    test: dict[str, pd.DataFrame] | None = None,
+    validate: bool = True,
+) -> Run:
+    """Write a run atomically: ``run.json``, ``oof.csv``, ``test/*.csv`` and what ``fill`` adds.
+
+    Args:
+        meta: the run.json content; needs ``id``, ``number``, ``kind``, ``dataset``, ``labels``.
+        oof: out-of-fold predictions (validated by :func:`check_oof` unless ``validate`` is off).
+        fill: called with the temporary run folder to write models and other files into it.
+        test: test predictions per dataset name.
+
+    Raises:
+        DataError: the out-of-fold predictions do not match the dataset's folds.
+        RunError: a run with this id exists.
+    """
+    for key in ("id", "number", "kind", "dataset", "labels"):
+        if key not in meta:
+            raise RunError(f"run metadata lacks '{key}'")
+    final = ws.run_dir(meta["id"])
+    if final.exists():
+        raise RunError(f"run {meta['id']} exists already ({final})")
+    if oof is not None and validate:
+        check_oof(ws, meta, oof)
+    tmp = ws.runs / f".{meta['id']}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        if oof is not None:
+            _write_csv(tmp / "oof.csv", oof)
+        for name, frame in (test or {}).items():
+            (tmp / "test").mkdir(exist_ok=True)
+            _write_csv(tmp / "test" / f"{name}.csv", frame)
+        if fill is not None:
+            fill(tmp)
+        meta = {"created": time.time(), **meta}
+        atomic_write_json(tmp / "run.json", meta)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return Run(final, meta)
+
+
+def _write_csv(path: Path, frame: pd.DataFrame) -> None:
+    frame.to_csv(path, index=False, float_format="%.9g")
+
+
+def check_oof(ws: Workspace, meta: dict[str, Any], oof: pd.DataFrame) -> None:
+    """Refuse out-of-fold predictions that do not line up with the dataset's folds.
+
+    Checks: columns are ``id``, ``fold`` and the labels in order; ids are unique and belong to
+    the dataset's fold assignment; each row's fold is the saved fold of its id; probabilities
+    are finite numbers in [0, 1].
+
+    Raises:
+        DataError: naming the first offending ids or columns.
+    """
+    from .classify.folds import load_folds
+
+    labels = [str(v) for v in meta["labels"]]
+    want = ["id", "fold", *labels]
+    cols = [str(c) for c in oof.columns]
+    if cols != want:
+        raise DataError(
+            f"run {meta['id']}: out-of-fold columns are {cols[:8]}; expected id, fold, then one "
+            f"column per label in label order ({', '.join(labels[:8])})"
+        )
+    ids = oof["id"].astype(str)
+    dup = ids[ids.duplicated()].unique().tolist()
+    if dup:
+        raise DataError(
+            f"run {meta['id']}: {len(dup)} duplicate id(s) (first: {', '.join(dup[:_LISTED])})"
+        )
+    folds = load_folds(ws, meta["dataset"])
+    if meta.get("folds_digest") and meta["folds_digest"] != folds.digest:
+        raise DataError(
+            f"run {meta['id']}: made with folds {meta['folds_digest']}, but dataset "
+            f"{meta['dataset']} has folds {folds.digest}"
+        )
+    pos = {i: n for n, i in enumerate(folds.ids)}
+    unknown = [i for i in ids if i not in pos]
+    if unknown:
+        raise DataError(
+            f"run {meta['id']}: {len(unknown)} id(s) are not in dataset {meta['dataset']} "
+            f"(first: {', '.join(unknown[:_LISTED])})"
+        )
+    saved = folds.fold[[pos[i] for i in ids]]
+    bad = np.flatnonzero(saved != oof["fold"].to_numpy(dtype=np.int64))
+    if len(bad):
+        first = ", ".join(
+            f"{ids.iloc[i]} (fold {oof['fold'].iloc[i]} != {saved[i]})" for i in bad[:_LISTED]
+        )
+        raise DataError(
+            f"run {meta['id']}: {len(bad)} row(s) disagree with the dataset's folds: {first}"
+        )
+    proba = oof[labels].to_numpy(dtype=np.float64)
+    if not np.isfinite(proba).all() or (proba < 0).any() or (proba > 1 + 1e-6).any():
+        rows = np.flatnonzero(
+            ~np.isfinite(proba).all(axis=1)
+            | (proba < 0).any(axis=1)
+            | (proba > 1 + 1e-6).any(axis=1)
+        )
+        raise DataError(
+            f"run {meta['id']}: probabilities must be finite and in [0, 1] (first bad ids: "
+            f"{', '.join(ids.iloc[rows[:_LISTED]])})"
+        )
+
+
+def list_runs(ws: Workspace, dataset: str | None = None) -> list[Run]:
+    """Every complete run of the workspace (optionally of one dataset), by number."""
+    if not ws.runs.exists():
+        return []
+    runs = []
+    for path in ws.runs.glob("*/run.json"):
+        if path.parent.name.startswith("."):
+            continue
+        meta = read_json(path)
+        if dataset is None or meta.get("dataset") == dataset:
+            runs.append(Run(path.parent, meta))
+    return sorted(runs, key=lambda r: r.number)
+
+
+def load_run(ws: Workspace, ref: str | int) -> Run:
+    """A run by id, number (``7`` or ``"7"``), ``r0007`` or unique id prefix.
+
+    Raises:
+        RunError: no run, or several that the reference does not tell apart.
+    """
+    runs = list_runs(ws)
+    text = str(ref).strip()
+    if text.isdigit():
+        hits = [r for r in runs if r.number == int(text)]
+    else:
+        hits = [r for r in runs if r.id == text] or [r for r in runs if r.id.startswith(text)]
+    if len(hits) == 1:
+        return hits[0]
+    if not hits:
+        known = ", ".join(r.id for r in runs[-10:]) or "none yet"
+        raise RunError(f"no run {text!r} in {ws.runs} (latest: {known}); see 'sslstack runs ls'")
+    raise RunError(f"run {text!r} is ambiguous: {', '.join(r.id for r in hits)}")

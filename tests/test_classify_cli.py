@@ -1,0 +1,75 @@
+"""The classify CLI: fit-head --json keys, probe, runs ls, one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from sslstack.cli import app
+from tests.classify_synth import make_synth
+
+runner = CliRunner()
+
+
+def _last_json(output: str) -> dict:
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def test_fit_head_json_keys_and_runs_ls(tmp_path: Path) -> None:
+    s = make_synth(tmp_path, n=60, layers=2)
+    ws = str(s.ws.root)
+    res = runner.invoke(
+        app,
+        [
+            "fit-head",
+            "logreg",
+            "--model",
+            "fake",
+            "--data",
+            str(s.csv),
+            "--trials",
+            "2",
+            "--workspace",
+            ws,
+            "--json",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    out = _last_json(res.stdout)
+    assert {"run", "metric", "score", "scores", "oof"} <= set(out)
+    assert out["metric"] == "accuracy" and out["scores"]["accuracy"] == out["score"]
+    assert Path(out["oof"]).read_text().startswith("id,fold,c0,c1,c2")
+    res = runner.invoke(app, ["runs", "ls", "--workspace", ws, "--json"])
+    assert res.exit_code == 0, res.output
+    rows = _last_json(res.stdout)["runs"]
+    assert [r["run"] for r in rows] == [out["run"]]
+    row = rows[0]
+    assert row["head"] == "logreg" and row["encoder"] == "fake" and row["trials"] == 2
+    assert row["fold_mean"] is not None and row["fold_std"] is not None
+    res = runner.invoke(app, ["probe", "--model", "fake", "--workspace", ws, "--json"])
+    assert res.exit_code == 0, res.output
+    assert Path(_last_json(res.stdout)["png"]).exists()
+
+
+def test_errors_are_one_line(tmp_path: Path) -> None:
+    s = make_synth(tmp_path, n=40, layers=2)
+    res = runner.invoke(
+        app,
+        [
+            "fit-head",
+            "logreg",
+            "--model",
+            "fake",
+            "--data",
+            str(s.csv),
+            "--metric",
+            "eer",
+            "--workspace",
+            str(s.ws.root),
+        ],
+    )
+    assert res.exit_code == 2
+    assert "error: --metric eer: does not apply to multiclass tasks" in res.output
+    assert "Traceback" not in res.output

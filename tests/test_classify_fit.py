@@ -1,0 +1,162 @@
+"""fit_head, predict_head and probe end to end on synthetic stores."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sslstack.classify import fit_head, predict_head, probe
+from sslstack.classify.cv import load_models, predict_fold
+from sslstack.classify.heads import get_head
+from sslstack.classify.labels import LabelEncoding
+from sslstack.classify.metrics import METRICS
+from sslstack.errors import ConfigError, DataError
+from sslstack.runs import load_run
+from tests.classify_synth import make_synth
+
+FAST = {"max_rounds": 25}
+
+
+@pytest.mark.parametrize("head", ["logreg", "xgb", "catboost"])
+def test_each_head_fits_saves_and_predicts(tmp_path: Path, head: str) -> None:
+    s = make_synth(tmp_path, n=90, layers=3)
+    res = fit_head(head, "fake", data=s.csv, workspace=s.ws, trials=2, folds=3, **FAST)
+    run = load_run(s.ws, res.run)
+    meta = run.meta
+    assert meta["kind"] == "head" and meta["head"] == head and meta["labels"] == ["c0", "c1", "c2"]
+    assert meta["trials"] == 2 and len(meta["fold_scores"]) == 3
+    # saved models are native formats, never pickle
+    suffixes = {Path(f).suffix for f in meta["models"]}
+    assert suffixes <= {".npz", ".ubj", ".cbm"} and len(meta["models"]) == 6
+    oof = run.oof()
+    assert list(oof.columns) == ["id", "fold", "c0", "c1", "c2"]
+    assert np.allclose(oof[["c0", "c1", "c2"]].sum(axis=1), 1.0, atol=1e-6)
+    # the reported score is the metric of the saved out-of-fold predictions
+    y = LabelEncoding.from_dict(meta).encode([[lab] for lab in s.labels])
+    P = oof[["c0", "c1", "c2"]].to_numpy()
+    assert res.score == pytest.approx(METRICS["accuracy"](y, P, "multiclass"))
+    assert res.scores["accuracy"] == pytest.approx(res.score)
+    # each reloaded fold model reproduces the out-of-fold rows of its fold
+    hd = get_head(head)
+    models = load_models(hd, run.dir / "models", meta["models"])
+    x = _features(s, meta)
+    enc = LabelEncoding.from_dict(meta)
+    for k, fm in enumerate(models):
+        rows = np.flatnonzero(oof["fold"].to_numpy() == k)
+        np.testing.assert_allclose(predict_fold(hd, fm, x[rows], enc), P[rows], atol=1e-5)
+    # predict_head averages the fold models
+    mean = np.mean([predict_fold(hd, fm, x[:4], enc) for fm in models], axis=0)
+    np.testing.assert_allclose(predict_head(s.ws, res.run, s.ids[:4]), mean, atol=1e-6)
+
+
+def _features(s, meta) -> np.ndarray:
+    from sslstack.classify.features import FeatureChoice, read_features
+
+    fc = meta["feature_choice"]
+    return read_features(s.store, FeatureChoice(fc["layer"], fc["pool"]), s.ids)
+
+
+def test_logreg_finds_the_informative_layer(tmp_path: Path) -> None:
+    s = make_synth(tmp_path, n=150, layers=4, separation=2.0)
+    res = fit_head("logreg", "fake", data=s.csv, workspace=s.ws, trials=12, pool="mean")
+    assert res.score > 0.9
+    default = fit_head("logreg", "fake", workspace=s.ws, trials=0, layer=0, pool="mean")
+    assert default.score < 0.6  # layer 0 holds no class information
+    assert default.trials == 0 and default.study is None
+
+
+def test_runs_are_reproducible_with_a_seed(tmp_path: Path) -> None:
+    outs = []
+    for name in ("a", "b"):
+        s = make_synth(tmp_path / name, n=80, layers=3, seed=3)
+        res = fit_head("xgb", "fake", data=s.csv, workspace=s.ws, trials=3, folds=3, seed=7, **FAST)
+        outs.append(res)
+    assert outs[0].best_params == outs[1].best_params
+    pd.testing.assert_frame_equal(outs[0].oof, outs[1].oof)
+
+
+def test_binary_positive_class_and_eer(tmp_path: Path) -> None:
+    s = make_synth(tmp_path, task="binary", n=100, layers=3)
+    res = fit_head("logreg", "fake", data=s.csv, workspace=s.ws, trials=3, metric="eer")
+    meta = load_run(s.ws, res.run).meta
+    assert meta["labels"] == ["real", "fake"] and meta["positive"] == "fake"
+    assert list(res.oof.columns) == ["id", "fold", "real", "fake"]
+    y = (np.array(s.labels) == "fake").astype(int)
+    assert res.score == pytest.approx(
+        METRICS["eer"](y, res.oof[["real", "fake"]].to_numpy(), "binary", 1)
+    )
+    assert {"eer", "roc_auc", "ece", "brier"} <= set(res.scores)
+
+
+@pytest.mark.parametrize("head", ["logreg", "xgb", "catboost"])
+def test_multilabel_end_to_end(tmp_path: Path, head: str) -> None:
+    s = make_synth(tmp_path, task="multilabel", n=150, n_classes=5, layers=2, separation=3.0)
+    res = fit_head(
+        head, "fake", data=s.csv, workspace=s.ws, trials=2, folds=3, layer=1, pool="mean", **FAST
+    )
+    assert res.metric == "lwlrap"
+    labels = [f"c{j}" for j in range(5)]
+    P = res.oof[labels].to_numpy()
+    rng = np.random.default_rng(0)
+    chance = np.mean([METRICS["lwlrap"](s.y, rng.random(P.shape), "multilabel") for _ in range(5)])
+    assert res.score > chance + 0.2, (res.score, chance)
+    assert res.score == pytest.approx(METRICS["lwlrap"](s.y, P, "multilabel"))
+    assert predict_head(s.ws, res.run, s.ids[:3]).shape == (3, 5)
+
+
+def test_errors_are_clear(tmp_path: Path) -> None:
+    s = make_synth(tmp_path, n=60, layers=2)
+    with pytest.raises(ConfigError, match="unknown head 'svm'; choose from logreg, xgb, catboost"):
+        fit_head("svm", "fake", data=s.csv, workspace=s.ws)
+    with pytest.raises(ConfigError, match="no layer"):
+        fit_head("logreg", "fake", data=s.csv, workspace=s.ws, layer="7", trials=1)
+    with pytest.raises(ConfigError, match="no pooling max"):
+        fit_head("logreg", "fake", data=s.csv, workspace=s.ws, pool="max", trials=1)
+    # items the store does not hold
+    frame = pd.read_csv(s.csv)
+    (s.csv.parent / "new.wav").touch()
+    frame.loc[len(frame)] = ["new.wav", "c0"]
+    frame.to_csv(s.csv.parent / "more.csv", index=False)
+    with pytest.raises(DataError, match=r"1 of 61 labeled item\(s\) .* no embeddings .*new.wav"):
+        fit_head("logreg", "fake", data=s.csv.parent / "more.csv", workspace=s.ws, trials=1)
+    # a class with a single member
+    frame = pd.read_csv(s.csv)
+    frame.loc[0, "label"] = "lonely"
+    frame.to_csv(s.csv.parent / "lonely.csv", index=False)
+    with pytest.raises(DataError, match=r"fewer than 2 items: lonely \(1\)"):
+        fit_head("logreg", "fake", data=s.csv.parent / "lonely.csv", workspace=s.ws, trials=1)
+
+
+def test_grouped_folds_warn_about_labels_missing_from_training(tmp_path: Path) -> None:
+    s = make_synth(tmp_path, n=80, layers=2, groups=8)
+    frame = pd.read_csv(s.csv)
+    # class c2 only spoken by speaker s0: every fold validating s0 trains without c2
+    frame.loc[frame["label"] == "c2", "label"] = "c1"
+    frame.loc[frame["speaker"] == "s0", "label"] = "c2"
+    frame.to_csv(s.csv, index=False)
+    res = fit_head(
+        "logreg", "fake", data=s.csv, workspace=s.ws, trials=1, group_col="speaker", folds=4
+    )
+    assert any("occur in validation" in w and "c2" in w for w in res.warnings)
+    meta = load_run(s.ws, res.run).meta
+    assert meta["warnings"] == res.warnings
+    rows = res.oof[frame["speaker"].to_numpy() == "s0"]
+    assert (rows["c2"] == 0).all()
+
+
+def test_probe_scores_every_layer_and_pool(tmp_path: Path) -> None:
+    s = make_synth(tmp_path, n=120, layers=4, separation=2.5)
+    res = probe("fake", data=s.csv, workspace=s.ws)
+    assert list(res.table.index) == ["0", "1", "2", "3"]
+    assert list(res.table.columns) == ["mean", "std"]
+    assert res.best()[:2] == ("3", "mean")
+    assert res.table.loc["0", "mean"] < 0.6 < res.table.loc["3", "mean"]
+    assert res.png.exists() and res.png.read_bytes()[:4] == b"\x89PNG"
+    # the probe's cell equals a default logistic head fitted on that layer and pooling
+    run = fit_head("logreg", "fake", workspace=s.ws, trials=0, layer=3, pool="mean")
+    assert run.score == pytest.approx(res.table.loc["3", "mean"])
+    json.dumps(res.to_dict())

@@ -1,0 +1,222 @@
+"""``predict``, ``runs import``, ``blend`` and submission validation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from sslstack.cli import app
+from sslstack.ensemble import blend, import_run, predict, stack
+from sslstack.ensemble.submission import check_ids, check_probabilities
+from sslstack.errors import ConfigError, DataError
+from sslstack.runs import load_run
+from tests.audio_fixtures import write_dataset
+from tests.ensemble_synth import Synth, add_run, make_dataset, probs
+
+# -- submission validation -------------------------------------------------------------------
+
+
+def test_submission_validation_errors() -> None:
+    f = pd.DataFrame({"id": ["a", "b", "a"], "x": [0.2, 0.5, 0.1], "y": [0.8, 0.5, 0.9]})
+    with pytest.raises(DataError, match=r"more than once: line 2 \(a\), line 4 \(a\)"):
+        check_ids(f, "id", None, "sub.csv")
+    f = pd.DataFrame({"id": ["a", "b"], "x": [0.2, 0.5], "y": [0.8, 0.5]})
+    with pytest.raises(DataError, match=r"missing, first: c"):
+        check_ids(f, "id", ["a", "b", "c"], "sub.csv")
+    with pytest.raises(DataError, match=r"not in the dataset: line 3 \(b\)"):
+        check_ids(f, "id", ["a"], "sub.csv")
+    bad = pd.DataFrame({"id": ["a", "b", "c"], "x": [0.2, np.nan, 1.5], "y": [0.8, 0.5, -0.5]})
+    with pytest.raises(DataError, match=r"2 row\(s\).*not finite.*line 3 \(b\), line 4 \(c\)"):
+        check_probabilities(bad, ["x", "y"], single_label=True, source="sub.csv")
+    off = pd.DataFrame({"id": ["a", "b"], "x": [0.2, 0.3], "y": [0.8, 0.3]})
+    with pytest.raises(DataError, match=r"do not sum to 1.*line 3 \(b\).*sums 0.6"):
+        check_probabilities(off, ["x", "y"], single_label=True, source="sub.csv")
+    check_probabilities(off, ["x", "y"], single_label=False, source="sub.csv")  # multi-label ok
+
+
+# -- runs import ------------------------------------------------------------------------------
+
+
+def _write_oof(s: Synth, P: np.ndarray, path: Path, *, fold: bool = True) -> Path:
+    frame = pd.DataFrame({"id": s.ids})
+    if fold:
+        frame["fold"] = s.fold
+    for c, lab in enumerate(s.enc.labels):
+        frame[lab] = P[:, c]
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _test_set(s: Synth, n: int = 12, seed: int = 7) -> tuple[Path, list[str], list[str]]:
+    rng = np.random.default_rng(seed)
+    ids = [f"test_{i:03d}.wav" for i in range(n)]
+    for i in ids:
+        (s.root / "audio" / i).touch()
+    labels = [s.enc.labels[i % len(s.enc.labels)] for i in range(n)]
+    rng.shuffle(labels)
+    path = s.root / "audio" / "test.csv"
+    pd.DataFrame({"path": ids, "label": labels}).to_csv(path, index=False)
+    return path, ids, labels
+
+
+def _test_probs(s: Synth, labels: list[str], seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    z = 2.0 * np.eye(len(s.enc.labels))[[s.enc.labels.index(lab) for lab in labels]]
+    z = z + rng.normal(size=z.shape)
+    return np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+
+
+def test_import_stack_predict(tmp_path: Path) -> None:
+    s = make_dataset(tmp_path, "multiclass", n=120)
+    head = add_run(s, probs(s, 1.0, seed=1), "head")
+    test_csv, test_ids, test_labels = _test_set(s)
+    imported = []
+    for j in range(2):
+        oof = _write_oof(s, probs(s, 1.2, seed=10 + j), tmp_path / f"oof{j}.csv", fold=j == 0)
+        tp = _test_probs(s, test_labels, seed=20 + j)
+        test = pd.DataFrame(
+            {"id": test_ids[::-1], **{lab: tp[::-1, c] for c, lab in enumerate(s.enc.labels)}}
+        )
+        test.to_csv(tmp_path / f"test{j}.csv", index=False)
+        res = import_run(f"cnn{j}", oof, test=tmp_path / f"test{j}.csv", workspace=s.ws)
+        assert res["items"] == 120 and res["test_items"] == 12
+        imported.append(res["run"])
+    assert load_run(s.ws, imported[0]).meta["kind"] == "import"
+    # an imported run stacks with sslstack's own runs
+    res = stack(s.ws, runs=[head, *imported], method="logreg")
+    assert res.base_runs == [head, *imported]
+    # predicting a stack of imported runs: combine their saved test predictions
+    st = stack(s.ws, runs=imported, method="mean")
+    out = tmp_path / "sub.csv"
+    pred = predict(test_csv, run=st.run, workspace=s.ws, out=out)
+    sub = pd.read_csv(out)
+    assert list(sub.columns) == ["id", *s.enc.labels] and sub["id"].tolist() == test_ids
+    ref = (_test_probs(s, test_labels, 20) + _test_probs(s, test_labels, 21)) / 2
+    np.testing.assert_allclose(sub[list(s.enc.labels)].to_numpy(), ref, atol=1e-7)
+    assert pred.scores is not None and 0 <= pred.scores["accuracy"] <= 1
+    y = [s.enc.labels.index(lab) for lab in test_labels]
+    assert pred.scores["accuracy"] == pytest.approx(np.mean(ref.argmax(axis=1) == y))
+    # --label and renamed headers
+    lab = predict(
+        test_csv,
+        run=st.run,
+        workspace=s.ws,
+        out=tmp_path / "lab.csv",
+        label=True,
+        id_column="file",
+        columns=["class"],
+    )
+    assert lab.columns == ["file", "class"]
+    assert pd.read_csv(tmp_path / "lab.csv")["class"].tolist() == [
+        s.enc.labels[i] for i in ref.argmax(axis=1)
+    ]
+    with pytest.raises(ConfigError, match="4 classes"):
+        predict(test_csv, run=st.run, workspace=s.ws, columns=["x", "y"])
+    # the default run is the most recent stack
+    assert predict(test_csv, workspace=s.ws).run == st.run
+
+
+def test_misaligned_import_refused(tmp_path: Path) -> None:
+    s = make_dataset(tmp_path, "binary", n=60)
+    P = probs(s, 1.0, seed=1)
+    good = _write_oof(s, P, tmp_path / "good.csv")
+    frame = pd.read_csv(good)
+    frame.loc[4, "id"] = "nope.wav"
+    frame.to_csv(tmp_path / "unknown.csv", index=False)
+    with pytest.raises(DataError, match=r"not in the dataset: line 6 \(nope.wav\)"):
+        import_run("x", tmp_path / "unknown.csv", workspace=s.ws)
+    frame = pd.read_csv(good)
+    frame.loc[7, "fold"] = (frame.loc[7, "fold"] + 1) % 5
+    frame.to_csv(tmp_path / "folds.csv", index=False)
+    with pytest.raises(DataError, match=rf"other folds.*line 9 \({s.ids[7]}\)"):
+        import_run("x", tmp_path / "folds.csv", workspace=s.ws)
+    frame = pd.read_csv(good).rename(columns={"spoof": "fake"})
+    frame.to_csv(tmp_path / "labels.csv", index=False)
+    with pytest.raises(DataError, match="missing: spoof; unknown: fake"):
+        import_run("x", tmp_path / "labels.csv", workspace=s.ws)
+    pd.read_csv(good).iloc[:-3].to_csv(tmp_path / "short.csv", index=False)
+    with pytest.raises(
+        DataError, match=rf"3 id\(s\) of the dataset are missing, first: {s.ids[-3]}"
+    ):
+        import_run("x", tmp_path / "short.csv", workspace=s.ws)
+    r = CliRunner().invoke(
+        app, ["runs", "import", "cnn", "--oof", str(good), "--workspace", str(s.ws.root), "--json"]
+    )
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout.strip().splitlines()[-1])["run"].endswith("-cnn")
+
+
+# -- blend ------------------------------------------------------------------------------------
+
+
+def test_blend(tmp_path: Path) -> None:
+    a = pd.DataFrame({"id": ["p", "q", "r"], "x": [0.2, 0.6, 0.9], "y": [0.8, 0.4, 0.1]})
+    b = pd.DataFrame({"id": ["r", "p", "q"], "y": [0.3, 0.6, 0.2], "x": [0.7, 0.4, 0.8]})
+    a.to_csv(tmp_path / "a.csv", index=False)
+    b.to_csv(tmp_path / "b.csv", index=False)
+    res = blend([tmp_path / "a.csv", tmp_path / "b.csv"], weights=[3, 1], out=tmp_path / "o.csv")
+    out = pd.read_csv(tmp_path / "o.csv")
+    assert out["id"].tolist() == ["p", "q", "r"] and res["single_label"]
+    np.testing.assert_allclose(
+        out["x"], [0.75 * 0.2 + 0.25 * 0.4, 0.75 * 0.6 + 0.25 * 0.8, 0.75 * 0.9 + 0.25 * 0.7]
+    )
+    ranked = blend([tmp_path / "a.csv", tmp_path / "b.csv"], rank=True)["frame"]
+    # ranks of the second column ("y") in rows p, q, r: a -> [3, 2, 1] / 3, b -> [3, 1, 2] / 3
+    np.testing.assert_allclose(ranked["y"], [1.0, (2 / 3 + 1 / 3) / 2, (1 / 3 + 2 / 3) / 2])
+    np.testing.assert_allclose(ranked["x"] + ranked["y"], 1.0)
+    with pytest.raises(ConfigError, match="one per file"):
+        blend([tmp_path / "a.csv", tmp_path / "b.csv"], weights=[1.0])
+    b.iloc[:2].to_csv(tmp_path / "c.csv", index=False)
+    with pytest.raises(DataError, match="c.csv: 1 id.*missing, first: q"):
+        blend([tmp_path / "a.csv", tmp_path / "c.csv"])
+    a.assign(x=[0.2, 1.6, 0.9]).to_csv(tmp_path / "d.csv", index=False)
+    with pytest.raises(DataError, match=r"d.csv: 1 row.*line 3 \(q\)"):
+        blend([tmp_path / "a.csv", tmp_path / "d.csv"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "blend",
+            str(tmp_path / "a.csv"),
+            str(tmp_path / "b.csv"),
+            "--weights",
+            "0.6,0.4",
+            "--rank",
+            "--out",
+            str(tmp_path / "s.csv"),
+            "--json",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout.strip().splitlines()[-1])["weights"] == [0.6, 0.4]
+
+
+# -- predict with real heads on audio (logmel, extraction through the cache) -------------------
+
+
+def test_predict_extracts_and_applies_heads(tmp_path: Path) -> None:
+    from sslstack.classify import fit_head
+    from sslstack.extract import extract
+
+    ws = tmp_path / "ws"
+    train = write_dataset(tmp_path / "train", n=30, labels=("a", "b", "c"), seed=0)
+    test = write_dataset(tmp_path / "test", n=9, labels=("a", "b", "c"), seed=100)
+    extract(train, "logmel", workspace=ws, pools=("mean", "std"))
+    for pool in ("mean", "std"):
+        fit_head("logreg", "logmel", workspace=ws, pool=pool, trials=0, folds=3)
+    st = stack(ws, method="logreg")
+    out = tmp_path / "sub.csv"
+    first = predict(test, workspace=ws, out=out)
+    assert first.run == st.run
+    assert first.extracted and first.extracted[0]["computed"] == 9
+    sub = pd.read_csv(out)
+    assert len(sub) == 9 and list(sub.columns) == ["id", "a", "b", "c"]
+    np.testing.assert_allclose(sub[["a", "b", "c"]].sum(axis=1), 1.0, atol=1e-6)
+    assert first.scores is not None and "accuracy" in first.scores
+    again = predict(test, workspace=ws, out=out)  # the second call finds every embedding cached
+    assert again.extracted[0]["computed"] == 0
+    pd.testing.assert_frame_equal(pd.read_csv(out), sub)

@@ -1,0 +1,136 @@
+"""Fold assignments: disjoint, stratified, grouped, saved once and reused; clashes refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sslstack.classify.folds import fold_digest, get_folds, load_folds
+from sslstack.datasets import register_dataset
+from sslstack.errors import ConfigError, DataError
+from sslstack.manifest import read_manifest
+from sslstack.workspace import Workspace
+
+
+def _dataset(root: Path, labels: list[str], **cols: list) -> tuple[Workspace, str, object]:
+    audio = root / "audio"
+    audio.mkdir(parents=True, exist_ok=True)
+    ids = [f"a{i:04d}.wav" for i in range(len(labels))]
+    for i in ids:
+        (audio / i).touch()
+    csv = audio / "train.csv"
+    pd.DataFrame({"path": ids, "label": labels, **cols}).to_csv(csv, index=False)
+    ws = Workspace.at(root / "ws")
+    manifest = read_manifest(csv)
+    return ws, register_dataset(ws, manifest), manifest
+
+
+def _labels(n: int, counts: dict[str, int], seed: int = 0) -> list[str]:
+    out = [lab for lab, c in counts.items() for _ in range(c)]
+    assert len(out) == n
+    rng = np.random.default_rng(seed)
+    return [out[i] for i in rng.permutation(n)]
+
+
+def test_stratified_folds_are_disjoint_complete_and_balanced(tmp_path: Path) -> None:
+    labels = _labels(100, {"a": 50, "b": 30, "c": 20})
+    ws, name, manifest = _dataset(tmp_path, labels)
+    folds = get_folds(ws, name, manifest, k=5, seed=0)
+    assert folds.method == "stratified" and folds.k == 5
+    assert list(folds.ids) == manifest.ids
+    seen = np.concatenate([va for _, va in folds.splits()])
+    assert sorted(seen) == list(range(100))  # every item validated exactly once
+    for tr, va in folds.splits():
+        assert not set(tr) & set(va)
+        per_fold = pd.Series(np.array(labels)[va]).value_counts()
+        assert per_fold.to_dict() == {"a": 10, "b": 6, "c": 4}
+    assert folds.digest == fold_digest(folds.ids, folds.fold)
+
+
+def test_grouped_folds_keep_each_group_in_one_fold(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    speakers = [f"s{g}" for g in rng.integers(0, 12, 150)]
+    labels = _labels(150, {"x": 75, "y": 75}, seed=2)
+    ws, name, manifest = _dataset(tmp_path, labels, speaker=speakers)
+    folds = get_folds(ws, name, manifest, k=4, group_col="speaker")
+    assert folds.method == "stratified-group" and folds.group_col == "speaker"
+    by_group = pd.DataFrame({"g": speakers, "f": folds.fold}).groupby("g")["f"].nunique()
+    assert (by_group == 1).all()
+    assert len(np.unique(folds.fold)) == 4
+
+
+def test_multilabel_folds_use_iterative_stratification(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    names = ["dog", "cat", "bird", "car"]
+    y = (rng.random((120, 4)) < 0.3).astype(int)
+    y[y.sum(axis=1) == 0, 0] = 1
+    y[0] = 1
+    labels = [";".join(n for n, v in zip(names, row, strict=True) if v) for row in y]
+    ws, name, manifest = _dataset(tmp_path, labels)
+    folds = get_folds(ws, name, manifest, k=3)
+    assert folds.method == "multilabel-stratified"
+    totals = y.sum(axis=0)
+    for _, va in folds.splits():
+        share = y[va].sum(axis=0) / totals
+        assert np.all(np.abs(share - 1 / 3) < 0.1)
+
+
+def test_multilabel_grouped_folds(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    y = (rng.random((90, 3)) < 0.4).astype(int)
+    y[y.sum(axis=1) == 0, 1] = 1
+    y[0] = 1
+    labels = [";".join(n for n, v in zip("abc", row, strict=True) if v) for row in y]
+    groups = [f"g{i % 15}" for i in range(90)]
+    ws, name, manifest = _dataset(tmp_path, labels, rec=groups)
+    folds = get_folds(ws, name, manifest, k=3, group_col="rec")
+    by_group = pd.DataFrame({"g": groups, "f": folds.fold}).groupby("g")["f"].nunique()
+    assert (by_group == 1).all()
+
+
+def test_manifest_fold_column_wins(tmp_path: Path) -> None:
+    fold = [i % 3 for i in range(30)]
+    ws, name, manifest = _dataset(tmp_path, _labels(30, {"a": 15, "b": 15}), fold=fold)
+    folds = get_folds(ws, name, manifest, k=5)
+    assert folds.method == "manifest" and folds.k == 3
+    assert folds.fold.tolist() == fold
+
+
+def test_saved_folds_are_reused_and_clashes_refused(tmp_path: Path) -> None:
+    ws, name, manifest = _dataset(
+        tmp_path, _labels(60, {"a": 30, "b": 30}), spk=[f"s{i % 10}" for i in range(60)]
+    )
+    first = get_folds(ws, name, manifest, k=3, seed=4)
+    again = get_folds(ws, name, manifest)  # None = whatever is saved
+    assert again.digest == first.digest and again.k == 3
+    assert load_folds(ws, name).digest == first.digest
+    with pytest.raises(DataError, match=r"asks for k=5 \(saved: k=3\).*delete"):
+        get_folds(ws, name, manifest, k=5)
+    with pytest.raises(DataError, match="group_col=spk"):
+        get_folds(ws, name, manifest, group_col="spk")
+    with pytest.raises(DataError, match="seed=1"):
+        get_folds(ws, name, manifest, seed=1)
+
+
+def test_edited_folds_file_is_detected(tmp_path: Path) -> None:
+    ws, name, manifest = _dataset(tmp_path, _labels(20, {"a": 10, "b": 10}))
+    get_folds(ws, name, manifest, k=2)
+    path = ws.dataset_dir(name) / "folds.csv"
+    frame = pd.read_csv(path)
+    frame.loc[0, "fold"] = 1 - frame.loc[0, "fold"]
+    frame.to_csv(path, index=False)
+    with pytest.raises(DataError, match="does not match the digest"):
+        load_folds(ws, name)
+
+
+def test_impossible_folds_are_clear_errors(tmp_path: Path) -> None:
+    ws, name, manifest = _dataset(tmp_path, _labels(20, {"a": 10, "b": 10}), spk=["s0", "s1"] * 10)
+    with pytest.raises(DataError, match="2 distinct groups cannot fill 5 folds"):
+        get_folds(ws, name, manifest, group_col="spk")
+    with pytest.raises(ConfigError, match="no such manifest column"):
+        get_folds(ws, name, manifest, group_col="speaker")
+    with pytest.raises(DataError, match="has no folds yet"):
+        load_folds(ws, name)
