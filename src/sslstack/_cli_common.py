@@ -7,6 +7,7 @@ Commands live beside the library code they call (``extract``/``cache`` in cli.py
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -65,9 +66,26 @@ def friendly(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _strict(obj: Any) -> Any:
+    """NaN and infinities become null, so the line is strict JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
+        try:
+            return _strict(obj.item())
+        except (TypeError, ValueError):
+            return str(obj)
+    return obj
+
+
 def emit_json(obj: Any) -> None:
-    """The last line of a command run with --json."""
-    sys.stdout.write(json.dumps(obj, default=str, sort_keys=True) + "\n")
+    """The last line of a command run with --json (strict JSON: NaN becomes null)."""
+    line = json.dumps(_strict(obj), default=str, sort_keys=True, allow_nan=False)
+    sys.stdout.write(line + "\n")
     sys.stdout.flush()
 
 

@@ -34,12 +34,19 @@ def dataset_name(manifest: Manifest) -> str:
     return f"{_slug(manifest.name)}-{_digest_ids(manifest.ids)}"
 
 
-def register_dataset(ws: Workspace, manifest: Manifest) -> str:
-    """Record a manifest in the workspace (idempotent) and return the dataset's name."""
+def register_dataset(ws: Workspace, manifest: Manifest, role: str | None = None) -> str:
+    """Record a manifest in the workspace (idempotent) and return the dataset's name.
+
+    Args:
+        role: ``train`` or ``test``. ``predict`` registers its data as ``test``; otherwise an
+            existing dataset keeps its role and a new one is ``train`` when it has labels.
+            Commands without ``--data`` work on the ``train`` dataset.
+    """
     name = dataset_name(manifest)
     folder = ws.dataset_dir(name)
     meta_path = folder / "dataset.json"
     meta = read_json(meta_path) if meta_path.exists() else {"created": time.time()}
+    meta["role"] = role or meta.get("role") or ("train" if manifest.has_labels else "test")
     meta.update(
         name=name,
         source=str(manifest.source),
@@ -92,7 +99,10 @@ def resolve_dataset(
             return str(data), load_dataset(ws, str(data))
         manifest = read_manifest(data, check_files=check_files)
         return register_dataset(ws, manifest), manifest
-    known = [m for m in list_datasets(ws) if m.get("labeled") or not labeled]
+    known = [
+        m for m in list_datasets(ws)
+        if not labeled or (m.get("labeled") and m.get("role", "train") == "train")
+    ]
     if not known:
         raise DataError(
             f"workspace {ws.root} has no {'labeled ' if labeled else ''}dataset yet; "

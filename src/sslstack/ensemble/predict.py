@@ -87,7 +87,7 @@ def predict(
     manifest = read_manifest(data)
     from ..datasets import register_dataset
 
-    dataset = register_dataset(ws, manifest)
+    dataset = register_dataset(ws, manifest, role="test")
     chosen = choose_run(ws, run)
     enc = Encoding.of_meta(chosen.meta)
     extracted: list[dict[str, Any]] = []

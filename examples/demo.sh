@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The README demo, offline, on the bundled FSDD subset (examples/fsdd-mini):
+# extract -> probe -> fit-head -> stack -> predict -> report. Everything lands in demo-out/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=demo-out
+DATA=examples/fsdd-mini
+rm -rf "$OUT"
+mkdir -p "$OUT"
+export SSLSTACK_WORKSPACE="$OUT/ws"
+step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+
+# A small random-init WavLM saved like a hub model (no download), plus the logmel baseline.
+step python examples/make_tiny_encoder.py "$OUT/tiny-wavlm"
+step sslstack extract --model logmel --data "$DATA/train.csv" --pool mean,std,max
+step sslstack extract --model "$OUT/tiny-wavlm" --data "$DATA/train.csv" --pool mean,std
+# Speakers never straddle folds: 4 training speakers, 4 folds, shared by every head and stack.
+step sslstack probe --model logmel --group-col speaker --folds 4 --png "$OUT/probe-logmel.png"
+step sslstack probe --model "$OUT/tiny-wavlm" --png "$OUT/probe-wavlm.png"
+step sslstack fit-head logreg --model logmel --trials 12
+step sslstack fit-head xgb --model logmel --trials 4 --max-rounds 200
+step sslstack fit-head logreg --model "$OUT/tiny-wavlm" --trials 12
+step sslstack runs ls
+step sslstack stack
+# Two speakers held out of training entirely.
+step sslstack predict --data "$DATA/test.csv" --out "$OUT/submission.csv"
+step sslstack report --out "$OUT/report.html"
+printf '\nsubmission: %s\nreport:     %s\n' "$OUT/submission.csv" "$OUT/report.html"
