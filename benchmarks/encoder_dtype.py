@@ -2,9 +2,11 @@
 plain transformers forward and of sslstack's encoder, and how far bf16 pooled vectors are from fp32.
 
 The model is random-initialized from a config (no hub access): ``--arch wav2vec2-base`` (94 M
-parameters) or ``--arch wavlm-large`` (315 M). ``transformers`` = ``model(x, output_hidden_states=
-True)`` under ``torch.autocast`` as users write it; ``sslstack`` = ``HFEncoder.encode`` (masked
-pooling of every layer included, and the family fix-ups such as WavLM's contiguous attention input).
+parameters) or ``--arch wavlm-large`` (315 M). ``transformers`` = ``model(x,
+output_hidden_states=True)`` under ``torch.autocast``, as users write it; ``sslstack`` =
+``HFEncoder.encode`` (masked pooling of every layer included, with the family fix-ups such as
+WavLM's contiguous attention input). The four variants run interleaved for ``--repeats`` rounds
+(so load from other jobs hits all of them) and the median rate is reported.
 
     python benchmarks/encoder_dtype.py --arch wavlm-large --batch 8 --seconds 2
     python benchmarks/encoder_dtype.py --arch wav2vec2-base --batch 8 --seconds 4
@@ -13,9 +15,11 @@ pooling of every layer included, and the family fix-ups such as WavLM's contiguo
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,23 +29,31 @@ from sslstack.extract.base import EncoderSpec
 from sslstack.extract.families import get_family
 from sslstack.extract.hf import HFEncoder
 
-ARCHS: dict[str, Callable[[], object]] = {
+ARCHS: dict[str, Callable[[], Any]] = {
     "wav2vec2-base": lambda: tf.Wav2Vec2Config(),
     "wavlm-large": lambda: tf.WavLMConfig(
-        hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
-        feat_extract_norm="layer", do_stable_layer_norm=True, conv_bias=True,
+        hidden_size=1024,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        intermediate_size=4096,
+        feat_extract_norm="layer",
+        do_stable_layer_norm=True,
+        conv_bias=True,
     ),
 }
 
 
-def _best(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+def _raw(model: torch.nn.Module, x: torch.Tensor, dtype: str) -> Callable[[], object]:
+    def run() -> object:
+        with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=dtype == "bf16"):
+            return model(x, output_hidden_states=True)
+
+    return run
+
+
+def _rel_l2(a: list[dict[str, np.ndarray]], b: list[dict[str, np.ndarray]], pool: str) -> float:
+    x, y = np.stack([o[pool] for o in a]), np.stack([o[pool] for o in b])
+    return round(float(np.linalg.norm(y - x) / np.linalg.norm(x)), 5)
 
 
 def main() -> None:
@@ -49,8 +61,7 @@ def main() -> None:
     ap.add_argument("--arch", choices=sorted(ARCHS), default="wav2vec2-base")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=2.0)
-    ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--skip-raw", action="store_true", help="time only sslstack's encoder")
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved rounds (median reported)")
     args = ap.parse_args()
 
     torch.manual_seed(0)
@@ -58,38 +69,51 @@ def main() -> None:
     model = tf.AutoModel.from_config(cfg).eval()
     fe = tf.Wav2Vec2FeatureExtractor(return_attention_mask=cfg.feat_extract_norm == "layer")
     rng = np.random.default_rng(0)
-    waves = [rng.standard_normal(int(args.seconds * 16000)).astype(np.float32) * 0.1
-             for _ in range(args.batch)]
-    audio_s = args.batch * args.seconds
-    rows = []
+    n = int(args.seconds * 16000)
+    waves = [rng.standard_normal(n).astype(np.float32) * 0.1 for _ in range(args.batch)]
+    x = torch.from_numpy(np.stack([fe(w, sampling_rate=16000)["input_values"][0] for w in waves]))
 
-    if not args.skip_raw:  # before the encoder installs its fix-ups on the same module
-        x = torch.from_numpy(np.stack([fe(w, sampling_rate=16000)["input_values"][0] for w in waves]))
-        for dtype in ("fp32", "bf16"):
-            def raw(dtype: str = dtype) -> None:
-                with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=dtype == "bf16"):
-                    model(x, output_hidden_states=True)
-            rows.append({"path": "transformers", "dtype": dtype,
-                         "audio_s_per_s": round(audio_s / _best(raw, args.repeats), 2)})
-            print(json.dumps(rows[-1]), flush=True)
-
+    runs: dict[tuple[str, str], Callable[[], object]] = {}
+    for dtype in ("fp32", "bf16"):  # a copy: the encoder installs its fix-ups on its module
+        runs[("transformers", dtype)] = _raw(copy.deepcopy(model), x, dtype)
     spec = EncoderSpec(f"random:{args.arch}", "random", 16000, cfg.model_type, lambda *a, **k: None)
-    pooled = {}
-    for dtype in ("fp32", "bf16"):
-        enc = HFEncoder(model, fe, get_family(cfg.model_type), spec, dtype=dtype)
-        pooled[dtype] = enc.encode(waves, ("mean", "std"))
-        t = _best(lambda enc=enc: enc.encode(waves, ("mean", "std")), args.repeats)
-        row = {"path": "sslstack", "dtype": dtype, "audio_s_per_s": round(audio_s / t, 2)}
-        if dtype == "bf16":
-            for p in ("mean", "std"):
-                a = np.stack([o[p] for o in pooled["fp32"]])
-                b = np.stack([o[p] for o in pooled["bf16"]])
-                row[f"rel_l2_{p}"] = round(float(np.linalg.norm(b - a) / np.linalg.norm(a)), 5)
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-    print(json.dumps({"arch": args.arch, "params_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
-                      "batch": args.batch, "seconds": args.seconds, "threads": torch.get_num_threads(),
-                      "results": rows}))
+    encoders = {
+        d: HFEncoder(model, fe, get_family(cfg.model_type), spec, dtype=d) for d in ("fp32", "bf16")
+    }
+    for d, enc in encoders.items():
+        runs[("sslstack", d)] = lambda enc=enc: enc.encode(waves, ("mean", "std"))
+    for fn in runs.values():
+        fn()  # warm-up
+    times: dict[tuple[str, str], list[float]] = {k: [] for k in runs}
+    for _ in range(args.repeats):
+        for k, fn in runs.items():
+            t = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t)
+
+    audio_s = args.batch * args.seconds
+    rows = [
+        {
+            "path": p,
+            "dtype": d,
+            "audio_s_per_s": round(audio_s / float(np.median(ts)), 2),
+            "rounds": [round(audio_s / t, 2) for t in ts],
+        }
+        for (p, d), ts in times.items()
+    ]
+    pooled = {d: e.encode(waves, ("mean", "std")) for d, e in encoders.items()}
+    result = {
+        "arch": args.arch,
+        "params_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
+        "batch": args.batch,
+        "seconds": args.seconds,
+        "threads": torch.get_num_threads(),
+        "results": rows,
+        "bf16_rel_l2": {p: _rel_l2(pooled["fp32"], pooled["bf16"], p) for p in ("mean", "std")},
+    }
+    for r in rows:
+        print(json.dumps(r))
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

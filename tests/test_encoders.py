@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from sslstack.errors import EncoderError
 from sslstack.extract import hf
 from sslstack.extract.base import resolve_encoder
-from sslstack.extract.families import names
+from sslstack.extract.families import _seq_first_contiguous, names
 from tests.tiny_models import VARIANTS
 
 POOLS = ("mean", "std", "max")
@@ -35,6 +35,15 @@ PAD = {f"{f}-layer" for f in ("wav2vec2", "hubert", "wavlm", "unispeech", "unisp
 SPECTRO = ("audio-spectrogram-transformer", "whisper")
 SR = 16000
 _ENCODERS: dict[tuple[str, tuple[int, ...] | None], hf.HFEncoder] = {}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from threads, and OpenMP spin-waits when the cores are shared."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def _wave(seconds: float, seed: int) -> np.ndarray:
@@ -346,3 +355,14 @@ def test_bf16_autocast_is_close_to_fp32(tiny_model):
     assert np.linalg.norm(b16 - f32) / np.linalg.norm(f32) < 0.05
     with pytest.raises(EncoderError, match="fp32 or bf16"):
         resolve_encoder(folder).load(dtype="fp16")
+
+
+def test_wavlm_attention_gets_a_contiguous_input(tiny_model):
+    """WavLM's bf16 CPU slow path fix (docs/encoders.md) is installed; the reference-value test
+    shows it changes no value."""
+    enc = _encoder(tiny_model, "wavlm-group")
+    attn = [m for m in enc.model.modules() if type(m).__name__ == "WavLMAttention"]
+    assert attn and all(m._forward_pre_hooks for m in attn)
+    h = torch.randn(2, 5, 32)
+    (moved, *_), _ = _seq_first_contiguous(torch.nn.Identity(), (h,), {})
+    assert torch.equal(moved, h) and moved.transpose(0, 1).is_contiguous()

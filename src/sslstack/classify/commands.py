@@ -271,11 +271,12 @@ def runs_ls_cmd(
         "pool",
         "head",
         "metric",
-        "mean ± std",
+        "oof",
+        "folds mean ± std",
         "trials",
         "time",
     ):
-        right = col in ("mean ± std", "trials", "time")
+        right = col in ("oof", "folds mean ± std", "trials", "time")
         table.add_column(
             col,
             justify="right" if right else "left",
@@ -292,8 +293,6 @@ def runs_ls_cmd(
                 else f"{r['fold_mean']:.4f}"
             )
         )
-        if r["fold_mean"] is None and r["score"] is not None:
-            spread = _fmt(r["score"])
         enc = str(r["encoder"] or "-")
         head = str(r["head"] or "-") if r["kind"] == "head" else f"{r['kind']}:{r['head'] or '-'}"
         table.add_row(
@@ -303,6 +302,7 @@ def runs_ls_cmd(
             str(r["pool"] or "-"),
             head,
             str(r["metric"] or "-"),
+            _fmt(r["score"]),
             spread,
             str(r["trials"] if r["trials"] is not None else "-"),
             "-" if r["time_s"] is None else f"{r['time_s']:.0f}s",

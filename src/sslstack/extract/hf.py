@@ -225,7 +225,9 @@ def load_hf(
     try:
         with _quiet(transformers):
             model, loading = transformers.AutoModel.from_pretrained(folder, **kw)
-            fe = transformers.AutoFeatureExtractor.from_pretrained(folder)
+            fe = transformers.AutoFeatureExtractor.from_pretrained(
+                folder, trust_remote_code=kw["trust_remote_code"]
+            )
     except (OSError, ValueError) as e:
         raise EncoderError(f"--model {spec.model}: transformers cannot load it: {e}") from e
     module = model.get_encoder() if family.encoder_only else model
@@ -462,8 +464,10 @@ class HFEncoder(Encoder):
 def _semantics(final: bool) -> str:
     s = "layer i = hidden_states[i] (0: embedding output, i: output of transformer layer i)"
     if final:
-        s += (", taken before the final LayerNorm; 'final' = last_hidden_state, after it "
-              "(stored when the last layer runs)")
+        s += (
+            ", taken before the final LayerNorm; 'final' = last_hidden_state, after it "
+            "(stored when the last layer runs)"
+        )
     return s
 
 
