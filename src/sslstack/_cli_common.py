@@ -37,8 +37,18 @@ ModelOpt = Annotated[
     str, typer.Option("--model", "-m", help="Hub id, local model folder, or 'logmel'.")
 ]
 
-console = Console(stderr=True, highlight=False)
-out_console = Console(highlight=False)
+def _width() -> int | None:
+    """Terminal width; 150 columns when output is not a terminal (logs, CI, pipes), so
+    tables are not cut at rich's default of 80."""
+    import shutil
+
+    if sys.stdout.isatty() or "COLUMNS" in os.environ:
+        return None
+    return shutil.get_terminal_size((150, 40)).columns
+
+
+console = Console(stderr=True, highlight=False, width=_width())
+out_console = Console(highlight=False, width=_width())
 
 F = TypeVar("F", bound=Callable[..., Any])
 
