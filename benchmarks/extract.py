@@ -32,8 +32,13 @@ FSDD = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd"
 ARCHS = {
     "wav2vec2-base": lambda: tf.Wav2Vec2Config(),  # 12 layers, 768 wide, group-norm conv stack
     "wavlm-large": lambda: tf.WavLMConfig(
-        hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
-        feat_extract_norm="layer", do_stable_layer_norm=True, conv_bias=True,
+        hidden_size=1024,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        intermediate_size=4096,
+        feat_extract_norm="layer",
+        do_stable_layer_norm=True,
+        conv_bias=True,
     ),
 }
 
@@ -105,29 +110,57 @@ def main() -> None:
     for dtype in args.dtype:
         ws = root / f"ws-{dtype}"
         t0 = time.perf_counter()
-        r = extract(man, str(model_dir), workspace=ws, dtype=dtype, storage="float32",
-                    batch_seconds=args.batch_seconds, device=args.device)
+        r = extract(
+            man,
+            str(model_dir),
+            workspace=ws,
+            dtype=dtype,
+            storage="float32",
+            batch_seconds=args.batch_seconds,
+            device=args.device,
+        )
         t = time.perf_counter() - t0
-        row = {"method": f"sslstack {dtype}", "seconds": t, "audio_s_per_s": audio / t,
-               "computed": r.computed}
+        row = {
+            "method": f"sslstack {dtype}",
+            "seconds": t,
+            "audio_s_per_s": audio / t,
+            "computed": r.computed,
+        }
         if ref is not None:
             ids, _ = load_embeddings(str(model_dir), 0, "mean", workspace=ws, dtype=dtype)
             n_layers = len(next(iter(ref.values())))
-            ours = np.stack([load_embeddings(str(model_dir), layer, "mean", workspace=ws,
-                                             ids=ids, dtype=dtype)[1] for layer in range(n_layers)], 1)
+            ours = np.stack(
+                [
+                    load_embeddings(
+                        str(model_dir), layer, "mean", workspace=ws, ids=ids, dtype=dtype
+                    )[1]
+                    for layer in range(n_layers)
+                ],
+                1,
+            )
             theirs = np.stack([ref[i] for i in ids])
-            rel = np.linalg.norm(ours - theirs, axis=-1) / np.maximum(np.linalg.norm(theirs, axis=-1), 1e-12)
+            rel = np.linalg.norm(ours - theirs, axis=-1) / np.maximum(
+                np.linalg.norm(theirs, axis=-1), 1e-12
+            )
             row["rel_l2_vs_naive_max"] = float(rel.max())
             row["rel_l2_vs_naive_mean"] = float(rel.mean())
             row["ratio_vs_naive"] = (audio / t) / base_rate
         rows.append(row)
     t0 = time.perf_counter()
-    extract(man, str(model_dir), workspace=root / f"ws-{args.dtype[0]}", dtype=args.dtype[0],
-            storage="float32")
+    extract(
+        man,
+        str(model_dir),
+        workspace=root / f"ws-{args.dtype[0]}",
+        dtype=args.dtype[0],
+        storage="float32",
+    )
     rows.append({"method": "sslstack rerun (all cached)", "seconds": time.perf_counter() - t0})
     info = {
-        "arch": args.arch, "files": len(paths), "audio_seconds": round(audio, 1),
-        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "arch": args.arch,
+        "files": len(paths),
+        "audio_seconds": round(audio, 1),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
@@ -135,8 +168,10 @@ def main() -> None:
     print("| method | seconds | audio-s/s | ratio vs naive | rel. L2 vs naive (max) |")
     print("|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['method']} | {r['seconds']:.2f} | {r.get('audio_s_per_s', float('nan')):.1f} | "
-              f"{r.get('ratio_vs_naive', float('nan')):.2f} | {r.get('rel_l2_vs_naive_max', float('nan')):.2e} |")
+        nan = float("nan")
+        rate, ratio = r.get("audio_s_per_s", nan), r.get("ratio_vs_naive", nan)
+        rel = r.get("rel_l2_vs_naive_max", nan)
+        print(f"| {r['method']} | {r['seconds']:.2f} | {rate:.1f} | {ratio:.2f} | {rel:.2e} |")
     json.dump({"info": info, "rows": rows}, sys.stderr)
     sys.stderr.write("\n")
 

@@ -32,8 +32,15 @@ from sslstack.workspace import Workspace
 FSDD = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd"
 
 
-def naive_study(x: np.ndarray, y: np.ndarray, folds: np.ndarray, trials: int, rounds: int,
-                seed: int, threads: int) -> tuple[float, float]:
+def naive_study(
+    x: np.ndarray,
+    y: np.ndarray,
+    folds: np.ndarray,
+    trials: int,
+    rounds: int,
+    seed: int,
+    threads: int,
+) -> tuple[float, float]:
     """Optuna + a plain k-fold loop per trial, fixed rounds, no pruning. Returns (best acc, s)."""
     k = int(folds.max()) + 1
 
@@ -50,8 +57,9 @@ def naive_study(x: np.ndarray, y: np.ndarray, folds: np.ndarray, trials: int, ro
         correct = 0
         for f in range(k):
             tr, va = folds != f, folds == f
-            clf = xgb.XGBClassifier(n_estimators=rounds, tree_method="hist", n_jobs=threads,
-                                    random_state=seed, **params)
+            clf = xgb.XGBClassifier(
+                n_estimators=rounds, tree_method="hist", n_jobs=threads, random_state=seed, **params
+            )
             clf.fit(x[tr], y[tr])
             correct += int((clf.predict(x[va]) == y[va]).sum())
         return correct / len(y)
@@ -93,9 +101,19 @@ def main() -> None:
     t_extract = time.perf_counter() - t0
     # sslstack first: it creates the dataset's shared speaker-grouped folds
     t0 = time.perf_counter()
-    res = fit_head("xgb", str(model_dir), data=data, workspace=ws, layer=args.layer, pool="mean",
-                   trials=args.trials, metric="accuracy", group_col="speaker", seed=args.seed,
-                   threads=args.threads)
+    res = fit_head(
+        "xgb",
+        str(model_dir),
+        data=data,
+        workspace=ws,
+        layer=args.layer,
+        pool="mean",
+        trials=args.trials,
+        metric="accuracy",
+        group_col="speaker",
+        seed=args.seed,
+        threads=args.threads,
+    )
     t_ours = time.perf_counter() - t0
     name, manifest = resolve_dataset(ws, data)
     folds = load_folds(ws, name)
@@ -108,19 +126,28 @@ def main() -> None:
     best_naive, t_naive = naive_study(x, y, f, args.trials, args.rounds, args.seed, args.threads)
     acc = get_metric("accuracy")
     out = {
-        "items": len(ids), "dim": int(x.shape[1]), "folds": int(f.max()) + 1, "trials": args.trials,
+        "items": len(ids),
+        "dim": int(x.shape[1]),
+        "folds": int(f.max()) + 1,
+        "trials": args.trials,
         "extract_s": round(t_extract, 1),
         "naive": {"best_accuracy": round(best_naive, 4), "seconds": round(t_naive, 1)},
-        "sslstack": {"best_accuracy": round(res.score, 4), "seconds": round(t_ours, 1),
-                     "params": res.best_params, "run": res.run},
+        "sslstack": {
+            "best_accuracy": round(res.score, 4),
+            "seconds": round(t_ours, 1),
+            "params": res.best_params,
+            "run": res.run,
+        },
         "time_ratio_naive_over_sslstack": round(t_naive / t_ours, 2),
         "metric": acc.name,
     }
     print(json.dumps(out, indent=1))
     print("| method | trials | best out-of-fold accuracy | wall time (s) |")
     print("|---|---|---|---|")
-    print(f"| naive Optuna + {out['folds']}-fold loop, {args.rounds} rounds | {args.trials} | "
-          f"{best_naive:.4f} | {t_naive:.1f} |")
+    print(
+        f"| naive Optuna + {out['folds']}-fold loop, {args.rounds} rounds | {args.trials} | "
+        f"{best_naive:.4f} | {t_naive:.1f} |"
+    )
     print(f"| sslstack fit-head xgb | {args.trials} | {res.score:.4f} | {t_ours:.1f} |")
     print(f"time ratio naive / sslstack: {t_naive / t_ours:.2f}")
 

@@ -19,9 +19,16 @@ import transformers as tf
 def main(out: str, seed: int = 0) -> None:
     torch.manual_seed(seed)
     cfg = tf.WavLMConfig(
-        hidden_size=96, num_hidden_layers=4, num_attention_heads=4, intermediate_size=192,
-        conv_dim=(64,) * 7, feat_extract_norm="layer", do_stable_layer_norm=True, conv_bias=True,
-        num_conv_pos_embeddings=32, num_conv_pos_embedding_groups=4,
+        hidden_size=96,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=192,
+        conv_dim=(64,) * 7,
+        feat_extract_norm="layer",
+        do_stable_layer_norm=True,
+        conv_bias=True,
+        num_conv_pos_embeddings=32,
+        num_conv_pos_embedding_groups=4,
     )
     model = tf.WavLMModel(cfg).eval()
     model.save_pretrained(out)  # safetensors
@@ -29,7 +36,8 @@ def main(out: str, seed: int = 0) -> None:
         feature_size=1, sampling_rate=16000, do_normalize=True, return_attention_mask=True
     ).save_pretrained(out)
     n = sum(p.numel() for p in model.parameters())
-    print(f"wrote {out}: random-init WavLM, {cfg.num_hidden_layers} layers, {n / 1e6:.2f} M parameters")
+    layers = cfg.num_hidden_layers
+    print(f"wrote {out}: random-init WavLM, {layers} layers, {n / 1e6:.2f} M parameters")
 
 
 if __name__ == "__main__":

@@ -11,12 +11,21 @@ import soundfile as sf
 def tone(seconds: float, sr: int = 16000, freq: float = 440.0, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * sr)) / sr
-    return (0.3 * np.sin(2 * np.pi * freq * t) + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
+    return (0.3 * np.sin(2 * np.pi * freq * t) + 0.05 * rng.standard_normal(len(t))).astype(
+        np.float32
+    )
 
 
 def write_dataset(
-    root: Path, n: int = 12, *, sr: int = 16000, labels: tuple[str, ...] = ("a", "b"),
-    min_s: float = 0.3, max_s: float = 1.5, seed: int = 0, groups: int = 0,
+    root: Path,
+    n: int = 12,
+    *,
+    sr: int = 16000,
+    labels: tuple[str, ...] = ("a", "b"),
+    min_s: float = 0.3,
+    max_s: float = 1.5,
+    seed: int = 0,
+    groups: int = 0,
 ) -> Path:
     """Write ``n`` wav files of varied lengths and a manifest.csv; return the manifest path."""
     rng = np.random.default_rng(seed)

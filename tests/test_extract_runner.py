@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +35,14 @@ def _reference_logmel(path: Path) -> dict[str, np.ndarray]:
 
 def test_embeddings_equal_reference_and_batching_is_exact(tmp_path: Path) -> None:
     man = write_dataset(tmp_path / "d", 9, sr=8000)
-    res = extract(man, "logmel", workspace=tmp_path / "ws", pools=("mean", "std", "max"),
-                  storage="float32", batch_seconds=30)
+    res = extract(
+        man,
+        "logmel",
+        workspace=tmp_path / "ws",
+        pools=("mean", "std", "max"),
+        storage="float32",
+        batch_seconds=30,
+    )
     assert res.computed == 9 and res.cached == 0 and not res.failed
     for pool in ("mean", "std", "max"):
         ids, x = load_embeddings("logmel", 0, pool, workspace=tmp_path / "ws")
@@ -45,8 +50,14 @@ def test_embeddings_equal_reference_and_batching_is_exact(tmp_path: Path) -> Non
             ref = _reference_logmel(tmp_path / "d" / item)[pool]
             np.testing.assert_allclose(x[i], ref, rtol=1e-4, atol=1e-4)
     # batch of one per clip gives the same values as the padded batches above
-    extract(man, "logmel", workspace=tmp_path / "ws1", pools=("mean", "std", "max"),
-            storage="float32", batch_seconds=0.01)
+    extract(
+        man,
+        "logmel",
+        workspace=tmp_path / "ws1",
+        pools=("mean", "std", "max"),
+        storage="float32",
+        batch_seconds=0.01,
+    )
     for pool in ("mean", "std", "max"):
         _, a = load_embeddings("logmel", 0, pool, workspace=tmp_path / "ws")
         _, b = load_embeddings("logmel", 0, pool, workspace=tmp_path / "ws1")
@@ -79,8 +90,15 @@ def test_windows_store_each_window_and_clip_aggregates(tmp_path: Path) -> None:
     sf.write(tmp_path / "d/long.wav", tone(3.2, 16000), 16000)
     sf.write(tmp_path / "d/short.wav", tone(0.6, 16000, seed=3), 16000)
     ws = tmp_path / "ws"
-    extract(tmp_path / "d", "logmel", workspace=ws, window=1.0, hop=0.5, pools=("mean", "max"),
-            storage="float32")
+    extract(
+        tmp_path / "d",
+        "logmel",
+        workspace=ws,
+        window=1.0,
+        hop=0.5,
+        pools=("mean", "max"),
+        storage="float32",
+    )
     st = find_store("logmel", ws)
     wid, starts, wx = st.read_windows(0, "mean")
     long_rows = [i for i, w in enumerate(wid) if w == "long.wav"]
@@ -149,8 +167,12 @@ def test_sigkill_mid_run_then_rerun_equals_uninterrupted(tmp_path: Path) -> None
     man = write_dataset(tmp_path / "d", 30, min_s=0.2, max_s=0.5)
     ws = tmp_path / "ws"
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(man), str(ws)],
-                            stdout=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(man), str(ws)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     assert proc.stdout is not None
     for _ in range(4):  # let a few batches land, then kill without warning
         line = proc.stdout.readline()
@@ -175,21 +197,41 @@ def test_sigkill_mid_run_then_rerun_equals_uninterrupted(tmp_path: Path) -> None
 
 def test_cli_extract_json_and_cache_export(tmp_path: Path) -> None:
     man = write_dataset(tmp_path / "d", 4)
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "SSLSTACK_WORKSPACE": str(tmp_path / "ws")}
-    run = lambda *a: subprocess.run([sys.executable, "-m", "sslstack", *a], capture_output=True,  # noqa: E731
-                                    text=True, env=env)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO / "src"),
+        "SSLSTACK_WORKSPACE": str(tmp_path / "ws"),
+    }
+
+    def run(*a: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "sslstack", *a], capture_output=True, text=True, env=env
+        )
+
     r = run("extract", "--model", "logmel", "--data", str(man), "--pool", "mean,std", "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["computed"] == 4 and out["store"].startswith("logmel-")
-    r = run("cache", "export", "--model", "logmel", "--layer", "0", "--pool", "std",
-            "--out", str(tmp_path / "e.npz"))
+    r = run(
+        "cache",
+        "export",
+        "--model",
+        "logmel",
+        "--layer",
+        "0",
+        "--pool",
+        "std",
+        "--out",
+        str(tmp_path / "e.npz"),
+    )
     assert r.returncode == 0, r.stderr
     z = np.load(tmp_path / "e.npz")
     _, x = load_embeddings("logmel", 0, "std", workspace=tmp_path / "ws", ids=list(z["ids"]))
     np.testing.assert_array_equal(z["X"], x)
     r = run("extract", "--model", "logmel", "--data", str(tmp_path / "nope.csv"))
-    assert r.returncode == 2 and "nope.csv: no such file" in r.stderr and "Traceback" not in r.stderr
+    assert (
+        r.returncode == 2 and "nope.csv: no such file" in r.stderr and "Traceback" not in r.stderr
+    )
     r = run("extract", "--model", "logmel", "--data", str(man), "--pool", "median")
     assert r.returncode == 2 and "choose from mean, std, max" in r.stderr
     r = run("extract", "--model", "not-a-family-xyz", "--data", str(man))

@@ -22,7 +22,9 @@ from .errors import SslstackError
 WorkspaceOpt = Annotated[
     str | None,
     typer.Option(
-        "--workspace", "-w", help="Workspace folder [default: $SSLSTACK_WORKSPACE or ./.sslstack]",
+        "--workspace",
+        "-w",
+        help="Workspace folder [default: $SSLSTACK_WORKSPACE or ./.sslstack]",
         show_default=False,
     ),
 ]
@@ -36,6 +38,7 @@ DataOpt = Annotated[
 ModelOpt = Annotated[
     str, typer.Option("--model", "-m", help="Hub id, local model folder, or 'logmel'.")
 ]
+
 
 def _width() -> int | None:
     """Terminal width; 150 columns when output is not a terminal (logs, CI, pipes), so
@@ -121,5 +124,7 @@ def parse_int_list(value: str | None, flag: str) -> list[int] | None:
             elif part:
                 out.append(int(part))
     except ValueError:
-        raise ConfigError(f"{flag} {value!r}: use numbers, ranges and commas like 6-12 or 0,4,8") from None
+        raise ConfigError(
+            f"{flag} {value!r}: use numbers, ranges and commas like 6-12 or 0,4,8"
+        ) from None
     return out

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import soundfile as sf
@@ -110,7 +109,11 @@ def iter_windows(
         sr = fh.samplerate
         if fh.frames == 0:
             raise AudioError(f"{path}: the file holds no audio samples")
-        stream = soxr.ResampleStream(sr, sample_rate, 1, dtype="float32", quality="HQ") if sr != sample_rate else None
+        stream = (
+            soxr.ResampleStream(sr, sample_rate, 1, dtype="float32", quality="HQ")
+            if sr != sample_rate
+            else None
+        )
         buf = np.zeros(0, dtype=np.float32)
         offset = 0  # absolute sample index (target rate) of buf[0]
         next_start = 0

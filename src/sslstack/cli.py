@@ -14,7 +14,6 @@ from rich.table import Table
 
 from . import __version__
 from ._cli_common import (
-    DataOpt,
     JsonOpt,
     ModelOpt,
     WorkspaceOpt,
@@ -63,18 +62,28 @@ def extract(
     model: ModelOpt,
     data: Annotated[str, typer.Option("--data", "-d", help="Manifest CSV or audio folder.")],
     pool: Annotated[str, typer.Option(help="Poolings over valid frames: mean,std,max.")] = "mean",
-    layers: Annotated[str | None, typer.Option(help="Hidden states to keep, e.g. 0-12 or 6,12.")] = None,
-    window: Annotated[float | None, typer.Option(help="Cut files into windows of S seconds.")] = None,
+    layers: Annotated[
+        str | None, typer.Option(help="Hidden states to keep, e.g. 0-12 or 6,12.")
+    ] = None,
+    window: Annotated[
+        float | None, typer.Option(help="Cut files into windows of S seconds.")
+    ] = None,
     hop: Annotated[float | None, typer.Option(help="Hop between windows in seconds.")] = None,
     max_seconds: Annotated[float | None, typer.Option(help="Crop clips to S seconds.")] = None,
     crop: Annotated[str, typer.Option(help="Where to crop: start or center.")] = "start",
-    revision: Annotated[str | None, typer.Option(help="Hub revision (branch, tag or commit).")] = None,
-    dtype: Annotated[str, typer.Option(help="auto (bf16 on GPU, fp32 on CPU), fp32 or bf16.")] = "auto",
+    revision: Annotated[
+        str | None, typer.Option(help="Hub revision (branch, tag or commit).")
+    ] = None,
+    dtype: Annotated[
+        str, typer.Option(help="auto (bf16 on GPU, fp32 on CPU), fp32 or bf16.")
+    ] = "auto",
     storage: Annotated[str, typer.Option(help="Stored precision: float16 or float32.")] = "float16",
     batch_seconds: Annotated[float, typer.Option(help="Padded audio seconds per batch.")] = 60.0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     workers: Annotated[int, typer.Option(help="Decoding threads.")] = 2,
-    on_error: Annotated[str, typer.Option(help="stop (default) or skip unreadable audio.")] = "stop",
+    on_error: Annotated[
+        str, typer.Option(help="stop (default) or skip unreadable audio.")
+    ] = "stop",
     trust_remote_code: Annotated[bool, typer.Option(help="Allow the model's own code.")] = False,
     allow_unsafe_weights: Annotated[
         bool, typer.Option(help="Load pickle-based .bin weights when no safetensors exist.")
@@ -84,11 +93,25 @@ def extract(
 ) -> None:
     """Embed every layer of MODEL for the items of --data into the workspace's cache."""
     res = extract_fn(
-        data, model, workspace=workspace, progress=True, pools=tuple(parse_csv_list(pool) or []),
-        layers=tuple(parse_int_list(layers, "--layers") or []) or None, window=window, hop=hop,
-        max_seconds=max_seconds, crop=crop, revision=revision, dtype=dtype, storage=storage,
-        batch_seconds=batch_seconds, device=device, workers=workers, on_error=on_error,
-        trust_remote_code=trust_remote_code, allow_unsafe_weights=allow_unsafe_weights,
+        data,
+        model,
+        workspace=workspace,
+        progress=True,
+        pools=tuple(parse_csv_list(pool) or []),
+        layers=tuple(parse_int_list(layers, "--layers") or []) or None,
+        window=window,
+        hop=hop,
+        max_seconds=max_seconds,
+        crop=crop,
+        revision=revision,
+        dtype=dtype,
+        storage=storage,
+        batch_seconds=batch_seconds,
+        device=device,
+        workers=workers,
+        on_error=on_error,
+        trust_remote_code=trust_remote_code,
+        allow_unsafe_weights=allow_unsafe_weights,
     )
     msg = (
         f"{res.items} items: {res.computed} computed, {res.cached} cached, {len(res.failed)} failed"
@@ -112,8 +135,15 @@ def cache_ls(workspace: WorkspaceOpt = None, json: JsonOpt = False) -> None:
     for i in infos:
         win = f"{i['window']}/{i['hop']} s" if i["window"] else "-"
         table.add_row(
-            i["store"], i["model"], str(i["items"]), str(i["failed"]), str(i["layers"]),
-            str(i["dim"]), ",".join(i["pools"]), win, f"{i['bytes'] / 2**20:.1f} MiB",
+            i["store"],
+            i["model"],
+            str(i["items"]),
+            str(i["failed"]),
+            str(i["layers"]),
+            str(i["dim"]),
+            ",".join(i["pools"]),
+            win,
+            f"{i['bytes'] / 2**20:.1f} MiB",
         )
     if infos:
         out_console.print(table)

@@ -100,7 +100,8 @@ def resolve_dataset(
         manifest = read_manifest(data, check_files=check_files)
         return register_dataset(ws, manifest), manifest
     known = [
-        m for m in list_datasets(ws)
+        m
+        for m in list_datasets(ws)
         if not labeled or (m.get("labeled") and m.get("role", "train") == "train")
     ]
     if not known:
@@ -111,5 +112,7 @@ def resolve_dataset(
     sources = {m["source"] for m in known}
     if len(sources) > 1:
         names = ", ".join(f"{m['name']} ({m['source']})" for m in known)
-        raise DataError(f"workspace {ws.root} holds several datasets; pick one with --data: {names}")
+        raise DataError(
+            f"workspace {ws.root} holds several datasets; pick one with --data: {names}"
+        )
     return known[0]["name"], load_dataset(ws, known[0]["name"])

@@ -52,7 +52,9 @@ class Manifest:
 
     @property
     def multilabel(self) -> bool:
-        return self.has_labels and bool(self.frame["label"].str.contains(LABEL_SEP, regex=False).any())
+        return self.has_labels and bool(
+            self.frame["label"].str.contains(LABEL_SEP, regex=False).any()
+        )
 
     def label_lists(self) -> list[list[str]]:
         """Each item's labels as a list (empty when it has none)."""
@@ -110,7 +112,8 @@ def _read_csv(src: Path) -> pd.DataFrame:
     frame.columns = [c.strip() for c in frame.columns]
     if "path" not in frame.columns:
         raise ManifestError(
-            f"{src}: no 'path' column (columns found: {', '.join(map(str, frame.columns)) or 'none'})"
+            f"{src}: no 'path' column (columns found: "
+            f"{', '.join(map(str, frame.columns)) or 'none'})"
             "; the manifest needs a 'path' column of audio files relative to the CSV's folder"
         )
     if "id" in frame.columns:

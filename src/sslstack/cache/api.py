@@ -59,8 +59,11 @@ def find_store(
             raise ConfigError(f"unknown store setting '{name}'")
         if name == "pools":
             value = tuple(value)
-        hits = [s for s in hits if getattr(s.key, name) == value or (
-            name == "pools" and set(value) <= set(s.key.pools))]
+        hits = [
+            s
+            for s in hits
+            if getattr(s.key, name) == value or (name == "pools" and set(value) <= set(s.key.pools))
+        ]
     if not hits:
         known = sorted({s.key.model for s in stores})
         raise StoreError(

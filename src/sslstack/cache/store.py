@@ -107,8 +107,12 @@ class Store:
             return store
         (path / "parts").mkdir(parents=True, exist_ok=True)
         atomic_write_json(
-            meta_path, {"key": key.to_dict(), "provenance": provenance() if provenance else {},
-             "created": time.time()},
+            meta_path,
+            {
+                "key": key.to_dict(),
+                "provenance": provenance() if provenance else {},
+                "created": time.time(),
+            },
         )
         return cls(path)
 
@@ -357,8 +361,10 @@ class StoreWriter:
             ) from None
         fh.seek(0)
         fh.truncate()
-        fh.write(f"pid {os.getpid()} on {socket.gethostname()} ({self.command}) since "
-                 f"{time.strftime('%Y-%m-%d %H:%M:%S')}")
+        fh.write(
+            f"pid {os.getpid()} on {socket.gethostname()} ({self.command}) since "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S')}"
+        )
         fh.flush()
         self._fh = fh
         for tmp in (self.store.path / "parts").glob(".*.tmp"):
@@ -506,7 +512,9 @@ def _merge_parts(store: Store, parts: Sequence[str], f: h5py.File, key: StoreKey
                 for pool in g["clip"]:
                     ds = g[f"clip/{pool}"]
                     shape = (n, ds.shape[1], ds.shape[2])
-                    f.create_dataset(f"clip/{pool}", shape=shape, dtype=ds.dtype, chunks=_chunks(shape))
+                    f.create_dataset(
+                        f"clip/{pool}", shape=shape, dtype=ds.dtype, chunks=_chunks(shape)
+                    )
                 created = True
             ids += [i for i, _ in rows]
             hashes += list(g["hashes"].asstr()[:][src_rows])
@@ -525,8 +533,10 @@ def _merge_parts(store: Store, parts: Sequence[str], f: h5py.File, key: StoreKey
                     src = g[f"windows/{pool}"]
                     if f"windows/{pool}" not in f:
                         f.create_dataset(
-                            f"windows/{pool}", shape=(0, src.shape[1], src.shape[2]),
-                            maxshape=(None, src.shape[1], src.shape[2]), dtype=src.dtype,
+                            f"windows/{pool}",
+                            shape=(0, src.shape[1], src.shape[2]),
+                            maxshape=(None, src.shape[1], src.shape[2]),
+                            dtype=src.dtype,
                             chunks=_chunks((4096, src.shape[1], src.shape[2])),
                         )
                     dst = f[f"windows/{pool}"]

@@ -27,7 +27,9 @@ class Encoder(ABC):
     dtype: str = "fp32"
 
     @abstractmethod
-    def encode(self, waves: Sequence[np.ndarray], pools: Sequence[str]) -> list[dict[str, np.ndarray]]:
+    def encode(
+        self, waves: Sequence[np.ndarray], pools: Sequence[str]
+    ) -> list[dict[str, np.ndarray]]:
         """Pool every kept hidden state of each waveform (float32 mono at ``sample_rate``, any
         length) over its valid frames: one ``{pool: (L, D) float32}`` per wave."""
 
@@ -43,7 +45,9 @@ class EncoderSpec:
     loader: Callable[..., Encoder] = field(compare=False, repr=False)
     info: dict[str, Any] = field(default_factory=dict, compare=False)
 
-    def load(self, *, device: str = "cpu", dtype: str = "fp32", layers: Sequence[int] | None = None) -> Encoder:
+    def load(
+        self, *, device: str = "cpu", dtype: str = "fp32", layers: Sequence[int] | None = None
+    ) -> Encoder:
         return self.loader(self, device=device, dtype=dtype, layers=layers)
 
 
@@ -59,7 +63,10 @@ def register_builtin(name: str) -> Callable[[Callable[[], EncoderSpec]], Callabl
 
 
 def resolve_encoder(
-    model: str, revision: str | None = None, *, trust_remote_code: bool = False,
+    model: str,
+    revision: str | None = None,
+    *,
+    trust_remote_code: bool = False,
     allow_unsafe_weights: bool = False,
 ) -> EncoderSpec:
     """Turn ``--model`` (a built-in name, hub id or local folder) into an :class:`EncoderSpec`.
@@ -78,7 +85,9 @@ def resolve_encoder(
     except ImportError as e:  # pragma: no cover
         raise EncoderError(f"transformers encoders are unavailable: {e}") from e
     return resolve_hf(
-        model, revision, trust_remote_code=trust_remote_code,
+        model,
+        revision,
+        trust_remote_code=trust_remote_code,
         allow_unsafe_weights=allow_unsafe_weights,
     )
 

@@ -8,7 +8,6 @@ padding a batch never changes a clip's frames.
 from __future__ import annotations
 
 from collections.abc import Sequence
-
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -37,7 +36,9 @@ def _mel_to_hz(m: np.ndarray) -> np.ndarray:
 def mel_filterbank(sr: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int = N_MELS) -> np.ndarray:
     """Triangular HTK-style mel filters, shape (n_fft // 2 + 1, n_mels)."""
     freqs = np.linspace(0, sr / 2, n_fft // 2 + 1)
-    pts = _mel_to_hz(np.linspace(_hz_to_mel(np.array(0.0)), _hz_to_mel(np.array(sr / 2)), n_mels + 2))
+    pts = _mel_to_hz(
+        np.linspace(_hz_to_mel(np.array(0.0)), _hz_to_mel(np.array(sr / 2)), n_mels + 2)
+    )
     fb = np.zeros((len(freqs), n_mels), dtype=np.float32)
     for m in range(n_mels):
         lo, c, hi = pts[m], pts[m + 1], pts[m + 2]
@@ -62,12 +63,15 @@ class LogMelEncoder(Encoder):
         """Log-mel frames of a (B, N) batch: (B, T, n_mels)."""
         import torch
 
-        spec = torch.stft(
-            x, N_FFT, HOP, window=self._window, center=False, return_complex=True
-        ).abs() ** 2
+        spec = (
+            torch.stft(x, N_FFT, HOP, window=self._window, center=False, return_complex=True).abs()
+            ** 2
+        )
         return torch.log(spec.transpose(1, 2) @ self._fb + 1e-6)
 
-    def encode(self, waves: Sequence[np.ndarray], pools: Sequence[str]) -> list[dict[str, np.ndarray]]:
+    def encode(
+        self, waves: Sequence[np.ndarray], pools: Sequence[str]
+    ) -> list[dict[str, np.ndarray]]:
         import torch
 
         with torch.inference_mode():

@@ -38,7 +38,9 @@ class Stats:
         return Stats(n, mean, m2, torch.maximum(self.max, other.max))
 
 
-def masked_stats(hidden: Sequence[torch.Tensor], mask: torch.Tensor | Sequence[torch.Tensor]) -> Stats:
+def masked_stats(
+    hidden: Sequence[torch.Tensor], mask: torch.Tensor | Sequence[torch.Tensor]
+) -> Stats:
     """Statistics of each hidden state over the frames where ``mask`` is true.
 
     Args:
@@ -49,7 +51,7 @@ def masked_stats(hidden: Sequence[torch.Tensor], mask: torch.Tensor | Sequence[t
 
     counts, means, m2s, maxs = [], [], [], []
     for i, h in enumerate(hidden):
-        m = mask[i] if isinstance(mask, (list, tuple)) else mask
+        m: torch.Tensor = mask[i] if isinstance(mask, (list, tuple)) else mask  # type: ignore[assignment]
         h = h.float()
         mf = m.to(h.dtype).unsqueeze(-1)  # (B, T, 1)
         n = mf.sum(dim=1).clamp_min(1.0)  # (B, 1)

@@ -110,7 +110,9 @@ def _validate(cfg: ExtractConfig) -> ExtractConfig:
         raise ConfigError(f"--device {cfg.device}: choose auto, cpu or cuda")
     layers = tuple(sorted(set(cfg.layers))) if cfg.layers else None
     crop = "center" if cfg.crop == "centre" else cfg.crop
-    return ExtractConfig(**{**cfg.to_dict(), "pools": pools, "hop": hop, "layers": layers, "crop": crop})
+    return ExtractConfig(
+        **{**cfg.to_dict(), "pools": pools, "hop": hop, "layers": layers, "crop": crop}
+    )
 
 
 def _cuda_available() -> bool:
@@ -147,9 +149,17 @@ def resolve_dtype(dtype: str, device: str) -> str:
 
 def store_key(spec: EncoderSpec, cfg: ExtractConfig, dtype: str) -> StoreKey:
     return StoreKey(
-        model=spec.model, revision=spec.revision, sample_rate=spec.sample_rate, pools=cfg.pools,
-        layers=cfg.layers, window=cfg.window, hop=cfg.hop if cfg.window else None,
-        max_seconds=cfg.max_seconds, crop=cfg.crop, dtype=dtype, storage=cfg.storage,
+        model=spec.model,
+        revision=spec.revision,
+        sample_rate=spec.sample_rate,
+        pools=cfg.pools,
+        layers=cfg.layers,
+        window=cfg.window,
+        hop=cfg.hop if cfg.window else None,
+        max_seconds=cfg.max_seconds,
+        crop=cfg.crop,
+        dtype=dtype,
+        storage=cfg.storage,
     )
 
 
@@ -184,7 +194,9 @@ def extract(
     manifest = data if isinstance(data, Manifest) else read_manifest(data)
     dataset = register_dataset(ws, manifest)
     spec = resolve_encoder(
-        cfg.model, cfg.revision, trust_remote_code=cfg.trust_remote_code,
+        cfg.model,
+        cfg.revision,
+        trust_remote_code=cfg.trust_remote_code,
         allow_unsafe_weights=cfg.allow_unsafe_weights,
     )
     device = resolve_device(cfg.device)
@@ -193,13 +205,30 @@ def extract(
     store = Store.open_or_create(ws.stores, key, lambda: _provenance(spec, cfg))
     todo, hashes, known_failed = _plan(store, manifest, ws, dataset)
     result = ExtractResult(
-        store=store.path.name, store_path=str(store.path), dataset=dataset, model=spec.model,
-        items=len(manifest), computed=0, cached=len(manifest) - len(todo) - len(known_failed),
+        store=store.path.name,
+        store_path=str(store.path),
+        dataset=dataset,
+        model=spec.model,
+        items=len(manifest),
+        computed=0,
+        cached=len(manifest) - len(todo) - len(known_failed),
         failed=[{"id": i, "error": e} for i, e in known_failed.items()],
     )
     if todo:
         with store.writer() as writer:
-            _run(spec, cfg, device, dtype, manifest, todo, hashes, writer, result, progress, on_progress)
+            _run(
+                spec,
+                cfg,
+                device,
+                dtype,
+                manifest,
+                todo,
+                hashes,
+                writer,
+                result,
+                progress,
+                on_progress,
+            )
     result.seconds = time.perf_counter() - t0
     return result
 
@@ -211,9 +240,14 @@ def _provenance(spec: EncoderSpec, cfg: ExtractConfig) -> dict[str, Any]:
     from .. import __version__
 
     return {
-        "model": spec.model, "revision": spec.revision, "family": spec.family,
-        "sslstack": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "encoder_info": spec.info,
+        "model": spec.model,
+        "revision": spec.revision,
+        "family": spec.family,
+        "sslstack": __version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "encoder_info": spec.info,
         "config": cfg.to_dict(),
     }
 
@@ -275,7 +309,9 @@ class _Unit:
     wave: np.ndarray
 
 
-_Event = tuple[str, int, Any]  # ("unit", row, _Unit) | ("done", row, None) | ("fail", row, AudioError)
+_Event = tuple[
+    str, int, Any
+]  # ("unit", row, _Unit) | ("done", row, None) | ("fail", row, AudioError)
 
 
 def _decode_error(path: str, e: Exception) -> AudioError:
@@ -412,9 +448,17 @@ def _batches(
 
 
 def _run(
-    spec: EncoderSpec, cfg: ExtractConfig, device: str, dtype: str, manifest: Manifest,
-    todo: list[int], hashes: dict[str, str], writer: Any, result: ExtractResult,
-    progress: bool, on_progress: Callable[[int, float], None] | None,
+    spec: EncoderSpec,
+    cfg: ExtractConfig,
+    device: str,
+    dtype: str,
+    manifest: Manifest,
+    todo: list[int],
+    hashes: dict[str, str],
+    writer: Any,
+    result: ExtractResult,
+    progress: bool,
+    on_progress: Callable[[int, float], None] | None,
 ) -> None:
     ids = manifest.ids
     paths = manifest.frame["path"].tolist()
@@ -427,7 +471,9 @@ def _run(
     result.model_loaded = True
     layer_names = list(encoder.layer_names)
     partial: dict[int, list[tuple[float | None, dict[str, np.ndarray]]]] = {}
-    bar = _Progress(len(todo), total_audio, enabled=progress, label=f"extract {spec.model.split('/')[-1]}")
+    bar = _Progress(
+        len(todo), total_audio, enabled=progress, label=f"extract {spec.model.split('/')[-1]}"
+    )
     units = _units(manifest, order, cfg, spec.sample_rate)
     try:
         with bar:
@@ -464,7 +510,10 @@ def _run(
 
 def _complete(
     partial: dict[int, list[tuple[float | None, dict[str, np.ndarray]]]],
-    rows: Sequence[int], ids: list[str], hashes: dict[str, str], durations: dict[int, float],
+    rows: Sequence[int],
+    ids: list[str],
+    hashes: dict[str, str],
+    durations: dict[int, float],
     cfg: ExtractConfig,
 ) -> list[ItemResult]:
     """Turn finished rows into store items (window rows: per-window vectors + clip aggregates)."""
@@ -478,9 +527,16 @@ def _complete(
         windows = {p: np.stack([o[p] for _, o in parts]) for p in cfg.pools}
         clip = {p: windows[p].mean(axis=0) for p in cfg.pools}
         clip.update({f"{p}_wmax": windows[p].max(axis=0) for p in cfg.pools})
-        items.append(ItemResult(
-            ids[r], hashes[ids[r]], durations[r], clip, [float(s or 0.0) for s, _ in parts], windows
-        ))
+        items.append(
+            ItemResult(
+                ids[r],
+                hashes[ids[r]],
+                durations[r],
+                clip,
+                [float(s or 0.0) for s, _ in parts],
+                windows,
+            )
+        )
     return items
 
 
@@ -495,16 +551,27 @@ class _Progress:
         self._t0 = time.perf_counter()
         if enabled:
             from rich.progress import (
-                BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
                 TimeRemainingColumn,
             )
 
             from .._cli_common import console
 
             self._p = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("files"), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
-                TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False,
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("files"),
+                TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=console,
+                transient=False,
             )
             self._task = self._p.add_task(label, total=total, rate="")
 
