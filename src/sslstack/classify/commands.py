@@ -107,7 +107,11 @@ def fit_head_cmd(
             value = _fmt(trial.value)
         elif state == "pruned":
             steps = len(trial.intermediate_values)
-            value = f"pruned after {steps} fold(s) at {_fmt(trial.value)}"
+            last = trial.intermediate_values.get(steps - 1) if steps else None
+            value = (
+                f"pruned after fold {steps} (running mean {_fmt(last)} below the median of "
+                "earlier trials at that fold)"
+            )
         else:
             value = state
         done = any(t.state.name == "COMPLETE" for t in st.get_trials(deepcopy=False))
