@@ -25,11 +25,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ..errors import EncoderError
+
+if TYPE_CHECKING:  # imported lazily: resolving a model must not pay for torch
+    import torch
 
 
 def _never(cfg: Any) -> bool:
@@ -198,6 +199,8 @@ def spectrogram_mask(
     time span is at least half audio (and always the first column); the CLS and distillation
     tokens are not frames and are not pooled.
     """
+    import torch
+
     if family.frontend == "whisper":
         per_frame = 2 * int(fe.hop_length)  # mel hop, then the stride-2 convolution
         valid = torch.div(n_samples + per_frame - 1, per_frame, rounding_mode="floor")

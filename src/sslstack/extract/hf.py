@@ -9,33 +9,18 @@ frames that hold audio; how clips may share a forward is the family's batching p
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
-from functools import reduce
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
 from ..errors import EncoderError
-from .base import Encoder, EncoderSpec, select_layers
-from .families import (
-    Family,
-    chunk_spans,
-    frame_rate,
-    get_family,
-    max_seconds,
-    spectrogram_mask,
-)
-from .pooling import Stats, finalize, masked_stats
+from .base import Encoder, EncoderSpec
+from .families import frame_rate, get_family, max_seconds
 
 _PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model"]
 _MIB = 1 << 20
-_PAD_WASTE = 1.25  # a pad group's padded samples stay within this factor of its real samples
-_MAX_BUCKET = 64  # clips per forward in a bucket of identical lengths
 
 
 # --- resolving (no weights loaded) -----------------------------------------------------------
@@ -202,265 +187,6 @@ def _snapshot(repo_id: str, revision: str | None, trust: bool, unsafe: bool) -> 
 # --- loading --------------------------------------------------------------------------------
 
 
-def load_hf(
-    spec: EncoderSpec,
-    *,
-    device: str = "cpu",
-    dtype: str = "fp32",
-    layers: Sequence[int] | None = None,
-) -> HFEncoder:
-    """Load the weights of a resolved spec (the ``EncoderSpec.load`` of transformers encoders)."""
-    import transformers
-
-    if dtype not in ("fp32", "bf16"):
-        raise EncoderError(f"--dtype {dtype}: choose fp32 or bf16")
-    folder, family = spec.info["path"], get_family(spec.family)
-    safe = any(Path(folder).glob("*.safetensors"))
-    kw: dict[str, Any] = dict(
-        trust_remote_code=spec.info.get("trust_remote_code", False),
-        use_safetensors=safe,
-        dtype=torch.float32,
-        output_loading_info=True,
-    )
-    try:
-        with _quiet(transformers):
-            model, loading = transformers.AutoModel.from_pretrained(folder, **kw)
-            fe = transformers.AutoFeatureExtractor.from_pretrained(
-                folder, trust_remote_code=kw["trust_remote_code"]
-            )
-    except (OSError, ValueError) as e:
-        raise EncoderError(f"--model {spec.model}: transformers cannot load it: {e}") from e
-    module = model.get_encoder() if family.encoder_only else model
-    _check_loaded(spec.model, module, loading, "encoder." if family.encoder_only else "")
-    return HFEncoder(module, fe, family, spec, device=device, dtype=dtype, layers=layers)
-
-
-@contextlib.contextmanager
-def _quiet(transformers: Any) -> Iterator[None]:
-    log = transformers.utils.logging
-    level, bars = log.get_verbosity(), log.is_progress_bar_enabled()
-    log.set_verbosity_error()
-    log.disable_progress_bar()  # the runner draws its own progress
-    try:
-        yield
-    finally:
-        log.set_verbosity(level)
-        if bars:
-            log.enable_progress_bar()
-
-
-def _check_loaded(
-    model: str, module: torch.nn.Module, loading: dict[str, Any], prefix: str
-) -> None:
-    """Refuse a model whose weights did not load (transformers only warns)."""
-    params = dict(module.named_parameters())
-    missing = [
-        k[len(prefix) :]
-        for k in loading.get("missing_keys", ())
-        if k.startswith(prefix) and "masked_spec_embed" not in k
-    ]
-    n_missing = sum(params[k].numel() for k in missing if k in params)
-    if n_missing > 0.01 * sum(p.numel() for p in params.values()):
-        raise EncoderError(
-            f"--model {model}: {len(missing)} weight tensors were not in the checkpoint "
-            f"({', '.join(missing[:4])}, ...); the encoder would be random"
-        )
-
-
-class HFEncoder(Encoder):
-    """A transformers encoder that pools every kept hidden state over valid frames.
-
-    Layer ``"i"`` is ``hidden_states[i]``: 0 is the input of the first transformer layer (the
-    embedding output), i the output of layer i. Pre-LayerNorm families also give ``"final"``,
-    the model's ``last_hidden_state`` after its final LayerNorm (only when the last layer runs).
-    """
-
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        fe: Any,
-        family: Family,
-        spec: EncoderSpec,
-        *,
-        device: str = "cpu",
-        dtype: str = "fp32",
-        layers: Sequence[int] | None = None,
-    ) -> None:
-        self.family, self.fe = family, fe
-        self.cfg: Any = getattr(model, "config")  # noqa: B009  (typed as Any, not Module)
-        self.sample_rate = int(fe.sampling_rate)
-        self.device, self.dtype = device, dtype
-        blocks = _get_attr(model, family.layers_path)
-        self.keep = select_layers(len(blocks) + 1, layers)
-        top = max(self.keep)
-        if top < len(blocks):  # layers above the highest requested are never computed
-            _set_attr(model, family.layers_path, type(blocks)(list(blocks)[:top]))
-        self.final = family.pre_ln(self.cfg) and top == len(blocks)
-        # Whisper ties hidden_states[-1] to the normalized output; untie it like the others
-        self.cfg.tie_last_hidden_states = False
-        self.layer_names = [str(i) for i in self.keep] + (["final"] if self.final else [])
-        if family.prepare is not None:
-            family.prepare(model)
-        self.model: Any = model.eval().to(device)
-        self.batching = family.batching(self.cfg)
-        self.min_samples = self._min_samples() if family.input == "waveform" else 400
-        self.info = {
-            **spec.info,
-            "layers": self.layer_names,
-            "n_layers": len(blocks),
-            "frame_rate": frame_rate(family, self.cfg, fe),
-            "max_input_s": max_seconds(family, fe),
-            "layer_semantics": _semantics(self.final),
-        }
-
-    def _min_samples(self) -> int:
-        """Shortest input giving one frame in every hidden state; shorter clips get zero-padded."""
-        need = self.family.squeeze(self.cfg)
-        lo, hi = 1, 1 << 16
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if int(self.model._get_feat_extract_output_lengths(torch.tensor(mid))) >= need:
-                hi = mid
-            else:
-                lo = mid + 1
-        return lo
-
-    # --- encode ---------------------------------------------------------------------------
-
-    def encode(
-        self, waves: Sequence[np.ndarray], pools: Sequence[str]
-    ) -> list[dict[str, np.ndarray]]:
-        """Pool every kept hidden state of each wave over its valid frames.
-
-        Returns:
-            Per wave, ``{pool: (L, D) float32}`` with L = ``len(self.layer_names)``.
-        """
-        if not waves:
-            return []
-        pieces: list[tuple[int, np.ndarray]] = []
-        for i, w in enumerate(waves):
-            pieces += [(i, c) for c in self._chunks(np.asarray(w, dtype=np.float32).reshape(-1))]
-        stats: dict[int, Stats] = {}
-        for group in self._groups([len(p[1]) for p in pieces]):
-            stats.update(zip(group, self._run([pieces[j][1] for j in group]), strict=True))
-        per_item: list[list[Stats]] = [[] for _ in waves]
-        for j, (i, _) in enumerate(pieces):  # chunks in clip order
-            per_item[i].append(stats[j])
-        return finalize(_cat([reduce(Stats.merge, chunks) for chunks in per_item]), pools)
-
-    def _chunks(self, w: np.ndarray) -> list[np.ndarray]:
-        """The model inputs of one clip: itself (zero-padded to the shortest input the model
-        takes) or, for fixed-size models, consecutive full-size chunks."""
-        if len(w) < self.min_samples:
-            w = np.pad(w, (0, self.min_samples - len(w)))
-        return [w[a:b] for a, b in chunk_spans(self.family, self.fe, len(w))]
-
-    def _groups(self, lengths: list[int]) -> list[list[int]]:
-        """Indices of pieces that may share one forward, per the family's batching policy."""
-        order = sorted(range(len(lengths)), key=lambda j: lengths[j])
-        if self.batching == "fixed":
-            return [order]
-        groups: list[list[int]] = []
-        for j in order:
-            if groups and self._joins(groups[-1], j, lengths):
-                groups[-1].append(j)
-            else:
-                groups.append([j])
-        return groups
-
-    def _joins(self, group: list[int], j: int, lengths: list[int]) -> bool:
-        if self.batching == "bucket":  # identical lengths only: no padding at all
-            return lengths[group[0]] == lengths[j] and len(group) < _MAX_BUCKET
-        real = sum(lengths[k] for k in group) + lengths[j]  # pad: bound the padding waste
-        return lengths[j] * (len(group) + 1) <= _PAD_WASTE * real
-
-    def _run(self, waves: list[np.ndarray]) -> list[Stats]:
-        """Forward a group, halving it on CUDA out-of-memory."""
-        try:
-            return _split(self._forward(waves))
-        except torch.cuda.OutOfMemoryError:
-            if len(waves) == 1:
-                raise
-            if self.device.startswith("cuda"):
-                torch.cuda.empty_cache()
-            half = len(waves) // 2
-            return self._run(waves[:half]) + self._run(waves[half:])
-
-    @torch.inference_mode()
-    def _forward(self, waves: list[np.ndarray]) -> Stats:
-        n = torch.tensor([len(w) for w in waves])
-        if self.family.input == "waveform":
-            x, mask = self._waveform_inputs(waves)
-            kw = {"attention_mask": mask} if mask is not None else {}
-        else:
-            x, kw = self._spectrogram_inputs(waves), {}
-        with self._autocast():
-            out = self.model(x, output_hidden_states=True, **kw)
-        hidden = [out.hidden_states[i] for i in self.keep]
-        if self.final:
-            hidden.append(out.last_hidden_state)
-        n = n.to(self.device)
-        if self.family.input == "waveform":
-            masks = self._frame_masks(n, x.shape[1], hidden)
-        else:
-            masks = [
-                spectrogram_mask(self.family, self.cfg, self.fe, n, h.shape[1]) for h in hidden
-            ]
-        return masked_stats(hidden, masks)
-
-    def _waveform_inputs(self, waves: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        # normalize each clip alone (as the feature extractor would), then pad
-        norm = [
-            self.fe(w, sampling_rate=self.sample_rate, return_tensors="np")["input_values"][0]
-            for w in waves
-        ]
-        lens = [len(v) for v in norm]
-        x = torch.full((len(norm), max(lens)), float(self.fe.padding_value))
-        for b, v in enumerate(norm):
-            x[b, : len(v)] = torch.from_numpy(np.asarray(v, dtype=np.float32))
-        mask = None
-        if min(lens) != max(lens):
-            mask = (torch.arange(max(lens))[None, :] < torch.tensor(lens)[:, None]).long()
-            mask = self._to_device(mask)
-        return self._to_device(x), mask
-
-    def _spectrogram_inputs(self, waves: list[np.ndarray]) -> torch.Tensor:
-        feats = self.fe(waves, sampling_rate=self.sample_rate, return_tensors="pt")
-        key = "input_features" if "input_features" in feats else "input_values"
-        return self._to_device(feats[key].float())
-
-    def _frame_masks(
-        self, n: torch.Tensor, padded: int, hidden: list[torch.Tensor]
-    ) -> list[torch.Tensor]:
-        """Each hidden state's valid frames, following its own length (SEW: half rate inside)."""
-        lengths = self.model._get_feat_extract_output_lengths
-        frames, full = lengths(n).long(), int(lengths(torch.tensor(padded)))
-        squeeze = self.family.squeeze(self.cfg)
-        masks = []
-        for h in hidden:
-            if h.shape[1] == full:
-                valid = frames
-            elif h.shape[1] == full // squeeze:
-                valid = torch.div(frames, squeeze, rounding_mode="floor")
-            else:
-                raise EncoderError(
-                    f"{self.family.model_type}: a hidden state has {h.shape[1]} frames, expected "
-                    f"{full} or {full // squeeze}"
-                )
-            masks.append(torch.arange(h.shape[1], device=n.device)[None, :] < valid[:, None])
-        return masks
-
-    def _to_device(self, t: torch.Tensor) -> torch.Tensor:
-        if self.device.startswith("cuda"):
-            return t.pin_memory().to(self.device, non_blocking=True)
-        return t.to(self.device)
-
-    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.dtype != "bf16":
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16)
-
-
 def _semantics(final: bool) -> str:
     s = "layer i = hidden_states[i] (0: embedding output, i: output of transformer layer i)"
     if final:
@@ -471,25 +197,20 @@ def _semantics(final: bool) -> str:
     return s
 
 
-def _split(s: Stats) -> list[Stats]:
-    return [
-        Stats(s.count[b : b + 1], s.mean[b : b + 1], s.m2[b : b + 1], s.max[b : b + 1])
-        for b in range(s.mean.shape[0])
-    ]
+def load_hf(spec: EncoderSpec, **kwargs: Any) -> Encoder:
+    """Load the weights (imports torch and transformers; see :mod:`.hf_encoder`)."""
+    from .hf_encoder import load_hf as _load
+
+    return _load(spec, **kwargs)
 
 
-def _cat(items: list[Stats]) -> Stats:
-    return Stats(
-        *(torch.cat([getattr(s, f) for s in items]) for f in ("count", "mean", "m2", "max"))
-    )
+def __getattr__(name: str) -> Any:
+    # HFEncoder and the encoder's helpers live in hf_encoder (they need torch)
+    if name.startswith("__"):
+        raise AttributeError(name)
+    from . import hf_encoder
 
-
-def _get_attr(obj: Any, path: str) -> Any:
-    for part in path.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
-def _set_attr(obj: Any, path: str, value: Any) -> None:
-    *head, last = path.split(".")
-    setattr(_get_attr(obj, ".".join(head)) if head else obj, last, value)
+    try:
+        return getattr(hf_encoder, name)
+    except AttributeError:
+        raise AttributeError(name) from None
