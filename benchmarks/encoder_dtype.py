@@ -14,33 +14,25 @@ WavLM's contiguous attention input). The four variants run interleaved for ``--r
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
 import argparse
 import copy
 import json
 import time
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import torch
 import transformers as tf
 
+from benchmarks.extract import ARCHS  # noqa: E402  (one definition of the configs)
 from sslstack.extract.base import EncoderSpec
 from sslstack.extract.families import get_family
 from sslstack.extract.hf import HFEncoder
-
-ARCHS: dict[str, Callable[[], Any]] = {
-    "wav2vec2-base": lambda: tf.Wav2Vec2Config(),
-    "wavlm-large": lambda: tf.WavLMConfig(
-        hidden_size=1024,
-        num_hidden_layers=24,
-        num_attention_heads=16,
-        intermediate_size=4096,
-        feat_extract_norm="layer",
-        do_stable_layer_norm=True,
-        conv_bias=True,
-    ),
-}
 
 
 def _raw(model: torch.nn.Module, x: torch.Tensor, dtype: str) -> Callable[[], object]:

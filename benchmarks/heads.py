@@ -13,6 +13,11 @@ Features: FSDD (3000 clips, speaker-grouped folds) embedded by a random-initiali
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
 import argparse
 import json
 import tempfile
@@ -97,7 +102,9 @@ def main() -> None:
         build_model("wav2vec2-base", ws.root)
         (ws.root / "wav2vec2-base").rename(model_dir)
     t0 = time.perf_counter()
-    extract(data, str(model_dir), workspace=ws, pools=("mean",), layers=(int(args.layer),))
+    extract(
+        data, str(model_dir), workspace=ws, pools=("mean",), layers=(int(args.layer),), dtype="bf16"
+    )
     t_extract = time.perf_counter() - t0
     # sslstack first: it creates the dataset's shared speaker-grouped folds
     t0 = time.perf_counter()

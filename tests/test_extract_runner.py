@@ -236,3 +236,15 @@ def test_cli_extract_json_and_cache_export(tmp_path: Path) -> None:
     assert r.returncode == 2 and "choose from mean, std, max" in r.stderr
     r = run("extract", "--model", "not-a-family-xyz", "--data", str(man))
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_store_whose_key_disagrees_is_refused_with_both_shown(tmp_path: Path) -> None:
+    man = write_dataset(tmp_path / "d", 2)
+    ws = tmp_path / "ws"
+    extract(man, "logmel", workspace=ws)
+    st = find_store("logmel", ws)
+    meta = json.loads((st.path / "key.json").read_text())
+    meta["key"]["sample_rate"] = 8000  # a folder edited or copied by hand
+    (st.path / "key.json").write_text(json.dumps(meta))
+    with pytest.raises(StoreError, match=r"sample_rate: 16000 != 8000"):
+        extract(man, "logmel", workspace=ws)

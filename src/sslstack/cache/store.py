@@ -395,20 +395,27 @@ class StoreWriter:
         """Write one batch (results and ``(id, hash, error)`` failures) as one atomic part."""
         if not items and not failures:
             return None
+        dtype = np.float16 if self.store.key.storage == "float16" else np.float32
+        name = self._atomic_part(
+            lambda f: self._write_part(f, items, list(layer_names), failures, dtype)
+        )
+        self._written.append(name)
+        return name
+
+    def _atomic_part(self, fill: Callable[[h5py.File], None]) -> str:
+        """Create a part: written under a temporary name, fsynced, then renamed into place."""
         name = self._new_part_name()
         path = self.store.path / "parts" / name
         tmp = path.with_name(f".{name}.tmp")
-        dtype = np.float16 if self.store.key.storage == "float16" else np.float32
         try:
             with h5py.File(tmp, "w") as f:
-                self._write_part(f, items, list(layer_names), failures, dtype)
+                fill(f)
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        self._written.append(name)
         return name
 
     def _write_part(
@@ -457,18 +464,7 @@ class StoreWriter:
         if len(small) < 2:
             self._delete_superseded()
             return
-        name = self._new_part_name()
-        path = parts_dir / name
-        tmp = path.with_name(f".{name}.tmp")
-        try:
-            with h5py.File(tmp, "w") as f:
-                _merge_parts(st, small, f, self.store.key)
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        self._atomic_part(lambda f: _merge_parts(st, small, f, self.store.key))
         self._delete_superseded()
 
     def _delete_superseded(self) -> None:
