@@ -63,6 +63,10 @@ class Head(ABC):
     ) -> Any:
         """A fitted model."""
 
+    def rounds_used(self, model: Any) -> int | None:
+        """Boosting rounds kept by early stopping (None for heads that do not stop early)."""
+        return None
+
     @abstractmethod
     def predict(self, model: Any, x: np.ndarray, ctx: FitContext) -> np.ndarray:
         """Probabilities (n, n_out)."""
@@ -221,6 +225,9 @@ class XGBHead(Head):
             booster = booster[: booster.best_iteration + 1]
         return booster
 
+    def rounds_used(self, model):
+        return int(model.num_boosted_rounds())
+
     def predict(self, model, x, ctx):
         xgb = _xgb()
         p = model.predict(xgb.DMatrix(x))
@@ -280,6 +287,10 @@ class CatBoostHead(Head):
         )
         kw = {"eval_set": (es[0], es[1]), "early_stopping_rounds": EARLY_STOPPING} if es else {}
         return model.fit(x, y, **kw)
+
+    def rounds_used(self, model):
+        best = model.get_best_iteration()
+        return int(best) + 1 if best is not None else int(model.tree_count_)
 
     def predict(self, model, x, ctx):
         return np.asarray(model.predict_proba(x), dtype=np.float64)
