@@ -329,6 +329,21 @@ def fit_head(
             n_startup=min(5, max(2, trials // 5)),
         )
 
+        if not st.trials and hd.warm_start():
+            # a new study tries a known-good configuration first, on the full width
+            first = default_choice(layers, pools)
+            start = {**hd.warm_start(), "layer": first.layer, "pool": first.pool, "pca": 0}
+            st.enqueue_trial(
+                {
+                    k: v
+                    for k, v in start.items()
+                    if k in hd.warm_start()
+                    or (k == "layer" and len(layers) > 1)
+                    or (k == "pool" and len(pools) > 1)
+                    or (k == "pca" and len(pcas) > 1)
+                }
+            )
+
         def objective(trial: Any) -> float:
             la = _suggest(trial, "layer", layers)
             po = _suggest(trial, "pool", pools)

@@ -67,6 +67,10 @@ class Head(ABC):
         """Boosting rounds kept by early stopping (None for heads that do not stop early)."""
         return None
 
+    def warm_start(self) -> dict[str, Any]:
+        """A configuration known to work well, tried first by a new study (inside ``space``)."""
+        return {}
+
     @abstractmethod
     def predict(self, model: Any, x: np.ndarray, ctx: FitContext) -> np.ndarray:
         """Probabilities (n, n_out)."""
@@ -228,6 +232,17 @@ class XGBHead(Head):
     def rounds_used(self, model):
         return int(model.num_boosted_rounds())
 
+    def warm_start(self) -> dict[str, Any]:
+        return {
+            "max_depth": 6,
+            "learning_rate": 0.1,
+            "min_child_weight": 1.0,
+            "subsample": 0.8,
+            "colsample_bytree": 0.8,
+            "reg_alpha": 1e-8,
+            "reg_lambda": 1.0,
+        }
+
     def predict(self, model, x, ctx):
         xgb = _xgb()
         p = model.predict(xgb.DMatrix(x))
@@ -287,6 +302,9 @@ class CatBoostHead(Head):
         )
         kw = {"eval_set": (es[0], es[1]), "early_stopping_rounds": EARLY_STOPPING} if es else {}
         return model.fit(x, y, **kw)
+
+    def warm_start(self) -> dict[str, Any]:
+        return {"depth": 6, "learning_rate": 0.1, "l2_leaf_reg": 3.0, "border_count": 128}
 
     def rounds_used(self, model):
         best = model.get_best_iteration()
