@@ -331,8 +331,8 @@ def fit_head(
 
         if not st.trials and hd.warm_start():
             # a new study tries a known-good configuration first, on the full width
-            first = default_choice(layers, pools)
-            start = {**hd.warm_start(), "layer": first.layer, "pool": first.pool, "pca": 0}
+            warm = default_choice(layers, pools)
+            start = {**hd.warm_start(), "layer": warm.layer, "pool": warm.pool, "pca": 0}
             st.enqueue_trial(
                 {
                     k: v
