@@ -118,7 +118,7 @@ def extract(
         f" in {res.seconds:.1f} s"
     )
     if res.computed:
-        msg += f" ({res.rate:.1f} audio-s/s)"
+        msg += f" ({res.rate:.1f} audio-s/s overall)"
     console.print(f"[green]done[/] {msg}\nstore: {res.store_path}")
     for f in res.failed[:10]:
         console.print(f"[yellow]failed[/] {f['id']}: {f['error']}")
