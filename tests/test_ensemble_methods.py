@@ -114,7 +114,7 @@ def test_every_method_every_task(name: str, task: str) -> None:
 
 
 def test_unknown_method_lists_names() -> None:
-    with pytest.raises(ConfigError, match="mean, rank, greedy, logreg"):
+    with pytest.raises(ConfigError, match="mean, rank, greedy, greedy_nested, logreg"):
         get_method("median")
 
 
@@ -148,3 +148,21 @@ def test_logreg_multilabel_is_fitted_per_label() -> None:
     _, params = METHODS["logreg"].fit(P, y, folds, scorer("map", enc))
     assert len(params["per_label"]) == 3
     assert all(len(m["coef"][0]) == 3 for m in params["per_label"])  # one weight per base run
+
+
+def test_greedy_nested_scores_each_fold_with_weights_from_the_other_folds() -> None:
+    rng = np.random.default_rng(3)
+    n = 120
+    y = rng.integers(0, 2, n)
+    folds = np.arange(n) % 4
+    good = np.clip(0.5 + 0.3 * (2 * y - 1) + 0.2 * rng.standard_normal(n), 0.01, 0.99)
+    noise = [rng.uniform(0.01, 0.99, n) for _ in range(6)]
+    P = np.stack([np.stack([1 - p, p], axis=1) for p in [good, *noise]])
+    sc = scorer("accuracy", BIN)
+    oof, params = METHODS["greedy_nested"].fit(P, y, folds, sc, greedy_size=10)
+    for f in range(4):  # reference: the weights chosen without fold f, applied to fold f
+        w, _ = greedy_weights(P[:, folds != f], y[folds != f], sc, 10)
+        ref = np.tensordot(w, P[:, folds == f], axes=1)
+        np.testing.assert_allclose(oof[folds == f], ref / ref.sum(axis=1, keepdims=True))
+    full, _ = greedy_weights(P, y, sc, 10)
+    np.testing.assert_allclose(params["weights"], full)

@@ -30,7 +30,7 @@ def _three_runs(tmp_path: Path, task: str) -> tuple[Synth, list[str]]:
 def test_stack_table_and_saved_run(tmp_path: Path, task: str) -> None:
     s, base = _three_runs(tmp_path, task)
     res = stack(s.ws, method="logreg")
-    assert set(res.table) == {"best_single", "mean", "rank", "greedy", "logreg"}
+    assert set(res.table) == {"best_single", "mean", "rank", "greedy", "greedy_nested", "logreg"}
     assert res.table["best_single"]["run"] in base
     assert res.score == res.table["logreg"]["score"]
     assert len(res.table["logreg"]["fold_scores"]) == 5
@@ -114,4 +114,4 @@ def test_cli_stack_json(tmp_path: Path) -> None:
     assert out["method"] == "logreg" and "logreg+platt" in out["table"]
     assert pd.read_csv(out["oof"]).shape == (200, 2 + len(s.enc.labels))
     bad = CliRunner().invoke(app, ["stack", "--workspace", str(s.ws.root), "--method", "median"])
-    assert bad.exit_code == 2 and "mean, rank, greedy, logreg" in bad.output
+    assert bad.exit_code == 2 and "mean, rank, greedy, greedy_nested, logreg" in bad.output

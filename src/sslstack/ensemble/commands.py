@@ -42,7 +42,9 @@ def stack_cmd(
     runs: Annotated[
         str | None, typer.Option(help="Runs to stack, e.g. 3,7,9 [default: all].")
     ] = None,
-    method: Annotated[str, typer.Option(help="mean, rank, greedy or logreg.")] = "greedy",
+    method: Annotated[
+        str, typer.Option(help="mean, rank, greedy, greedy_nested or logreg.")
+    ] = "greedy",
     metric: MetricOpt = None,
     calibrate: Annotated[
         str | None, typer.Option(help="temperature, platt or isotonic (fitted out-of-fold).")
