@@ -102,7 +102,8 @@ def stack(
         workspace: the workspace folder (default ``$SSLSTACK_WORKSPACE`` or ``./.sslstack``).
         runs: run ids, numbers or unique prefixes (default: every run of the dataset).
         data: the dataset (name or manifest) whose runs to stack when the workspace has several.
-        method: one of :func:`sslstack.ensemble.methods.names` (mean, rank, greedy, greedy_nested, logreg).
+        method: one of :func:`sslstack.ensemble.methods.names` (mean, rank, greedy,
+            greedy_nested, logreg).
         metric: metric optimized by ``greedy`` and reported (default: the task's default).
         calibrate: ``temperature``, ``platt`` or ``isotonic``, fitted out-of-fold.
         greedy_size: iterations of ensemble selection.
