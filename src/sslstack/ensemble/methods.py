@@ -179,6 +179,23 @@ class _Greedy:
         return finish(np.tensordot(np.asarray(params["weights"]), P, axes=1), enc)
 
 
+def out_of_fold(
+    P: np.ndarray,
+    folds: np.ndarray,
+    fit_rows: Callable[[np.ndarray], Any],
+    apply_rows: Callable[[np.ndarray, Any], np.ndarray],
+) -> np.ndarray:
+    """Honest predictions: each fold's rows from a combiner fitted on the other folds' rows.
+
+    ``fit_rows(mask)`` fits on the rows where ``mask`` is true; ``apply_rows(P_rows, fitted)``
+    predicts the given rows of every run."""
+    oof = np.zeros(P.shape[1:])
+    for f in np.unique(folds):
+        val = folds == f
+        oof[val] = apply_rows(P[:, val], fit_rows(~val))
+    return oof
+
+
 @register_method("greedy_nested", "greedy, scored honestly: weights chosen on the other folds")
 class _GreedyNested:
     """The same ensemble selection, but each fold's rows are predicted with weights chosen on
@@ -198,11 +215,14 @@ class _GreedyNested:
         **_: Any,
     ):
         enc = scorer.encoding
-        oof = np.zeros(P.shape[1:])
-        for f in np.unique(folds):
-            train = folds != f
-            w_f, _ = greedy_weights(P[:, train], y[train], scorer, greedy_size)
-            oof[~train] = _Greedy.apply(P[:, ~train], {"weights": w_f.tolist()}, enc)
+        oof = out_of_fold(
+            P,
+            folds,
+            lambda tr: {
+                "weights": greedy_weights(P[:, tr], y[tr], scorer, greedy_size)[0].tolist()
+            },
+            lambda Pv, params: _Greedy.apply(Pv, params, enc),
+        )
         w, history = greedy_weights(P, y, scorer, greedy_size)
         return oof, {"weights": w.tolist(), "history": history, "size": greedy_size}
 
@@ -315,11 +335,12 @@ class _LogReg:
         **_: Any,
     ):
         enc = scorer.encoding
-        oof = np.zeros(P.shape[1:])
-        for f in np.unique(folds):
-            val = folds == f
-            meta = _fit_meta(P[:, ~val], y[~val], enc, logreg_c)
-            oof[val] = _apply_meta(P[:, val], meta, enc)
+        oof = out_of_fold(
+            P,
+            folds,
+            lambda tr: _fit_meta(P[:, tr], y[tr], enc, logreg_c),
+            lambda Pv, meta: _apply_meta(Pv, meta, enc),
+        )
         params = {"C": logreg_c, **_fit_meta(P, y, enc, logreg_c)}
         return oof, params
 
