@@ -7,7 +7,6 @@ as the last line.
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any
 
 import typer
@@ -31,11 +30,9 @@ MetricOpt = Annotated[
 
 
 def _fmt(v: Any) -> str:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return "-"
-    return f"{f:.4f}" if math.isfinite(f) else "-"
+    from .report import fmt_score
+
+    return fmt_score(v)
 
 
 def stack_cmd(

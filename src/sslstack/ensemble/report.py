@@ -97,7 +97,8 @@ def _e(v: Any) -> str:
     return html.escape(str(v))
 
 
-def _num(v: Any) -> str:
+def fmt_score(v: Any) -> str:
+    """A score as 4 decimals, "-" when missing or not finite."""
     try:
         f = float(v)
     except (TypeError, ValueError):
@@ -172,7 +173,7 @@ def _leaderboard(runs: list[Any], metric: str, focus: str) -> str:
             r.meta.get("head") or "-",
             _short(r.meta.get("encoder")),
             _describe(r.meta),
-            _num(score(r)),
+            fmt_score(score(r)),
         ]
         for r in order
     ]
@@ -233,17 +234,17 @@ def _focus_section(ws: Workspace, run: Any, enc: Encoding, sc: Any, figs: list[s
     P, y = base.P[0], base.y
     out = [
         f"<h2>Run {_e(run.meta['id'])}</h2><p>{_e(_describe(run.meta))}; out-of-fold "
-        f"{_e(sc.name)} {_num(sc(y, P))} over {len(y)} items.</p>"
+        f"{_e(sc.name)} {fmt_score(sc(y, P))} over {len(y)} items.</p>"
     ]
     table = run.meta.get("table")
     if table:
         order = ["best_single", "mean", "rank", "greedy", "logreg"]
         names = [n for n in order if n in table] + [n for n in table if n not in order]
-        rows = [[n, table[n].get("run", ""), _num(table[n].get("score"))] for n in names]
+        rows = [[n, table[n].get("run", ""), fmt_score(table[n].get("score"))] for n in names]
         out.append("<h3>Stack on the same folds</h3>" + _table(["method", "run", sc.name], rows))
     cal = run.meta.get("calibration")
     if cal:
-        rows = [[k, _num(cal["before"][k]), _num(cal["after"][k])] for k in cal["before"]]
+        rows = [[k, fmt_score(cal["before"][k]), fmt_score(cal["after"][k])] for k in cal["before"]]
         out.append(
             f"<h3>Calibration ({_e(cal['method'])}, out-of-fold)</h3>"
             + _table(["score", "before", "after"], rows)
@@ -362,7 +363,7 @@ def _per_label(y: np.ndarray, P: np.ndarray, enc: Encoding, figs: list[str]) -> 
         ap = average_precision_score(y[:, c], P[:, c]) if y[:, c].any() else float("nan")
         aucs.append(auc)
         aps.append(ap)
-        rows.append([lab, str(int(y[:, c].sum())), _num(auc), _num(ap)])
+        rows.append([lab, str(int(y[:, c].sum())), fmt_score(auc), fmt_score(ap)])
     xs = np.arange(len(enc.labels))
     fig, ax = plt.subplots(figsize=(min(3 + 0.4 * len(xs), 14), 3.5))
     ax.bar(xs - 0.2, aucs, width=0.4, label="ROC-AUC")
