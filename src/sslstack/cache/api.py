@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import numpy as np
 
 from ..errors import ConfigError, StoreError
 from ..workspace import Workspace
+from .key import StoreKey
 from .store import Store
 
 
@@ -50,13 +52,17 @@ def find_store(
         if len(hits) == 1:
             return hits[0]
         raise StoreError(f"no store named '{store}' in {ws.stores}")
+    key_fields = {f.name for f in fields(StoreKey)}
+    unknown = sorted(set(settings) - key_fields)
+    if unknown:
+        raise ConfigError(
+            f"unknown store setting(s) {', '.join(unknown)}; use {', '.join(sorted(key_fields))}"
+        )
     norm = normalize_model(model)
     hits = [s for s in stores if s.key.model in (model, norm)]
     for name, value in settings.items():
         if value is None:
             continue
-        if not hasattr(hits[0].key if hits else None, name) and hits:
-            raise ConfigError(f"unknown store setting '{name}'")
         if name == "pools":
             value = tuple(value)
         hits = [

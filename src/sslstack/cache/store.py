@@ -343,7 +343,6 @@ class StoreWriter:
         self.command = command or " ".join(sys.argv[:3])
         self._fh: Any = None
         self._seq = 0
-        self._written: list[str] = []
         self.layer_names: list[str] | None = None
 
     def __enter__(self) -> StoreWriter:
@@ -399,7 +398,6 @@ class StoreWriter:
         name = self._atomic_part(
             lambda f: self._write_part(f, items, list(layer_names), failures, dtype)
         )
-        self._written.append(name)
         return name
 
     def _atomic_part(self, fill: Callable[[h5py.File], None]) -> str:

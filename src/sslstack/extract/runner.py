@@ -24,7 +24,7 @@ from ..audio import audio_duration, file_digest, iter_windows, load_audio
 from ..cache.key import StoreKey
 from ..cache.store import ItemResult, Store
 from ..datasets import register_dataset
-from ..errors import AudioError, ConfigError, SslstackError
+from ..errors import AudioError, ConfigError
 from ..manifest import Manifest, read_manifest
 from ..workspace import Workspace, atomic_write_text
 from .base import Encoder, EncoderSpec, resolve_encoder
@@ -593,4 +593,4 @@ class _Progress:
             self._p.update(self._task, advance=files, rate=f"{self._audio / dt:.1f} audio-s/s")
 
 
-__all__ = ["ExtractConfig", "ExtractResult", "extract", "SslstackError"]
+__all__ = ["ExtractConfig", "ExtractResult", "extract"]
