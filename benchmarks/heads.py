@@ -84,6 +84,9 @@ def main() -> None:
     ap.add_argument("--workspace", type=Path, default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--skip-naive", action="store_true", help="run sslstack's side only (while iterating)"
+    )
     args = ap.parse_args()
     ws = Workspace.at(args.workspace or Path(tempfile.mkdtemp(prefix="sslstack-heads-")))
     ws.root.mkdir(parents=True, exist_ok=True)
@@ -130,6 +133,9 @@ def main() -> None:
     y = np.array([labels.index(v) for v in manifest.frame["label"]])
     fold_of = dict(zip(folds.ids, folds.fold, strict=True))
     f = np.array([fold_of[i] for i in ids])
+    if args.skip_naive:
+        print(json.dumps({"sslstack": res.score, "seconds": round(t_ours, 1), **res.best_params}))
+        return
     best_naive, t_naive = naive_study(x, y, f, args.trials, args.rounds, args.seed, args.threads)
     acc = get_metric("accuracy")
     out = {

@@ -160,3 +160,32 @@ def test_probe_scores_every_layer_and_pool(tmp_path: Path) -> None:
     run = fit_head("logreg", "fake", workspace=s.ws, trials=0, layer=3, pool="mean")
     assert run.score == pytest.approx(res.table.loc["3", "mean"])
     json.dumps(res.to_dict())
+
+
+@pytest.mark.parametrize("head", ["xgb", "catboost"])
+def test_refit_from_a_trials_rounds_equals_a_fresh_refit(head: str) -> None:
+    """The final fit reuses the best trial's early-stopping rounds instead of refitting the inner
+    split; the models must be the ones a fresh early-stop-then-refit gives."""
+    from sslstack.classify.cv import cross_validate
+    from sslstack.classify.heads import FitContext
+    from sslstack.classify.metrics import get_metric
+
+    rng = np.random.default_rng(0)
+    n, k = 150, 3
+    y = np.arange(n) % 3
+    x = rng.normal(size=(n, 6)) + y[:, None] * 0.8
+    fold = np.arange(n) % k
+    splits = [(np.flatnonzero(fold != f), np.flatnonzero(fold == f)) for f in range(k)]
+    enc = LabelEncoding("multiclass", ("a", "b", "c"))
+    hd = get_head(head)
+    ctx = FitContext("multiclass", 3, 0, "cpu", 1, 60)
+    met = get_metric("accuracy", "multiclass")
+    params = hd.warm_start()
+    trial = cross_validate(hd, x, y, enc, splits, met, params, ctx, refit=False)
+    assert all(isinstance(r, int) and 1 <= r <= 60 for r in trial.es_rounds)
+    fresh = cross_validate(hd, x, y, enc, splits, met, params, ctx)
+    reused = cross_validate(hd, x, y, enc, splits, met, params, ctx, rounds=trial.es_rounds)
+    assert fresh.es_rounds == trial.es_rounds == reused.es_rounds
+    np.testing.assert_allclose(reused.oof, fresh.oof, rtol=0, atol=1e-12)
+    # the refit on the whole training part is a different model from the trial's
+    assert not np.allclose(trial.oof, fresh.oof)

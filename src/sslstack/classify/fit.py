@@ -311,7 +311,7 @@ def fit_head(
             **kw,
         )
 
-    study_name, n_trials = None, 0
+    study_name, n_trials, rounds = None, 0, None
     if trials == 0:
         choice = default_choice(layers, pools)
         best = {**hd.defaults(), "layer": choice.layer, "pool": choice.pool, "pca": pcas[0]}
@@ -350,22 +350,35 @@ def fit_head(
             width = _suggest(trial, "pca", pcas)
             params = hd.space(trial)
             out = run_cv(
-                FeatureChoice(la, po), params, width, report=lambda k, m: report_fold(trial, k, m)
+                FeatureChoice(la, po),
+                params,
+                width,
+                report=lambda k, m: report_fold(trial, k, m),
+                refit=False,
             )
+            if all(r is not None for r in out.es_rounds):
+                trial.set_user_attr(ES_ROUNDS_ATTR, out.es_rounds)
             return out.mean
 
         optimize(st, objective, trials, timeout, progress)
         n_trials = finished_trials(st)
         try:
             best = {"layer": layers[0], "pool": pools[0], "pca": pcas[0], **st.best_trial.params}
+            rounds = st.best_trial.user_attrs.get(ES_ROUNDS_ATTR)
         except ValueError:
             raise RunError(
                 f"study {study_name} has no complete trial yet; run more --trials"
             ) from None
     choice = FeatureChoice(str(best["layer"]), str(best["pool"]))
     params = {k: v for k, v in best.items() if k not in ("layer", "pool", "pca")}
-    final = run_cv(choice, params, int(best["pca"]), keep_models=True)
+    if not isinstance(rounds, list) or len(rounds) != len(prob.splits):
+        rounds = None
+    # the best trial's early-stopping rounds per fold, so the final refit skips the inner fits
+    final = run_cv(choice, params, int(best["pca"]), keep_models=True, rounds=rounds)
     return _save(prob, hd, met.name, choice, best, final, study_name, storage, n_trials, t0, ctx)
+
+
+ES_ROUNDS_ATTR = "es_rounds"  # trial attribute: per fold, the rounds early stopping chose
 
 
 def _threads(cells: int) -> int:
