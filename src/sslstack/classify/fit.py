@@ -34,6 +34,7 @@ from .metrics import DEFAULT_METRIC, get_metric, score_all
 from .tuning import finished_trials, open_study, optimize, report_fold, storage_label
 
 PCA_WIDTHS = (32, 64, 128, 256)
+PCA_AUTO_ABOVE = 2048  # `--pca auto` offers PCA widths to boosted heads above this width
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -206,9 +207,12 @@ def _pca_choices(pca: str | int, head: Head, dim: int) -> list[int]:
     if pca == "off":
         return [0]
     if pca == "auto":
-        if head.name == "logreg" or dim <= 128:
+        # PCA mixes the columns trees split on: on 768-wide wav2vec2 features it cost 0.03-0.06
+        # accuracy (docs/benchmarks.md), so only very wide inputs (concatenated layers or
+        # poolings) get the narrow widths as options, where a full-width trial is slowest
+        if head.name == "logreg" or dim <= PCA_AUTO_ABOVE:
             return [0]
-        return [0] + [w for w in PCA_WIDTHS[:3] if w < dim]
+        return [0] + list(PCA_WIDTHS)
     if pca == "tune":
         return [0] + [w for w in PCA_WIDTHS if w < dim]
     raise ConfigError(f"--pca {pca!r}: use auto, off, tune or a width such as 64")

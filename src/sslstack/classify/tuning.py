@@ -109,7 +109,9 @@ def open_study(
     """Create or load a study, with a seeded TPE sampler and a median pruner over folds."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     store = open_storage(ws, study_name, storage)
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=n_startup, n_warmup_steps=0)
+    # one fold's score is noisy (with grouped folds it may be one speaker): decide from the
+    # running mean of two folds or more
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=n_startup, n_warmup_steps=1)
     study = optuna.create_study(
         study_name=study_name,
         storage=store,
