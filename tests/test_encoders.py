@@ -31,7 +31,11 @@ PRE_LN = {f"{f}-layer" for f in ("wav2vec2", "hubert", "wavlm", "unispeech", "un
     "audio-spectrogram-transformer",
     "whisper",
 }
-PAD = {f"{f}-layer" for f in ("wav2vec2", "hubert", "wavlm", "unispeech", "unispeech-sat")}
+PAD = {
+    f"{f}-{norm}"
+    for f in ("wav2vec2", "hubert", "wavlm", "unispeech", "unispeech-sat")
+    for norm in ("group", "layer")
+}
 SPECTRO = ("audio-spectrogram-transformer", "whisper")
 SR = 16000
 _ENCODERS: dict[tuple[str, tuple[int, ...] | None], hf.HFEncoder] = {}
@@ -168,13 +172,35 @@ def test_padded_batch_equals_each_clip_alone(tiny_model, variant, monkeypatch):
         assert sorted(sizes) == [1, 1, 2, 3]
 
 
-def test_padding_would_change_group_norm_embeddings(tiny_model):
-    """Why wav2vec2 with a GroupNorm feature encoder is bucketed: pad+mask is not exact."""
-    enc = resolve_encoder(str(tiny_model("wav2vec2-group"))).load()
+@pytest.mark.parametrize("variant", ["wav2vec2-group", "hubert-group", "wavlm-group"])
+def test_group_norm_encoders_pad_exactly_only_with_the_masked_norm(tiny_model, variant):
+    """A GroupNorm feature encoder normalizes over time: padding shifts a clip's embedding
+    unless the first norm takes each clip's statistics over its own frames."""
+    from sslstack.extract.masked_norm import MaskedGroupNorm
+
+    enc = resolve_encoder(str(tiny_model(variant))).load()
+    first = enc.model.feature_extractor.conv_layers[0]
+    assert isinstance(first.layer_norm, MaskedGroupNorm)
     a, b = _wave(0.9, 0), _wave(1.0, 1)
     alone = enc.encode([a], POOLS)[0]
-    enc.batching = "pad"
-    assert _rel(enc.encode([a, b], POOLS)[0], alone) > 1e-2
+    assert _rel(enc.encode([a, b], POOLS)[0], alone) <= 1e-5
+    # the reference: the model as transformers loads it, one clip, no mask
+    x = enc.fe(a, sampling_rate=SR, return_tensors="pt")["input_values"]
+    ref = tf.AutoModel.from_pretrained(tiny_model(variant)).eval()
+    with torch.inference_mode():
+        hs = ref(x, output_hidden_states=True).hidden_states
+    ref_mean = torch.stack([h[0].mean(0) for h in hs]).numpy()
+    assert np.abs(alone["mean"] - ref_mean).max() <= 1e-5 * np.abs(ref_mean).max()
+    # without the masked norm, the padded clip is off by far more than float error
+    first.layer_norm = first.layer_norm.norm
+    try:
+        assert _rel(enc.encode([a, b], POOLS)[0], alone) > 1e-2
+    finally:
+        first.layer_norm = MaskedGroupNorm(first.layer_norm, *_conv0(first))
+
+
+def _conv0(first) -> tuple[int, int]:
+    return int(first.conv.kernel_size[0]), int(first.conv.stride[0])
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -10,11 +10,15 @@ Batching policies, measured with tiny random-init models (see ``tests/test_encod
 
 * ``pad``: zero-pad to the longest clip and pass the attention mask; exact (max relative
   difference 0) for wav2vec2, HuBERT, WavLM, UniSpeech and UniSpeech-SAT whose feature encoder
-  uses per-frame LayerNorm (``feat_extract_norm == "layer"``).
+  uses per-frame LayerNorm (``feat_extract_norm == "layer"``). Their GroupNorm variants (the
+  ``-base`` checkpoints) normalize the first convolution's output over time, which padding
+  would shift by 11-17 %; the convolutions themselves are unpadded ("valid"), so that one norm
+  is the only place padding leaks in. ``masked_norm.MaskedGroupNorm`` takes each clip's statistics
+  over its own frames only, which makes padding exact for them too.
 * ``bucket``: only clips of identical length share a forward (no padding at all). Needed where a
-  mask does not make padding invisible: GroupNorm feature encoders (normalize over time, 11-17 %
-  off), data2vec-audio (stacked positional convolutions leak padding, 55-76 %), the conformer
-  (depthwise convolution over time, 20-45 %), SEW/SEW-D with LayerNorm (pooling, 0.03-0.08 %).
+  mask does not make padding invisible: data2vec-audio (stacked positional convolutions leak
+  padding, 55-76 %), the conformer (depthwise convolution over time, 20-45 %), SEW/SEW-D with
+  LayerNorm (pooling, 0.03-0.08 %).
 * ``fixed``: the model always reads one fixed-size input (Whisper 30 s, AST 1024 frames), so
   every clip is padded anyway and any clips may share a batch; only frames holding audio are
   pooled, and longer clips are cut into full-size chunks whose statistics are merged.
@@ -45,8 +49,8 @@ def _stable_ln(cfg: Any) -> bool:
     return bool(getattr(cfg, "do_stable_layer_norm", False))
 
 
-def _pad_if_layer_norm(cfg: Any) -> str:
-    return "pad" if getattr(cfg, "feat_extract_norm", "group") == "layer" else "bucket"
+def _pad(cfg: Any) -> str:
+    return "pad"
 
 
 def _bucket(cfg: Any) -> str:
@@ -121,7 +125,7 @@ def _seq_first_contiguous(module: torch.nn.Module, args: tuple, kwargs: dict) ->
     return (h.transpose(0, 1).contiguous().transpose(0, 1), *args[1:]), kwargs
 
 
-def _wavlm_prepare(model: torch.nn.Module) -> None:
+def _wavlm_contiguous(model: torch.nn.Module) -> None:
     """WavLM's attention calls ``F.multi_head_attention_forward`` on ``hidden_states.transpose(0,
     1)``. On CPU in bf16 the q/k/v projections of that non-contiguous (T, B, E) input fall back to
     a batched matmul that materializes the weight T times (aten::copy_ of [T, E, E]: 74 % of the
@@ -132,18 +136,24 @@ def _wavlm_prepare(model: torch.nn.Module) -> None:
             m.register_forward_pre_hook(_seq_first_contiguous, with_kwargs=True)
 
 
+def _mask_group_norm(model: torch.nn.Module) -> None:
+    from .masked_norm import mask_group_norm  # torch-side; families.py stays torch-free
+
+    mask_group_norm(model)
+
+
+def _wav2vec2_prepare(model: torch.nn.Module) -> None:
+    _mask_group_norm(model)
+
+
+def _wavlm_prepare(model: torch.nn.Module) -> None:
+    _mask_group_norm(model)
+    _wavlm_contiguous(model)
+
+
 for _t in ("wav2vec2", "hubert", "unispeech", "unispeech-sat"):
-    register(Family(_t, "waveform", "encoder.layers", _pad_if_layer_norm, _stable_ln))
-register(
-    Family(
-        "wavlm",
-        "waveform",
-        "encoder.layers",
-        _pad_if_layer_norm,
-        _stable_ln,
-        prepare=_wavlm_prepare,
-    )
-)
+    register(Family(_t, "waveform", "encoder.layers", _pad, _stable_ln, prepare=_wav2vec2_prepare))
+register(Family("wavlm", "waveform", "encoder.layers", _pad, _stable_ln, prepare=_wavlm_prepare))
 register(Family("data2vec-audio", "waveform", "encoder.layers", _bucket, _never))
 register(Family("sew", "waveform", "encoder.layers", _bucket, _never, _squeeze))
 register(Family("sew-d", "waveform", "encoder.encoder.layer", _bucket, _never, _squeeze))

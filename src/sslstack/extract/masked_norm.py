@@ -1,0 +1,74 @@
+"""Exact padded batches for GroupNorm feature encoders (wav2vec2-base, HuBERT-base, WavLM-base).
+
+Their first convolution's output is normalized by a ``GroupNorm`` over time, so zero-padding a
+clip to a batch's longest shifts its statistics (11-17 % off its embedding alone). The later
+convolutions are unpadded ("valid"), so the frames each clip keeps never read past its end, and
+the encoder masks padded frames after that: the norm is the only place padding leaks in.
+:class:`MaskedGroupNorm` takes each clip's statistics over its own frames only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+class MaskedGroupNorm(torch.nn.Module):
+    """A ``GroupNorm`` whose statistics cover each clip's own frames of a padded batch.
+
+    ``samples`` (each clip's sample count, set before every forward from the model's
+    ``attention_mask``) gives the frames: ``(samples - kernel) // stride + 1``. Without it (one
+    clip, or clips of one length) it is the plain GroupNorm. Statistics are taken in float32,
+    as autocast does for ``group_norm``. Frames past a clip's end get arbitrary values.
+    """
+
+    def __init__(self, norm: torch.nn.GroupNorm, kernel: int, stride: int) -> None:
+        super().__init__()
+        self.norm = norm  # keeps the checkpoint's parameters under their own names
+        self.kernel, self.stride = kernel, stride
+        self.samples: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.samples is None:
+            return self.norm(x)
+        b, c, t = x.shape
+        g = int(self.norm.num_groups)
+        frames = torch.div(self.samples - self.kernel, self.stride, rounding_mode="floor") + 1
+        frames = torch.clamp(frames.to(x.device), min=1, max=t)
+        keep = (torch.arange(t, device=x.device)[None, :] < frames[:, None]).float()
+        keep = keep[:, None, None, :]  # (B, 1, 1, T)
+        xf = x.float().reshape(b, g, c // g, t)
+        count = (frames.float() * (c // g))[:, None]  # values per (clip, group)
+        mean = (xf * keep).sum((2, 3)) / count
+        centered = xf - mean[:, :, None, None]
+        var = ((centered * keep) ** 2).sum((2, 3)) / count
+        y = (centered * torch.rsqrt(var + self.norm.eps)[:, :, None, None]).reshape(b, c, t)
+        if self.norm.affine:
+            y = y * self.norm.weight.float()[None, :, None] + self.norm.bias.float()[None, :, None]
+        return y.to(x.dtype)
+
+
+def _record_samples(module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    mask = kwargs.get("attention_mask")
+    samples = None if mask is None else mask.sum(-1)
+    for m in module.modules():
+        if isinstance(m, MaskedGroupNorm):
+            m.samples = samples
+
+
+def mask_group_norm(model: torch.nn.Module) -> bool:
+    """Swap the first feature-encoder norm of ``model`` for a :class:`MaskedGroupNorm`.
+
+    Returns False (and changes nothing) for LayerNorm feature encoders, where padding is exact
+    already. The clips' lengths are read from the ``attention_mask`` of every forward call.
+    """
+    convs = getattr(getattr(model, "feature_extractor", None), "conv_layers", None)
+    first = convs[0] if convs is not None and len(convs) else None
+    norm = getattr(first, "layer_norm", None)
+    if first is None or not isinstance(norm, torch.nn.GroupNorm):
+        return False
+    conv = first.conv
+    first.layer_norm = MaskedGroupNorm(norm, int(conv.kernel_size[0]), int(conv.stride[0]))
+    model.register_forward_pre_hook(_record_samples, with_kwargs=True)
+    return True
