@@ -94,9 +94,24 @@ def test_multilabel_grouped_folds(tmp_path: Path) -> None:
 def test_manifest_fold_column_wins(tmp_path: Path) -> None:
     fold = [i % 3 for i in range(30)]
     ws, name, manifest = _dataset(tmp_path, _labels(30, {"a": 15, "b": 15}), fold=fold)
-    folds = get_folds(ws, name, manifest, k=5)
+    with pytest.raises(ConfigError, match=r"--folds 5: .*'fold' column with 3 folds"):
+        get_folds(ws, name, manifest, k=5)  # a flag that would be ignored is refused
+    folds = get_folds(ws, name, manifest, k=3)
     assert folds.method == "manifest" and folds.k == 3
     assert folds.fold.tolist() == fold
+
+
+def test_manifest_folds_are_checked_against_the_group_column(tmp_path: Path) -> None:
+    fold = [i % 3 for i in range(30)]
+    spk = [f"s{i % 6}" for i in range(30)]  # speaker i%6 always lands in fold (i%6)%3: grouped
+    ws, name, manifest = _dataset(tmp_path, _labels(30, {"a": 15, "b": 15}), fold=fold, spk=spk)
+    assert get_folds(ws, name, manifest, group_col="spk").fold.tolist() == fold
+    leaky = [f"s{i % 4}" for i in range(30)]  # speaker s0 sits in folds 0, 1 and 2
+    ws, name, manifest = _dataset(
+        tmp_path / "b", _labels(30, {"a": 15, "b": 15}), fold=fold, spk=leaky
+    )
+    with pytest.raises(DataError, match=r"--group-col spk: .* 4 group\(s\) in more than one fold"):
+        get_folds(ws, name, manifest, group_col="spk")
 
 
 def test_saved_folds_are_reused_and_clashes_refused(tmp_path: Path) -> None:

@@ -175,6 +175,7 @@ def _make(
     group_col: str | None,
     y: np.ndarray | None,
 ) -> Folds:
+    asked_k = k
     k = DEFAULT_K if k is None else k
     seed = DEFAULT_SEED if seed is None else seed
     ids = labeled["id"].tolist()
@@ -195,6 +196,7 @@ def _make(
                 f"{manifest.source}: the 'fold' column holds {sorted(set(fold.tolist()))[:10]}; "
                 "use fold numbers 0..k-1, each used at least once"
             )
+        _check_manifest_folds(manifest, labeled, fold, k, asked_k, group_col)
         return Folds(tuple(ids), fold, k, method, None, None, fold_digest(ids, fold))
     if k < 2:
         raise ConfigError(f"--folds {k}: use at least 2 folds")
@@ -230,6 +232,34 @@ def _check_feasible(
         raise DataError(
             f"--group-col {group_col}: {len(set(groups))} distinct groups cannot fill {k} folds; "
             "use fewer --folds"
+        )
+
+
+def _check_manifest_folds(
+    manifest: Manifest,
+    labeled: pd.DataFrame,
+    fold: np.ndarray,
+    k: int,
+    asked_k: int | None,
+    group_col: str | None,
+) -> None:
+    """Flags that would make other folds must agree with the manifest's own 'fold' column."""
+    if asked_k is not None and asked_k != k:
+        raise ConfigError(
+            f"--folds {asked_k}: {manifest.source} has a 'fold' column with {k} folds, which "
+            "fixes the folds; drop --folds or the column"
+        )
+    if group_col is None:
+        return
+    groups = labeled[group_col].astype(str).to_numpy()
+    per_group = pd.Series(fold).groupby(groups).nunique()
+    split = per_group[per_group > 1]
+    if len(split):
+        raise DataError(
+            f"--group-col {group_col}: {manifest.source}'s 'fold' column puts {len(split)} "
+            f"group(s) in more than one fold ({', '.join(map(str, split.index[:5]))}); items of "
+            "one group in training and validation leak. Fix the column, or drop it to let "
+            "sslstack make grouped folds"
         )
 
 
