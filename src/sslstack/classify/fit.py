@@ -36,6 +36,7 @@ from .tuning import finished_trials, open_study, optimize, report_fold, storage_
 PCA_WIDTHS = (32, 64, 128, 256)
 PCA_AUTO_ABOVE = 2048  # `--pca auto` offers PCA widths to boosted heads above this width
 DEVICES = ("auto", "cpu", "cuda")
+ES_ROUNDS_ATTR = "es_rounds"  # trial attribute: per fold, the rounds early stopping chose
 
 
 @dataclass
@@ -380,9 +381,6 @@ def fit_head(
     # the best trial's early-stopping rounds per fold, so the final refit skips the inner fits
     final = run_cv(choice, params, int(best["pca"]), keep_models=True, rounds=rounds)
     return _save(prob, hd, met.name, choice, best, final, study_name, storage, n_trials, t0, ctx)
-
-
-ES_ROUNDS_ATTR = "es_rounds"  # trial attribute: per fold, the rounds early stopping chose
 
 
 def _threads(cells: int) -> int:
