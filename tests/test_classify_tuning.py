@@ -202,3 +202,25 @@ def test_trials_of_dead_workers_are_failed_on_resume(tmp_path: Path) -> None:
     assert fail_dead_trials(study) == 1
     states = [t.state.name for t in study.trials]
     assert states == ["FAIL", "RUNNING"]
+
+
+def test_trials_record_rounds_and_the_final_refit_uses_the_best_trials(tmp_path: Path) -> None:
+    """Trials keep the early-stopped booster (no refit) and record each fold's rounds; the run
+    refits the best configuration with exactly those rounds on each whole training part."""
+    import math
+
+    import xgboost as xgb
+
+    from sslstack.classify.cv import ES_FRACTION
+    from sslstack.runs import load_run
+
+    s = make_synth(tmp_path, n=90, layers=2)
+    res = fit_head("xgb", "fake", data=s.csv, workspace=s.ws, trials=3, folds=3, max_rounds=40)
+    best = _study(s.ws).best_trial
+    rounds = best.user_attrs["es_rounds"]
+    assert len(rounds) == 3 and all(1 <= r <= 40 for r in rounds)
+    run = load_run(s.ws, res.run)
+    for k, r in enumerate(rounds):
+        booster = xgb.Booster()
+        booster.load_model(str(run.dir / "models" / f"fold{k}.ubj"))
+        assert booster.num_boosted_rounds() == min(40, math.ceil(r / (1 - ES_FRACTION)))
