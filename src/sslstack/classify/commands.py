@@ -157,6 +157,13 @@ def fit_head_cmd(
         f"(mean {_fmt(float(np.mean(fs)) if fs else None)}); trials {res.trials}; "
         f"best {res.best_params}; {res.time_s:.1f} s; oof: {res.oof_path}"
     )
+    if res.trial_score is not None and res.head != "logreg":
+        console.print(
+            f"the best trial scored {_fmt(res.trial_score)} with early-stopped boosters (85 % of "
+            "each training part); the run refits them on the whole part. The best of many "
+            "trials is optimistic, the run's score is a fresh estimate",
+            highlight=False,
+        )
     if json:
         emit_json(res.to_dict())
 

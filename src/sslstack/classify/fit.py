@@ -58,6 +58,7 @@ class FitResult:
     head: str = ""
     encoder: str = ""
     warnings: list[str] = field(default_factory=list)
+    trial_score: float | None = None  # the best trial's fold mean (boosted heads: before refit)
 
     def to_dict(self) -> dict[str, Any]:
         """The ``--json`` object: ``run``, ``metric``, ``score``, ``scores``, ``oof`` and more."""
@@ -75,6 +76,7 @@ class FitResult:
             "head": self.head,
             "encoder": self.encoder,
             "warnings": self.warnings,
+            "trial_score": _num(self.trial_score) if self.trial_score is not None else None,
         }
 
 
@@ -316,7 +318,7 @@ def fit_head(
             **kw,
         )
 
-    study_name, n_trials, rounds = None, 0, None
+    study_name, n_trials, rounds, trial_score = None, 0, None, None
     if trials == 0:
         choice = default_choice(layers, pools)
         best = {**hd.defaults(), "layer": choice.layer, "pool": choice.pool, "pca": pcas[0]}
@@ -370,6 +372,7 @@ def fit_head(
         try:
             best = {"layer": layers[0], "pool": pools[0], "pca": pcas[0], **st.best_trial.params}
             rounds = st.best_trial.user_attrs.get(ES_ROUNDS_ATTR)
+            trial_score = st.best_value
         except ValueError:
             raise RunError(
                 f"study {study_name} has no complete trial yet; run more --trials"
@@ -380,7 +383,9 @@ def fit_head(
         rounds = None
     # the best trial's early-stopping rounds per fold, so the final refit skips the inner fits
     final = run_cv(choice, params, int(best["pca"]), keep_models=True, rounds=rounds)
-    return _save(prob, hd, met.name, choice, best, final, study_name, storage, n_trials, t0, ctx)
+    return _save(
+        prob, hd, met.name, choice, best, final, study_name, storage, n_trials, t0, ctx, trial_score
+    )
 
 
 def _threads(cells: int) -> int:
@@ -425,6 +430,7 @@ def _save(
     n_trials: int,
     t0: float,
     ctx: FitContext,
+    trial_score: float | None = None,
 ) -> FitResult:
     enc = prob.enc
     encoder = prob.store.key.model
@@ -457,6 +463,7 @@ def _save(
         "scores": {k: _num(v) for k, v in scores.items()},
         "fold_scores": [_num(v) for v in final.fold_scores],
         "trials": n_trials,
+        "trial_score": _num(trial_score) if trial_score is not None else None,
         "study": study_name,
         "storage": storage_label(prob.ws, study_name, storage) if study_name else None,
         "time_s": round(time.time() - t0, 3),
@@ -489,6 +496,7 @@ def _save(
         head=hd.name,
         encoder=encoder,
         warnings=prob.warnings,
+        trial_score=trial_score,
     )
 
 
