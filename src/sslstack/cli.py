@@ -80,7 +80,9 @@ def extract(
     storage: Annotated[str, typer.Option(help="Stored precision: float16 or float32.")] = "float16",
     batch_seconds: Annotated[float, typer.Option(help="Padded audio seconds per batch.")] = 60.0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    workers: Annotated[int, typer.Option(help="Decoding threads.")] = 2,
+    workers: Annotated[
+        int, typer.Option(help="Decoding threads (0: decode between forwards, in this thread).")
+    ] = 2,
     on_error: Annotated[
         str, typer.Option(help="stop (default) or skip unreadable audio.")
     ] = "stop",

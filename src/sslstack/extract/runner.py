@@ -341,7 +341,16 @@ def _units(
         except Exception as e:  # a decoder crash on a corrupt file must name the file
             return _decode_error(paths[row], e)
 
-    workers = max(1, cfg.workers)
+    if cfg.workers <= 0:  # decode in this thread, between forwards
+        for row in rows:
+            got = load(row)
+            if isinstance(got, AudioError):
+                yield ("fail", row, got)
+            else:
+                yield ("unit", row, got)
+                yield ("done", row, None)
+        return
+    workers = cfg.workers
     with ThreadPoolExecutor(workers, thread_name_prefix="sslstack-decode") as pool:
         it = iter(rows)
         pending = [(r, pool.submit(load, r)) for _, r in zip(range(workers * 4), it, strict=False)]
