@@ -62,6 +62,21 @@ def test_embeddings_equal_reference_and_batching_is_exact(tmp_path: Path) -> Non
         _, a = load_embeddings("logmel", 0, pool, workspace=tmp_path / "ws")
         _, b = load_embeddings("logmel", 0, pool, workspace=tmp_path / "ws1")
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    # decoding inline (--workers 0) stores exactly what the decode threads stored
+    extract(
+        man,
+        "logmel",
+        workspace=tmp_path / "ws0",
+        pools=("mean", "std", "max"),
+        storage="float32",
+        batch_seconds=30,
+        workers=0,
+    )
+    for pool in ("mean", "std", "max"):
+        ids_a, a = load_embeddings("logmel", 0, pool, workspace=tmp_path / "ws")
+        ids_b, b = load_embeddings("logmel", 0, pool, workspace=tmp_path / "ws0")
+        assert list(ids_a) == list(ids_b)
+        np.testing.assert_array_equal(a, b)
 
 
 def test_rerun_is_noop_changed_file_recomputed_changed_setting_new_store(tmp_path: Path) -> None:
