@@ -383,6 +383,16 @@ def test_bf16_autocast_is_close_to_fp32(tiny_model):
         resolve_encoder(folder).load(dtype="fp16")
 
 
+def test_bf16_padded_group_norm_batch_is_close_to_each_clip_in_fp32(tiny_model):
+    """bf16 through the masked GroupNorm (autocast runs the norm in fp32 on each clip)."""
+    folder = str(tiny_model("wav2vec2-group"))
+    waves = [_wave(s, seed=i) for i, s in enumerate((0.7, 0.8, 0.85))]
+    f32 = [resolve_encoder(folder).load().encode([w], ("mean",))[0]["mean"] for w in waves]
+    b16 = resolve_encoder(folder).load(dtype="bf16").encode(waves, ("mean",))
+    for got, ref in zip(b16, f32, strict=True):
+        assert np.linalg.norm(got["mean"] - ref) / np.linalg.norm(ref) < 0.05
+
+
 def test_wavlm_attention_gets_a_contiguous_input(tiny_model):
     """WavLM's bf16 CPU slow path fix (docs/encoders.md) is installed; the reference-value test
     shows it changes no value."""
