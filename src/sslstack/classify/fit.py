@@ -210,9 +210,9 @@ def _pca_choices(pca: str | int, head: Head, dim: int) -> list[int]:
     if pca == "off":
         return [0]
     if pca == "auto":
-        # PCA mixes the columns trees split on: on 768-wide wav2vec2 features it cost 0.03-0.06
-        # accuracy (docs/benchmarks.md), so only very wide inputs (concatenated layers or
-        # poolings) get the narrow widths as options, where a full-width trial is slowest
+        # PCA mixes the columns trees split on: on 768-wide wav2vec2 features, PCA trials
+        # scored 0.24-0.28 against 0.32-0.35 at full width (docs/benchmarks.md), so only very
+        # wide inputs (concatenated layers or poolings) get the narrow widths as options
         if head.name == "logreg" or dim <= PCA_AUTO_ABOVE:
             return [0]
         return [0] + list(PCA_WIDTHS)
