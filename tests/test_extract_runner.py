@@ -35,48 +35,27 @@ def _reference_logmel(path: Path) -> dict[str, np.ndarray]:
 
 def test_embeddings_equal_reference_and_batching_is_exact(tmp_path: Path) -> None:
     man = write_dataset(tmp_path / "d", 9, sr=8000)
-    res = extract(
-        man,
-        "logmel",
-        workspace=tmp_path / "ws",
-        pools=("mean", "std", "max"),
-        storage="float32",
-        batch_seconds=30,
-    )
-    assert res.computed == 9 and res.cached == 0 and not res.failed
-    for pool in ("mean", "std", "max"):
-        ids, x = load_embeddings("logmel", 0, pool, workspace=tmp_path / "ws")
+    pools = ("mean", "std", "max")
+
+    def run(name: str, **kw: object) -> dict[str, tuple[list[str], np.ndarray]]:
+        res = extract(
+            man, "logmel", workspace=tmp_path / name, pools=pools, storage="float32", **kw
+        )
+        assert res.computed == 9 and res.cached == 0 and not res.failed
+        return {p: load_embeddings("logmel", 0, p, workspace=tmp_path / name) for p in pools}
+
+    batched = run("ws", batch_seconds=30)
+    for pool, (ids, x) in batched.items():
         for i, item in enumerate(ids):
             ref = _reference_logmel(tmp_path / "d" / item)[pool]
             np.testing.assert_allclose(x[i], ref, rtol=1e-4, atol=1e-4)
     # batch of one per clip gives the same values as the padded batches above
-    extract(
-        man,
-        "logmel",
-        workspace=tmp_path / "ws1",
-        pools=("mean", "std", "max"),
-        storage="float32",
-        batch_seconds=0.01,
-    )
-    for pool in ("mean", "std", "max"):
-        _, a = load_embeddings("logmel", 0, pool, workspace=tmp_path / "ws")
-        _, b = load_embeddings("logmel", 0, pool, workspace=tmp_path / "ws1")
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    for pool, (_, x) in run("ws1", batch_seconds=0.01).items():
+        np.testing.assert_allclose(batched[pool][1], x, rtol=1e-4, atol=1e-5)
     # decoding inline (--workers 0) stores exactly what the decode threads stored
-    extract(
-        man,
-        "logmel",
-        workspace=tmp_path / "ws0",
-        pools=("mean", "std", "max"),
-        storage="float32",
-        batch_seconds=30,
-        workers=0,
-    )
-    for pool in ("mean", "std", "max"):
-        ids_a, a = load_embeddings("logmel", 0, pool, workspace=tmp_path / "ws")
-        ids_b, b = load_embeddings("logmel", 0, pool, workspace=tmp_path / "ws0")
-        assert list(ids_a) == list(ids_b)
-        np.testing.assert_array_equal(a, b)
+    for pool, (ids, x) in run("ws0", batch_seconds=30, workers=0).items():
+        assert list(ids) == list(batched[pool][0])
+        np.testing.assert_array_equal(batched[pool][1], x)
 
 
 def test_rerun_is_noop_changed_file_recomputed_changed_setting_new_store(tmp_path: Path) -> None:
