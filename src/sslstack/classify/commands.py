@@ -8,6 +8,7 @@ as the last line. ``runs_app`` is the ``runs`` sub-command group (the ensemble s
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
@@ -267,6 +268,14 @@ def leaderboard(workspace: Any = None, dataset: str | None = None) -> list[dict[
     return sorted(rows, key=key)
 
 
+def _short_path(enc: str) -> str:
+    """A local encoder folder relative to the working directory when under it; long ones cut."""
+    p = Path(enc)
+    if p.is_absolute() and p.is_relative_to(Path.cwd()):
+        enc = str(p.relative_to(Path.cwd()))
+    return enc if len(enc) < 32 else "…" + enc[-30:]
+
+
 def runs_ls_cmd(
     dataset: Annotated[str | None, typer.Option(help="Only runs of this dataset.")] = None,
     workspace: WorkspaceOpt = None,
@@ -308,7 +317,7 @@ def runs_ls_cmd(
         head = str(r["head"] or "-") if r["kind"] == "head" else f"{r['kind']}:{r['head'] or '-'}"
         table.add_row(
             r["run"],
-            enc if len(enc) < 32 else "…" + enc[-30:],
+            _short_path(enc),
             str(r["layer"] or "-"),
             str(r["pool"] or "-"),
             head,

@@ -34,8 +34,8 @@ class MaskedGroupNorm(torch.nn.Module):
         if self.samples is None:
             return self.norm(x)
         t = x.shape[-1]
-        frames = torch.div(self.samples - self.kernel, self.stride, rounding_mode="floor") + 1
-        frames = torch.clamp(frames, min=1, max=t).tolist()
+        counts = torch.div(self.samples - self.kernel, self.stride, rounding_mode="floor") + 1
+        frames: list[int] = torch.clamp(counts, min=1, max=t).tolist()
         # the plain GroupNorm kernel on each clip's own frames: the very computation of the clip
         # alone, and ~40x cheaper than masked reductions over the padded (B, C, T) tensor
         out = None
