@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -128,3 +129,11 @@ def parse_int_list(value: str | None, flag: str) -> list[int] | None:
             f"{flag} {value!r}: use numbers, ranges and commas like 6-12 or 0,4,8"
         ) from None
     return out
+
+
+def rel_path(path: object) -> str:
+    """``path`` relative to the working directory when it lies under it (shorter, copyable)."""
+    p = Path(str(path))
+    if p.is_absolute() and p.is_relative_to(Path.cwd()):
+        return str(p.relative_to(Path.cwd()))
+    return str(path)

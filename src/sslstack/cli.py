@@ -23,6 +23,7 @@ from ._cli_common import (
     out_console,
     parse_csv_list,
     parse_int_list,
+    rel_path,
 )
 from .cache import export_embeddings, list_stores
 from .extract import extract as extract_fn
@@ -121,7 +122,7 @@ def extract(
     )
     if res.computed:
         msg += f" ({res.rate:.1f} audio-s/s overall)"
-    console.print(f"[green]done[/] {msg}\nstore: {res.store_path}")
+    console.print(f"[green]done[/] {msg}\nstore: {rel_path(res.store_path)}")
     for f in res.failed[:10]:
         console.print(f"[yellow]failed[/] {f['id']}: {f['error']}")
     if json:

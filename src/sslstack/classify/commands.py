@@ -8,7 +8,6 @@ as the last line. ``runs_app`` is the ``runs`` sub-command group (the ensemble s
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
@@ -25,6 +24,7 @@ from .._cli_common import (
     emit_json,
     friendly,
     out_console,
+    rel_path,
 )
 
 runs_app = typer.Typer(
@@ -270,9 +270,7 @@ def leaderboard(workspace: Any = None, dataset: str | None = None) -> list[dict[
 
 def _short_path(enc: str) -> str:
     """A local encoder folder relative to the working directory when under it; long ones cut."""
-    p = Path(enc)
-    if p.is_absolute() and p.is_relative_to(Path.cwd()):
-        enc = str(p.relative_to(Path.cwd()))
+    enc = rel_path(enc)
     return enc if len(enc) < 32 else "…" + enc[-30:]
 
 
