@@ -206,7 +206,9 @@ def probe_cmd(
         png=png,
     )
     best = res.best()
-    table = Table(title=f"probe of {res.store}: out-of-fold {res.metric}")
+    # the title on its own line: as a table title it wraps to the width of a narrow table
+    out_console.print(f"probe of {res.store}: out-of-fold {res.metric}", highlight=False)
+    table = Table()
     table.add_column("layer")
     for p in res.table.columns:
         table.add_column(str(p), justify="right")
@@ -218,7 +220,8 @@ def probe_cmd(
         table.add_row(str(la), *cells)
     out_console.print(table)
     console.print(
-        f"best: layer {best[0]}, {best[1]} ({_fmt(best[2])}); plot: {res.png}; {res.time_s:.1f} s"
+        f"best: layer {best[0]}, {best[1]} ({_fmt(best[2])}); plot: {rel_path(res.png)}; "
+        f"{res.time_s:.1f} s"
     )
     if json:
         emit_json(res.to_dict())
