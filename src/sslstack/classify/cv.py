@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -126,8 +126,7 @@ def fit_fold(
         if rounds is None or not refit:
             return probe
     full = max(1, min(ctx.max_rounds, math.ceil(rounds / (1.0 - ES_FRACTION))))
-    ctx_full = FitContext(ctx.task, ctx.n_out, ctx.seed, ctx.device, ctx.threads, full)
-    fm = _fit_once(head, x, y, enc, params, ctx_full, pca, everything, None)
+    fm = _fit_once(head, x, y, enc, params, replace(ctx, max_rounds=full), pca, everything, None)
     fm.es_rounds = rounds
     return fm
 
@@ -165,8 +164,7 @@ def _fit_once(
                     np.searchsorted(extra["columns"], y_es[keep]),
                 )
     n_out = y_fit.shape[1] if enc.task == "multilabel" else len(extra["columns"])
-    fctx = FitContext(enc.task, n_out, ctx.seed, ctx.device, ctx.threads, ctx.max_rounds)
-    model = head.fit(xf, y_fit, params, fctx, es)
+    model = head.fit(xf, y_fit, params, replace(ctx, task=enc.task, n_out=n_out), es)
     prep.extra = {k: np.asarray(v) for k, v in extra.items()}
     prep.extra["n_out"] = np.array(n_out)
     return FoldModel(prep, model)

@@ -76,11 +76,11 @@ class FitResult:
             "head": self.head,
             "encoder": self.encoder,
             "warnings": self.warnings,
-            "trial_score": _num(self.trial_score) if self.trial_score is not None else None,
+            "trial_score": _num(self.trial_score),
         }
 
 
-def _num(v: float) -> float | None:
+def _num(v: float | None) -> float | None:
     return float(v) if v is not None and math.isfinite(v) else None
 
 
@@ -336,15 +336,16 @@ def fit_head(
             n_startup=min(5, max(2, trials // 5)),
         )
 
-        if not st.trials and hd.warm_start():
+        known_good = hd.warm_start()
+        if not st.trials and known_good:
             # a new study tries a known-good configuration first, on the full width
             warm = default_choice(layers, pools)
-            start = {**hd.warm_start(), "layer": warm.layer, "pool": warm.pool, "pca": 0}
+            start = {**known_good, "layer": warm.layer, "pool": warm.pool, "pca": 0}
             st.enqueue_trial(
                 {
                     k: v
                     for k, v in start.items()
-                    if k in hd.warm_start()
+                    if k in known_good
                     or (k == "layer" and len(layers) > 1)
                     or (k == "pool" and len(pools) > 1)
                     or (k == "pca" and len(pcas) > 1)
@@ -463,7 +464,7 @@ def _save(
         "scores": {k: _num(v) for k, v in scores.items()},
         "fold_scores": [_num(v) for v in final.fold_scores],
         "trials": n_trials,
-        "trial_score": _num(trial_score) if trial_score is not None else None,
+        "trial_score": _num(trial_score),
         "study": study_name,
         "storage": storage_label(prob.ws, study_name, storage) if study_name else None,
         "time_s": round(time.time() - t0, 3),

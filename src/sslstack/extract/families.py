@@ -136,18 +136,15 @@ def _wavlm_contiguous(model: torch.nn.Module) -> None:
             m.register_forward_pre_hook(_seq_first_contiguous, with_kwargs=True)
 
 
-def _mask_group_norm(model: torch.nn.Module) -> None:
+def _wav2vec2_prepare(model: torch.nn.Module) -> None:
+    """Exact padded batches for GroupNorm feature encoders (nothing to do for LayerNorm ones)."""
     from .masked_norm import mask_group_norm  # torch-side; families.py stays torch-free
 
     mask_group_norm(model)
 
 
-def _wav2vec2_prepare(model: torch.nn.Module) -> None:
-    _mask_group_norm(model)
-
-
 def _wavlm_prepare(model: torch.nn.Module) -> None:
-    _mask_group_norm(model)
+    _wav2vec2_prepare(model)
     _wavlm_contiguous(model)
 
 

@@ -49,14 +49,6 @@ class MaskedGroupNorm(torch.nn.Module):
         return out
 
 
-def _record_samples(module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    mask = kwargs.get("attention_mask")
-    samples = None if mask is None else mask.sum(-1)
-    for m in module.modules():
-        if isinstance(m, MaskedGroupNorm):
-            m.samples = samples
-
-
 def mask_group_norm(model: torch.nn.Module) -> bool:
     """Swap the first feature-encoder norm of ``model`` for a :class:`MaskedGroupNorm`.
 
@@ -69,6 +61,12 @@ def mask_group_norm(model: torch.nn.Module) -> bool:
     if first is None or not isinstance(norm, torch.nn.GroupNorm):
         return False
     conv = first.conv
-    first.layer_norm = MaskedGroupNorm(norm, int(conv.kernel_size[0]), int(conv.stride[0]))
-    model.register_forward_pre_hook(_record_samples, with_kwargs=True)
+    masked = MaskedGroupNorm(norm, int(conv.kernel_size[0]), int(conv.stride[0]))
+    first.layer_norm = masked
+
+    def record_samples(module: torch.nn.Module, args: tuple[Any, ...], kw: dict[str, Any]) -> None:
+        mask = kw.get("attention_mask")
+        masked.samples = None if mask is None else mask.sum(-1)
+
+    model.register_forward_pre_hook(record_samples, with_kwargs=True)
     return True

@@ -341,30 +341,30 @@ def _units(
         except Exception as e:  # a decoder crash on a corrupt file must name the file
             return _decode_error(paths[row], e)
 
-    if cfg.workers <= 0:  # decode in this thread, between forwards
-        for row in rows:
-            got = load(row)
-            if isinstance(got, AudioError):
-                yield ("fail", row, got)
-            else:
-                yield ("unit", row, got)
-                yield ("done", row, None)
-        return
-    workers = cfg.workers
-    with ThreadPoolExecutor(workers, thread_name_prefix="sslstack-decode") as pool:
-        it = iter(rows)
-        pending = [(r, pool.submit(load, r)) for _, r in zip(range(workers * 4), it, strict=False)]
-        while pending:
-            row, fut = pending.pop(0)
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append((nxt, pool.submit(load, nxt)))
-            got = fut.result()
-            if isinstance(got, AudioError):
-                yield ("fail", row, got)
-            else:
-                yield ("unit", row, got)
-                yield ("done", row, None)
+    def loaded() -> Iterator[tuple[int, _Unit | AudioError]]:
+        if cfg.workers <= 0:  # decode in this thread, between forwards
+            for row in rows:
+                yield row, load(row)
+            return
+        workers = cfg.workers
+        with ThreadPoolExecutor(workers, thread_name_prefix="sslstack-decode") as pool:
+            it = iter(rows)
+            pending = [
+                (r, pool.submit(load, r)) for _, r in zip(range(workers * 4), it, strict=False)
+            ]
+            while pending:
+                row, fut = pending.pop(0)
+                nxt = next(it, None)
+                if nxt is not None:
+                    pending.append((nxt, pool.submit(load, nxt)))
+                yield row, fut.result()
+
+    for row, got in loaded():
+        if isinstance(got, AudioError):
+            yield ("fail", row, got)
+        else:
+            yield ("unit", row, got)
+            yield ("done", row, None)
 
 
 def _fixed_mmap_threshold() -> None:
