@@ -162,7 +162,9 @@ def test_padded_batch_equals_each_clip_alone(tiny_model, variant, monkeypatch):
     alone = [enc.encode([w], POOLS)[0] for w in waves]
     sizes: list[int] = []
     forward = enc._forward
-    monkeypatch.setattr(enc, "_forward", lambda ws: (sizes.append(len(ws)), forward(ws))[1])
+    monkeypatch.setattr(
+        enc, "_forward", lambda x, mask, n: (sizes.append(len(n)), forward(x, mask, n))[1]
+    )
     batched = enc.encode(waves, POOLS)
     for b, a in zip(batched, alone, strict=True):
         assert _rel(b, a) <= 1e-4
@@ -356,15 +358,16 @@ def test_cuda_oom_halves_the_batch(tiny_model, monkeypatch):
     ref = enc.encode(waves, POOLS)
     forward, sizes = enc._forward, []
 
-    def flaky(ws):
-        sizes.append(len(ws))
-        if len(ws) > 1:
+    def flaky(x, mask, n):
+        sizes.append(len(n))
+        if len(n) > 1:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory")
-        return forward(ws)
+        return forward(x, mask, n)
 
     monkeypatch.setattr(enc, "_forward", flaky)
     got = enc.encode(waves, POOLS)
     assert sizes[0] == 4 and sizes.count(1) == 4
+    assert enc.oom_splits == 3  # 4 -> 2+2 -> 1+1+1+1: the pipeline halves its budget on these
     assert all(_rel(g, r) <= 1e-5 for g, r in zip(got, ref, strict=True))
 
 

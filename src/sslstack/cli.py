@@ -79,7 +79,12 @@ def extract(
         str, typer.Option(help="auto (bf16 on GPU, fp32 on CPU), fp32 or bf16.")
     ] = "auto",
     storage: Annotated[str, typer.Option(help="Stored precision: float16 or float32.")] = "float16",
-    batch_seconds: Annotated[float, typer.Option(help="Padded audio seconds per batch.")] = 60.0,
+    batch_seconds: Annotated[
+        str,
+        typer.Option(
+            help="Padded audio seconds per batch, or auto (GPU: the largest that fits; CPU: 60)."
+        ),
+    ] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     workers: Annotated[
         int, typer.Option(help="Decoding threads (0: decode between forwards, in this thread).")
@@ -99,7 +104,7 @@ def extract(
         data,
         model,
         workspace=workspace,
-        progress=True,
+        progress=console,
         pools=tuple(parse_csv_list(pool) or []),
         layers=tuple(parse_int_list(layers, "--layers") or []) or None,
         window=window,
@@ -120,6 +125,8 @@ def extract(
         f"{res.items} items: {res.computed} computed, {res.cached} cached, {len(res.failed)} failed"
         f" in {res.seconds:.1f} s"
     )
+    if res.reused:
+        msg = msg.replace(" cached,", f" cached, {res.reused} reused (same audio, other id),")
     if res.computed:
         msg += f" ({res.rate:.1f} audio-s/s overall)"
     console.print(f"[green]done[/] {msg}\nstore: {rel_path(res.store_path)}")

@@ -270,6 +270,37 @@ class Store:
             out = np.zeros((0, 0), dtype=np.float32)
         return want, out
 
+    def read_items(self, ids: Sequence[str]) -> list[ItemResult]:
+        """The whole stored records of ``ids`` (every pooling, layer and window, as float32), in
+        the form the writer takes them: what extraction copies when the same audio comes back
+        under another id."""
+        by_part: dict[str, list[tuple[str, int]]] = {}
+        for item in ids:
+            loc = self.index[item]
+            by_part.setdefault(loc.part, []).append((item, loc.row))
+        out: dict[str, ItemResult] = {}
+        for part, rows in by_part.items():
+            with h5py.File(self.path / "parts" / part, "r") as f:
+                hashes, durations = f["hashes"].asstr()[:], f["durations"][:]
+                win_of = f["windows/item"][:] if "windows" in f else None
+                win_pools = (
+                    [p for p in f["windows"] if p not in ("item", "start")]
+                    if win_of is not None
+                    else []
+                )
+                for item, row in rows:
+                    clip = {p: f[f"clip/{p}"][row].astype(np.float32) for p in f["clip"]}
+                    starts: list[float] = []
+                    windows: dict[str, np.ndarray] = {}
+                    if win_of is not None:
+                        sel = np.flatnonzero(win_of == row)
+                        starts = [float(s) for s in f["windows/start"][sel]]
+                        windows = {p: f[f"windows/{p}"][sel].astype(np.float32) for p in win_pools}
+                    out[item] = ItemResult(
+                        item, hashes[row], float(durations[row]), clip, starts, windows
+                    )
+        return [out[i] for i in ids]
+
     def read_windows(
         self, layer: int | str, pool: str = "mean", ids: Sequence[str] | None = None
     ) -> tuple[list[str], np.ndarray, np.ndarray]:

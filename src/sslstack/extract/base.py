@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import EncoderError
+from .pooling import Pooled
 
 
 class Encoder(ABC):
@@ -32,6 +33,17 @@ class Encoder(ABC):
     ) -> list[dict[str, np.ndarray]]:
         """Pool every kept hidden state of each waveform (float32 mono at ``sample_rate``, any
         length) over its valid frames: one ``{pool: (L, D) float32}`` per wave."""
+
+    def prepare(self, waves: Sequence[np.ndarray]) -> Any:
+        """The host-side half of :meth:`encode` (normalize, pad, pin): thread-safe and touching
+        no device, so the extraction pipeline runs it in a worker ahead of the device. The
+        default does nothing: :meth:`forward` then encodes the waves."""
+        return list(waves)
+
+    def forward(self, prepared: Any, pools: Sequence[str]) -> Pooled:
+        """The device half: run a prepared batch; the result's ``get()`` gives what
+        :meth:`encode` gives (it may wait for the device)."""
+        return Pooled.ready(self.encode(prepared, pools))
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,7 @@ def resolve_hf(
         "max_input_s": _maybe(max_seconds, family, f),
         "weights": [w.name for w in weights],
         "trust_remote_code": trust_remote_code,
+        "n_hidden": _n_hidden(cfg, family.encoder_only),
     }
     return EncoderSpec(
         model_id,
@@ -90,6 +91,12 @@ def resolve_hf(
         load_hf,
         info,
     )
+
+
+def _n_hidden(cfg: dict[str, Any], encoder_only: bool) -> int | None:
+    """Hidden states the model gives (transformer layers + the embedding output), from config."""
+    n = cfg.get("encoder_layers" if encoder_only else "num_hidden_layers")
+    return int(n) + 1 if isinstance(n, int) else None
 
 
 def _maybe(fn: Any, *args: Any) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from functools import reduce
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import EncoderError
-from .base import Encoder, EncoderSpec, select_layers
+from .base import Encoder, EncoderSpec, Pooled, select_layers
 from .families import (
     Family,
     chunk_spans,
@@ -27,7 +28,7 @@ from .families import (
     spectrogram_mask,
 )
 from .hf import _semantics
-from .pooling import Stats, finalize, masked_stats
+from .pooling import Stats, masked_stats
 
 _PAD_WASTE = 1.25  # a pad group's padded samples stay within this factor of its real samples
 _MAX_BUCKET = 64  # clips per forward in a bucket of identical lengths
@@ -134,6 +135,7 @@ class HFEncoder(Encoder):
             family.prepare(model)
         self.model: Any = model.eval().to(device)
         self.batching = family.batching(self.cfg)
+        self.oom_splits = 0
         self.min_samples = self._min_samples() if family.input == "waveform" else 400
         self.info = {
             **spec.info,
@@ -156,7 +158,7 @@ class HFEncoder(Encoder):
                 lo = mid + 1
         return lo
 
-    # --- encode ---------------------------------------------------------------------------
+    # --- encode: prepare (CPU, any thread) then forward (the device) -----------------------
 
     def encode(
         self, waves: Sequence[np.ndarray], pools: Sequence[str]
@@ -166,18 +168,33 @@ class HFEncoder(Encoder):
         Returns:
             Per wave, ``{pool: (L, D) float32}`` with L = ``len(self.layer_names)``.
         """
-        if not waves:
-            return []
+        return self.forward(self.prepare(waves), pools).get()
+
+    def prepare(self, waves: Sequence[np.ndarray]) -> _Prepared:
+        """The CPU side of :meth:`encode`: chunk, group, normalize each clip, pad and pin.
+        Touches no device, so a pipeline runs it in a worker while the device computes."""
         pieces: list[tuple[int, np.ndarray]] = []
         for i, w in enumerate(waves):
             pieces += [(i, c) for c in self._chunks(np.asarray(w, dtype=np.float32).reshape(-1))]
+        groups = [
+            (group, *self._collate([pieces[j][1] for j in group]))
+            for group in self._groups([len(p[1]) for p in pieces])
+        ]
+        return _Prepared(len(waves), [i for i, _ in pieces], groups)
+
+    def forward(self, prep: _Prepared, pools: Sequence[str]) -> Pooled:
+        """Run the prepared groups on the device; the pooled statistics come back to the host
+        without waiting (pinned, non-blocking) and :meth:`Pooled.get` waits for them."""
+        if not prep.n_items:
+            return Pooled.ready([])
         stats: dict[int, Stats] = {}
-        for group in self._groups([len(p[1]) for p in pieces]):
-            stats.update(zip(group, self._run([pieces[j][1] for j in group]), strict=True))
-        per_item: list[list[Stats]] = [[] for _ in waves]
-        for j, (i, _) in enumerate(pieces):  # chunks in clip order
+        for group, x, mask, n in prep.groups:
+            stats.update(zip(group, self._run(x, mask, n), strict=True))
+        per_item: list[list[Stats]] = [[] for _ in range(prep.n_items)]
+        for j, i in enumerate(prep.owner):  # chunks in clip order
             per_item[i].append(stats[j])
-        return finalize(_cat([reduce(Stats.merge, chunks) for chunks in per_item]), pools)
+        merged = _cat([reduce(Stats.merge, chunks) for chunks in per_item])
+        return Pooled.from_stats(merged, pools, self.device)
 
     def _chunks(self, w: np.ndarray) -> list[np.ndarray]:
         """The model inputs of one clip: itself (zero-padded to the shortest input the model
@@ -205,26 +222,25 @@ class HFEncoder(Encoder):
         real = sum(lengths[k] for k in group) + lengths[j]  # pad: bound the padding waste
         return lengths[j] * (len(group) + 1) <= _PAD_WASTE * real
 
-    def _run(self, waves: list[np.ndarray]) -> list[Stats]:
-        """Forward a group, halving it on CUDA out-of-memory."""
+    def _run(self, x: torch.Tensor, mask: torch.Tensor | None, n: torch.Tensor) -> list[Stats]:
+        """Forward a group, halving it on CUDA out-of-memory (``oom_splits`` counts the halvings,
+        so the pipeline can make its later batches smaller)."""
         try:
-            return _split(self._forward(waves))
+            return _split(self._forward(x, mask, n))
         except torch.cuda.OutOfMemoryError:
-            if len(waves) == 1:
+            if len(n) == 1:
                 raise
             if self.device.startswith("cuda"):
                 torch.cuda.empty_cache()
-            half = len(waves) // 2
-            return self._run(waves[:half]) + self._run(waves[half:])
+            self.oom_splits += 1
+            h = len(n) // 2
+            lo = self._run(x[:h], None if mask is None else mask[:h], n[:h])
+            return lo + self._run(x[h:], None if mask is None else mask[h:], n[h:])
 
     @torch.inference_mode()
-    def _forward(self, waves: list[np.ndarray]) -> Stats:
-        n = torch.tensor([len(w) for w in waves])
-        if self.family.input == "waveform":
-            x, mask = self._waveform_inputs(waves)
-            kw = {"attention_mask": mask} if mask is not None else {}
-        else:
-            x, kw = self._spectrogram_inputs(waves), {}
+    def _forward(self, x: torch.Tensor, mask: torch.Tensor | None, n: torch.Tensor) -> Stats:
+        x = self._to_device(x)
+        kw = {"attention_mask": self._to_device(mask)} if mask is not None else {}
         with self._autocast(), warnings.catch_warnings():
             # WavLM mixes a bool padding mask with a float position bias: torch warns on
             # every forward, about its own deprecation, not about anything the user can fix
@@ -233,7 +249,7 @@ class HFEncoder(Encoder):
         hidden = [out.hidden_states[i] for i in self.keep]
         if self.final:
             hidden.append(out.last_hidden_state)
-        n = n.to(self.device)
+        n = n.to(self.device, non_blocking=True)
         if self.family.input == "waveform":
             masks = self._frame_masks(n, x.shape[1], hidden)
         else:
@@ -241,6 +257,20 @@ class HFEncoder(Encoder):
                 spectrogram_mask(self.family, self.cfg, self.fe, n, h.shape[1]) for h in hidden
             ]
         return masked_stats(hidden, masks)
+
+    def _collate(
+        self, waves: list[np.ndarray]
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """A group's model input on the host (pinned for CUDA): (input, mask or None, lengths)."""
+        n = torch.tensor([len(w) for w in waves])
+        if self.family.input == "waveform":
+            x, mask = self._waveform_inputs(waves)
+        else:
+            x, mask = self._spectrogram_inputs(waves), None
+        if self.device.startswith("cuda"):
+            x = x.pin_memory()
+            mask = None if mask is None else mask.pin_memory()
+        return x, mask, n
 
     def _waveform_inputs(self, waves: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor | None]:
         # normalize each clip alone (as the feature extractor would), then pad
@@ -255,13 +285,12 @@ class HFEncoder(Encoder):
         mask = None
         if min(lens) != max(lens):
             mask = (torch.arange(max(lens))[None, :] < torch.tensor(lens)[:, None]).long()
-            mask = self._to_device(mask)
-        return self._to_device(x), mask
+        return x, mask
 
     def _spectrogram_inputs(self, waves: list[np.ndarray]) -> torch.Tensor:
         feats = self.fe(waves, sampling_rate=self.sample_rate, return_tensors="pt")
         key = "input_features" if "input_features" in feats else "input_values"
-        return self._to_device(feats[key].float())
+        return feats[key].float()
 
     def _frame_masks(
         self, n: torch.Tensor, padded: int, hidden: list[torch.Tensor]
@@ -285,14 +314,22 @@ class HFEncoder(Encoder):
         return masks
 
     def _to_device(self, t: torch.Tensor) -> torch.Tensor:
-        if self.device.startswith("cuda"):
-            return t.pin_memory().to(self.device, non_blocking=True)
-        return t.to(self.device)
+        """Host -> device without waiting (the input is pinned by :meth:`_collate` on CUDA)."""
+        return t.to(self.device, non_blocking=True)
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.dtype != "bf16":
             return contextlib.nullcontext()
         return torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16)
+
+
+@dataclass
+class _Prepared:
+    """A batch made ready on the host: per group (piece indices, input, mask, lengths)."""
+
+    n_items: int
+    owner: list[int]  # piece -> index of its wave
+    groups: list[tuple[list[int], torch.Tensor, torch.Tensor | None, torch.Tensor]]
 
 
 def _split(s: Stats) -> list[Stats]:

@@ -94,4 +94,6 @@ def _load(spec: EncoderSpec, *, device: str = "cpu", dtype: str = "fp32", layers
 
 @register_builtin("logmel")
 def logmel_spec() -> EncoderSpec:
-    return EncoderSpec("logmel", VERSION, SAMPLE_RATE, "logmel", _load, {"n_mels": N_MELS})
+    return EncoderSpec(
+        "logmel", VERSION, SAMPLE_RATE, "logmel", _load, {"n_mels": N_MELS, "n_hidden": 1}
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -96,9 +96,55 @@ def check_pools(pools: Sequence[str]) -> tuple[str, ...]:
 
 def finalize(stats: Stats, pools: Sequence[str]) -> list[dict[str, np.ndarray]]:
     """Per item: ``{pool: (L, D) float32 array}``."""
-    out: list[dict[str, np.ndarray]] = [{} for _ in range(stats.mean.shape[0])]
-    for p in pools:
-        arr = POOLINGS[p](stats).float().cpu().numpy()
-        for b in range(arr.shape[0]):
-            out[b][p] = arr[b]
-    return out
+    return Pooled.from_stats(stats, pools, "cpu").get()
+
+
+class Pooled:
+    """The pooled vectors of one batch, possibly still on their way from the device.
+
+    :meth:`from_stats` computes the poolings where the statistics are and, on CUDA, starts their
+    copy into pinned host memory without waiting; :meth:`get` waits for that copy only (the one
+    host-device synchronisation of a batch) and gives ``{pool: (L, D) float32}`` per item.
+    """
+
+    def __init__(
+        self,
+        arrays: dict[str, Any],
+        event: Any = None,
+        n: int = 0,
+        items: list[dict[str, np.ndarray]] | None = None,
+    ) -> None:
+        self._arrays, self._event, self._n, self._items = arrays, event, n, items
+
+    @classmethod
+    def ready(cls, items: list[dict[str, np.ndarray]]) -> Pooled:
+        """Vectors already on the host."""
+        return cls({}, n=len(items), items=items)
+
+    @classmethod
+    def from_stats(cls, stats: Stats, pools: Sequence[str], device: str) -> Pooled:
+        import torch
+
+        arrays = {p: POOLINGS[p](stats).float() for p in pools}
+        if not device.startswith("cuda"):
+            return cls(arrays, n=int(stats.mean.shape[0]))
+        host = {}
+        for p, t in arrays.items():
+            host[p] = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+            host[p].copy_(t, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        return cls(host, event, int(stats.mean.shape[0]))
+
+    def get(self) -> list[dict[str, np.ndarray]]:
+        if self._items is not None:
+            return self._items
+        if self._event is not None:
+            self._event.synchronize()
+        out: list[dict[str, np.ndarray]] = [{} for _ in range(self._n)]
+        for p, t in self._arrays.items():
+            arr = t.cpu().numpy()
+            for b in range(self._n):
+                out[b][p] = arr[b]
+        self._items = out
+        return out
