@@ -149,10 +149,18 @@ def test_an_out_of_memory_split_halves_every_later_batch() -> None:
         sizes.append(len(batch.units))
 
     run_pipeline(
-        Splitting(), batches(iter(events), budget, 100), ("mean",), sink, budget, threaded=False
+        Splitting(), batches(iter(events), budget, 100, ramp=0), ("mean",), sink, budget, threaded=False
     )
     assert sizes[0] == 4 and budget.halvings == 1 and set(sizes[1:]) == {2}
     assert sum(sizes) == 24
+
+
+def test_the_first_batches_ramp_up_to_the_budget() -> None:
+    events = []
+    for i in range(60):
+        events += [("unit", i, Unit(i, None, np.zeros(10, np.float32))), ("done", i, None)]
+    sizes = [len(b.units) for b in batches(iter(events), BatchBudget(1.6), 100, ramp=3)]
+    assert sizes[:5] == [2, 4, 8, 16, 16] and sum(sizes) == 60
 
 
 class _LinearMemory:

@@ -42,11 +42,17 @@ class BatchBudget:
             self.halvings += 1
 
 
-def batches(events: Iterator[Event], budget: BatchBudget, sample_rate: int) -> Iterator[Batch]:
+def batches(
+    events: Iterator[Event], budget: BatchBudget, sample_rate: int, ramp: int = 3
+) -> Iterator[Batch]:
     """Group units into batches of about ``budget.seconds`` of padded audio (read at each
-    decision, so a halving applies to the very next batch)."""
+    decision, so a halving applies to the very next batch).
+
+    The first ``ramp`` batches are 1/2**ramp, 1/2**(ramp-1), ... of the budget: the device starts
+    on a small batch while the next ones are decoded, instead of waiting for a whole one.
+    """
     batch = Batch()
-    longest = 0
+    longest, n = 0, 0
     for kind, row, payload in events:
         if kind == "fail":
             batch.fails.append((row, payload))
@@ -55,9 +61,10 @@ def batches(events: Iterator[Event], budget: BatchBudget, sample_rate: int) -> I
             batch.done.append(row)
         else:
             longest_next = max(longest, len(payload.wave))
-            limit = budget.seconds * sample_rate
+            limit = budget.seconds * sample_rate / 2 ** max(ramp - n, 0)
             if batch.units and longest_next * (len(batch.units) + 1) > limit:
                 yield batch
+                n += 1
                 batch, longest_next = Batch(), len(payload.wave)
             batch.units.append(payload)
             longest = longest_next

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,14 +146,19 @@ class _Run:
 
     def go(self, progress: Any, on_progress: Callable[[int, float], None] | None) -> None:
         cfg, todo = self.cfg, self.plan.todo
-        paths = self.manifest.frame["path"].tolist()
-        durations = {r: audio_duration(paths[r]) for r in todo}
-        if cfg.max_seconds is not None:
-            durations = {r: min(d, cfg.max_seconds) for r, d in durations.items()}
+        with ThreadPoolExecutor(1, thread_name_prefix="sslstack-load") as pool:
+            # the weights load while the files' durations are read
+            loading = pool.submit(
+                self.spec.load, device=self.device, dtype=self.dtype, layers=cfg.layers
+            )
+            paths = self.manifest.frame["path"].tolist()
+            durations = {r: audio_duration(paths[r]) for r in todo}
+            if cfg.max_seconds is not None:
+                durations = {r: min(d, cfg.max_seconds) for r, d in durations.items()}
+            encoder = loading.result()
         self.durations = durations
         self.on_progress = on_progress
         order = sorted(todo, key=lambda r: durations[r])
-        encoder = self.spec.load(device=self.device, dtype=self.dtype, layers=cfg.layers)
         self.result.model_loaded = True
         self.layer_names = list(encoder.layer_names)
         longest = cfg.window if cfg.window is not None else max(durations.values())
