@@ -144,8 +144,13 @@ def _wav2vec2_prepare(model: torch.nn.Module) -> None:
 
 
 def _wavlm_prepare(model: torch.nn.Module) -> None:
+    """Exact padded batches (as wav2vec2), and attention through SDPA with the same gated
+    relative-position bias (which also avoids the bf16 CPU slow path of
+    :func:`_wavlm_contiguous`, kept for transformers' own attention)."""
+    from .attention import wavlm_sdpa
+
     _wav2vec2_prepare(model)
-    _wavlm_contiguous(model)
+    wavlm_sdpa(model)
 
 
 for _t in ("wav2vec2", "hubert", "unispeech", "unispeech-sat"):

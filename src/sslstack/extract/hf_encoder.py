@@ -26,8 +26,10 @@ from .families import (
     max_seconds,
     spectrogram_mask,
 )
+from .attention import use_sdpa
 from .hf import _semantics
 from .pooling import Stats, finalize, masked_stats
+from .precision import BF16_WEIGHTS, bf16_mode, fp32_grouped_convs
 
 _PAD_WASTE = 1.25  # a pad group's padded samples stay within this factor of its real samples
 _MAX_BUCKET = 64  # clips per forward in a bucket of identical lengths
@@ -130,9 +132,11 @@ class HFEncoder(Encoder):
         # Whisper ties hidden_states[-1] to the normalized output; untie it like the others
         self.cfg.tie_last_hidden_states = False
         self.layer_names = [str(i) for i in self.keep] + (["final"] if self.final else [])
+        self.attn = use_sdpa(model)
         if family.prepare is not None:
             family.prepare(model)
         self.model: Any = model.eval().to(device)
+        self._set_precision()
         self.batching = family.batching(self.cfg)
         self.min_samples = self._min_samples() if family.input == "waveform" else 400
         self.info = {
@@ -143,6 +147,15 @@ class HFEncoder(Encoder):
             "max_input_s": max_seconds(family, fe),
             "layer_semantics": _semantics(self.final),
         }
+
+    def _set_precision(self) -> None:
+        """bf16: weights cast on CUDA, autocast on the CPU, whose grouped convolutions run in
+        fp32 (see :mod:`sslstack.extract.precision`). fp32 changes nothing."""
+        self.bf16 = bf16_mode(self.device) if self.dtype == "bf16" else None
+        if self.bf16 == BF16_WEIGHTS:
+            self.model.to(torch.bfloat16)
+        if self.bf16 is not None and not self.device.startswith("cuda"):
+            fp32_grouped_convs(self.model)
 
     def _min_samples(self) -> int:
         """Shortest input giving one frame in every hidden state; shorter clips get zero-padded."""
@@ -225,6 +238,8 @@ class HFEncoder(Encoder):
             kw = {"attention_mask": mask} if mask is not None else {}
         else:
             x, kw = self._spectrogram_inputs(waves), {}
+        if self.bf16 == BF16_WEIGHTS:
+            x = x.to(torch.bfloat16)
         with self._autocast(), warnings.catch_warnings():
             # WavLM mixes a bool padding mask with a float position bias: torch warns on
             # every forward, about its own deprecation, not about anything the user can fix
@@ -290,7 +305,7 @@ class HFEncoder(Encoder):
         return t.to(self.device)
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.dtype != "bf16":
+        if self.bf16 is None or self.bf16 == BF16_WEIGHTS:
             return contextlib.nullcontext()
         return torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16)
 
