@@ -31,12 +31,8 @@ PRE_LN = {f"{f}-layer" for f in ("wav2vec2", "hubert", "wavlm", "unispeech", "un
     "audio-spectrogram-transformer",
     "whisper",
 }
-PAD = {
-    f"{f}-{norm}"
-    for f in ("wav2vec2", "hubert", "wavlm", "unispeech", "unispeech-sat")
-    for norm in ("group", "layer")
-}
 SPECTRO = ("audio-spectrogram-transformer", "whisper")
+PAD = set(VARIANTS) - set(SPECTRO)  # every waveform family batches exactly with padding
 SR = 16000
 _ENCODERS: dict[tuple[str, tuple[int, ...] | None], hf.HFEncoder] = {}
 
