@@ -112,8 +112,8 @@ def exact_batches(model: Any) -> dict[str, int]:
     if d2v is not None:
         done["pos_convs"] = mask_conv_inputs(model, counts, [layer.conv for layer in d2v])
     blocks = [getattr(b, "conv_module", None) for b in (_find(model, "encoder.layers") or [])]
-    if blocks and all(b is not None for b in blocks):
-        convs = [b.depthwise_conv for b in blocks]
+    convs = [b.depthwise_conv for b in blocks if b is not None]
+    if convs:
         done["depthwise_convs"] = mask_conv_inputs(model, counts, convs)
     squeeze = int(getattr(model.config, "squeeze_factor", 1))
     if squeeze > 1:

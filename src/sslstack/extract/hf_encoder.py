@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import EncoderError
+from .attention import use_sdpa
 from .base import Encoder, EncoderSpec, select_layers
 from .families import (
     Family,
@@ -26,7 +27,6 @@ from .families import (
     max_seconds,
     spectrogram_mask,
 )
-from .attention import use_sdpa
 from .hf import _semantics
 from .pooling import Stats, finalize, masked_stats
 from .precision import BF16_WEIGHTS, bf16_mode, fp32_grouped_convs
