@@ -107,11 +107,11 @@ def test_bf16_mode_is_weights_on_cuda_and_autocast_on_cpu():
     assert bf16_mode("cpu") == "autocast"
 
 
-@pytest.mark.parametrize("variant", ["wav2vec2-group", "wavlm-layer", "whisper"])
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_bf16_weights_are_close_to_fp32_and_pool_in_fp32(tiny_model, variant, monkeypatch):
     """The CUDA path (bf16 weights, bf16 inputs, no autocast), run on the CPU."""
     folder = str(tiny_model(variant))
-    secs = (0.7, 0.8, 0.85) if variant != "whisper" else (1.5, 2.0)
+    secs = (0.7, 0.8, 0.85) if variant not in SPECTROGRAM else (1.5, 2.0)
     waves = [_wave(s, seed=i) for i, s in enumerate(secs)]
     f32 = [resolve_encoder(folder).load().encode([w], ("mean", "std"))[0] for w in waves]
     monkeypatch.setattr(hf_encoder, "bf16_mode", lambda device: "weights")
