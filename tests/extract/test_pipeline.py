@@ -149,7 +149,12 @@ def test_an_out_of_memory_split_halves_every_later_batch() -> None:
         sizes.append(len(batch.units))
 
     run_pipeline(
-        Splitting(), batches(iter(events), budget, 100, ramp=0), ("mean",), sink, budget, threaded=False
+        Splitting(),
+        batches(iter(events), budget, 100, ramp=0),
+        ("mean",),
+        sink,
+        budget,
+        threaded=False,
     )
     assert sizes[0] == 4 and budget.halvings == 1 and set(sizes[1:]) == {2}
     assert sum(sizes) == 24

@@ -14,11 +14,13 @@ Batching policies, measured with tiny random-init models (see ``tests/test_encod
   ``-base`` checkpoints) normalize the first convolution's output over time, which padding
   would shift by 11-17 %; the convolutions themselves are unpadded ("valid"), so that one norm
   is the only place padding leaks in. ``masked_norm.MaskedGroupNorm`` takes each clip's statistics
-  over its own frames only, which makes padding exact for them too.
-* ``bucket``: only clips of identical length share a forward (no padding at all). Needed where a
-  mask does not make padding invisible: data2vec-audio (stacked positional convolutions leak
-  padding, 55-76 %), the conformer (depthwise convolution over time, 20-45 %), SEW/SEW-D with
-  LayerNorm (pooling, 0.03-0.08 %).
+  over its own frames only, which makes padding exact for them too. data2vec-audio (stacked
+  positional convolutions, 40 % off), the conformer (depthwise convolution over time, 30-60 %)
+  and SEW/SEW-D (a squeezed attention key that is half padding, 0.02-0.06 %) leak padding in
+  their transformers forward; ``exact_batch.exact_batches`` masks each leak, which makes them
+  exact too (max relative difference ~1e-6, ``tests/test_exact_batch.py``).
+* ``bucket``: only clips of identical length share a forward (no padding at all): the policy
+  for a family whose padding has not been made exact (none of the registered ones today).
 * ``fixed``: the model always reads one fixed-size input (Whisper 30 s, AST 1024 frames), so
   every clip is padded anyway and any clips may share a batch; only frames holding audio are
   pooled, and longer clips are cut into full-size chunks whose statistics are merged.
@@ -144,17 +146,31 @@ def _wav2vec2_prepare(model: torch.nn.Module) -> None:
 
 
 def _wavlm_prepare(model: torch.nn.Module) -> None:
+    """Exact padded batches (as wav2vec2), and attention through SDPA with the same gated
+    relative-position bias (which also avoids the bf16 CPU slow path of
+    :func:`_wavlm_contiguous`, kept for transformers' own attention)."""
+    from .attention import wavlm_sdpa
+
     _wav2vec2_prepare(model)
-    _wavlm_contiguous(model)
+    wavlm_sdpa(model)
+
+
+def _exact(model: torch.nn.Module) -> None:
+    """Exact padded batches where padding leaks (see :mod:`sslstack.extract.exact_batch`)."""
+    from .exact_batch import exact_batches
+
+    exact_batches(model)
 
 
 for _t in ("wav2vec2", "hubert", "unispeech", "unispeech-sat"):
     register(Family(_t, "waveform", "encoder.layers", _pad, _stable_ln, prepare=_wav2vec2_prepare))
 register(Family("wavlm", "waveform", "encoder.layers", _pad, _stable_ln, prepare=_wavlm_prepare))
-register(Family("data2vec-audio", "waveform", "encoder.layers", _bucket, _never))
-register(Family("sew", "waveform", "encoder.layers", _bucket, _never, _squeeze))
-register(Family("sew-d", "waveform", "encoder.encoder.layer", _bucket, _never, _squeeze))
-register(Family("wav2vec2-conformer", "waveform", "encoder.layers", _bucket, _always))
+register(Family("data2vec-audio", "waveform", "encoder.layers", _pad, _never, prepare=_exact))
+register(Family("sew", "waveform", "encoder.layers", _pad, _never, _squeeze, prepare=_exact))
+register(
+    Family("sew-d", "waveform", "encoder.encoder.layer", _pad, _never, _squeeze, prepare=_exact)
+)
+register(Family("wav2vec2-conformer", "waveform", "encoder.layers", _pad, _always, prepare=_exact))
 register(
     Family(
         "audio-spectrogram-transformer", "spectrogram", "layers", _fixed, _always, frontend="ast"

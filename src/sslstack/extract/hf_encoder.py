@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import EncoderError
+from .attention import use_sdpa
 from .base import Encoder, EncoderSpec, Pooled, select_layers
 from .families import (
     Family,
@@ -29,6 +30,7 @@ from .families import (
 )
 from .hf import _semantics
 from .pooling import Stats, masked_stats
+from .precision import BF16_WEIGHTS, bf16_mode, fp32_grouped_convs
 
 _PAD_WASTE = 1.25  # a pad group's padded samples stay within this factor of its real samples
 _MAX_BUCKET = 64  # clips per forward in a bucket of identical lengths
@@ -131,9 +133,11 @@ class HFEncoder(Encoder):
         # Whisper ties hidden_states[-1] to the normalized output; untie it like the others
         self.cfg.tie_last_hidden_states = False
         self.layer_names = [str(i) for i in self.keep] + (["final"] if self.final else [])
+        self.attn = use_sdpa(model)
         if family.prepare is not None:
             family.prepare(model)
         self.model: Any = model.eval().to(device)
+        self._set_precision()
         self.batching = family.batching(self.cfg)
         self.oom_splits = 0
         self.min_samples = self._min_samples() if family.input == "waveform" else 400
@@ -145,6 +149,15 @@ class HFEncoder(Encoder):
             "max_input_s": max_seconds(family, fe),
             "layer_semantics": _semantics(self.final),
         }
+
+    def _set_precision(self) -> None:
+        """bf16: weights cast on CUDA, autocast on the CPU, whose grouped convolutions run in
+        fp32 (see :mod:`sslstack.extract.precision`). fp32 changes nothing."""
+        self.bf16 = bf16_mode(self.device) if self.dtype == "bf16" else None
+        if self.bf16 == BF16_WEIGHTS:
+            self.model.to(torch.bfloat16)
+        if self.bf16 is not None and not self.device.startswith("cuda"):
+            fp32_grouped_convs(self.model)
 
     def _min_samples(self) -> int:
         """Shortest input giving one frame in every hidden state; shorter clips get zero-padded."""
@@ -267,6 +280,8 @@ class HFEncoder(Encoder):
             x, mask = self._waveform_inputs(waves)
         else:
             x, mask = self._spectrogram_inputs(waves), None
+        if self.bf16 == BF16_WEIGHTS:  # the model's dtype, cast on the host: half the copy
+            x = x.to(torch.bfloat16)
         if self.device.startswith("cuda"):
             x = x.pin_memory()
             mask = None if mask is None else mask.pin_memory()
@@ -318,7 +333,7 @@ class HFEncoder(Encoder):
         return t.to(self.device, non_blocking=True)
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.dtype != "bf16":
+        if self.bf16 is None or self.bf16 == BF16_WEIGHTS:
             return contextlib.nullcontext()
         return torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16)
 
