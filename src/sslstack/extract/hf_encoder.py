@@ -29,6 +29,7 @@ from .families import (
     spectrogram_mask,
 )
 from .hf import _semantics
+from .masked_norm import MaskedGroupNorm
 from .pooling import Stats, masked_stats
 from .precision import BF16_WEIGHTS, bf16_mode, fp32_grouped_convs
 
@@ -137,6 +138,7 @@ class HFEncoder(Encoder):
         if family.prepare is not None:
             family.prepare(model)
         self.model: Any = model.eval().to(device)
+        self._masked_norms = [m for m in model.modules() if isinstance(m, MaskedGroupNorm)]
         self._set_precision()
         self.batching = family.batching(self.cfg)
         self.oom_splits = 0
@@ -252,6 +254,8 @@ class HFEncoder(Encoder):
 
     @torch.inference_mode()
     def _forward(self, x: torch.Tensor, mask: torch.Tensor | None, n: torch.Tensor) -> Stats:
+        for norm in self._masked_norms:  # clip lengths known here: no device sync in the norm
+            norm.host_samples = n
         x = self._to_device(x)
         kw = {"attention_mask": self._to_device(mask)} if mask is not None else {}
         with self._autocast(), warnings.catch_warnings():

@@ -29,12 +29,16 @@ class MaskedGroupNorm(torch.nn.Module):
         self.norm = norm  # keeps the checkpoint's parameters under their own names
         self.kernel, self.stride = kernel, stride
         self.samples: torch.Tensor | None = None
+        # the same counts on the host, when the caller has them (HFEncoder does): reading them
+        # from the device mask would wait for the device once per batch
+        self.host_samples: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.samples is None:
             return self.norm(x)
         t = x.shape[-1]
-        counts = torch.div(self.samples - self.kernel, self.stride, rounding_mode="floor") + 1
+        samples = self.samples if self.host_samples is None else self.host_samples
+        counts = torch.div(samples - self.kernel, self.stride, rounding_mode="floor") + 1
         frames: list[int] = torch.clamp(counts, min=1, max=t).tolist()
         # the plain GroupNorm kernel on each clip's own frames: the very computation of the clip
         # alone, and ~40x cheaper than masked reductions over the padded (B, C, T) tensor
