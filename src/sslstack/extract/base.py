@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import EncoderError
+from ..registry import Registry
 from .pooling import Pooled
 
 
@@ -63,15 +64,14 @@ class EncoderSpec:
         return self.loader(self, device=device, dtype=dtype, layers=layers)
 
 
-BUILTINS: dict[str, Callable[[], EncoderSpec]] = {}
+BUILTINS: Registry[Callable[[], EncoderSpec]] = Registry(
+    "built-in encoder", flag="--model", error=EncoderError
+)
 
 
 def register_builtin(name: str) -> Callable[[Callable[[], EncoderSpec]], Callable[[], EncoderSpec]]:
-    def deco(fn: Callable[[], EncoderSpec]) -> Callable[[], EncoderSpec]:
-        BUILTINS[name] = fn
-        return fn
-
-    return deco
+    """Register a built-in encoder (``--model NAME``): a function giving its spec."""
+    return BUILTINS.register(name)
 
 
 def resolve_encoder(

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import EncoderError
+from ..registry import Registry
 
 if TYPE_CHECKING:  # imported lazily: resolving a model must not pay for torch
     import torch
@@ -100,12 +101,13 @@ class Family:
     prepare: Callable[[torch.nn.Module], None] | None = None
 
 
-FAMILIES: dict[str, Family] = {}
+FAMILIES: Registry[Family] = Registry(
+    "encoder family (config.model_type)", flag="--model", error=EncoderError
+)
 
 
 def register(family: Family) -> Family:
-    FAMILIES[family.model_type] = family
-    return family
+    return FAMILIES.register(family.model_type, family)
 
 
 def names() -> list[str]:
@@ -114,7 +116,7 @@ def names() -> list[str]:
 
 def get_family(model_type: str | None) -> Family:
     """The registry entry for ``model_type``, or an :class:`EncoderError` listing the known ones."""
-    if model_type not in FAMILIES:
+    if model_type is None or model_type not in FAMILIES:
         raise EncoderError(
             f"unsupported encoder family (config.model_type) {model_type!r}; "
             f"known families: {', '.join(names())}"

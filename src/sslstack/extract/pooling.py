@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ConfigError
+from ..registry import Registry
 
 if TYPE_CHECKING:  # torch is imported lazily: a fully cached rerun never loads it
     import torch
@@ -71,15 +72,14 @@ def _std(s: Stats) -> torch.Tensor:
     return (s.m2 / s.count.clamp_min(1.0)).clamp_min(0).sqrt()
 
 
-POOLINGS: dict[str, Callable[[Stats], torch.Tensor]] = {
-    "mean": lambda s: s.mean,
-    "std": _std,
-    "max": lambda s: s.max,
-}
+POOLINGS: Registry[Callable[[Stats], torch.Tensor]] = Registry("pooling", flag="--pool")
+POOLINGS.register("mean", lambda s: s.mean)
+POOLINGS.register("std", _std)
+POOLINGS.register("max", lambda s: s.max)
 
 
 def pool_names() -> list[str]:
-    return list(POOLINGS)
+    return POOLINGS.names()
 
 
 def check_pools(pools: Sequence[str]) -> tuple[str, ...]:
