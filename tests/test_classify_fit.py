@@ -189,3 +189,23 @@ def test_refit_from_a_trials_rounds_equals_a_fresh_refit(head: str) -> None:
     np.testing.assert_allclose(reused.oof, fresh.oof, rtol=0, atol=1e-12)
     # the refit on the whole training part is a different model from the trial's
     assert not np.allclose(trial.oof, fresh.oof)
+
+
+def test_fold_labels_one_to_five_flow_through_fit_and_stack(tmp_path: Path) -> None:
+    """ESC-50 numbers its folds 1..5: fit-head and stack accept them and write them as written."""
+    from sslstack.ensemble import stack
+
+    s = make_synth(tmp_path, n=60, layers=2)
+    frame = pd.read_csv(s.csv)
+    frame["fold"] = [1 + i % 5 for i in range(len(frame))]
+    frame.to_csv(s.csv, index=False)
+    a = fit_head("logreg", "fake", data=s.csv, workspace=s.ws, trials=0)
+    b = fit_head("logreg", "fake", data=s.csv, workspace=s.ws, trials=0, layer=0)
+    assert len(a.fold_scores) == 5
+    written = dict(zip(frame["path"], frame["fold"], strict=True))
+    for res in (a, b):
+        oof = pd.read_csv(res.oof_path)
+        assert oof["fold"].tolist() == [written[i] for i in oof["id"]]
+    st = stack(s.ws, method="mean")
+    oof = pd.read_csv(Path(st.run_dir) / "oof.csv")
+    assert oof["fold"].tolist() == [written[i] for i in oof["id"]]

@@ -74,8 +74,6 @@ def load_dataset(ws: Workspace, name: str) -> Manifest:
         known = ", ".join(m["name"] for m in list_datasets(ws)) or "none"
         raise DataError(f"no dataset '{name}' in workspace {ws.root} (known: {known})")
     frame = pd.read_csv(folder / "manifest.csv", dtype=str, keep_default_na=False)
-    if "fold" in frame:
-        frame["fold"] = frame["fold"].astype(int)
     meta = read_json(folder / "dataset.json")
     return Manifest(frame=frame, source=Path(meta["source"]), name=name)
 

@@ -128,15 +128,8 @@ def _read_csv(src: Path) -> pd.DataFrame:
         raise ManifestError(f"{src}: empty 'path' on line(s) {lines}")
     if "label" in frame:
         frame["label"] = frame["label"].str.strip()
-    if "fold" in frame:
-        bad = frame.index[~frame["fold"].str.strip().str.fullmatch(r"-?\d+")]
-        if len(bad):
-            i = bad[0]
-            raise ManifestError(
-                f"{src} line {frame.loc[i, '_line']}: fold {frame.loc[i, 'fold']!r} is not an "
-                "integer; the 'fold' column must hold fold numbers 0..k-1"
-            )
-        frame["fold"] = frame["fold"].astype(int)
+    if "fold" in frame:  # any labels (1..5, 0..4, names): kept as written, see classify.folds
+        frame["fold"] = frame["fold"].str.strip()
     return frame
 
 

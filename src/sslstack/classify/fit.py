@@ -171,7 +171,7 @@ def _prepare(
         ids, y_all = [i for i, k in zip(ids, keep, strict=True) if k], y_all[keep]
     check_label_counts(enc, y_all)
     splits = fo.splits(ids)
-    notes += _check_splits(enc, y_all, splits)
+    notes += _check_splits(enc, y_all, splits, fo.names)
     gcol = fo.group_col
     groups = None
     if gcol is not None:
@@ -183,7 +183,10 @@ def _prepare(
 
 
 def _check_splits(
-    enc: LabelEncoding, y: np.ndarray, splits: list[tuple[np.ndarray, np.ndarray]]
+    enc: LabelEncoding,
+    y: np.ndarray,
+    splits: list[tuple[np.ndarray, np.ndarray]],
+    names: Sequence[str] = (),
 ) -> list[str]:
     """Count labels that a fold validates on but never trains on (warnings)."""
     notes = []
@@ -197,7 +200,7 @@ def _check_splits(
         if len(absent):
             names = ", ".join(enc.labels[i] for i in absent[:5])
             notes.append(
-                f"fold {k}: {len(absent)} label(s) ({names}) occur in validation ({n_items} items) "
+                f"fold {names[k] if names else k}: {len(absent)} label(s) ({names}) occur in validation ({n_items} items) "
                 "but not in training; they get probability 0 there"
             )
     return notes
@@ -436,7 +439,7 @@ def _save(
     enc = prob.enc
     encoder = prob.store.key.model
     run_id, number = new_run_id(prob.ws, "head", f"{hd.name}-{encoder.rstrip('/').split('/')[-1]}")
-    oof = pd.DataFrame({"id": prob.ids, "fold": prob.folds.fold_of(prob.ids)})
+    oof = pd.DataFrame({"id": prob.ids, "fold": prob.folds.label_of(prob.ids)})
     for j, lab in enumerate(enc.labels):
         oof[lab] = final.oof[:, j]
     scores = score_all(prob.y, final.oof, enc.task, enc.positive_index)
