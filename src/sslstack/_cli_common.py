@@ -73,6 +73,14 @@ def friendly(fn: F) -> F:
                 raise
             console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
+        except OSError as e:  # read-only workspace, permissions, full disk: the path, one line
+            if debug_enabled() or e.errno is None:
+                raise
+            from .errors import describe_os_error
+
+            console.print("[bold red]error:[/] ", end="")
+            console.print(describe_os_error(e), markup=False, soft_wrap=True)
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]: everything written so far is kept")
             raise typer.Exit(130) from None

@@ -87,6 +87,10 @@ def extract(
     on_error: Annotated[
         str, typer.Option(help="stop (default) or skip unreadable audio.")
     ] = "stop",
+    label_col: Annotated[
+        str | None,
+        typer.Option(help="Manifest column of the labels [default: label, else labels]."),
+    ] = None,
     trust_remote_code: Annotated[bool, typer.Option(help="Allow the model's own code.")] = False,
     allow_unsafe_weights: Annotated[
         bool, typer.Option(help="Load pickle-based .bin weights when no safetensors exist.")
@@ -95,8 +99,12 @@ def extract(
     json: JsonOpt = False,
 ) -> None:
     """Embed every layer of MODEL for the items of --data into the workspace's cache."""
+    from .datasets import read_dataset_manifest
+
+    manifest = read_dataset_manifest(Workspace.at(workspace), data, label_col=label_col)
+    console.print(manifest.describe_labels(), markup=False)
     res = extract_fn(
-        data,
+        manifest,
         model,
         workspace=workspace,
         progress=True,

@@ -131,7 +131,8 @@ def _prepare(
     dataset, manifest = resolve_dataset(ws, data)
     if not manifest.has_labels:
         raise DataError(
-            f"dataset {dataset} ({manifest.source}) has no labels; heads need a 'label' column"
+            f"dataset {dataset} ({manifest.source}) has no labels; heads need a 'label' or "
+            "'labels' column (name another with 'sslstack extract --label-col NAME')"
         )
     notes: list[str] = []
     frame = manifest.frame

@@ -23,9 +23,9 @@ import numpy as np
 from ..audio import audio_duration, file_digest, iter_windows, load_audio
 from ..cache.key import StoreKey
 from ..cache.store import ItemResult, Store
-from ..datasets import register_dataset
+from ..datasets import read_dataset_manifest, register_dataset
 from ..errors import AudioError, ConfigError
-from ..manifest import Manifest, read_manifest
+from ..manifest import Manifest
 from ..workspace import Workspace, atomic_write_text
 from .base import Encoder, EncoderSpec, resolve_encoder
 from .pooling import check_pools
@@ -191,7 +191,7 @@ def extract(
     if isinstance(settings.get("pools"), str):
         settings["pools"] = tuple(settings["pools"].split(","))
     cfg = _validate(ExtractConfig(model=model, **settings))
-    manifest = data if isinstance(data, Manifest) else read_manifest(data)
+    manifest = data if isinstance(data, Manifest) else read_dataset_manifest(ws, data)
     dataset = register_dataset(ws, manifest)
     spec = resolve_encoder(
         cfg.model,
