@@ -191,3 +191,25 @@ def test_an_empty_or_single_manifest_fold_is_one_line(tmp_path: Path) -> None:
     ws, name, manifest = _dataset(tmp_path / "b", _labels(20, {"a": 10, "b": 10}), fold=["1"] * 20)
     with pytest.raises(DataError, match=r"holds one fold \(1\)"):
         get_folds(ws, name, manifest)
+
+
+def test_classes_smaller_than_the_folds_are_one_line(tmp_path: Path) -> None:
+    # every class below k: scikit-learn refuses; the error names the classes and what to do
+    ws, name, manifest = _dataset(tmp_path, ["a"] * 4 + ["b"] * 3)
+    with pytest.raises(
+        DataError,
+        match=r"^2 class\(es\) have fewer items than the 5 folds: b \(3\), a \(4\); use --folds 3 "
+        r"or fewer, or merge or drop these classes$",
+    ):
+        get_folds(ws, name, manifest, k=5)
+    assert get_folds(ws, name, manifest, k=3).k == 3
+
+
+def test_one_small_class_gets_folds_without_sklearn_warnings(tmp_path: Path) -> None:
+    import warnings
+
+    ws, name, manifest = _dataset(tmp_path, ["a"] * 20 + ["b"] * 20 + ["c"] * 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        folds = get_folds(ws, name, manifest, k=5)
+    assert folds.k == 5

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -265,12 +266,43 @@ def _make(
         y = _labels_for_split(lists, multilabel)
     groups = labeled[group_col].astype(str).to_numpy() if group_col else None
     _check_feasible(ids, groups, k, group_col)
-    fold = SPLITTERS[method](y, groups, k, seed)
+    fold = _split(method, y, groups, k, seed, lists)
     if (fold < 0).any() or len(np.unique(fold)) != k:
         raise DataError(
             f"could not make {k} non-empty folds over {len(ids)} items; use fewer --folds"
         )
     return Folds(tuple(ids), fold, k, method, seed, group_col, fold_digest(ids, fold))
+
+
+def _split(
+    method: str,
+    y: np.ndarray,
+    groups: np.ndarray | None,
+    k: int,
+    seed: int,
+    lists: list[list[str]],
+) -> np.ndarray:
+    """The splitter's folds; its refusal of small classes becomes one line naming them."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The least populated class")
+        try:
+            return SPLITTERS[method](y, groups, k, seed)
+        except ValueError as e:
+            small = _small_classes(lists, k)
+            if not small:
+                raise DataError(f"could not make {k} folds: {e}; use fewer --folds") from e
+            raise DataError(
+                f"{len(small)} class(es) have fewer items than the {k} folds: "
+                f"{', '.join(f'{c} ({n})' for c, n in small[:10])}; use --folds "
+                f"{max(2, small[0][1])} or fewer, or merge or drop these classes"
+            ) from e
+
+
+def _small_classes(lists: list[list[str]], k: int) -> list[tuple[str, int]]:
+    """Classes with fewer than ``k`` items, smallest first."""
+    counts = pd.Series([lab for labs in lists for lab in labs]).value_counts()
+    small = counts[counts < k].sort_values(kind="stable")
+    return [(str(c), int(n)) for c, n in small.items()]
 
 
 def _labels_for_split(lists: list[list[str]], multilabel: bool) -> np.ndarray:

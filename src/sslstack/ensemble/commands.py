@@ -101,6 +101,17 @@ def predict_cmd(
     columns: Annotated[
         str | None, typer.Option(help="Headers of the class columns, comma-separated, in order.")
     ] = None,
+    on_error: Annotated[
+        str,
+        typer.Option(
+            help="stop at an unreadable test file, or skip it and predict the rest "
+            "(the skipped ids are named)."
+        ),
+    ] = "stop",
+    label_col: Annotated[
+        str | None,
+        typer.Option(help="Test manifest column of the labels [default: label, else labels]."),
+    ] = None,
     workspace: WorkspaceOpt = None,
     json: JsonOpt = False,
 ) -> None:
@@ -116,10 +127,15 @@ def predict_cmd(
         id_column=id_column,
         columns=parse_csv_list(columns),
         progress=True,
+        on_error=on_error,
+        label_col=label_col,
     )
     console.print(f"[green]wrote[/] {res.out}: {res.items} rows from run {res.run}")
+    for note in res.notes:
+        console.print("[yellow]warning:[/] ", end="")
+        console.print(note, markup=False, soft_wrap=True)
     if res.scores:
-        table = Table(title="test scores")
+        table = Table(title=f"test scores ({res.scored} labeled items)")
         table.add_column("metric")
         table.add_column("score", justify="right")
         for k, v in res.scores.items():
