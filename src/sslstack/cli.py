@@ -14,6 +14,7 @@ from rich.table import Table
 
 from . import __version__
 from ._cli_common import (
+    DataOpt,
     JsonOpt,
     ModelOpt,
     WorkspaceOpt,
@@ -25,7 +26,7 @@ from ._cli_common import (
     parse_int_list,
     rel_path,
 )
-from .cache import export_embeddings, list_stores
+from .cache import export_embeddings, list_stores, remove_store
 from .extract import extract as extract_fn
 from .workspace import Workspace
 
@@ -168,17 +169,66 @@ def cache_ls(workspace: WorkspaceOpt = None, json: JsonOpt = False) -> None:
 @friendly
 def cache_export(
     model: ModelOpt,
-    layer: Annotated[str, typer.Option(help="Layer index (0 = embedding output) or 'final'.")],
+    layer: Annotated[
+        str,
+        typer.Option(
+            help="Layer (0 = embedding output, 'final'), or a choice as heads see it: "
+            "6..12 (mean of a range), 4+8+12 (concatenation)."
+        ),
+    ],
     out: Annotated[str, typer.Option(help="Output .npz or .parquet file.")],
-    pool: Annotated[str, typer.Option(help="Pooling.")] = "mean",
+    pool: Annotated[
+        str, typer.Option(help="Pooling, or a concatenation such as mean+std+max.")
+    ] = "mean",
+    data: DataOpt = None,
+    all_items: Annotated[
+        bool,
+        typer.Option("--all-items", help="Every item of the store instead of one dataset's."),
+    ] = False,
     store: Annotated[str | None, typer.Option(help="Store name when several match.")] = None,
     workspace: WorkspaceOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Write one layer and pooling with ids to .npz or .parquet."""
-    lay: int | str = int(layer) if layer.lstrip("-").isdigit() else layer
-    res = export_embeddings(model, lay, pool, out, workspace, store=store)
-    console.print(f"[green]wrote[/] {res['out']}: {res['items']} items x {res['dim']} dims")
+    """Write one feature matrix (ids, labels when known) to .npz or .parquet."""
+    res = export_embeddings(
+        model, layer, pool, out, workspace, store=store, data=data, all_items=all_items
+    )
+    where = f"dataset {res['dataset']}" if res["dataset"] else f"store {res['store']}"
+    console.print(
+        f"[green]wrote[/] {res['out']}: {res['items']} items of {where} x {res['dim']} dims "
+        f"(layer {res['layer']}, {res['pool']})"
+    )
+    if res["missing"]:
+        console.print(
+            f"[yellow]warning:[/] {res['missing']} item(s) of the dataset have no embeddings "
+            "in the store (failed or not extracted) and are not in the file"
+        )
+    if json:
+        emit_json(res)
+
+
+@cache_app.command("rm")
+@friendly
+def cache_rm(
+    store: Annotated[str, typer.Argument(help="Store name, as 'sslstack cache ls' shows it.")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would be removed; remove nothing.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Remove it even if runs read it.")
+    ] = False,
+    workspace: WorkspaceOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Remove a store the workspace no longer needs."""
+    res = remove_store(store, workspace, dry_run=dry_run, force=force)
+    verb = "would remove" if dry_run else "removed"
+    runs = f"; read by run(s) {', '.join(res['runs'])}" if res["runs"] else ""
+    console.print(
+        f"{verb} {rel_path(res['path'])}: {res['items']} items, "
+        f"{res['bytes'] / 2**20:.1f} MiB{runs}",
+        markup=False,
+    )
     if json:
         emit_json(res)
 
