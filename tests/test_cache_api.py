@@ -23,9 +23,7 @@ def test_export_a_concatenation_of_the_datasets_items_only(tmp_path: Path) -> No
     assert z["ids"].tolist() == s.ids and res["items"] == 20 and res["missing"] == 0
     assert z["labels"].tolist() == s.labels
     parts = [
-        load_embeddings("fake", la, p, s.ws, ids=s.ids)[1]
-        for p in ("mean", "std")
-        for la in (0, 2)
+        load_embeddings("fake", la, p, s.ws, ids=s.ids)[1] for p in ("mean", "std") for la in (0, 2)
     ]
     np.testing.assert_array_equal(z["X"], np.concatenate(parts, axis=1))
     assert res["dim"] == 4 * 8

@@ -120,8 +120,7 @@ def test_label_col_names_any_column(tmp_path: Path) -> None:
         read_manifest(csv, label_col="kind")
     bare = _csv(tmp_path, "path,category\na.wav,x\n")
     assert read_manifest(bare).describe_labels() == (
-        "labels: none (no 'label' or 'labels' column; columns: category); "
-        "name one with --label-col"
+        "labels: none (no 'label' or 'labels' column; columns: category); name one with --label-col"
     )
 
 

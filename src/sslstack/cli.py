@@ -26,8 +26,6 @@ from ._cli_common import (
     parse_int_list,
     rel_path,
 )
-from .cache import export_embeddings, list_stores, remove_store
-from .extract import extract as extract_fn
 from .workspace import Workspace
 
 _app = typer.Typer(
@@ -65,7 +63,8 @@ def extract(
     data: Annotated[str, typer.Option("--data", "-d", help="Manifest CSV or audio folder.")],
     pool: Annotated[str, typer.Option(help="Poolings over valid frames: mean,std,max.")] = "mean",
     layers: Annotated[
-        str | None, typer.Option(help="Hidden states to keep, e.g. 0-12 or 6,12.")
+        str | None,
+        typer.Option("--layers", "--layer", help="Hidden states to keep, e.g. 0-12 or 6,12."),
     ] = None,
     window: Annotated[
         float | None, typer.Option(help="Cut files into windows of S seconds.")
@@ -90,7 +89,7 @@ def extract(
     ] = "stop",
     label_col: Annotated[
         str | None,
-        typer.Option(help="Manifest column of the labels [default: label, else labels]."),
+        typer.Option(help="Manifest column of the labels \\[default: label, else labels]."),
     ] = None,
     trust_remote_code: Annotated[bool, typer.Option(help="Allow the model's own code.")] = False,
     allow_unsafe_weights: Annotated[
@@ -101,6 +100,7 @@ def extract(
 ) -> None:
     """Embed every layer of MODEL for the items of --data into the workspace's cache."""
     from .datasets import read_dataset_manifest
+    from .extract import extract as extract_fn
 
     manifest = read_dataset_manifest(Workspace.at(workspace), data, label_col=label_col)
     console.print(manifest.describe_labels(), markup=False)
@@ -142,6 +142,8 @@ def extract(
 @friendly
 def cache_ls(workspace: WorkspaceOpt = None, json: JsonOpt = False) -> None:
     """List the stores of the workspace."""
+    from .cache import list_stores
+
     infos = [s.info() for s in list_stores(workspace)]
     table = Table("store", "encoder", "items", "failed", "layers", "dim", "pools", "window", "size")
     for i in infos:
@@ -190,6 +192,8 @@ def cache_export(
     json: JsonOpt = False,
 ) -> None:
     """Write one feature matrix (ids, labels when known) to .npz or .parquet."""
+    from .cache import export_embeddings
+
     res = export_embeddings(
         model, layer, pool, out, workspace, store=store, data=data, all_items=all_items
     )
@@ -214,13 +218,13 @@ def cache_rm(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Say what would be removed; remove nothing.")
     ] = False,
-    force: Annotated[
-        bool, typer.Option("--force", help="Remove it even if runs read it.")
-    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Remove it even if runs read it.")] = False,
     workspace: WorkspaceOpt = None,
     json: JsonOpt = False,
 ) -> None:
     """Remove a store the workspace no longer needs."""
+    from .cache import remove_store
+
     res = remove_store(store, workspace, dry_run=dry_run, force=force)
     verb = "would remove" if dry_run else "removed"
     runs = f"; read by run(s) {', '.join(res['runs'])}" if res["runs"] else ""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any
 
-import numpy as np
 import typer
 from rich import box
 from rich.table import Table
@@ -31,10 +30,15 @@ runs_app = typer.Typer(
     help="List and import runs (fitted heads, stacks, imported predictions).", no_args_is_help=True
 )
 
-LayerOpt = Annotated[str | None, typer.Option(help="Layers to search, e.g. 12, 6-12 or 4,8,12.")]
+LayerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--layers", "--layer", help="Layers to search, e.g. 12, 6-12 or 4,8,12 (as extract's)."
+    ),
+]
 PoolOpt = Annotated[str | None, typer.Option(help="Poolings to search, e.g. mean or mean,std.")]
 TaskOpt = Annotated[
-    str | None, typer.Option(help="binary, multiclass or multilabel [default: from labels].")
+    str | None, typer.Option(help="binary, multiclass or multilabel \\[default: from labels].")
 ]
 PositiveOpt = Annotated[
     str | None, typer.Option(help="Positive class of a binary task, e.g. fake.")
@@ -47,12 +51,12 @@ GroupOpt = Annotated[
 ]
 FoldsOpt = Annotated[
     int | None,
-    typer.Option("--folds", help="Number of folds when the dataset has none yet [default: 5]."),
+    typer.Option("--folds", help="Number of folds when the dataset has none yet \\[default: 5]."),
 ]
 SeedOpt = Annotated[int, typer.Option(help="Seed of new folds, sampler and models.")]
 MetricOpt = Annotated[
     str | None,
-    typer.Option(help="Metric to optimize [default: roc_auc, accuracy or lwlrap by task]."),
+    typer.Option(help="Metric to optimize \\[default: roc_auc, accuracy or lwlrap by task]."),
 ]
 StoreOpt = Annotated[
     str | None, typer.Option("--store", help="Store name when several stores of the model exist.")
@@ -87,14 +91,14 @@ def fit_head_cmd(
     ] = None,
     pca: Annotated[str, typer.Option(help="auto, off, tune, or a fixed width like 64.")] = "auto",
     study: Annotated[
-        str | None, typer.Option(help="Study name [default: derived from the setup].")
+        str | None, typer.Option(help="Study name \\[default: derived from the setup].")
     ] = None,
     store: StoreOpt = None,
     max_rounds: Annotated[
-        int | None, typer.Option(help="Cap on boosting rounds [default: 1000, early-stopped].")
+        int | None, typer.Option(help="Cap on boosting rounds \\[default: 1000, early-stopped].")
     ] = None,
     threads: Annotated[
-        int | None, typer.Option(help="CPU threads of xgb/catboost [default: all cores].")
+        int | None, typer.Option(help="CPU threads of xgb/catboost \\[default: all cores].")
     ] = None,
     workspace: WorkspaceOpt = None,
     json: JsonOpt = False,
@@ -155,7 +159,7 @@ def fit_head_cmd(
     fs = [v for v in res.fold_scores if v is not None and math.isfinite(v)]
     console.print(
         f"{res.metric} per fold: {', '.join(_fmt(v) for v in res.fold_scores)} "
-        f"(mean {_fmt(float(np.mean(fs)) if fs else None)}); trials {res.trials}; "
+        f"(mean {_fmt(sum(fs) / len(fs) if fs else None)}); trials {res.trials}; "
         f"best {res.best_params}; {res.time_s:.1f} s; oof: {res.oof_path}"
     )
     if res.trial_score is not None and res.head != "logreg":
@@ -229,6 +233,8 @@ def probe_cmd(
 
 def leaderboard(workspace: Any = None, dataset: str | None = None) -> list[dict[str, Any]]:
     """Rows of ``runs ls``: encoder, layer, pooling, head, metric mean ± std, trials, time."""
+    import numpy as np
+
     from ..runs import list_runs
     from ..workspace import Workspace
     from .metrics import METRICS

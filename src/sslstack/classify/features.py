@@ -45,7 +45,7 @@ def layer_choices(store: Store, layers: Sequence[int] | None = None) -> list[str
         missing = [la for la in layers if str(la) not in names]
         if missing:
             raise ConfigError(
-                f"--layer {','.join(map(str, layers))}: the store {store.path.name} has no "
+                f"--layers {','.join(map(str, layers))}: the store {store.path.name} has no "
                 f"layer(s) {', '.join(map(str, missing))} (it holds {', '.join(names)})"
             )
         avail = sorted(set(layers))

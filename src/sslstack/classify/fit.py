@@ -187,7 +187,7 @@ def _check_splits(
     enc: LabelEncoding,
     y: np.ndarray,
     splits: list[tuple[np.ndarray, np.ndarray]],
-    names: Sequence[str] = (),
+    fold_names: Sequence[str] = (),
 ) -> list[str]:
     """Count labels that a fold validates on but never trains on (warnings)."""
     notes = []
@@ -201,8 +201,9 @@ def _check_splits(
         if len(absent):
             names = ", ".join(enc.labels[i] for i in absent[:5])
             notes.append(
-                f"fold {names[k] if names else k}: {len(absent)} label(s) ({names}) occur in validation ({n_items} items) "
-                "but not in training; they get probability 0 there"
+                f"fold {fold_names[k] if fold_names else k}: {len(absent)} label(s) ({names}) "
+                f"occur in validation ({n_items} items) but not in training; they get "
+                "probability 0 there"
             )
     return notes
 
@@ -411,7 +412,7 @@ def _int_list(layer: Sequence[int] | str | int | None) -> list[int] | None:
     if isinstance(layer, str):
         from .._cli_common import parse_int_list
 
-        return parse_int_list(layer, "--layer")
+        return parse_int_list(layer, "--layers")
     return [int(v) for v in layer]
 
 

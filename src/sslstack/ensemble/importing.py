@@ -179,9 +179,8 @@ def _save(
     oof_df: pd.DataFrame,
     tests: dict[str, pd.DataFrame] | None,
 ) -> tuple[str, str]:
-    from ..runs import new_run_id, save_run
-
     from ..classify.folds import fold_order
+    from ..runs import new_run_id, save_run
 
     run_id, number = new_run_id(ws, "import", name)
     fold_scores = [sc(y[fold == f], P[fold == f]) for f in fold_order(fold)]

@@ -364,7 +364,7 @@ def _scores(
     else:
         rows = [i for i, labs in enumerate(lists) if labs]
         kept = [[lab for lab in lists[i] if lab in known] for i in rows]
-        rows, kept = [r for r, k in zip(rows, kept) if k], [k for k in kept if k]
+        rows, kept = [r for r, k in zip(rows, kept, strict=True) if k], [k for k in kept if k]
     if not rows:
         return None, 0, dict(sorted(unseen.items()))
     y = enc.targets(kept, [manifest.ids[i] for i in rows])

@@ -224,7 +224,7 @@ def _layers_section(ws: Workspace, runs: list[Any], metric: str, figs: list[str]
     if len(out) == 1:
         out.append(
             "<p class=muted>No single-layer head runs or probe results yet "
-            "('sslstack probe', 'sslstack fit-head --layer N').</p>"
+            "('sslstack probe', 'sslstack fit-head --layers N').</p>"
         )
     return "\n".join(out)
 
