@@ -209,23 +209,30 @@ def probe_cmd(
         store=store,
         png=png,
     )
-    best = res.best()
+    best, best_any = res.best(), res.best_any()
+    full = res.table if res.full is None else res.full
     # the title on its own line: as a table title it wraps to the width of a narrow table
     out_console.print(f"probe of {res.store}: out-of-fold {res.metric}", highlight=False)
     table = Table()
     table.add_column("layer")
-    for p in res.table.columns:
+    for p in full.columns:
         table.add_column(str(p), justify="right")
-    for la, row in res.table.iterrows():
+    for la, row in full.iterrows():
         cells = []
         for p, v in row.items():
             cell = _fmt(float(v))
-            cells.append(f"[bold]{cell}[/]" if (str(la), str(p)) == best[:2] else cell)
+            cells.append(f"[bold]{cell}[/]" if (str(la), str(p)) == best_any[:2] else cell)
         table.add_row(str(la), *cells)
     out_console.print(table)
+    also = (
+        ""
+        if best_any[:2] == best[:2]
+        else f"; best a head can pick: layer {best_any[0]}, {best_any[1]} ({_fmt(best_any[2])})"
+    )
     console.print(
-        f"best: layer {best[0]}, {best[1]} ({_fmt(best[2])}); plot: {rel_path(res.png)}; "
-        f"{res.time_s:.1f} s"
+        f"best: layer {best[0]}, {best[1]} ({_fmt(best[2])}){also}; plot: {rel_path(res.png)}; "
+        f"{res.time_s:.1f} s",
+        markup=False,
     )
     if json:
         emit_json(res.to_dict())
@@ -293,6 +300,7 @@ def runs_ls_cmd(
     table = Table(title="runs (best first per dataset and metric)", box=box.SIMPLE_HEAD)
     for col in (
         "run",
+        "dataset",
         "encoder",
         "layer",
         "pool",
@@ -324,6 +332,7 @@ def runs_ls_cmd(
         head = str(r["head"] or "-") if r["kind"] == "head" else f"{r['kind']}:{r['head'] or '-'}"
         table.add_row(
             r["run"],
+            str(r["dataset"] or "-"),
             _short_path(enc),
             str(r["layer"] or "-"),
             str(r["pool"] or "-"),
