@@ -66,14 +66,15 @@ def layer_choices(store: Store, layers: Sequence[int] | None = None) -> list[str
 
 
 def pool_choices(store: Store, pools: Sequence[str] | None = None) -> list[str]:
-    """Candidate pooling choices: each pooling and (several) their concatenation.
+    """Candidate pooling choices: each pooling and (several) their concatenation. A requested
+    concatenation (``mean+std``) is a choice of its own.
 
     Raises:
         ConfigError: requested poolings that the store does not hold.
     """
     have = store.clip_pools()
     if pools is not None:
-        missing = [p for p in pools if p not in have]
+        missing = [p for p in pools if any(part not in have for part in p.split("+"))]
         if missing:
             raise ConfigError(
                 f"--pool {','.join(pools)}: the store {store.path.name} has no pooling "
@@ -81,7 +82,7 @@ def pool_choices(store: Store, pools: Sequence[str] | None = None) -> list[str]:
             )
         have = list(dict.fromkeys(pools))
     out = list(have)
-    base = [p for p in have if not p.endswith("_wmax")]
+    base = [p for p in have if not p.endswith("_wmax") and "+" not in p]
     if len(base) > 1:
         out.append("+".join(base))
     return out

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..workspace import Workspace
+from ..workspace import Workspace, atomic_write_json
 from .cv import cross_validate
 from .features import FeatureChoice, layer_choices, pool_choices
 from .fit import _int_list, _prepare, _str_list, _threads
@@ -145,7 +145,7 @@ def probe(
         else ws.root / "probes" / f"{prob.store.path.name}-{prob.dataset}-{met.name}.png"
     )
     _plot(full, met.name, prob.store.key.model, path)
-    return ProbeResult(
+    res = ProbeResult(
         table,
         met.name,
         met.greater_is_better,
@@ -154,6 +154,30 @@ def probe(
         prob.store.path.name,
         time.time() - t0,
         full,
+    )
+    _record(ws, res, prob.store.key.model)
+    return res
+
+
+def _record(ws: Workspace, res: ProbeResult, model: str) -> None:
+    """``<ws>/probes/<store>-<dataset>-<metric>.json``: what ``report`` plots, wherever the
+    PNG went."""
+    d = res.to_dict()
+    atomic_write_json(
+        ws.root / "probes" / f"{res.store}-{res.dataset}-{res.metric}.json",
+        {
+            "store": res.store,
+            "model": model,
+            "dataset": res.dataset,
+            "metric": res.metric,
+            "greater_is_better": res.greater_is_better,
+            "png": str(res.png),
+            "png_name": res.png.name,
+            "scores": d["all_scores"],
+            "best": d["best"],
+            "best_any": d["best_any"],
+            "created": time.time(),
+        },
     )
 
 
