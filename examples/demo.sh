@@ -3,7 +3,7 @@
 # extract -> probe -> fit-head -> stack -> predict -> report. Everything lands in demo-out/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT=demo-out
+OUT="${OUT:-demo-out}"
 DATA=examples/fsdd-mini
 rm -rf "$OUT"
 mkdir -p "$OUT"

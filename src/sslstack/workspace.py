@@ -96,8 +96,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
     The file gets the mode a plain ``open`` would give it (not ``mkstemp``'s 0600).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:  # name the file being written, not the temporary one
+        raise OSError(e.errno, e.strerror, str(path)) from e
     try:
         os.fchmod(fd, _plain_open_mode(path))
         with os.fdopen(fd, "wb") as fh:
