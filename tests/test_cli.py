@@ -92,3 +92,25 @@ def test_an_os_error_is_one_line_naming_the_path(tmp_path: Path, monkeypatch) ->
         "manifest.csv: Read-only file system — the file system is read-only; use a writable "
         "--workspace (or $SSLSTACK_WORKSPACE)"
     )
+
+
+def test_extract_says_which_label_column_it_uses(tmp_path: Path) -> None:
+    man = write_dataset(tmp_path / "d", 4, labels=("a", "b"))
+    text = man.read_text().replace("path,label", "path,category", 1)
+    man.write_text(text)
+    ws = str(tmp_path / "ws")
+    r = CliRunner().invoke(app, ["extract", "--model", "logmel", "--data", str(man), "-w", ws])
+    assert r.exit_code == 0, r.output
+    assert "labels: none (no 'label' or 'labels' column; columns: category); name one with " in (
+        r.output
+    )
+    r = CliRunner().invoke(
+        app,
+        ["extract", "--model", "logmel", "--data", str(man), "-w", ws, "--label-col", "category"],
+    )
+    assert r.exit_code == 0, r.output
+    assert "labels: column 'category' (single-label, 2 classes, 4 labeled items)" in r.output
+    assert "0 computed, 4 cached" in r.output
+    # later commands keep the chosen column without the flag
+    r = CliRunner().invoke(app, ["extract", "--model", "logmel", "--data", str(man), "-w", ws])
+    assert "labels: column 'category'" in r.output

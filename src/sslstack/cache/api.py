@@ -192,8 +192,10 @@ def _export_items(
 def _write_matrix(out: Path, ids: list[str], labels: list[str] | None, x: np.ndarray) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npz":
-        extra = {} if labels is None else {"labels": np.asarray(labels, dtype=str)}
-        np.savez(out, ids=np.asarray(ids, dtype=str), X=x, **extra)
+        arrays: dict[str, Any] = {"ids": np.asarray(ids, dtype=str), "X": x}
+        if labels is not None:
+            arrays["labels"] = np.asarray(labels, dtype=str)
+        np.savez(out, **arrays)
         return
     import pyarrow as pa
     import pyarrow.parquet as pq

@@ -183,7 +183,7 @@ def _save(
     from ..runs import new_run_id, save_run
 
     run_id, number = new_run_id(ws, "import", name)
-    fold_scores = [sc(y[fold == f], P[fold == f]) for f in fold_order(fold)]
+    fold_scores = [sc(y[fold == f], P[fold == f]) for f in fold_order(list(fold))]
     meta = {
         "id": run_id,
         "number": number,
