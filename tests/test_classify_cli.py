@@ -73,3 +73,32 @@ def test_errors_are_one_line(tmp_path: Path) -> None:
     assert res.exit_code == 2
     assert "error: --metric eer: does not apply to multiclass tasks" in res.output
     assert "Traceback" not in res.output
+
+
+def test_runs_ls_names_each_runs_dataset(tmp_path: Path) -> None:
+    from sslstack.classify import fit_head
+
+    a = make_synth(tmp_path / "a", n=30, layers=2)
+    b = make_synth(tmp_path / "b", n=36, layers=2, seed=3)
+    # both datasets' runs in one workspace (b's store is copied next to a's)
+    import shutil
+
+    shutil.copytree(b.store.path, a.ws.stores / "fake-b")
+    ra = fit_head(
+        "logreg", "fake", data=a.csv, workspace=a.ws, trials=0, folds=3, store=a.store.path.name
+    )
+    rb = fit_head("logreg", "fake", data=b.csv, workspace=a.ws, trials=0, folds=3, store="fake-b")
+    r = runner.invoke(app, ["runs", "ls", "--workspace", str(a.ws.root)], env={"COLUMNS": "250"})
+    assert r.exit_code == 0, r.output
+    rows = {
+        line.split()[0]: line.split()[1]
+        for line in r.output.splitlines()
+        if line.strip().startswith("r0")
+    }
+    from sslstack.runs import load_run
+
+    assert rows == {
+        ra.run: load_run(a.ws, ra.run).meta["dataset"],
+        rb.run: load_run(a.ws, rb.run).meta["dataset"],
+    }
+    assert rows[ra.run] != rows[rb.run]

@@ -189,3 +189,62 @@ def test_refit_from_a_trials_rounds_equals_a_fresh_refit(head: str) -> None:
     np.testing.assert_allclose(reused.oof, fresh.oof, rtol=0, atol=1e-12)
     # the refit on the whole training part is a different model from the trial's
     assert not np.allclose(trial.oof, fresh.oof)
+
+
+def test_fold_labels_one_to_five_flow_through_fit_and_stack(tmp_path: Path) -> None:
+    """ESC-50 numbers its folds 1..5: fit-head and stack accept them and write them as written."""
+    from sslstack.ensemble import stack
+
+    s = make_synth(tmp_path, n=60, layers=2)
+    frame = pd.read_csv(s.csv)
+    frame["fold"] = [1 + i % 5 for i in range(len(frame))]
+    frame.to_csv(s.csv, index=False)
+    a = fit_head("logreg", "fake", data=s.csv, workspace=s.ws, trials=0)
+    b = fit_head("logreg", "fake", data=s.csv, workspace=s.ws, trials=0, layer=0)
+    assert len(a.fold_scores) == 5
+    written = dict(zip(frame["path"], frame["fold"], strict=True))
+    for res in (a, b):
+        oof = pd.read_csv(res.oof_path)
+        assert oof["fold"].tolist() == [written[i] for i in oof["id"]]
+    st = stack(s.ws, method="mean")
+    oof = pd.read_csv(Path(st.run_dir) / "oof.csv")
+    assert oof["fold"].tolist() == [written[i] for i in oof["id"]]
+
+
+def test_probe_scores_the_concatenations_a_head_can_pick(tmp_path: Path) -> None:
+    from sslstack.classify.features import layer_choices, pool_choices
+
+    s = make_synth(tmp_path, n=90, layers=4, separation=1.5)
+    res = probe("fake", data=s.csv, workspace=s.ws)
+    assert res.full is not None
+    assert list(res.full.index) == layer_choices(s.store)  # 0 1 2 3 0..3 2..3 0+2+3
+    assert list(res.full.columns) == pool_choices(s.store)  # mean std mean+std
+    assert "mean+std" in res.full.columns and "0+2+3" in res.full.index
+    pd.testing.assert_frame_equal(res.full.loc[list(res.table.index), ["mean", "std"]], res.table)
+    # each cell is the out-of-fold score of the probe on that choice, as a head reads it
+    for la, po in (("0+2+3", "mean+std"), ("0..3", "mean")):
+        from sslstack.classify.cv import cross_validate
+        from sslstack.classify.features import FeatureChoice
+        from sslstack.classify.fit import _prepare
+        from sslstack.classify.heads import FitContext, get_head
+        from sslstack.classify.metrics import get_metric
+        from sslstack.workspace import Workspace
+
+        prob = _prepare(Workspace.at(s.ws), "fake", None, None, None, None, None, 0, None)
+        x = prob.reader.matrix(FeatureChoice(la, po))
+        met = get_metric("accuracy", "multiclass")
+        out = cross_validate(
+            get_head("logreg"),
+            x,
+            prob.y,
+            prob.enc,
+            prob.splits,
+            met,
+            {"C": 1.0, "class_weight": "none", "standardize": True},
+            FitContext("multiclass", 3, 0, "cpu", 1),
+        )
+        assert res.full.loc[la, po] == pytest.approx(met(prob.y, out.oof, "multiclass"))
+    best = res.best_any()
+    assert best[2] == pytest.approx(float(np.nanmax(res.full.to_numpy())))
+    assert best[2] >= res.best()[2]
+    assert res.to_dict()["best_any"]["layer"] == best[0]

@@ -220,3 +220,45 @@ def test_predict_extracts_and_applies_heads(tmp_path: Path) -> None:
     again = predict(test, workspace=ws, out=out)  # the second call finds every embedding cached
     assert again.extracted[0]["computed"] == 0
     pd.testing.assert_frame_equal(pd.read_csv(out), sub)
+
+
+def test_predict_scores_what_it_can_and_skips_unreadable_files(tmp_path: Path) -> None:
+    """Unseen test classes are named and the rest scored; a corrupt file is skipped on request;
+    a manifest's own id column is the submission's id."""
+    from sslstack.classify import fit_head
+    from sslstack.extract import extract
+
+    ws = tmp_path / "ws"
+    train = write_dataset(tmp_path / "train", n=30, labels=("a", "b", "c"), seed=0)
+    extract(train, "logmel", workspace=ws, pools=("mean",))
+    run = fit_head("logreg", "logmel", workspace=ws, trials=0, folds=3).run
+    test = write_dataset(tmp_path / "test", n=8, labels=("a", "b", "c", "d"), seed=100)
+    frame = pd.read_csv(test)
+    frame.insert(0, "id", [f"clip-{i}" for i in range(len(frame))])
+    frame.to_csv(test, index=False)
+    (tmp_path / "test" / "wav" / "005.wav").write_bytes(b"RIFF not audio")
+    with pytest.raises(Exception, match="--on-error skip"):
+        predict(test, run=run, workspace=ws, out=tmp_path / "sub.csv")
+    res = predict(test, run=run, workspace=ws, out=tmp_path / "sub.csv", on_error="skip")
+    sub = pd.read_csv(tmp_path / "sub.csv")
+    assert sub["id"].tolist() == [f"clip-{i}" for i in (0, 1, 2, 3, 4, 6, 7)]
+    assert [f["id"] for f in res.skipped] == ["clip-5"]
+    # labels a b c d a b c d: item 3 and 7 are class d, unseen; item 5 (b) was skipped
+    assert res.unseen == {"d": 2} and res.scored == 5
+    P = sub[["a", "b", "c"]].to_numpy()
+    truth = dict(zip(frame["id"], frame["label"], strict=True))
+    rows = [n for n, i in enumerate(sub["id"]) if truth[i] != "d"]
+    want = np.mean([P[n].argmax() == "abc".index(truth[sub["id"][n]]) for n in rows])
+    assert res.scores is not None and res.scores["accuracy"] == pytest.approx(want)
+    assert res.notes == [
+        "1 test item(s) could not be embedded and are left out of the submission (first: clip-5)",
+        "1 test label(s) were never seen in training: d (2); the scores are over the 5 labeled "
+        "item(s) the run can score",
+    ]
+    r = CliRunner().invoke(
+        app,
+        ["predict", "--data", str(test), "--run", run, "--out", str(tmp_path / "s2.csv")]
+        + ["--on-error", "skip", "--workspace", str(ws)],
+    )
+    assert r.exit_code == 0, r.output
+    assert "warning: 1 test label(s) were never seen in training: d (2)" in r.output

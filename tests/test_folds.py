@@ -149,3 +149,67 @@ def test_impossible_folds_are_clear_errors(tmp_path: Path) -> None:
         get_folds(ws, name, manifest, group_col="speaker")
     with pytest.raises(DataError, match="has no folds yet"):
         load_folds(ws, name)
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        [str(1 + i % 5) for i in range(40)],  # ESC-50, UrbanSound8K: folds 1..5
+        [f"fold_{'abcd'[i % 4]}" for i in range(40)],  # names
+        [str(2 * (i % 3) + 10) for i in range(40)],  # 10, 12, 14: sorted by number
+    ],
+)
+def test_manifest_fold_labels_are_kept_as_written(tmp_path: Path, written: list[str]) -> None:
+    ws, name, manifest = _dataset(tmp_path, _labels(40, {"a": 20, "b": 20}), fold=written)
+    folds = get_folds(ws, name, manifest)
+    order = sorted(set(written), key=lambda v: (len(v), v))
+    assert folds.method == "manifest" and folds.k == len(order)
+    assert list(folds.names) == order
+    assert folds.labels == written  # as written, item by item
+    assert [folds.names[f] for f in folds.fold] == written
+    saved = pd.read_csv(ws.dataset_dir(name) / "folds.csv", dtype=str)
+    assert saved["fold"].tolist() == written
+    again = load_folds(ws, name)
+    assert again.digest == folds.digest and again.fold.tolist() == folds.fold.tolist()
+    assert again.names == folds.names
+
+
+def test_generated_folds_keep_the_digest_of_numbered_folds(tmp_path: Path) -> None:
+    ws, name, manifest = _dataset(tmp_path, _labels(20, {"a": 10, "b": 10}))
+    folds = get_folds(ws, name, manifest, k=2)
+    assert folds.names == ("0", "1")
+    assert folds.digest == fold_digest(folds.ids, folds.fold)  # ints and "0"/"1" digest alike
+    assert folds.digest == fold_digest(folds.ids, [str(f) for f in folds.fold])
+
+
+def test_an_empty_or_single_manifest_fold_is_one_line(tmp_path: Path) -> None:
+    written = ["1", "2"] * 10
+    written[3] = ""
+    ws, name, manifest = _dataset(tmp_path, _labels(20, {"a": 10, "b": 10}), fold=written)
+    with pytest.raises(DataError, match=r"1 labeled item\(s\) have an empty 'fold' \(line 5\)"):
+        get_folds(ws, name, manifest)
+    ws, name, manifest = _dataset(tmp_path / "b", _labels(20, {"a": 10, "b": 10}), fold=["1"] * 20)
+    with pytest.raises(DataError, match=r"holds one fold \(1\)"):
+        get_folds(ws, name, manifest)
+
+
+def test_classes_smaller_than_the_folds_are_one_line(tmp_path: Path) -> None:
+    # every class below k: scikit-learn refuses; the error names the classes and what to do
+    ws, name, manifest = _dataset(tmp_path, ["a"] * 4 + ["b"] * 3)
+    with pytest.raises(
+        DataError,
+        match=r"^2 class\(es\) have fewer items than the 5 folds: b \(3\), a \(4\); use --folds 3 "
+        r"or fewer, or merge or drop these classes$",
+    ):
+        get_folds(ws, name, manifest, k=5)
+    assert get_folds(ws, name, manifest, k=3).k == 3
+
+
+def test_one_small_class_gets_folds_without_sklearn_warnings(tmp_path: Path) -> None:
+    import warnings
+
+    ws, name, manifest = _dataset(tmp_path, ["a"] * 20 + ["b"] * 20 + ["c"] * 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        folds = get_folds(ws, name, manifest, k=5)
+    assert folds.k == 5

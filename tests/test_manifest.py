@@ -91,3 +91,53 @@ def test_audio_decoding_resample_and_windows(tmp_path: Path) -> None:
     sf.write(tmp_path / "empty.wav", np.zeros(0, np.float32), 16000)
     with pytest.raises(AudioError, match="no audio samples"):
         load_audio(tmp_path / "empty.wav", 16000)
+
+
+def _csv(tmp_path: Path, text: str) -> Path:
+    for name in ("a.wav", "b.wav", "c.wav", "d.wav"):
+        (tmp_path / name).touch()
+    csv = tmp_path / "m.csv"
+    csv.write_text(text)
+    return csv
+
+
+def test_a_labels_column_is_read_and_said(tmp_path: Path) -> None:
+    csv = _csv(tmp_path, "path,labels\na.wav,dog;cat\nb.wav,cat\nc.wav,bird\n")
+    m = read_manifest(csv)
+    assert m.label_col == "labels" and m.multilabel
+    assert m.label_lists() == [["dog", "cat"], ["cat"], ["bird"]]
+    assert m.describe_labels() == (
+        "labels: column 'labels' (multi-label, 3 classes, 3 labeled items)"
+    )
+
+
+def test_label_col_names_any_column(tmp_path: Path) -> None:
+    csv = _csv(tmp_path, "path,category,label\na.wav,x,old\nb.wav,y,old\n")
+    m = read_manifest(csv, label_col="category")
+    assert m.label_lists() == [["x"], ["y"]] and m.label_col == "category"
+    assert m.frame["label_column"].tolist() == ["old", "old"]  # the other one is kept aside
+    with pytest.raises(ManifestError, match=r"--label-col kind: .* has no such column"):
+        read_manifest(csv, label_col="kind")
+    bare = _csv(tmp_path, "path,category\na.wav,x\n")
+    assert read_manifest(bare).describe_labels() == (
+        "labels: none (no 'label' or 'labels' column; columns: category); name one with --label-col"
+    )
+
+
+def test_a_manifest_id_column_is_the_item_id(tmp_path: Path) -> None:
+    csv = _csv(tmp_path, "id,path,label\n17,a.wav,x\n 4 ,b.wav,y\n")
+    m = read_manifest(csv)
+    assert m.ids == ["17", "4"] and m.id_col == "id"
+    assert [p.name for p in m.paths] == ["a.wav", "b.wav"]
+    assert "id_column" not in m.frame
+    dup = _csv(tmp_path, "id,path\n1,a.wav\n1,b.wav\n")
+    with pytest.raises(ManifestError, match=r"1 duplicate 'id' value\(s\).*1 \(lines 2, 3\)"):
+        read_manifest(dup)
+    empty = _csv(tmp_path, "id,path\n1,a.wav\n,b.wav\n")
+    with pytest.raises(ManifestError, match=r"empty 'id' on line\(s\) 3"):
+        read_manifest(empty)
+
+
+def test_fold_column_is_text_as_written(tmp_path: Path) -> None:
+    csv = _csv(tmp_path, "path,label,fold\na.wav,x,1\nb.wav,y,fold2\n")
+    assert read_manifest(csv).frame["fold"].tolist() == ["1", "fold2"]

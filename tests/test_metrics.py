@@ -206,3 +206,15 @@ def test_unknown_and_inapplicable_metrics_are_config_errors() -> None:
         get_metric("acc")
     with pytest.raises(ConfigError, match="does not apply to multiclass"):
         get_metric("eer", "multiclass")
+
+
+def test_multilabel_runs_report_threshold_free_metrics_only() -> None:
+    from sslstack.classify.metrics import get_metric, metric_names, score_all
+    from sslstack.errors import ConfigError
+
+    y, p = _multi()
+    assert metric_names("multilabel") == ["roc_auc", "log_loss", "brier", "lwlrap", "map"]
+    assert set(score_all(y, p, "multilabel")) == set(metric_names("multilabel"))
+    with pytest.raises(ConfigError, match=r"multi-label runs report threshold-free metrics only"):
+        get_metric("macro_f1", "multilabel")
+    assert "macro_f1" in metric_names("multiclass")  # single-label tasks keep it (arg-max)

@@ -111,3 +111,47 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     assert all(w > 50 for w in widths), widths
     assert "Leaderboard" in dom
     assert np.all([ok == "true" for ok in re.findall(r'data-ok="(\w+)"', dom)])
+
+
+def test_layer_plots_show_single_layer_encoders_pool_concatenations_and_probes(
+    tmp_path: Path,
+) -> None:
+    """An encoder with one layer, a run over two poolings and a probe saved outside the
+    workspace all reach the score-against-layer section."""
+    from sslstack.classify import fit_head, probe
+    from sslstack.ensemble.report_layers import layers_section
+    from sslstack.runs import list_runs
+    from tests.classify_synth import make_synth
+
+    s = make_synth(tmp_path, n=60, layers=1)  # one layer, like logmel
+    mean = fit_head("logreg", "fake", data=s.csv, workspace=s.ws, trials=0, folds=3)
+    both = fit_head("logreg", "fake", workspace=s.ws, trials=0, pool="mean+std")
+    assert both.best_params["pool"] == "mean+std"
+    elsewhere = tmp_path / "plots" / "probe.png"
+    probe("fake", workspace=s.ws, png=elsewhere)
+    captured: list = []
+
+    def figure(fig, caption, figs):
+        captured.append((caption, fig.axes[0]))
+        figs.append(caption)
+        return caption
+
+    html = layers_section(s.ws, list_runs(s.ws), "accuracy", True, [], figure, lambda *a: "")
+    captions = [c for c, _ in captured]
+    assert captions == [
+        "fake: accuracy of head runs by layer choice",
+        f"probe of {s.store.path.name} (accuracy)",
+    ]
+    ax = captured[0][1]
+    assert ax.get_xlim() == (-0.5, 0.5)  # one layer: a readable axis, not -0.04..0.04
+    lines = {ln.get_label(): (list(ln.get_xdata()), list(ln.get_ydata())) for ln in ax.lines}
+    assert lines == {
+        "logreg / mean": ([0], [pytest.approx(mean.score)]),
+        "logreg / mean+std": ([0], [pytest.approx(both.score)]),
+    }
+    probe_ax = captured[1][1]
+    assert {ln.get_label() for ln in probe_ax.lines} == {"mean", "std", "mean+std"}
+    assert "probe of" in html
+    out = tmp_path / "r.html"
+    report(s.ws, out=out)
+    assert f"probe of {s.store.path.name} (accuracy)" in set(_pngs(out.read_text()))

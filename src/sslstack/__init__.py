@@ -6,9 +6,37 @@ in HDF5; Optuna-tuned heads and a stacking ensemble run from the cache in second
 
 __version__ = "0.1.0"
 
-from .cache import export_embeddings, find_store, list_stores, load_embeddings  # noqa: E402
-from .errors import SslstackError  # noqa: E402
-from .extract import ExtractConfig, ExtractResult, extract  # noqa: E402
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .cache import export_embeddings, find_store, list_stores, load_embeddings
+    from .errors import SslstackError
+    from .extract import ExtractConfig, ExtractResult, extract
+
+# Names are imported on first use, so `sslstack --help` and `--version` do not pay for
+# scikit-learn, Optuna, pandas or torch (see docs/benchmarks.md, "CLI start-up").
+_LAZY = {
+    "export_embeddings": ".cache",
+    "find_store": ".cache",
+    "list_stores": ".cache",
+    "load_embeddings": ".cache",
+    "SslstackError": ".errors",
+    "ExtractConfig": ".extract",
+    "ExtractResult": ".extract",
+    "extract": ".extract",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ExtractConfig",

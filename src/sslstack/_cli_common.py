@@ -25,7 +25,7 @@ WorkspaceOpt = Annotated[
     typer.Option(
         "--workspace",
         "-w",
-        help="Workspace folder [default: $SSLSTACK_WORKSPACE or ./.sslstack]",
+        help="Workspace folder \\[default: $SSLSTACK_WORKSPACE or ./.sslstack]",
         show_default=False,
     ),
 ]
@@ -39,6 +39,25 @@ DataOpt = Annotated[
 ModelOpt = Annotated[
     str, typer.Option("--model", "-m", help="Hub id, local model folder, or 'logmel'.")
 ]
+
+
+def _flags_without_type() -> None:
+    """On/off flags (``--json``, ``--label``, ``--help``) show no ``<bool>`` type in ``--help``:
+    they take no value, so a type next to them reads as if they did."""
+    from typer.core import TyperOption
+
+    original = TyperOption.display_type_rich
+    if getattr(original, "_sslstack", False):
+        return
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else original(self, ctx)
+
+    display_type_rich._sslstack = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_without_type()
 
 
 def _width() -> int | None:
@@ -73,6 +92,14 @@ def friendly(fn: F) -> F:
                 raise
             console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
+        except OSError as e:  # read-only workspace, permissions, full disk: the path, one line
+            if debug_enabled() or e.errno is None:
+                raise
+            from .errors import describe_os_error
+
+            console.print("[bold red]error:[/] ", end="")
+            console.print(describe_os_error(e), markup=False, soft_wrap=True)
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]: everything written so far is kept")
             raise typer.Exit(130) from None

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from . import __version__
 from ._cli_common import (
+    DataOpt,
     JsonOpt,
     ModelOpt,
     WorkspaceOpt,
@@ -25,8 +26,6 @@ from ._cli_common import (
     parse_int_list,
     rel_path,
 )
-from .cache import export_embeddings, list_stores
-from .extract import extract as extract_fn
 from .workspace import Workspace
 
 _app = typer.Typer(
@@ -64,7 +63,8 @@ def extract(
     data: Annotated[str, typer.Option("--data", "-d", help="Manifest CSV or audio folder.")],
     pool: Annotated[str, typer.Option(help="Poolings over valid frames: mean,std,max.")] = "mean",
     layers: Annotated[
-        str | None, typer.Option(help="Hidden states to keep, e.g. 0-12 or 6,12.")
+        str | None,
+        typer.Option("--layers", "--layer", help="Hidden states to keep, e.g. 0-12 or 6,12."),
     ] = None,
     window: Annotated[
         float | None, typer.Option(help="Cut files into windows of S seconds.")
@@ -92,6 +92,10 @@ def extract(
     on_error: Annotated[
         str, typer.Option(help="stop (default) or skip unreadable audio.")
     ] = "stop",
+    label_col: Annotated[
+        str | None,
+        typer.Option(help="Manifest column of the labels \\[default: label, else labels]."),
+    ] = None,
     trust_remote_code: Annotated[bool, typer.Option(help="Allow the model's own code.")] = False,
     allow_unsafe_weights: Annotated[
         bool, typer.Option(help="Load pickle-based .bin weights when no safetensors exist.")
@@ -100,8 +104,13 @@ def extract(
     json: JsonOpt = False,
 ) -> None:
     """Embed every layer of MODEL for the items of --data into the workspace's cache."""
+    from .datasets import read_dataset_manifest
+    from .extract import extract as extract_fn
+
+    manifest = read_dataset_manifest(Workspace.at(workspace), data, label_col=label_col)
+    console.print(manifest.describe_labels(), markup=False)
     res = extract_fn(
-        data,
+        manifest,
         model,
         workspace=workspace,
         progress=console,
@@ -140,6 +149,8 @@ def extract(
 @friendly
 def cache_ls(workspace: WorkspaceOpt = None, json: JsonOpt = False) -> None:
     """List the stores of the workspace."""
+    from .cache import list_stores
+
     infos = [s.info() for s in list_stores(workspace)]
     table = Table("store", "encoder", "items", "failed", "layers", "dim", "pools", "window", "size")
     for i in infos:
@@ -167,17 +178,68 @@ def cache_ls(workspace: WorkspaceOpt = None, json: JsonOpt = False) -> None:
 @friendly
 def cache_export(
     model: ModelOpt,
-    layer: Annotated[str, typer.Option(help="Layer index (0 = embedding output) or 'final'.")],
+    layer: Annotated[
+        str,
+        typer.Option(
+            help="Layer (0 = embedding output, 'final'), or a choice as heads see it: "
+            "6..12 (mean of a range), 4+8+12 (concatenation)."
+        ),
+    ],
     out: Annotated[str, typer.Option(help="Output .npz or .parquet file.")],
-    pool: Annotated[str, typer.Option(help="Pooling.")] = "mean",
+    pool: Annotated[
+        str, typer.Option(help="Pooling, or a concatenation such as mean+std+max.")
+    ] = "mean",
+    data: DataOpt = None,
+    all_items: Annotated[
+        bool,
+        typer.Option("--all-items", help="Every item of the store instead of one dataset's."),
+    ] = False,
     store: Annotated[str | None, typer.Option(help="Store name when several match.")] = None,
     workspace: WorkspaceOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Write one layer and pooling with ids to .npz or .parquet."""
-    lay: int | str = int(layer) if layer.lstrip("-").isdigit() else layer
-    res = export_embeddings(model, lay, pool, out, workspace, store=store)
-    console.print(f"[green]wrote[/] {res['out']}: {res['items']} items x {res['dim']} dims")
+    """Write one feature matrix (ids, labels when known) to .npz or .parquet."""
+    from .cache import export_embeddings
+
+    res = export_embeddings(
+        model, layer, pool, out, workspace, store=store, data=data, all_items=all_items
+    )
+    where = f"dataset {res['dataset']}" if res["dataset"] else f"store {res['store']}"
+    console.print(
+        f"[green]wrote[/] {res['out']}: {res['items']} items of {where} x {res['dim']} dims "
+        f"(layer {res['layer']}, {res['pool']})"
+    )
+    if res["missing"]:
+        console.print(
+            f"[yellow]warning:[/] {res['missing']} item(s) of the dataset have no embeddings "
+            "in the store (failed or not extracted) and are not in the file"
+        )
+    if json:
+        emit_json(res)
+
+
+@cache_app.command("rm")
+@friendly
+def cache_rm(
+    store: Annotated[str, typer.Argument(help="Store name, as 'sslstack cache ls' shows it.")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would be removed; remove nothing.")
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Remove it even if runs read it.")] = False,
+    workspace: WorkspaceOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Remove a store the workspace no longer needs."""
+    from .cache import remove_store
+
+    res = remove_store(store, workspace, dry_run=dry_run, force=force)
+    verb = "would remove" if dry_run else "removed"
+    runs = f"; read by run(s) {', '.join(res['runs'])}" if res["runs"] else ""
+    console.print(
+        f"{verb} {rel_path(res['path'])}: {res['items']} items, "
+        f"{res['bytes'] / 2**20:.1f} MiB{runs}",
+        markup=False,
+    )
     if json:
         emit_json(res)
 

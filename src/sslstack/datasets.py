@@ -6,6 +6,7 @@ the same dataset every time and a changed one gets a new name (and new folds).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -37,6 +38,10 @@ def dataset_name(manifest: Manifest) -> str:
 def register_dataset(ws: Workspace, manifest: Manifest, role: str | None = None) -> str:
     """Record a manifest in the workspace (idempotent) and return the dataset's name.
 
+    Only what changed is written, so a rerun on a read-only workspace works: the manifest copy
+    when its content differs, ``dataset.json`` when a field other than the last-used time
+    differs (the last-used time itself is refreshed when it can be, at most once a minute).
+
     Args:
         role: ``train`` or ``test``. ``predict`` registers its data as ``test``; otherwise an
             existing dataset keeps its role and a new one is ``train`` when it has labels.
@@ -45,7 +50,8 @@ def register_dataset(ws: Workspace, manifest: Manifest, role: str | None = None)
     name = dataset_name(manifest)
     folder = ws.dataset_dir(name)
     meta_path = folder / "dataset.json"
-    meta = read_json(meta_path) if meta_path.exists() else {"created": time.time()}
+    old = read_json(meta_path) if meta_path.exists() else None
+    meta = dict(old) if old else {"created": time.time()}
     meta["role"] = role or meta.get("role") or ("train" if manifest.has_labels else "test")
     meta.update(
         name=name,
@@ -53,12 +59,28 @@ def register_dataset(ws: Workspace, manifest: Manifest, role: str | None = None)
         items=len(manifest),
         labeled=manifest.has_labels,
         multilabel=manifest.multilabel,
-        used=time.time(),
+        label_col=manifest.label_col,
+        id_col=manifest.id_col,
     )
     cols = [c for c in manifest.frame.columns if c != "_line"]
-    atomic_write_text(folder / "manifest.csv", manifest.frame[cols].to_csv(index=False))
-    atomic_write_json(meta_path, meta)
+    text = manifest.frame[cols].to_csv(index=False)
+    csv_path = folder / "manifest.csv"
+    if not csv_path.exists() or csv_path.read_text(encoding="utf-8") != text:
+        atomic_write_text(csv_path, text)
+    now = time.time()
+    if old is None or _without_used(old) != _without_used(meta):
+        atomic_write_json(meta_path, {**meta, "used": now})
+    elif now - float(old.get("used", 0)) > _USED_EVERY_S:
+        with contextlib.suppress(OSError):  # a read-only workspace keeps the old time
+            atomic_write_json(meta_path, {**meta, "used": now})
     return name
+
+
+_USED_EVERY_S = 60.0
+
+
+def _without_used(meta: dict) -> dict:
+    return {k: v for k, v in meta.items() if k != "used"}
 
 
 def list_datasets(ws: Workspace) -> list[dict]:
@@ -74,10 +96,14 @@ def load_dataset(ws: Workspace, name: str) -> Manifest:
         known = ", ".join(m["name"] for m in list_datasets(ws)) or "none"
         raise DataError(f"no dataset '{name}' in workspace {ws.root} (known: {known})")
     frame = pd.read_csv(folder / "manifest.csv", dtype=str, keep_default_na=False)
-    if "fold" in frame:
-        frame["fold"] = frame["fold"].astype(int)
     meta = read_json(folder / "dataset.json")
-    return Manifest(frame=frame, source=Path(meta["source"]), name=name)
+    return Manifest(
+        frame=frame,
+        source=Path(meta["source"]),
+        name=name,
+        label_col=meta.get("label_col", "label" if "label" in frame else None),
+        id_col=meta.get("id_col"),
+    )
 
 
 def resolve_dataset(
@@ -86,10 +112,12 @@ def resolve_dataset(
     *,
     labeled: bool = True,
     check_files: bool = False,
+    label_col: str | None = None,
 ) -> tuple[str, Manifest]:
     """The dataset a command works on: ``data`` when given (a CSV/folder or a dataset name),
     else the only labeled dataset of the workspace (the most recent one used, if several share
-    its source).
+    its source). A CSV read again keeps the label column it was registered with (``extract
+    --label-col``) unless ``label_col`` names another.
 
     Raises:
         DataError: no dataset, or several that cannot be told apart.
@@ -97,7 +125,7 @@ def resolve_dataset(
     if data is not None:
         if not Path(data).exists() and ws.dataset_dir(str(data)).exists():
             return str(data), load_dataset(ws, str(data))
-        manifest = read_manifest(data, check_files=check_files)
+        manifest = read_dataset_manifest(ws, data, check_files=check_files, label_col=label_col)
         return register_dataset(ws, manifest), manifest
     known = [
         m
@@ -116,3 +144,25 @@ def resolve_dataset(
             f"workspace {ws.root} holds several datasets; pick one with --data: {names}"
         )
     return known[0]["name"], load_dataset(ws, known[0]["name"])
+
+
+def read_dataset_manifest(
+    ws: Workspace,
+    data: str | os.PathLike[str],
+    *,
+    check_files: bool = True,
+    label_col: str | None = None,
+) -> Manifest:
+    """Read a manifest CSV or folder; without ``label_col``, a CSV whose dataset was registered
+    with ``--label-col`` is read with that column again (so later commands need not repeat it).
+    """
+    manifest = read_manifest(data, check_files=check_files, label_col=label_col)
+    if label_col is not None:
+        return manifest
+    meta_path = ws.dataset_dir(dataset_name(manifest)) / "dataset.json"
+    if not meta_path.exists():
+        return manifest
+    saved = read_json(meta_path).get("label_col")
+    if not saved or saved == manifest.label_col or saved not in manifest.frame.columns:
+        return manifest
+    return read_manifest(data, check_files=check_files, label_col=saved)

@@ -50,3 +50,20 @@ class MissingDependencyError(SslstackError):
     def __init__(self, package: str, purpose: str, extra: str | None = None) -> None:
         hint = f"pip install 'sslstack[{extra}]'" if extra else f"pip install {package}"
         super().__init__(f"{purpose} needs the package '{package}': {hint}")
+
+
+_OS_ADVICE = {
+    30: "the file system is read-only; use a writable --workspace (or $SSLSTACK_WORKSPACE)",
+    13: "permission denied; use a folder you can write to, or fix its permissions",
+    1: "operation not permitted; use a folder you can write to, or fix its permissions",
+    28: "the disk is full; free some space and run the command again",
+    122: "the disk quota is exhausted; free some space and run the command again",
+}
+
+
+def describe_os_error(e: OSError) -> str:
+    """One line for an operating-system error: the path, what happened and what to do."""
+    path = e.filename if e.filename is not None else "?"
+    what = e.strerror or type(e).__name__
+    advice = _OS_ADVICE.get(e.errno or 0)
+    return f"{path}: {what}" + (f" — {advice}" if advice else "")

@@ -1,9 +1,10 @@
 """Reading and validating what the user points ``--data`` at: a manifest CSV or a folder.
 
 A manifest CSV has a ``path`` column (relative to the CSV's folder, or absolute), and optional
-``label`` (multi-label: labels joined by ``;``), ``group`` and ``fold`` columns; other columns are
-kept. The item id is the ``path`` as written. A folder is either ``root/<label>/<file>`` (class
-subfolders) or a flat folder of unlabeled files.
+``id``, ``label`` (or ``labels``; multi-label: labels joined by ``;``), ``group`` and ``fold``
+columns; other columns are kept. The item id is the ``id`` column when there is one (it is also
+the submission's id), else the ``path`` as written. ``label_col`` names another label column. A
+folder is either ``root/<label>/<file>`` (class subfolders) or a flat folder of unlabeled files.
 
 Everything here runs before any model loads, so bad input fails fast with every problem named.
 """
@@ -20,6 +21,7 @@ from .errors import ManifestError
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aif", ".aiff", ".au", ".caf")
 LABEL_SEP = ";"
+LABEL_COLUMNS = ("label", "labels")  # read in this order when no label column is named
 _MAX_LISTED = 50
 
 
@@ -34,6 +36,8 @@ class Manifest:
     frame: pd.DataFrame
     source: Path
     name: str
+    label_col: str | None = None  # the source column the labels came from
+    id_col: str | None = None  # "id" when the ids came from the manifest's own id column
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -64,6 +68,22 @@ class Manifest:
             [p.strip() for p in str(v).split(LABEL_SEP) if p.strip()] for v in self.frame["label"]
         ]
 
+    def describe_labels(self) -> str:
+        """One line for the user: which column the labels come from, and what they hold."""
+        if not self.has_labels:
+            cols = [c for c in self.frame.columns if c not in ("id", "path", "_line")]
+            return (
+                "labels: none (no 'label' or 'labels' column; columns: "
+                f"{', '.join(cols) or 'none'}); name one with --label-col"
+            )
+        lists = self.label_lists()
+        classes = len({lab for labs in lists for lab in labs})
+        kind = "multi-label" if self.multilabel else "single-label"
+        where = f"column '{self.label_col}'" if self.label_col else "class subfolders"
+        labeled = sum(bool(labs) for labs in lists)
+        ids = f"; ids: column '{self.id_col}'" if self.id_col else ""
+        return f"labels: {where} ({kind}, {classes} classes, {labeled} labeled items){ids}"
+
     def line_of(self, item_id: str) -> int | None:
         """The CSV line (1-based, header = line 1) of an item, when it came from a CSV."""
         if "_line" not in self.frame:
@@ -72,12 +92,15 @@ class Manifest:
         return int(self.frame.loc[hits[0], "_line"]) if len(hits) else None
 
 
-def read_manifest(data: str | os.PathLike[str], *, check_files: bool = True) -> Manifest:
+def read_manifest(
+    data: str | os.PathLike[str], *, check_files: bool = True, label_col: str | None = None
+) -> Manifest:
     """Read a manifest CSV or an audio folder and validate it.
 
     Args:
         data: path of a ``.csv`` manifest or of a folder of audio files.
         check_files: verify that every referenced file exists.
+        label_col: the column holding the labels (default: ``label``, else ``labels``).
 
     Raises:
         ManifestError: the manifest is empty, lacks a ``path`` column, has duplicate ids or
@@ -87,22 +110,35 @@ def read_manifest(data: str | os.PathLike[str], *, check_files: bool = True) -> 
     if not src.exists():
         raise ManifestError(f"--data {src}: no such file or folder")
     if src.is_dir():
+        if label_col is not None:
+            raise ManifestError(
+                f"--label-col {label_col}: {src} is a folder, whose labels are its subfolders"
+            )
         frame = _read_folder(src)
-        base = src
+        frame["path"] = frame["id"]
+        base, used, id_col = src, ("label" if "label" in frame else None), None
     else:
-        frame = _read_csv(src)
+        frame, used, id_col = _read_csv(src, label_col)
         base = src.parent
+    written = frame["path"].tolist()
     frame["path"] = [
-        str(Path(p) if Path(p).is_absolute() else (base / p).resolve()) for p in frame["id"]
+        str(Path(p) if Path(p).is_absolute() else (base / p).resolve()) for p in frame["path"]
     ]
-    _check_duplicates(frame, src)
+    _check_duplicates(frame, src, id_col)
     if check_files:
-        _check_exists(frame, src)
+        _check_exists(frame, src, written)
     name = src.stem if src.is_file() else src.resolve().name
-    return Manifest(frame=frame.reset_index(drop=True), source=src.resolve(), name=name)
+    return Manifest(
+        frame=frame.reset_index(drop=True),
+        source=src.resolve(),
+        name=name,
+        label_col=used,
+        id_col=id_col,
+    )
 
 
-def _read_csv(src: Path) -> pd.DataFrame:
+def _read_csv(src: Path, label_col: str | None) -> tuple[pd.DataFrame, str | None, str | None]:
+    """The frame (id, path as written, label, ...), the label column used, the id column."""
     try:
         frame = pd.read_csv(src, dtype=str, keep_default_na=False, skipinitialspace=True)
     except pd.errors.EmptyDataError:
@@ -116,28 +152,46 @@ def _read_csv(src: Path) -> pd.DataFrame:
             f"{', '.join(map(str, frame.columns)) or 'none'})"
             "; the manifest needs a 'path' column of audio files relative to the CSV's folder"
         )
-    if "id" in frame.columns:
-        frame = frame.rename(columns={"id": "id_column"})
     if frame.empty:
         raise ManifestError(f"{src}: the manifest has a header but no rows")
     frame["_line"] = range(2, len(frame) + 2)
-    frame.insert(0, "id", frame.pop("path").str.strip())
-    empty = frame.index[frame["id"] == ""]
+    frame["path"] = frame["path"].str.strip()
+    _refuse_empty(frame, src, "path")
+    id_col = "id" if "id" in frame.columns else None
+    if id_col:
+        _refuse_empty(frame, src, "id")
+        frame.insert(0, "id", frame.pop("id").str.strip())
+    else:
+        frame.insert(0, "id", frame["path"])
+    used = _label_column(frame, src, label_col)
+    if used is not None:
+        if used != "label":
+            if "label" in frame:  # a named column wins over a 'label' column, kept aside
+                frame = frame.rename(columns={"label": "label_column"})
+            frame = frame.rename(columns={used: "label"})
+        frame["label"] = frame["label"].str.strip()
+    if "fold" in frame:  # any labels (1..5, 0..4, names): kept as written, see classify.folds
+        frame["fold"] = frame["fold"].str.strip()
+    return frame, used, id_col
+
+
+def _refuse_empty(frame: pd.DataFrame, src: Path, col: str) -> None:
+    empty = frame.index[frame[col].str.strip() == ""]
     if len(empty):
         lines = ", ".join(str(frame.loc[i, "_line"]) for i in empty[:_MAX_LISTED])
-        raise ManifestError(f"{src}: empty 'path' on line(s) {lines}")
-    if "label" in frame:
-        frame["label"] = frame["label"].str.strip()
-    if "fold" in frame:
-        bad = frame.index[~frame["fold"].str.strip().str.fullmatch(r"-?\d+")]
-        if len(bad):
-            i = bad[0]
-            raise ManifestError(
-                f"{src} line {frame.loc[i, '_line']}: fold {frame.loc[i, 'fold']!r} is not an "
-                "integer; the 'fold' column must hold fold numbers 0..k-1"
-            )
-        frame["fold"] = frame["fold"].astype(int)
-    return frame
+        raise ManifestError(f"{src}: empty '{col}' on line(s) {lines}")
+
+
+def _label_column(frame: pd.DataFrame, src: Path, label_col: str | None) -> str | None:
+    if label_col is None:
+        return next((c for c in LABEL_COLUMNS if c in frame.columns), None)
+    if label_col in ("id", "path", "_line") or label_col not in frame.columns:
+        cols = [c for c in frame.columns if c not in ("id", "path", "_line")]
+        raise ManifestError(
+            f"--label-col {label_col}: {src} has no such column (columns: "
+            f"{', '.join(cols) or 'none'})"
+        )
+    return label_col
 
 
 def _read_folder(src: Path) -> pd.DataFrame:
@@ -162,7 +216,7 @@ def _read_folder(src: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _check_duplicates(frame: pd.DataFrame, src: Path) -> None:
+def _check_duplicates(frame: pd.DataFrame, src: Path, id_col: str | None = None) -> None:
     dup = frame[frame["id"].duplicated(keep=False)]
     if dup.empty:
         return
@@ -170,21 +224,22 @@ def _check_duplicates(frame: pd.DataFrame, src: Path) -> None:
     for item_id, rows in dup.groupby("id", sort=False):
         lines = ", ".join(str(v) for v in rows.get("_line", rows.index))
         parts.append(f"{item_id} (lines {lines})")
+    what = f"'{id_col}' value(s)" if id_col else "path(s)"
     raise ManifestError(
-        f"{src}: {dup['id'].nunique()} duplicate path(s); each item must appear once: "
+        f"{src}: {dup['id'].nunique()} duplicate {what}; each item must appear once: "
         + "; ".join(parts[:_MAX_LISTED])
         + (f"; and {len(parts) - _MAX_LISTED} more" if len(parts) > _MAX_LISTED else "")
     )
 
 
-def _check_exists(frame: pd.DataFrame, src: Path) -> None:
+def _check_exists(frame: pd.DataFrame, src: Path, written: list[str]) -> None:
     missing = [i for i, p in enumerate(frame["path"]) if not os.path.isfile(p)]
     if not missing:
         return
     where = []
     for i in missing:
         line = frame["_line"].iloc[i] if "_line" in frame else None
-        where.append(f"line {line}: {frame['id'].iloc[i]}" if line else frame["id"].iloc[i])
+        where.append(f"line {line}: {written[i]}" if line else written[i])
     raise ManifestError(
         f"{src}: {len(missing)} of {len(frame)} file(s) not found (paths are relative to "
         f"{src.parent if src.is_file() else src}):\n  " + "\n  ".join(where)

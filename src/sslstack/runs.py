@@ -67,8 +67,10 @@ class Run:
 
 
 def _read_pred(path: Path, labels: list[str]) -> pd.DataFrame:
-    frame = pd.read_csv(path, dtype={"id": str}, keep_default_na=False)
+    frame = pd.read_csv(path, dtype={"id": str, "fold": str}, keep_default_na=False)
     frame.columns = [str(c) for c in frame.columns]
+    if "fold" in frame and all(re.fullmatch(r"-?[1-9]\d*|0", str(v)) for v in frame["fold"]):
+        frame["fold"] = frame["fold"].astype(np.int64)  # numbers stay numbers; "01" stays text
     return frame
 
 
@@ -190,8 +192,9 @@ def check_oof(ws: Workspace, meta: dict[str, Any], oof: pd.DataFrame) -> None:
             f"run {meta['id']}: {len(unknown)} id(s) are not in dataset {meta['dataset']} "
             f"(first: {', '.join(unknown[:_LISTED])})"
         )
-    saved = folds.fold[[pos[i] for i in ids]]
-    bad = np.flatnonzero(saved != oof["fold"].to_numpy(dtype=np.int64))
+    saved = np.array(folds.label_of(ids.tolist()), dtype=object)
+    written = np.array([_fold_text(v) for v in oof["fold"]], dtype=object)
+    bad = np.flatnonzero(saved != written)
     if len(bad):
         first = ", ".join(
             f"{ids.iloc[i]} (fold {oof['fold'].iloc[i]} != {saved[i]})" for i in bad[:_LISTED]
@@ -210,6 +213,13 @@ def check_oof(ws: Workspace, meta: dict[str, Any], oof: pd.DataFrame) -> None:
             f"run {meta['id']}: probabilities must be finite and in [0, 1] (first bad ids: "
             f"{', '.join(ids.iloc[rows[:_LISTED]])})"
         )
+
+
+def _fold_text(value: Any) -> str:
+    """A fold label as written in a file (``3`` and ``"3"`` alike)."""
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    return str(value).strip()
 
 
 def list_runs(ws: Workspace, dataset: str | None = None) -> list[Run]:

@@ -1,11 +1,21 @@
 """The embedding cache: HDF5 stores keyed by every setting that changes values."""
 
-from .api import export_embeddings, find_store, list_stores, load_embeddings, normalize_model
+from .api import (
+    export_embeddings,
+    find_store,
+    list_stores,
+    load_embeddings,
+    normalize_model,
+    remove_store,
+)
+from .features import FeatureChoice, FeatureReader
 from .key import SCHEMA_VERSION, StoreKey
 from .store import ItemResult, Store, StoreWriter
 
 __all__ = [
     "SCHEMA_VERSION",
+    "FeatureChoice",
+    "FeatureReader",
     "ItemResult",
     "Store",
     "StoreKey",
@@ -15,4 +25,5 @@ __all__ = [
     "list_stores",
     "load_embeddings",
     "normalize_model",
+    "remove_store",
 ]

@@ -10,8 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, StoreError
+from ..errors import ConfigError, StoreError, StoreLockedError
 from ..workspace import Workspace
+from .features import FeatureChoice, FeatureReader
 from .key import StoreKey
 from .store import Store
 
@@ -29,7 +30,9 @@ def list_stores(workspace: str | os.PathLike[str] | Workspace | None = None) -> 
     ws = Workspace.at(workspace)
     if not ws.stores.exists():
         return []
-    stores = [Store(p.parent) for p in ws.stores.glob("*/key.json")]
+    stores = [
+        Store(p.parent) for p in ws.stores.glob("*/key.json") if not p.parent.name.startswith(".")
+    ]
     return sorted(stores, key=lambda s: (s.path / "key.json").stat().st_mtime)
 
 
@@ -115,21 +118,165 @@ def export_embeddings(
     workspace: str | os.PathLike[str] | Workspace | None = None,
     *,
     store: str | None = None,
+    data: str | os.PathLike[str] | None = None,
+    all_items: bool = False,
 ) -> dict[str, Any]:
-    """Write one layer and pooling with ids to ``.npz`` or ``.parquet``."""
-    st = find_store(model, workspace, store=store)
-    ids, x = st.read(layer, pool)
+    """Write one feature matrix with ids (and labels) to ``.npz`` or ``.parquet``.
+
+    Args:
+        layer: a layer (``12``, ``"final"``) or a layer choice as heads see it (``"6..12"``,
+            ``"4+8+12"``).
+        pool: a pooling or a concatenation as heads see it (``"mean+std+max"``).
+        data: the dataset whose items to write (a manifest, folder or dataset name; default:
+            the workspace's only dataset). ``all_items`` writes every item of the store instead.
+
+    Raises:
+        ConfigError: an unknown file type. StoreError: an unknown layer or pooling, or none of
+            the dataset's items in the store.
+    """
     out = Path(out)
+    if out.suffix not in (".npz", ".parquet"):
+        raise ConfigError(f"--out {out}: use a .npz or .parquet file name")
+    ws = Workspace.at(workspace)
+    st = find_store(model, ws, store=store)
+    choice = _choice(st, layer, pool)
+    ids, labels, missing, dataset = _export_items(ws, st, data, all_items)
+    x = FeatureReader(st, ids).matrix(choice)
+    _write_matrix(out, ids, labels, x)
+    return {
+        "out": str(out),
+        "store": st.path.name,
+        "dataset": dataset,
+        "layer": choice.layer,
+        "pool": choice.pool,
+        "items": len(ids),
+        "missing": missing,
+        "dim": int(x.shape[1]),
+    }
+
+
+def _choice(st: Store, layer: int | str, pool: str) -> FeatureChoice:
+    """A checked feature choice: every layer and pooling it names is in the store."""
+    choice = FeatureChoice(str(layer), pool)
+    for layers, p in choice.blocks():
+        st._check_pool(p)
+        for la in layers:
+            st.layer_index(int(la) if la.lstrip("-").isdigit() else la)
+    if str(layer).lstrip("-").isdigit() and int(layer) < 0:  # -1: the last layer, by name
+        choice = FeatureChoice(st.layer_names[st.layer_index(int(layer))], pool)
+    return choice
+
+
+def _export_items(
+    ws: Workspace, st: Store, data: Any, all_items: bool
+) -> tuple[list[str], list[str] | None, int, str | None]:
+    """Ids to export, their labels (None without), how many lack embeddings, the dataset."""
+    if all_items:
+        return st.ids(), None, 0, None
+    from ..datasets import resolve_dataset
+
+    dataset, manifest = resolve_dataset(ws, data, labeled=False)
+    have = st.index
+    keep = [n for n, i in enumerate(manifest.ids) if i in have]
+    if not keep:
+        raise StoreError(
+            f"none of the {len(manifest)} item(s) of dataset {dataset} are in store "
+            f"{st.path.name}; run 'sslstack extract --data {manifest.source} --model "
+            f"{st.key.model}' first, or pass --all-items for the store's own items"
+        )
+    ids = [manifest.ids[n] for n in keep]
+    labels = [str(manifest.frame["label"].iloc[n]) for n in keep] if manifest.has_labels else None
+    return ids, labels, len(manifest) - len(keep), dataset
+
+
+def _write_matrix(out: Path, ids: list[str], labels: list[str] | None, x: np.ndarray) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npz":
-        np.savez(out, ids=np.asarray(ids, dtype=str), X=x)
-    elif out.suffix == ".parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+        arrays: dict[str, Any] = {"ids": np.asarray(ids, dtype=str), "X": x}
+        if labels is not None:
+            arrays["labels"] = np.asarray(labels, dtype=str)
+        np.savez(out, **arrays)
+        return
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
-        cols = {"id": pa.array(ids, pa.string())}
-        cols.update({f"f{j}": pa.array(x[:, j]) for j in range(x.shape[1])})
-        pq.write_table(pa.table(cols), out)
-    else:
-        raise ConfigError(f"--out {out}: use a .npz or .parquet file name")
-    return {"out": str(out), "store": st.path.name, "items": len(ids), "dim": int(x.shape[1])}
+    cols = {"id": pa.array(ids, pa.string())}
+    if labels is not None:
+        cols["label"] = pa.array(labels, pa.string())
+    cols.update({f"f{j}": pa.array(x[:, j]) for j in range(x.shape[1])})
+    pq.write_table(pa.table(cols), out)
+
+
+def remove_store(
+    name: str,
+    workspace: str | os.PathLike[str] | Workspace | None = None,
+    *,
+    dry_run: bool = False,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Delete a store folder (``cache rm``); with ``dry_run`` only say what would go.
+
+    A store that runs read (their ``predict`` needs it) is kept unless ``force``; a store
+    being written is never removed.
+
+    Returns:
+        ``{"store", "path", "items", "bytes", "runs", "removed"}``.
+
+    Raises:
+        StoreError: no such store, runs read it (without ``force``), or a writer holds it.
+    """
+    ws = Workspace.at(workspace)
+    stores = list_stores(ws)
+    hits = [s for s in stores if s.path.name == name] or [
+        s for s in stores if s.path.name.endswith(name) or s.path.name.startswith(name)
+    ]
+    if len(hits) != 1:
+        known = ", ".join(s.path.name for s in stores) or "none"
+        what = "is ambiguous" if hits else "does not exist"
+        raise StoreError(f"store '{name}' {what} in {ws.stores} (stores: {known})")
+    st = hits[0]
+    users = _runs_reading(ws, st.path.name)
+    info = {
+        "store": st.path.name,
+        "path": str(st.path),
+        "items": len(st.index),
+        "bytes": sum(p.stat().st_size for p in st.path.rglob("*") if p.is_file()),
+        "runs": users,
+        "removed": False,
+    }
+    if users and not force:
+        raise StoreError(
+            f"store {st.path.name} is read by run(s) {', '.join(users[:10])}, which predict "
+            "needs it for; remove those runs first, or pass --force to remove it anyway"
+        )
+    if not dry_run:
+        _delete_locked(st)
+        info["removed"] = True
+    return info
+
+
+def _runs_reading(ws: Workspace, store: str) -> list[str]:
+    from ..runs import list_runs
+
+    return [
+        r.id
+        for r in list_runs(ws)
+        if any(f.get("store") == store for f in r.meta.get("features") or [])
+    ]
+
+
+def _delete_locked(st: Store) -> None:
+    """Rename the folder out of sight under the store's write lock, then delete it."""
+    import fcntl
+    import shutil
+
+    with open(st.path / "store.lock", "a+") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StoreLockedError(
+                f"{st.path.name} is being written by another process; wait for it to finish"
+            ) from None
+        gone = st.path.with_name(f".rm-{st.path.name}-{os.getpid()}")
+        os.replace(st.path, gone)
+    shutil.rmtree(gone)

@@ -3,12 +3,47 @@
 It never loads an encoder: it reads embeddings from the store by item id.
 """
 
-from .fit import FitResult, fit_head, predict_head
-from .folds import Folds, get_folds, load_folds
-from .heads import HEADS
-from .labels import LabelEncoding, infer_encoding
-from .metrics import METRICS, Metric, get_metric, metric_names, score_all
-from .probe import ProbeResult, probe
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .fit import FitResult, fit_head, predict_head
+    from .folds import Folds, get_folds, load_folds
+    from .heads import HEADS
+    from .labels import LabelEncoding, infer_encoding
+    from .metrics import METRICS, Metric, get_metric, metric_names, score_all
+    from .probe import ProbeResult, probe
+
+# Names are imported on first use, so `sslstack --help` and `--version` do not pay for
+# scikit-learn, Optuna, pandas or torch (see docs/benchmarks.md, "CLI start-up").
+_LAZY = {
+    "FitResult": ".fit",
+    "fit_head": ".fit",
+    "predict_head": ".fit",
+    "Folds": ".folds",
+    "get_folds": ".folds",
+    "load_folds": ".folds",
+    "HEADS": ".heads",
+    "LabelEncoding": ".labels",
+    "infer_encoding": ".labels",
+    "METRICS": ".metrics",
+    "Metric": ".metrics",
+    "get_metric": ".metrics",
+    "metric_names": ".metrics",
+    "score_all": ".metrics",
+    "ProbeResult": ".probe",
+    "probe": ".probe",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "HEADS",

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any
 
-import numpy as np
 import typer
 from rich import box
 from rich.table import Table
@@ -31,10 +30,15 @@ runs_app = typer.Typer(
     help="List and import runs (fitted heads, stacks, imported predictions).", no_args_is_help=True
 )
 
-LayerOpt = Annotated[str | None, typer.Option(help="Layers to search, e.g. 12, 6-12 or 4,8,12.")]
+LayerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--layers", "--layer", help="Layers to search, e.g. 12, 6-12 or 4,8,12 (as extract's)."
+    ),
+]
 PoolOpt = Annotated[str | None, typer.Option(help="Poolings to search, e.g. mean or mean,std.")]
 TaskOpt = Annotated[
-    str | None, typer.Option(help="binary, multiclass or multilabel [default: from labels].")
+    str | None, typer.Option(help="binary, multiclass or multilabel \\[default: from labels].")
 ]
 PositiveOpt = Annotated[
     str | None, typer.Option(help="Positive class of a binary task, e.g. fake.")
@@ -47,12 +51,12 @@ GroupOpt = Annotated[
 ]
 FoldsOpt = Annotated[
     int | None,
-    typer.Option("--folds", help="Number of folds when the dataset has none yet [default: 5]."),
+    typer.Option("--folds", help="Number of folds when the dataset has none yet \\[default: 5]."),
 ]
 SeedOpt = Annotated[int, typer.Option(help="Seed of new folds, sampler and models.")]
 MetricOpt = Annotated[
     str | None,
-    typer.Option(help="Metric to optimize [default: roc_auc, accuracy or lwlrap by task]."),
+    typer.Option(help="Metric to optimize \\[default: roc_auc, accuracy or lwlrap by task]."),
 ]
 StoreOpt = Annotated[
     str | None, typer.Option("--store", help="Store name when several stores of the model exist.")
@@ -87,14 +91,14 @@ def fit_head_cmd(
     ] = None,
     pca: Annotated[str, typer.Option(help="auto, off, tune, or a fixed width like 64.")] = "auto",
     study: Annotated[
-        str | None, typer.Option(help="Study name [default: derived from the setup].")
+        str | None, typer.Option(help="Study name \\[default: derived from the setup].")
     ] = None,
     store: StoreOpt = None,
     max_rounds: Annotated[
-        int | None, typer.Option(help="Cap on boosting rounds [default: 1000, early-stopped].")
+        int | None, typer.Option(help="Cap on boosting rounds \\[default: 1000, early-stopped].")
     ] = None,
     threads: Annotated[
-        int | None, typer.Option(help="CPU threads of xgb/catboost [default: all cores].")
+        int | None, typer.Option(help="CPU threads of xgb/catboost \\[default: all cores].")
     ] = None,
     workspace: WorkspaceOpt = None,
     json: JsonOpt = False,
@@ -155,7 +159,7 @@ def fit_head_cmd(
     fs = [v for v in res.fold_scores if v is not None and math.isfinite(v)]
     console.print(
         f"{res.metric} per fold: {', '.join(_fmt(v) for v in res.fold_scores)} "
-        f"(mean {_fmt(float(np.mean(fs)) if fs else None)}); trials {res.trials}; "
+        f"(mean {_fmt(sum(fs) / len(fs) if fs else None)}); trials {res.trials}; "
         f"best {res.best_params}; {res.time_s:.1f} s; oof: {res.oof_path}"
     )
     if res.trial_score is not None and res.head != "logreg":
@@ -205,23 +209,30 @@ def probe_cmd(
         store=store,
         png=png,
     )
-    best = res.best()
+    best, best_any = res.best(), res.best_any()
+    full = res.table if res.full is None else res.full
     # the title on its own line: as a table title it wraps to the width of a narrow table
     out_console.print(f"probe of {res.store}: out-of-fold {res.metric}", highlight=False)
     table = Table()
     table.add_column("layer")
-    for p in res.table.columns:
+    for p in full.columns:
         table.add_column(str(p), justify="right")
-    for la, row in res.table.iterrows():
+    for la, row in full.iterrows():
         cells = []
         for p, v in row.items():
             cell = _fmt(float(v))
-            cells.append(f"[bold]{cell}[/]" if (str(la), str(p)) == best[:2] else cell)
+            cells.append(f"[bold]{cell}[/]" if (str(la), str(p)) == best_any[:2] else cell)
         table.add_row(str(la), *cells)
     out_console.print(table)
+    also = (
+        ""
+        if best_any[:2] == best[:2]
+        else f"; best a head can pick: layer {best_any[0]}, {best_any[1]} ({_fmt(best_any[2])})"
+    )
     console.print(
-        f"best: layer {best[0]}, {best[1]} ({_fmt(best[2])}); plot: {rel_path(res.png)}; "
-        f"{res.time_s:.1f} s"
+        f"best: layer {best[0]}, {best[1]} ({_fmt(best[2])}){also}; plot: {rel_path(res.png)}; "
+        f"{res.time_s:.1f} s",
+        markup=False,
     )
     if json:
         emit_json(res.to_dict())
@@ -229,6 +240,8 @@ def probe_cmd(
 
 def leaderboard(workspace: Any = None, dataset: str | None = None) -> list[dict[str, Any]]:
     """Rows of ``runs ls``: encoder, layer, pooling, head, metric mean ± std, trials, time."""
+    import numpy as np
+
     from ..runs import list_runs
     from ..workspace import Workspace
     from .metrics import METRICS
@@ -287,6 +300,7 @@ def runs_ls_cmd(
     table = Table(title="runs (best first per dataset and metric)", box=box.SIMPLE_HEAD)
     for col in (
         "run",
+        "dataset",
         "encoder",
         "layer",
         "pool",
@@ -318,6 +332,7 @@ def runs_ls_cmd(
         head = str(r["head"] or "-") if r["kind"] == "head" else f"{r['kind']}:{r['head'] or '-'}"
         table.add_row(
             r["run"],
+            str(r["dataset"] or "-"),
             _short_path(enc),
             str(r["layer"] or "-"),
             str(r["pool"] or "-"),

@@ -13,74 +13,21 @@ space is built from what the store holds, restricted by ``--layer`` and ``--pool
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-
-import numpy as np
 
 from ..cache import Store
+from ..cache.features import FeatureChoice, FeatureReader, read_features
 from ..errors import ConfigError
 
+__all__ = [
+    "FeatureChoice",
+    "FeatureReader",
+    "default_choice",
+    "layer_choices",
+    "pool_choices",
+    "read_features",
+]
+
 MAX_CONCAT = 3
-
-
-@dataclass(frozen=True)
-class FeatureChoice:
-    """One layer choice and one pooling choice of a store."""
-
-    layer: str
-    pool: str
-
-    def blocks(self) -> list[tuple[list[str], str]]:
-        """``[(layers averaged, pool), ...]`` concatenated in this order."""
-        if ".." in self.layer:
-            a, b = self.layer.split("..")
-            layer_sets = [[str(i) for i in range(int(a), int(b) + 1)]]
-        else:
-            layer_sets = [[part] for part in self.layer.split("+")]
-        return [(layers, pool) for pool in self.pool.split("+") for layers in layer_sets]
-
-    def describe(self, store: Store) -> list[dict[str, str]]:
-        """Run-metadata form: one entry per concatenated block."""
-        return [
-            {
-                "store": store.path.name,
-                "model": store.key.model,
-                "layer": layers[0] if len(layers) == 1 else f"{layers[0]}..{layers[-1]}",
-                "pool": pool,
-            }
-            for layers, pool in self.blocks()
-        ]
-
-
-class FeatureReader:
-    """Reads feature matrices of one store for a fixed list of ids, caching each layer/pool."""
-
-    def __init__(self, store: Store, ids: Sequence[str]) -> None:
-        self.store = store
-        self.ids = list(ids)
-        self._cache: dict[tuple[str, str], np.ndarray] = {}
-
-    def _layer(self, layer: str, pool: str) -> np.ndarray:
-        key = (layer, pool)
-        if key not in self._cache:
-            self._cache[key] = self.store.read(layer, pool, self.ids)[1]
-        return self._cache[key]
-
-    def matrix(self, choice: FeatureChoice) -> np.ndarray:
-        """The (n_items, dim) float32 matrix of ``choice``."""
-        parts = []
-        for layers, pool in choice.blocks():
-            if len(layers) == 1:
-                parts.append(self._layer(layers[0], pool))
-            else:
-                parts.append(np.mean([self._layer(la, pool) for la in layers], axis=0))
-        x = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
-        return np.ascontiguousarray(x, dtype=np.float32)
-
-
-def read_features(store: Store, choice: FeatureChoice, ids: Sequence[str]) -> np.ndarray:
-    """One feature matrix for ``ids`` (no caching)."""
-    return FeatureReader(store, ids).matrix(choice)
 
 
 def _numeric(names: Sequence[str]) -> list[int]:
@@ -98,7 +45,7 @@ def layer_choices(store: Store, layers: Sequence[int] | None = None) -> list[str
         missing = [la for la in layers if str(la) not in names]
         if missing:
             raise ConfigError(
-                f"--layer {','.join(map(str, layers))}: the store {store.path.name} has no "
+                f"--layers {','.join(map(str, layers))}: the store {store.path.name} has no "
                 f"layer(s) {', '.join(map(str, missing))} (it holds {', '.join(names)})"
             )
         avail = sorted(set(layers))
@@ -119,14 +66,15 @@ def layer_choices(store: Store, layers: Sequence[int] | None = None) -> list[str
 
 
 def pool_choices(store: Store, pools: Sequence[str] | None = None) -> list[str]:
-    """Candidate pooling choices: each pooling and (several) their concatenation.
+    """Candidate pooling choices: each pooling and (several) their concatenation. A requested
+    concatenation (``mean+std``) is a choice of its own.
 
     Raises:
         ConfigError: requested poolings that the store does not hold.
     """
     have = store.clip_pools()
     if pools is not None:
-        missing = [p for p in pools if p not in have]
+        missing = [p for p in pools if any(part not in have for part in p.split("+"))]
         if missing:
             raise ConfigError(
                 f"--pool {','.join(pools)}: the store {store.path.name} has no pooling "
@@ -134,7 +82,7 @@ def pool_choices(store: Store, pools: Sequence[str] | None = None) -> list[str]:
             )
         have = list(dict.fromkeys(pools))
     out = list(have)
-    base = [p for p in have if not p.endswith("_wmax")]
+    base = [p for p in have if not p.endswith("_wmax") and "+" not in p]
     if len(base) > 1:
         out.append("+".join(base))
     return out

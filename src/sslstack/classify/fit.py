@@ -131,7 +131,8 @@ def _prepare(
     dataset, manifest = resolve_dataset(ws, data)
     if not manifest.has_labels:
         raise DataError(
-            f"dataset {dataset} ({manifest.source}) has no labels; heads need a 'label' column"
+            f"dataset {dataset} ({manifest.source}) has no labels; heads need a 'label' or "
+            "'labels' column (name another with 'sslstack extract --label-col NAME')"
         )
     notes: list[str] = []
     frame = manifest.frame
@@ -171,7 +172,7 @@ def _prepare(
         ids, y_all = [i for i, k in zip(ids, keep, strict=True) if k], y_all[keep]
     check_label_counts(enc, y_all)
     splits = fo.splits(ids)
-    notes += _check_splits(enc, y_all, splits)
+    notes += _check_splits(enc, y_all, splits, fo.names)
     gcol = fo.group_col
     groups = None
     if gcol is not None:
@@ -183,7 +184,10 @@ def _prepare(
 
 
 def _check_splits(
-    enc: LabelEncoding, y: np.ndarray, splits: list[tuple[np.ndarray, np.ndarray]]
+    enc: LabelEncoding,
+    y: np.ndarray,
+    splits: list[tuple[np.ndarray, np.ndarray]],
+    fold_names: Sequence[str] = (),
 ) -> list[str]:
     """Count labels that a fold validates on but never trains on (warnings)."""
     notes = []
@@ -197,8 +201,9 @@ def _check_splits(
         if len(absent):
             names = ", ".join(enc.labels[i] for i in absent[:5])
             notes.append(
-                f"fold {k}: {len(absent)} label(s) ({names}) occur in validation ({n_items} items) "
-                "but not in training; they get probability 0 there"
+                f"fold {fold_names[k] if fold_names else k}: {len(absent)} label(s) ({names}) "
+                f"occur in validation ({n_items} items) but not in training; they get "
+                "probability 0 there"
             )
     return notes
 
@@ -407,7 +412,7 @@ def _int_list(layer: Sequence[int] | str | int | None) -> list[int] | None:
     if isinstance(layer, str):
         from .._cli_common import parse_int_list
 
-        return parse_int_list(layer, "--layer")
+        return parse_int_list(layer, "--layers")
     return [int(v) for v in layer]
 
 
@@ -436,7 +441,7 @@ def _save(
     enc = prob.enc
     encoder = prob.store.key.model
     run_id, number = new_run_id(prob.ws, "head", f"{hd.name}-{encoder.rstrip('/').split('/')[-1]}")
-    oof = pd.DataFrame({"id": prob.ids, "fold": prob.folds.fold_of(prob.ids)})
+    oof = pd.DataFrame({"id": prob.ids, "fold": prob.folds.label_of(prob.ids)})
     for j, lab in enumerate(enc.labels):
         oof[lab] = final.oof[:, j]
     scores = score_all(prob.y, final.oof, enc.task, enc.positive_index)

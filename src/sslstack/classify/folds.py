@@ -3,7 +3,8 @@
 Saved as ``<ws>/datasets/<dataset>/folds.csv`` (id, fold) and ``folds.json`` (method, k, seed,
 group_col, digest, created). Methods, looked up by name in :data:`SPLITTERS`:
 
-- ``manifest``: the manifest's own ``fold`` column (values 0..k-1);
+- ``manifest``: the manifest's own ``fold`` column, whatever its labels (``1..5`` as ESC-50 and
+  UrbanSound8K number them, ``0..4``, or names such as ``fold_a``);
 - ``stratified``: StratifiedKFold over the labels;
 - ``stratified-group``: StratifiedGroupKFold, so a group (speaker, recording) stays in one fold;
 - ``multilabel-stratified``: iterative stratification (iterstrat); with a group column it
@@ -12,12 +13,18 @@ group_col, digest, created). Methods, looked up by name in :data:`SPLITTERS`:
 ``None`` for ``k``, ``seed`` or ``group_col`` means "whatever the saved folds use" (defaults
 5, 0 and no groups when none are saved), so later commands need not repeat the flags. Asking for
 other settings than the saved ones is an error: delete the folds files to start over.
+
+Fold labels are kept as written in every output (``folds.csv``, ``oof.csv``, messages); inside,
+each label is mapped to a position ``0..k-1`` in :func:`fold_order` (numbers by value, else
+text), so every reader maps the same labels to the same positions.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,9 +40,39 @@ DEFAULT_K = 5
 DEFAULT_SEED = 0
 
 
+def fold_order(labels: Sequence[Any]) -> list[str]:
+    """The distinct fold labels in their position order: by number when every label is an
+    integer (``1, 2, 10``), else as text."""
+    names = sorted({str(v).strip() for v in labels})
+    if all(re.fullmatch(r"-?\d+", n) for n in names):
+        return sorted(names, key=int)
+    return names
+
+
+def fold_codes(labels: Sequence[Any], names: Sequence[str] | None = None) -> np.ndarray:
+    """Positions ``0..k-1`` of fold labels as written (``names``: the order, default
+    :func:`fold_order` of ``labels``).
+
+    Raises:
+        DataError: a label that is not one of ``names``.
+    """
+    order = list(names) if names is not None else fold_order(labels)
+    pos = {n: i for i, n in enumerate(order)}
+    text = [str(v).strip() for v in labels]
+    unknown = sorted({t for t in text if t not in pos})
+    if unknown:
+        raise DataError(
+            f"fold label(s) {', '.join(unknown[:5])} are not among the dataset's folds "
+            f"({', '.join(order)})"
+        )
+    return np.array([pos[t] for t in text], dtype=np.int64)
+
+
 @dataclass(frozen=True)
 class Folds:
-    """The fold of each item: ``fold[i]`` is the fold of ``ids[i]``."""
+    """The fold of each item: ``fold[i]`` (a position 0..k-1) is the fold of ``ids[i]``, and
+    ``names[fold[i]]`` its label as written (``"1"``, ``"fold_a"``; ``"0".."k-1"`` for folds
+    sslstack made)."""
 
     ids: tuple[str, ...]
     fold: np.ndarray
@@ -44,6 +81,20 @@ class Folds:
     seed: int | None
     group_col: str | None
     digest: str
+    names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.names:
+            object.__setattr__(self, "names", tuple(str(i) for i in range(self.k)))
+
+    def label_of(self, ids: Sequence[str]) -> list[str]:
+        """Fold labels as written of ``ids`` (for files a user reads: oof.csv, folds.csv)."""
+        return [self.names[int(f)] for f in self.fold_of(ids)]
+
+    @property
+    def labels(self) -> list[str]:
+        """Fold label as written of every item, in ``ids`` order."""
+        return [self.names[int(f)] for f in self.fold]
 
     def fold_of(self, ids: Sequence[str]) -> np.ndarray:
         """Folds of ``ids``.
@@ -69,10 +120,16 @@ class Folds:
         return {"method": self.method, "k": self.k, "seed": self.seed, "group_col": self.group_col}
 
 
-def fold_digest(ids: Sequence[str], fold: Sequence[int] | np.ndarray) -> str:
-    """sha1 over the sorted ``id:fold`` lines, 12 hex characters."""
-    lines = sorted(f"{i}:{int(f)}" for i, f in zip(ids, fold, strict=True))
+def fold_digest(ids: Sequence[str], fold: Sequence[Any] | np.ndarray) -> str:
+    """sha1 over the sorted ``id:fold`` lines (fold labels as written), 12 hex characters."""
+    lines = sorted(f"{i}:{_text(f)}" for i, f in zip(ids, fold, strict=True))
     return hashlib.sha1("\n".join(lines).encode("utf-8")).hexdigest()[:12]
+
+
+def _text(label: Any) -> str:
+    if isinstance(label, (int, np.integer)):
+        return str(int(label))
+    return str(label).strip()
 
 
 # ------------------------------------------------------------------ splitters
@@ -189,27 +246,63 @@ def _make(
     multilabel = any(len(labs) > 1 for labs in lists) or (y is not None and y.ndim == 2)
     method = _method(manifest, multilabel, group_col)
     if method == "manifest":
-        fold = labeled["fold"].to_numpy(dtype=np.int64)
-        k = int(fold.max()) + 1
-        if fold.min() < 0 or set(np.unique(fold)) != set(range(k)):
+        written = [str(v).strip() for v in labeled["fold"]]
+        _check_no_empty_fold(manifest, labeled, written)
+        names = fold_order(written)
+        fold = fold_codes(written, names)
+        k = len(names)
+        if k < 2:
             raise DataError(
-                f"{manifest.source}: the 'fold' column holds {sorted(set(fold.tolist()))[:10]}; "
-                "use fold numbers 0..k-1, each used at least once"
+                f"{manifest.source}: the 'fold' column holds one fold ({names[0]}) for every "
+                "labeled item; cross-validation needs at least two. Fix the column, or drop it "
+                "to let sslstack make folds"
             )
         _check_manifest_folds(manifest, labeled, fold, k, asked_k, group_col)
-        return Folds(tuple(ids), fold, k, method, None, None, fold_digest(ids, fold))
+        digest = fold_digest(ids, written)
+        return Folds(tuple(ids), fold, k, method, None, None, digest, tuple(names))
     if k < 2:
         raise ConfigError(f"--folds {k}: use at least 2 folds")
     if y is None:
         y = _labels_for_split(lists, multilabel)
     groups = labeled[group_col].astype(str).to_numpy() if group_col else None
     _check_feasible(ids, groups, k, group_col)
-    fold = SPLITTERS[method](y, groups, k, seed)
+    fold = _split(method, y, groups, k, seed, lists)
     if (fold < 0).any() or len(np.unique(fold)) != k:
         raise DataError(
             f"could not make {k} non-empty folds over {len(ids)} items; use fewer --folds"
         )
     return Folds(tuple(ids), fold, k, method, seed, group_col, fold_digest(ids, fold))
+
+
+def _split(
+    method: str,
+    y: np.ndarray,
+    groups: np.ndarray | None,
+    k: int,
+    seed: int,
+    lists: list[list[str]],
+) -> np.ndarray:
+    """The splitter's folds; its refusal of small classes becomes one line naming them."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The least populated class")
+        try:
+            return SPLITTERS[method](y, groups, k, seed)
+        except ValueError as e:
+            small = _small_classes(lists, k)
+            if not small:
+                raise DataError(f"could not make {k} folds: {e}; use fewer --folds") from e
+            raise DataError(
+                f"{len(small)} class(es) have fewer items than the {k} folds: "
+                f"{', '.join(f'{c} ({n})' for c, n in small[:10])}; use --folds "
+                f"{max(2, small[0][1])} or fewer, or merge or drop these classes"
+            ) from e
+
+
+def _small_classes(lists: list[list[str]], k: int) -> list[tuple[str, int]]:
+    """Classes with fewer than ``k`` items, smallest first."""
+    counts = pd.Series([lab for labs in lists for lab in labs]).value_counts()
+    small = counts[counts < k].sort_values(kind="stable")
+    return [(str(c), int(n)) for c, n in small.items()]
 
 
 def _labels_for_split(lists: list[list[str]], multilabel: bool) -> np.ndarray:
@@ -233,6 +326,20 @@ def _check_feasible(
             f"--group-col {group_col}: {len(set(groups))} distinct groups cannot fill {k} folds; "
             "use fewer --folds"
         )
+
+
+def _check_no_empty_fold(manifest: Manifest, labeled: pd.DataFrame, written: list[str]) -> None:
+    empty = [n for n, v in enumerate(written) if v == ""]
+    if not empty:
+        return
+    where = labeled["_line"].tolist() if "_line" in labeled else None
+    shown = ", ".join(
+        f"line {where[n]}" if where else str(labeled["id"].iloc[n]) for n in empty[:5]
+    )
+    raise DataError(
+        f"{manifest.source}: {len(empty)} labeled item(s) have an empty 'fold' ({shown}); give "
+        "every labeled item a fold, or drop the column to let sslstack make folds"
+    )
 
 
 def _check_manifest_folds(
@@ -297,13 +404,14 @@ def _check_same(
 
 
 def _save(folder: Any, folds: Folds) -> None:
-    frame = pd.DataFrame({"id": list(folds.ids), "fold": folds.fold})
+    frame = pd.DataFrame({"id": list(folds.ids), "fold": folds.labels})
     atomic_write_text(folder / "folds.csv", frame.to_csv(index=False))
     atomic_write_json(
         folder / "folds.json",
         {
             **folds.settings(),
             "digest": folds.digest,
+            "names": list(folds.names),
             "items": len(folds.ids),
             "created": time.time(),
         },
@@ -312,23 +420,25 @@ def _save(folder: Any, folds: Folds) -> None:
 
 def _load(folder: Any) -> Folds:
     meta = read_json(folder / "folds.json")
-    frame = pd.read_csv(folder / "folds.csv", dtype={"id": str}, keep_default_na=False)
+    frame = pd.read_csv(folder / "folds.csv", dtype=str, keep_default_na=False)
     ids = frame["id"].tolist()
-    fold = frame["fold"].to_numpy(dtype=np.int64)
-    digest = fold_digest(ids, fold)
+    written = [v.strip() for v in frame["fold"]]
+    digest = fold_digest(ids, written)
     if digest != meta["digest"]:
         raise DataError(
             f"{folder}/folds.csv does not match the digest in folds.json ({digest} != "
             f"{meta['digest']}); it was edited or damaged — restore it or delete both files"
         )
+    names = [str(n) for n in meta.get("names") or fold_order(written)]
     return Folds(
         tuple(ids),
-        fold,
+        fold_codes(written, names),
         int(meta["k"]),
         meta["method"],
         meta.get("seed"),
         meta.get("group_col"),
         digest,
+        tuple(names),
     )
 
 

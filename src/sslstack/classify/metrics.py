@@ -193,9 +193,19 @@ def names() -> list[str]:
     return list(METRICS)
 
 
+# Multi-label runs report threshold-free metrics only: ``macro_f1`` needs a decision threshold
+# per label, and a fixed 0.5 read 0.01-0.05 where LWLRAP was 0.34 (heads' probabilities of rare
+# labels stay below 0.5). The function still computes the 0.5-threshold F1 when called directly.
+THRESHOLD_METRICS = frozenset({"macro_f1"})
+
+
 def metric_names(task: str) -> list[str]:
-    """The metrics that apply to ``task``, in registry order."""
-    return [n for n, m in METRICS.items() if task in m.tasks]
+    """The metrics that apply to ``task``, in registry order (threshold-free for multilabel)."""
+    return [
+        n
+        for n, m in METRICS.items()
+        if task in m.tasks and not (task == "multilabel" and n in THRESHOLD_METRICS)
+    ]
 
 
 def get_metric(name: str, task: str | None = None) -> Metric:
@@ -213,6 +223,12 @@ def get_metric(name: str, task: str | None = None) -> Metric:
     else:
         raise ConfigError(
             f"--metric {name!r}: unknown; choose from {', '.join(names())}, ece_<bins>"
+        )
+    if task == "multilabel" and name in THRESHOLD_METRICS:
+        raise ConfigError(
+            f"--metric {name}: multi-label runs report threshold-free metrics only ({name} "
+            "would need a tuned threshold per label); choose from "
+            f"{', '.join(metric_names(task))}"
         )
     if task is not None and task not in metric.tasks:
         raise ConfigError(

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..workspace import Workspace
+from ..workspace import Workspace, atomic_write_json
 from .cv import cross_validate
-from .features import FeatureChoice
+from .features import FeatureChoice, layer_choices, pool_choices
 from .fit import _int_list, _prepare, _str_list, _threads
 from .heads import FitContext, get_head
 from .metrics import DEFAULT_METRIC, get_metric
@@ -26,7 +26,9 @@ from .metrics import DEFAULT_METRIC, get_metric
 
 @dataclass
 class ProbeResult:
-    """Scores of the probe: ``table`` has one row per layer and one column per pooling."""
+    """Scores of the probe. ``table`` has one row per layer and one column per pooling;
+    ``full`` adds the layer and pooling choices a head can pick beyond those (layer ranges
+    ``6..12``, concatenations ``4+8+12``, ``mean+std``), so it holds every cell of ``table``."""
 
     table: pd.DataFrame
     metric: str
@@ -35,26 +37,41 @@ class ProbeResult:
     dataset: str
     store: str
     time_s: float
+    full: pd.DataFrame | None = None
 
     def best(self) -> tuple[str, str, float]:
-        """``(layer, pool, score)`` of the best cell."""
-        stacked = self.table.stack()
-        idx = stacked.idxmax() if self.greater_is_better else stacked.idxmin()
-        return str(idx[0]), str(idx[1]), float(stacked[idx])
+        """``(layer, pool, score)`` of the best single layer and pooling."""
+        return _best(self.table, self.greater_is_better)
+
+    def best_any(self) -> tuple[str, str, float]:
+        """``(layer, pool, score)`` of the best choice a head can pick (concatenations too)."""
+        return _best(self.table if self.full is None else self.full, self.greater_is_better)
 
     def to_dict(self) -> dict[str, Any]:
         layer, pool, score = self.best()
+        la_any, po_any, sc_any = self.best_any()
+        full = self.table if self.full is None else self.full
         return {
             "metric": self.metric,
             "dataset": self.dataset,
             "store": self.store,
             "png": str(self.png),
             "best": {"layer": layer, "pool": pool, "score": score},
+            "best_any": {"layer": la_any, "pool": po_any, "score": sc_any},
             "scores": {
                 str(la): {p: _f(v) for p, v in row.items()} for la, row in self.table.iterrows()
             },
+            "all_scores": {
+                str(la): {p: _f(v) for p, v in row.items()} for la, row in full.iterrows()
+            },
             "time_s": round(self.time_s, 2),
         }
+
+
+def _best(table: pd.DataFrame, greater_is_better: bool) -> tuple[str, str, float]:
+    stacked = table.stack()
+    idx = stacked.idxmax() if greater_is_better else stacked.idxmin()
+    return str(idx[0]), str(idx[1]), float(stacked[idx])
 
 
 def _f(v: Any) -> float | None:
@@ -102,6 +119,9 @@ def probe(
         if wanted is None or (la.isdigit() and int(la) in wanted)
     ]
     pools = _str_list(pool) or prob.store.clip_pools()
+    # what fit-head searches: ranges and concatenations of layers, the concatenated poolings
+    all_layers = layers + [c for c in layer_choices(prob.store, wanted) if c not in layers]
+    all_pools = pools + [c for c in pool_choices(prob.store, pools) if c not in pools]
     head = get_head("logreg")
     ctx = FitContext(
         prob.enc.task,
@@ -111,20 +131,21 @@ def probe(
         _threads(len(prob.ids) * prob.reader.matrix(FeatureChoice(layers[0], pools[0])).shape[1]),
     )
     params = {"C": C, "class_weight": "none", "standardize": True}
-    table = pd.DataFrame(index=pd.Index(layers, name="layer"), columns=pools, dtype=float)
-    for la in layers:
-        for po in pools:
+    full = pd.DataFrame(index=pd.Index(all_layers, name="layer"), columns=all_pools, dtype=float)
+    for la in all_layers:
+        for po in all_pools:
             x = prob.reader.matrix(FeatureChoice(la, po))
             out = cross_validate(head, x, prob.y, prob.enc, prob.splits, met, params, ctx)
-            table.loc[la, po] = met(prob.y, out.oof, prob.enc.task, prob.enc.positive_index)
-        prob.reader._cache.clear()  # one layer at a time keeps memory flat on big encoders
+            full.loc[la, po] = met(prob.y, out.oof, prob.enc.task, prob.enc.positive_index)
+        prob.reader._cache.clear()  # one row at a time keeps memory flat on big encoders
+    table = full.loc[layers, pools].copy()
     path = (
         Path(png)
         if png
         else ws.root / "probes" / f"{prob.store.path.name}-{prob.dataset}-{met.name}.png"
     )
-    _plot(table, met.name, prob.store.key.model, path)
-    return ProbeResult(
+    _plot(full, met.name, prob.store.key.model, path)
+    res = ProbeResult(
         table,
         met.name,
         met.greater_is_better,
@@ -132,6 +153,31 @@ def probe(
         prob.dataset,
         prob.store.path.name,
         time.time() - t0,
+        full,
+    )
+    _record(ws, res, prob.store.key.model)
+    return res
+
+
+def _record(ws: Workspace, res: ProbeResult, model: str) -> None:
+    """``<ws>/probes/<store>-<dataset>-<metric>.json``: what ``report`` plots, wherever the
+    PNG went."""
+    d = res.to_dict()
+    atomic_write_json(
+        ws.root / "probes" / f"{res.store}-{res.dataset}-{res.metric}.json",
+        {
+            "store": res.store,
+            "model": model,
+            "dataset": res.dataset,
+            "metric": res.metric,
+            "greater_is_better": res.greater_is_better,
+            "png": str(res.png),
+            "png_name": res.png.name,
+            "scores": d["all_scores"],
+            "best": d["best"],
+            "best_any": d["best_any"],
+            "created": time.time(),
+        },
     )
 
 
@@ -146,8 +192,11 @@ def _plot(table: pd.DataFrame, metric: str, model: str, path: Path) -> None:
     xs = np.arange(len(table.index))
     for pool in table.columns:
         ax.plot(xs, table[pool].to_numpy(dtype=float), marker="o", label=pool)
-    ax.set_xticks(xs, [str(v) for v in table.index])
-    ax.set_xlabel("layer")
+    ax.set_xticks(xs, [str(v) for v in table.index], rotation=45 if len(xs) > 12 else 0)
+    singles = [n for n, la in enumerate(table.index) if ".." not in la and "+" not in la]
+    if singles and singles[-1] + 1 < len(xs):  # ranges and concatenations after the layers
+        ax.axvline(singles[-1] + 0.5, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("layer (then ranges a..b and concatenations a+b)")
     ax.set_ylabel(f"out-of-fold {metric}")
     ax.set_title(f"logistic probe: {model}")
     ax.grid(alpha=0.3)

@@ -8,13 +8,46 @@ Example:
     >>> report("ws", out="report.html")
 """
 
-from .blend import blend
-from .calibrate import CALIBRATORS, calibrate_oof, calibration_scores
-from .importing import import_run
-from .methods import METHODS, greedy_weights
-from .predict import PredictResult, predict
-from .report import report
-from .stack import StackConfig, StackResult, run_stack, stack
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .blend import blend
+    from .calibrate import CALIBRATORS, calibrate_oof, calibration_scores
+    from .importing import import_run
+    from .methods import METHODS, greedy_weights
+    from .predict import PredictResult, predict
+    from .report import report
+    from .stack import StackConfig, StackResult, run_stack, stack
+
+# Names are imported on first use, so `sslstack --help` and `--version` do not pay for
+# scikit-learn, Optuna, pandas or torch (see docs/benchmarks.md, "CLI start-up").
+_LAZY = {
+    "blend": ".blend",
+    "CALIBRATORS": ".calibrate",
+    "calibrate_oof": ".calibrate",
+    "calibration_scores": ".calibrate",
+    "import_run": ".importing",
+    "METHODS": ".methods",
+    "greedy_weights": ".methods",
+    "PredictResult": ".predict",
+    "predict": ".predict",
+    "report": ".report",
+    "StackConfig": ".stack",
+    "StackResult": ".stack",
+    "run_stack": ".stack",
+    "stack": ".stack",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CALIBRATORS",

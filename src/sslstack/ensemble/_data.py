@@ -120,6 +120,13 @@ class BaseSet:
     encoding: Encoding
     dataset: str
     folds_digest: str
+    fold_names: tuple[str, ...] = ()  # fold labels as written; folds[i] indexes them
+
+    @property
+    def fold_labels(self) -> list[str]:
+        """Each row's fold label as written (for oof.csv)."""
+        names = self.fold_names or tuple(str(i) for i in range(int(self.folds.max()) + 1))
+        return [names[int(f)] for f in self.folds]
 
     @property
     def run_ids(self) -> list[str]:
@@ -164,14 +171,17 @@ def join_runs(ws: Workspace, runs: Sequence[Any]) -> BaseSet:
     _check_same(
         runs, "label encoding (task, labels, positive)", lambda m: Encoding.of_meta(m), "labels"
     )
+    from ..classify.folds import fold_codes, fold_order
+
     enc = Encoding.of_meta(runs[0].meta)
     first = _read_oof(runs[0], enc)
     ids = first["id"].tolist()
-    folds = first["fold"].to_numpy(dtype=np.int64)
+    fold_names = fold_order(first["fold"])
+    folds = fold_codes(first["fold"], fold_names)
     mats = [first[list(enc.labels)].to_numpy(dtype=np.float64)]
     for run in runs[1:]:
         frame = _read_oof(run, enc).set_index("id")
-        _check_rows(runs[0], run, ids, folds, frame)
+        _check_rows(runs[0], run, ids, first["fold"].tolist(), frame)
         mats.append(frame.loc[ids, list(enc.labels)].to_numpy(dtype=np.float64))
     dataset = runs[0].meta["dataset"]
     manifest = load_dataset(ws, dataset)
@@ -192,6 +202,7 @@ def join_runs(ws: Workspace, runs: Sequence[Any]) -> BaseSet:
         enc,
         dataset,
         str(runs[0].meta.get("folds_digest")),
+        tuple(fold_names),
     )
 
 
@@ -220,7 +231,7 @@ def _read_oof(run: Any, enc: Encoding) -> pd.DataFrame:
     return frame
 
 
-def _check_rows(ref: Any, run: Any, ids: list[str], folds: np.ndarray, frame: pd.DataFrame) -> None:
+def _check_rows(ref: Any, run: Any, ids: list[str], folds: list[str], frame: pd.DataFrame) -> None:
     a, b = ref.meta["id"], run.meta["id"]
     only_a = [i for i in ids if i not in frame.index]
     known = set(ids)
@@ -231,8 +242,8 @@ def _check_rows(ref: Any, run: Any, ids: list[str], folds: np.ndarray, frame: pd
             f"{', '.join(only_a[:_LISTED]) or '-'}; "
             f"only in {b}: {', '.join(only_b[:_LISTED]) or '-'}"
         )
-    other = frame.loc[ids, "fold"].to_numpy(dtype=np.int64)
-    diff = np.flatnonzero(other != folds)
+    other = [str(v).strip() for v in frame.loc[ids, "fold"]]
+    diff = [n for n, (f, o) in enumerate(zip(folds, other, strict=True)) if str(f).strip() != o]
     if len(diff):
         shown = ", ".join(f"{ids[i]} ({folds[i]} vs {other[i]})" for i in diff[:_LISTED])
         raise DataError(f"runs {a} and {b} put items in different folds: {shown}")

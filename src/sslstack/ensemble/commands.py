@@ -25,7 +25,7 @@ from .._cli_common import (
 from ..errors import ConfigError
 
 MetricOpt = Annotated[
-    str | None, typer.Option(help="Metric to optimize and report [default: the task's].")
+    str | None, typer.Option(help="Metric to optimize and report \\[default: the task's].")
 ]
 
 
@@ -37,7 +37,7 @@ def _fmt(v: Any) -> str:
 
 def stack_cmd(
     runs: Annotated[
-        str | None, typer.Option(help="Runs to stack, e.g. 3,7,9 [default: all].")
+        str | None, typer.Option(help="Runs to stack, e.g. 3,7,9 \\[default: all].")
     ] = None,
     method: Annotated[
         str, typer.Option(help="mean, rank, greedy, greedy_nested or logreg.")
@@ -94,12 +94,23 @@ def predict_cmd(
     data: Annotated[str, typer.Option("--data", "-d", help="Test manifest CSV or audio folder.")],
     out: Annotated[str, typer.Option(help="Submission CSV to write.")],
     run: Annotated[
-        str | None, typer.Option(help="Run or stack [default: latest stack, else best run].")
+        str | None, typer.Option(help="Run or stack \\[default: latest stack, else best run].")
     ] = None,
     label: Annotated[bool, typer.Option("--label", help="Write the arg-max class.")] = False,
     id_column: Annotated[str | None, typer.Option(help="Header of the id column.")] = None,
     columns: Annotated[
         str | None, typer.Option(help="Headers of the class columns, comma-separated, in order.")
+    ] = None,
+    on_error: Annotated[
+        str,
+        typer.Option(
+            help="stop at an unreadable test file, or skip it and predict the rest "
+            "(the skipped ids are named)."
+        ),
+    ] = "stop",
+    label_col: Annotated[
+        str | None,
+        typer.Option(help="Test manifest column of the labels \\[default: label, else labels]."),
     ] = None,
     workspace: WorkspaceOpt = None,
     json: JsonOpt = False,
@@ -116,10 +127,15 @@ def predict_cmd(
         id_column=id_column,
         columns=parse_csv_list(columns),
         progress=True,
+        on_error=on_error,
+        label_col=label_col,
     )
     console.print(f"[green]wrote[/] {res.out}: {res.items} rows from run {res.run}")
+    for note in res.notes:
+        console.print("[yellow]warning:[/] ", end="")
+        console.print(note, markup=False, soft_wrap=True)
     if res.scores:
-        table = Table(title="test scores")
+        table = Table(title=f"test scores ({res.scored} labeled items)")
         table.add_column("metric")
         table.add_column("score", justify="right")
         for k, v in res.scores.items():
@@ -150,7 +166,9 @@ def blend_cmd(
     out: Annotated[str, typer.Option(help="CSV to write.")],
     weights: Annotated[str | None, typer.Option(help="One weight per file, e.g. 0.6,0.4.")] = None,
     rank: Annotated[bool, typer.Option("--rank", help="Average per-column ranks.")] = False,
-    id_column: Annotated[str | None, typer.Option(help="Id column [default: id or first].")] = None,
+    id_column: Annotated[
+        str | None, typer.Option(help="Id column \\[default: id or first].")
+    ] = None,
     json: JsonOpt = False,
 ) -> None:
     """Average submission files (no out-of-fold predictions needed), validated like predict."""

@@ -110,7 +110,7 @@ def _read(path: str | os.PathLike[str], enc: Encoding, *, allow_fold: bool) -> p
     if not src.is_file():
         raise DataError(f"{src}: no such file")
     try:
-        frame = pd.read_csv(src, dtype={"id": str}, keep_default_na=False)
+        frame = pd.read_csv(src, dtype={"id": str, "fold": str}, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise DataError(f"{src}: not a readable CSV ({e})") from e
     frame.columns = [str(c).strip() for c in frame.columns]
@@ -128,10 +128,10 @@ def _read(path: str | os.PathLike[str], enc: Encoding, *, allow_fold: bool) -> p
 
 
 def _check_folds(frame: pd.DataFrame, folds: Any, src: str) -> np.ndarray:
-    want = folds.fold_of(frame["id"].tolist())
+    want = np.array(folds.label_of(frame["id"].tolist()), dtype=object)
     if "fold" not in frame.columns:
         return want
-    got = pd.to_numeric(frame["fold"], errors="coerce").to_numpy()
+    got = np.array([str(v).strip() for v in frame["fold"]], dtype=object)
     bad = np.flatnonzero(got != want)
     if len(bad):
         shown = _lines(frame, bad)
@@ -179,10 +179,11 @@ def _save(
     oof_df: pd.DataFrame,
     tests: dict[str, pd.DataFrame] | None,
 ) -> tuple[str, str]:
+    from ..classify.folds import fold_order
     from ..runs import new_run_id, save_run
 
     run_id, number = new_run_id(ws, "import", name)
-    fold_scores = [sc(y[fold == f], P[fold == f]) for f in np.unique(fold)]
+    fold_scores = [sc(y[fold == f], P[fold == f]) for f in fold_order(list(fold))]
     meta = {
         "id": run_id,
         "number": number,

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, DataError, RunError, StoreError
-from ..manifest import LABEL_SEP, Manifest, read_manifest
+from ..manifest import LABEL_SEP, Manifest
 from ..workspace import Workspace
 from . import methods as _methods
 from ._data import Encoding, finish, score_all
@@ -41,6 +41,27 @@ class PredictResult:
     scores: dict[str, float] | None = None
     extracted: list[dict[str, Any]] = field(default_factory=list)
     frame: pd.DataFrame | None = None
+    skipped: list[dict[str, str]] = field(default_factory=list)  # --on-error skip: left out
+    unseen: dict[str, int] = field(default_factory=dict)  # test label -> items, run never saw
+    scored: int = 0  # labeled test items the scores are over
+
+    @property
+    def notes(self) -> list[str]:
+        """What the user must know about this submission and its scores (one line each)."""
+        out = []
+        if self.skipped:
+            shown = ", ".join(f["id"] for f in self.skipped[:5])
+            out.append(
+                f"{len(self.skipped)} test item(s) could not be embedded and are left out of "
+                f"the submission (first: {shown})"
+            )
+        if self.unseen:
+            shown = ", ".join(f"{lab} ({n})" for lab, n in list(self.unseen.items())[:10])
+            out.append(
+                f"{len(self.unseen)} test label(s) were never seen in training: {shown}; "
+                f"the scores are over the {self.scored} labeled item(s) the run can score"
+            )
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -50,6 +71,10 @@ class PredictResult:
             "out": self.out,
             "columns": self.columns,
             "scores": self.scores,
+            "scored": self.scored,
+            "unseen": self.unseen,
+            "skipped": self.skipped,
+            "notes": self.notes,
             "extracted": self.extracted,
         }
 
@@ -64,6 +89,8 @@ def predict(
     id_column: str | None = None,
     columns: list[str] | None = None,
     progress: bool = False,
+    on_error: str = "stop",
+    label_col: str | None = None,
 ) -> PredictResult:
     """Predict the items of ``data`` with a run or stack and write a submission CSV.
 
@@ -76,34 +103,83 @@ def predict(
         id_column: header of the id column (default ``id``).
         columns: headers of the class columns, in label order (or the one label column).
         progress: show extraction progress on stderr.
+        on_error: ``stop`` at the first test file that cannot be decoded, or ``skip`` it: the
+            submission holds the other items and the result names the skipped ones.
+        label_col: the test manifest's label column (default: ``label``, else ``labels``).
 
     Returns:
-        A :class:`PredictResult` with the written path and, when ``data`` has labels, scores.
+        A :class:`PredictResult` with the written path and, when ``data`` has labels, scores
+        over the items whose labels the run knows (``unseen`` names the others).
 
     Raises:
         DataError: the submission fails validation. RunError: no run to predict with.
     """
-    ws = Workspace.at(workspace)
-    manifest = read_manifest(data)
-    from ..datasets import register_dataset
+    from ..datasets import read_dataset_manifest, register_dataset
 
+    if on_error not in ("stop", "skip"):
+        raise ConfigError(f"--on-error {on_error}: choose stop or skip")
+    ws = Workspace.at(workspace)
+    manifest = read_dataset_manifest(ws, data, label_col=label_col)
     dataset = register_dataset(ws, manifest, role="test")
     chosen = choose_run(ws, run)
     enc = Encoding.of_meta(chosen.meta)
     extracted: list[dict[str, Any]] = []
+    failed = _extract_all(ws, chosen, manifest, extracted, progress, on_error)
+    if failed:
+        manifest = _without(manifest, {f["id"] for f in failed})
     P = predict_run(ws, chosen, manifest, extracted=extracted, progress=progress)
     frame, cols = _frame(manifest.ids, P, enc, label, id_column, columns)
     _validate(frame, manifest.ids, enc, label, cols, source=str(out or "submission"))
     path = write_csv(frame, out) if out is not None else None
+    scores, scored, unseen = _scores(manifest, enc, P)
     return PredictResult(
         run=chosen.meta["id"],
         dataset=dataset,
         items=len(frame),
         out=None if path is None else str(path),
         columns=list(frame.columns),
-        scores=_scores(manifest, enc, P),
+        scores=scores,
         extracted=extracted,
         frame=frame,
+        skipped=failed,
+        unseen=unseen,
+        scored=scored,
+    )
+
+
+def _extract_all(
+    ws: Workspace,
+    run: Any,
+    manifest: Manifest,
+    extracted: list[dict[str, Any]],
+    progress: bool,
+    on_error: str,
+) -> list[dict[str, str]]:
+    """Extract the test items for every head run under ``run``; the items that failed."""
+    from ..runs import load_run
+
+    failed: dict[str, str] = {}
+    todo = [run]
+    while todo:
+        r = todo.pop(0)
+        if r.meta.get("kind") == "stack":
+            todo += [load_run(ws, b) for b in r.meta["base_runs"]]
+        elif r.meta.get("kind") == "head":
+            for f in _ensure_features(ws, r, manifest, extracted, progress, on_error):
+                failed.setdefault(f["id"], f["error"])
+    return [{"id": i, "error": e} for i, e in failed.items()]
+
+
+def _without(manifest: Manifest, ids: set[str]) -> Manifest:
+    keep = ~manifest.frame["id"].isin(ids)
+    if not keep.any():
+        raise DataError(f"none of the {len(manifest)} test item(s) could be embedded")
+    return Manifest(
+        frame=manifest.frame[keep].reset_index(drop=True),
+        source=manifest.source,
+        name=manifest.name,
+        label_col=manifest.label_col,
+        id_col=manifest.id_col,
     )
 
 
@@ -160,12 +236,19 @@ def predict_run(
 
 
 def _ensure_features(
-    ws: Workspace, run: Any, manifest: Manifest, extracted: list[dict[str, Any]], progress: bool
-) -> None:
-    """Extract the test items into every store the head run reads (once per store)."""
+    ws: Workspace,
+    run: Any,
+    manifest: Manifest,
+    extracted: list[dict[str, Any]],
+    progress: bool,
+    on_error: str = "stop",
+) -> list[dict[str, str]]:
+    """Extract the test items into every store the head run reads (once per store); the items
+    that could not be embedded (with ``on_error="skip"``; ``stop`` raises)."""
     from ..cache import find_store
     from ..extract import extract
 
+    failed: list[dict[str, str]] = []
     done = {e["store"] for e in extracted}
     for feat in run.meta.get("features") or []:
         if feat["store"] in done:
@@ -175,20 +258,27 @@ def _ensure_features(
         settings = {k: getattr(key, k) for k in _KEY_SETTINGS}
         if _is_hub_id(key.model):
             settings["revision"] = key.revision
-        res = extract(manifest, key.model, workspace=ws, progress=progress, **settings)
+        res = extract(
+            manifest, key.model, workspace=ws, progress=progress, on_error=on_error, **settings
+        )
         if res.store != store.path.name:
             raise StoreError(
                 f"run {run.meta['id']} reads store {store.path.name} but extracting the test "
                 f"items with the same settings went to {res.store}; the encoder changed since "
                 "the run was fitted (revision or local weights) — refit the head"
             )
-        if res.failed:
+        if res.failed and on_error != "skip":
             shown = ", ".join(f["id"] for f in res.failed[:5])
-            raise DataError(f"{len(res.failed)} test item(s) could not be embedded: {shown}")
+            raise DataError(
+                f"{len(res.failed)} test item(s) could not be embedded: {shown}; fix or remove "
+                "them, or pass --on-error skip to predict the rest"
+            )
+        failed += res.failed
         done.add(res.store)
         extracted.append(
             {"store": res.store, "model": key.model, "computed": res.computed, "cached": res.cached}
         )
+    return failed
 
 
 def _is_hub_id(model: str) -> bool:
@@ -253,14 +343,29 @@ def _validate(
         check_probabilities(frame, cols, single_label=enc.single_label, source=source)
 
 
-def _scores(manifest: Manifest, enc: Encoding, P: np.ndarray) -> dict[str, float] | None:
-    """Scores on the labeled test items, when the test manifest has labels the run knows."""
+def _scores(
+    manifest: Manifest, enc: Encoding, P: np.ndarray
+) -> tuple[dict[str, float] | None, int, dict[str, int]]:
+    """Scores on the labeled test items the run can score, their count, and the test labels
+    the run never saw (label -> items). Single-label items of an unseen class are left out;
+    multi-label items are scored on the run's labels (an unseen label is dropped)."""
     if not manifest.has_labels:
-        return None
+        return None, 0, {}
     lists = manifest.label_lists()
-    rows = [i for i, labs in enumerate(lists) if labs]
     known = set(enc.labels)
-    if any(not set(lists[i]) <= known for i in rows):
-        return None
-    y = enc.targets([lists[i] for i in rows], [manifest.ids[i] for i in rows])
-    return score_all(enc, y, P[rows])
+    unseen: dict[str, int] = {}
+    for labs in lists:
+        for lab in labs:
+            if lab not in known:
+                unseen[lab] = unseen.get(lab, 0) + 1
+    if enc.single_label:
+        rows = [i for i, labs in enumerate(lists) if labs and set(labs) <= known]
+        kept = [lists[i] for i in rows]
+    else:
+        rows = [i for i, labs in enumerate(lists) if labs]
+        kept = [[lab for lab in lists[i] if lab in known] for i in rows]
+        rows, kept = [r for r, k in zip(rows, kept, strict=True) if k], [k for k in kept if k]
+    if not rows:
+        return None, 0, dict(sorted(unseen.items()))
+    y = enc.targets(kept, [manifest.ids[i] for i in rows])
+    return score_all(enc, y, P[rows]), len(rows), dict(sorted(unseen.items()))

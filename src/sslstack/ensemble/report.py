@@ -1,7 +1,7 @@
 """``report``: one self-contained HTML file about a workspace's runs (plots embedded as PNG).
 
 Sections: the leaderboard of runs and stacks; score against layer per encoder (from the head
-runs, plus the probe plots saved in ``<ws>/probes/``); for one run (default: the most recent
+runs and the probes, see :mod:`.report_layers`); for one run (default: the most recent
 stack, else the best run) its stack table, calibration, confusion matrix (single-label), ROC
 and DET curves with the EER point (binary), reliability diagram, and per-label scores
 (multi-label). Readable offline: no scripts, no external files.
@@ -23,6 +23,7 @@ from ..errors import RunError
 from ..workspace import Workspace, atomic_write_text
 from ._data import Encoding, join_runs, scorer
 from .calibrate import confidence_pairs, reliability
+from .report_layers import layers_section
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1100px;
@@ -78,7 +79,7 @@ def report(
     ]
     figs: list[str] = []
     parts.append(_leaderboard(same, sc.name, focus.meta["id"]))
-    parts.append(_layers_section(ws, same, sc.name, figs))
+    parts.append(layers_section(ws, same, sc.name, sc.greater_is_better, figs, _figure, _img))
     parts.append(_focus_section(ws, focus, enc, sc, figs))
     body = "\n".join(parts)
     doc = (
@@ -187,46 +188,6 @@ def _leaderboard(runs: list[Any], metric: str, focus: str) -> str:
 
 def _short(model: Any) -> str:
     return "-" if not model else str(model).rstrip("/").split("/")[-1]
-
-
-def _layers_section(ws: Workspace, runs: list[Any], metric: str, figs: list[str]) -> str:
-    """Score against layer per encoder: head runs on one layer each, and saved probe plots."""
-    import matplotlib.pyplot as plt
-
-    lines: dict[tuple[str, str, str], dict[int, float]] = {}
-    for r in runs:
-        feats = r.meta.get("features") or []
-        v = (r.meta.get("scores") or {}).get(metric)
-        if r.meta.get("kind") != "head" or len(feats) != 1 or v is None:
-            continue
-        layer = str(feats[0].get("layer"))
-        if not layer.isdigit() or not np.isfinite(float(v)):
-            continue
-        key = (_short(r.meta.get("encoder")), str(r.meta.get("head")), str(feats[0].get("pool")))
-        best = lines.setdefault(key, {}).get(int(layer))
-        lines[key][int(layer)] = float(v) if best is None else max(best, float(v))
-    out = ["<h2>Score against layer</h2>"]
-    for enc in sorted({k[0] for k in lines}):
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        for (e, head, pool), pts in sorted(lines.items()):
-            if e == enc:
-                xs = sorted(pts)
-                ax.plot(xs, [pts[x] for x in xs], marker="o", label=f"{head} / {pool}")
-        ax.set_xlabel("layer")
-        ax.set_ylabel(f"out-of-fold {metric}")
-        ax.set_title(f"runs of {enc}")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        out.append(_figure(fig, f"{enc}: {metric} of head runs by layer", figs))
-    probes = sorted((ws.root / "probes").glob("*.png")) if (ws.root / "probes").exists() else []
-    for png in probes:
-        out.append(_img(png.read_bytes(), f"probe: {png.stem}", figs))
-    if len(out) == 1:
-        out.append(
-            "<p class=muted>No single-layer head runs or probe results yet "
-            "('sslstack probe', 'sslstack fit-head --layer N').</p>"
-        )
-    return "\n".join(out)
 
 
 def _focus_section(ws: Workspace, run: Any, enc: Encoding, sc: Any, figs: list[str]) -> str:

@@ -204,7 +204,7 @@ def _chosen_key(cfg: StackConfig) -> str:
 
 
 def _oof_frame(base: BaseSet, oof: np.ndarray) -> pd.DataFrame:
-    frame = pd.DataFrame({"id": base.ids, "fold": base.folds})
+    frame = pd.DataFrame({"id": base.ids, "fold": base.fold_labels})
     for c, lab in enumerate(base.encoding.labels):
         frame[lab] = oof[:, c]
     return frame

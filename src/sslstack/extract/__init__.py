@@ -1,8 +1,34 @@
 """Extraction: encoders (built-in ``logmel`` and transformers families), pooling, the runner."""
 
-from .base import Encoder, EncoderSpec, resolve_encoder
-from .pooling import pool_names
-from .runner import ExtractConfig, ExtractResult, extract
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .base import Encoder, EncoderSpec, resolve_encoder
+    from .pooling import pool_names
+    from .runner import ExtractConfig, ExtractResult, extract
+
+# Names are imported on first use, so `sslstack --help` and `--version` do not pay for
+# scikit-learn, Optuna, pandas or torch (see docs/benchmarks.md, "CLI start-up").
+_LAZY = {
+    "Encoder": ".base",
+    "EncoderSpec": ".base",
+    "resolve_encoder": ".base",
+    "pool_names": ".pooling",
+    "ExtractConfig": ".runner",
+    "ExtractResult": ".runner",
+    "extract": ".runner",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Encoder",

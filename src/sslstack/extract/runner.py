@@ -20,9 +20,9 @@ import numpy as np
 
 from ..audio import audio_duration
 from ..cache.store import Store, StoreWriter
-from ..datasets import register_dataset
+from ..datasets import read_dataset_manifest, register_dataset
 from ..errors import AudioError
-from ..manifest import Manifest, read_manifest
+from ..manifest import Manifest
 from ..progress import ProgressBar
 from ..workspace import Workspace
 from .assemble import Partial, assemble
@@ -70,7 +70,7 @@ def extract(
     if isinstance(settings.get("pools"), str):
         settings["pools"] = tuple(settings["pools"].split(","))
     cfg = validate_config(ExtractConfig(model=model, **settings))
-    manifest = data if isinstance(data, Manifest) else read_manifest(data)
+    manifest = data if isinstance(data, Manifest) else read_dataset_manifest(ws, data)
     spec = resolve_encoder(
         cfg.model,
         cfg.revision,
