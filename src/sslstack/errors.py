@@ -50,3 +50,33 @@ class MissingDependencyError(SslstackError):
     def __init__(self, package: str, purpose: str, extra: str | None = None) -> None:
         hint = f"pip install 'sslstack[{extra}]'" if extra else f"pip install {package}"
         super().__init__(f"{purpose} needs the package '{package}': {hint}")
+
+
+class DiskFullError(SslstackError):
+    """A write failed for lack of space (or quota): nothing half-written is left behind."""
+
+    exit_code = 1
+
+
+class SslstackWarning(UserWarning):
+    """A fault that sslstack healed or worked around; the CLI prints it as one line."""
+
+
+_OS_ADVICE = {
+    28: "no space left on device; free some space (or use another --workspace) and rerun",
+    122: "disk quota exceeded; free some space (or use another --workspace) and rerun",
+    27: "file too large for this file system or limit; free space or raise the limit",
+    30: "read-only file system; use a writable --workspace",
+    13: "permission denied; use a folder you can write to (--workspace)",
+    1: "operation not permitted; use a folder you can write to (--workspace)",
+}
+
+
+def os_error_line(e: OSError) -> str | None:
+    """One line for an OS error a user can act on (disk full, quota, read-only, permission):
+    the path, what happened, what to do. None for other errors (they stay tracebacks)."""
+    advice = _OS_ADVICE.get(e.errno or -1)
+    if advice is None:
+        return None
+    path = e.filename or "a file"
+    return f"{path}: {advice}"

@@ -203,6 +203,7 @@ def extract(
     dtype = resolve_dtype(cfg.dtype, device)
     key = store_key(spec, cfg, dtype)
     store = Store.open_or_create(ws.stores, key, lambda: _provenance(spec, cfg))
+    store.heal()  # quarantine damaged parts (recomputed below), clean a killed writer's leftovers
     todo, hashes, known_failed = _plan(store, manifest, ws, dataset)
     result = ExtractResult(
         store=store.path.name,
