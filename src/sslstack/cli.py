@@ -10,6 +10,7 @@ import os
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
@@ -138,22 +139,43 @@ def cache_ls(workspace: WorkspaceOpt = None, json: JsonOpt = False) -> None:
     for i in infos:
         win = f"{i['window']}/{i['hop']} s" if i["window"] else "-"
         table.add_row(
-            i["store"],
-            i["model"],
-            str(i["items"]),
-            str(i["failed"]),
-            str(i["layers"]),
-            str(i["dim"]),
-            ",".join(i["pools"]),
-            win,
-            f"{i['bytes'] / 2**20:.1f} MiB",
+            *(
+                escape(str(v))
+                for v in (
+                    i["store"],
+                    i["model"],
+                    i["items"],
+                    i["failed"],
+                    i["layers"],
+                    i["dim"],
+                    ",".join(i["pools"]),
+                    win,
+                    f"{i['bytes'] / 2**20:.1f} MiB",
+                )
+            )
         )
     if infos:
         out_console.print(table)
+        for i in infos:
+            if i["wasted_bytes"]:
+                out_console.print(escape(_wasted_line(i)), soft_wrap=True)
     else:
-        console.print(f"no stores in {Workspace.at(workspace).stores}")
+        console.print(f"no stores in {escape(str(Workspace.at(workspace).stores))}")
     if json:
         emit_json({"stores": infos})
+
+
+def _wasted_line(info: dict) -> str:
+    left = info["leftovers"]
+    what = ", ".join(
+        f"{left[k]} {k}" for k in ("temporary", "superseded", "quarantined") if left[k]
+    )
+    line = f"wasted: {info['store']}: {info['wasted_bytes'] / 2**20:.2f} MiB in {what} file(s)"
+    if left["removable_bytes"]:
+        line += "; the next 'sslstack extract' of this store removes the temporary and superseded"
+    if left["quarantined"]:
+        line += f"; damaged parts are kept in {info['path']}/quarantine (delete it once inspected)"
+    return line
 
 
 @cache_app.command("export")

@@ -40,14 +40,14 @@ class DamagedPart(Exception):
 
 
 def _reason(e: BaseException) -> str:
-    text = str(e).split("(")[0].strip() or type(e).__name__
-    if "checksum" in str(e).lower() or "fletcher" in str(e).lower():
-        return "checksum mismatch (flipped bits)"
-    if "truncated" in str(e).lower() or "eof" in str(e).lower():
+    text = str(e).lower()
+    if "checksum" in text or "fletcher" in text or "filter returned failure" in text:
+        return "checksum mismatch: flipped bits"
+    if "truncated" in text or "eof" in text:
         return "truncated file"
-    if "signature" in str(e).lower():
+    if "signature" in text:
         return "damaged header"
-    return text[:120]
+    return (str(e).split("(")[0].strip() or type(e).__name__)[:120]
 
 
 @contextlib.contextmanager

@@ -314,6 +314,12 @@ class Store:
     def layer_index(self, layer: int | str) -> int:
         """Column of ``layer`` (a hidden-state index like 12, or a name like ``"final"``)."""
         names = self.layer_names
+        if not names:
+            gone = " (its damaged parts were set aside in quarantine/)" if self._quarantined else ""
+            raise StoreError(
+                f"{self.path.name}: the store holds no embeddings{gone}; run 'sslstack extract' "
+                "to compute them"
+            )
         key = str(layer)
         if key in names:
             return names.index(key)
