@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -51,18 +52,17 @@ def test_damaged_part_is_quarantined_counted_missing_and_recomputed(
     _extract(man, ws)
     st = find_store("logmel", ws)
     (part,) = parts_of(st.path)
-    {"truncated": truncate, "header": damage_header, "flipped": lambda p: flip_bits(p, "clip/mean")}[
-        damage
-    ](part)
+    harm = {"truncated": truncate, "header": damage_header, "flipped": _flip_mean}[damage]
+    harm(part)
     # every command still works: `cache ls` names the part in one warning line, no traceback
     r = cli("cache", "ls", "-w", str(ws), "--json")
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     if damage != "flipped":  # the index reads ids only: flipped vector bits show on reading
         assert f"part {part.name} is damaged" in r.stderr and "quarantine" in r.stderr
     # reading the vectors never returns changed numbers: one clear error instead
-    with pytest.warns(SslstackWarning) if damage == "flipped" else _nothing():
-        with pytest.raises(StoreError, match="run 'sslstack extract'"):
-            load_embeddings("logmel", 0, "mean", workspace=ws)
+    warned = pytest.warns(SslstackWarning) if damage == "flipped" else contextlib.nullcontext()
+    with warned, pytest.raises(StoreError, match="run 'sslstack extract'"):
+        load_embeddings("logmel", 0, "mean", workspace=ws)
     assert not part.exists() and len(list((st.path / "quarantine").iterdir())) == 1
     # the next extract recomputes exactly the lost items and matches a clean run bit for bit
     res = _extract(man, ws)
@@ -71,12 +71,8 @@ def test_damaged_part_is_quarantined_counted_missing_and_recomputed(
     assert _extract(man, ws).computed == 0
 
 
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *a: object) -> None:
-        return None
+def _flip_mean(part: Path) -> None:
+    flip_bits(part, "clip/mean")
 
 
 def test_extract_finds_flipped_bits_that_no_read_touched(tmp_path: Path) -> None:
@@ -113,9 +109,7 @@ _KILL_IN_COMPACTION = textwrap.dedent(
 
 
 @pytest.mark.parametrize("when", ["before-rename", "after-rename"])
-def test_killed_compaction_leftovers_are_cleaned_by_the_next_run(
-    tmp_path: Path, when: str
-) -> None:
+def test_killed_compaction_leftovers_are_cleaned_by_the_next_run(tmp_path: Path, when: str) -> None:
     man = write_dataset(tmp_path / "d", 10)
     ws, clean = tmp_path / "ws", tmp_path / "clean"
     _extract(man, clean)

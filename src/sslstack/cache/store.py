@@ -31,8 +31,10 @@ damaged or has flipped bits is quarantined and its items count as missing.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
+import functools
 import os
 import socket
 import sys
@@ -61,6 +63,7 @@ from .parts import (
     string_dataset,
     verify_part,
 )
+
 COMPACT_MAX_BYTES = 512 << 20
 CORE_MAX_BYTES = 256 << 20  # parts up to this size are built in memory, then written at once
 
@@ -621,7 +624,7 @@ class StoreWriter:
                 break
             estimate = sum(st._size(p) for p in small)
             try:
-                self._atomic_part(lambda f: _merge_parts(st, small, f, st.key), estimate)
+                self._atomic_part(functools.partial(_merge_parts, st, small, key=st.key), estimate)
                 break
             except DamagedPart as e:
                 st._set_aside(e)
@@ -701,10 +704,8 @@ def _write_with_hdf5(tmp: Path, fill: Callable[[h5py.File], None]) -> None:
     try:
         fill(f)
     finally:
-        try:
+        with contextlib.suppress(Exception):  # the write error above is the one to report
             f.close()
-        except Exception:  # noqa: BLE001 - the write error above is the one to report
-            pass
     with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
 
