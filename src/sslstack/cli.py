@@ -123,9 +123,9 @@ def extract(
     )
     if res.computed:
         msg += f" ({res.rate:.1f} audio-s/s overall)"
-    console.print(f"[green]done[/] {msg}\nstore: {rel_path(res.store_path)}")
+    console.print(f"[green]done[/] {msg}\nstore: {escape(rel_path(res.store_path))}")
     for f in res.failed[:10]:
-        console.print(f"[yellow]failed[/] {f['id']}: {f['error']}")
+        console.print(f"[yellow]failed[/] {escape(f['id'])}: {escape(f['error'])}")
     if json:
         emit_json(res.to_dict())
 
@@ -192,7 +192,7 @@ def cache_export(
     """Write one layer and pooling with ids to .npz or .parquet."""
     lay: int | str = int(layer) if layer.lstrip("-").isdigit() else layer
     res = export_embeddings(model, lay, pool, out, workspace, store=store)
-    console.print(f"[green]wrote[/] {res['out']}: {res['items']} items x {res['dim']} dims")
+    console.print(f"[green]wrote[/] {escape(res['out'])}: {res['items']} items x {res['dim']} dims")
     if json:
         emit_json(res)
 

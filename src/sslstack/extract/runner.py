@@ -583,7 +583,9 @@ class _Progress:
                 console=console,
                 transient=False,
             )
-            self._task = self._p.add_task(label, total=total, rate="")
+            from rich.markup import escape
+
+            self._task = self._p.add_task(escape(label), total=total, rate="")
 
     def __enter__(self) -> _Progress:
         if self.enabled:
