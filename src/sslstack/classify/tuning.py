@@ -111,6 +111,13 @@ def _bad_line(line: bytes) -> bool:
         return True
 
 
+def _whole(line: bytes) -> bytes | None:
+    """The line when it is a whole record, its salvaged record, or None (torn)."""
+    if not line.endswith(b"\n"):
+        return None
+    return line if not _bad_line(line) else _salvage(line)
+
+
 def _salvage(line: bytes) -> bytes | None:
     """The whole record at the end of a line that a torn append and the next append merged."""
     pos = line.rfind(b'{"op_code"')
@@ -137,31 +144,29 @@ def repair_journal(path: Path, lock: Any) -> str | None:
     with _held(lock):
         raw = path.read_bytes()
         lines = raw.splitlines(keepends=True)
-        bad = [n for n, ln in enumerate(lines) if not ln.endswith(b"\n") or _bad_line(ln)]
-        if not bad:
+        fixed = [_whole(ln) for ln in lines]
+        if fixed == lines:
             return None
-        first = bad[0]
-        if all(n >= first for n in bad) and bad == list(range(first, len(lines))):
-            keep = sum(len(ln) for ln in lines[:first])
-            _keep_aside(path, raw[keep:])
-            os.truncate(path, keep)
-            what = f"cut {len(raw) - keep} torn byte(s) after record {first}"
+        last = max((n for n, ln in enumerate(fixed) if ln is not None), default=-1)
+        holes = [n for n, ln in enumerate(fixed[:last]) if ln is None]
+        if holes:
+            n = holes[0] + 1
+            raise RunError(
+                f"{path}: line {n} of the Optuna journal is damaged and whole records "
+                f"follow it; cut it there (head -n {n - 1} {path} > {path}.fixed && mv "
+                f"{path}.fixed {path}) to keep the trials before it, or move the journal "
+                "away to start the study afresh"
+            )
+        body = b"".join(ln for ln in fixed[: last + 1] if ln is not None)
+        _keep_aside(path, raw[len(body) :] if raw.startswith(body) else raw)
+        if raw.startswith(body):  # only a torn tail: cut it in place (offsets stay valid)
+            os.truncate(path, len(body))
+            what = f"cut {len(raw) - len(body)} torn byte(s) after record {last + 1}"
         else:
-            fixed = [_salvage(ln) if n in bad else ln for n, ln in enumerate(lines)]
-            if any(ln is None for ln in fixed[: bad[-1]]):
-                n = next(i for i, ln in enumerate(fixed) if ln is None) + 1
-                raise RunError(
-                    f"{path}: line {n} of the Optuna journal is damaged and whole records "
-                    f"follow it; cut it there (head -n {n - 1} {path} > {path}.fixed && mv "
-                    f"{path}.fixed {path}) to keep the trials before it, or move the journal "
-                    "away to start the study afresh"
-                )
-            _keep_aside(path, raw)
-            body = b"".join(ln for ln in fixed if ln is not None)
             tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_bytes(body if body.endswith(b"\n") or not body else body + b"\n")
+            tmp.write_bytes(body)
             os.replace(tmp, path)
-            what = f"salvaged {len(bad)} record(s) merged with a torn one"
+            what = "salvaged a record that a torn one was merged with"
     warnings.warn(
         f"study journal {path}: {what} (a process was killed or the disk was full while "
         f"writing it); the study continues from its last whole record",
