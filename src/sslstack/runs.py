@@ -126,7 +126,7 @@ def _alive(pid: int) -> bool:
 
 def remove_stale_tmp(ws: Workspace) -> list[str]:
     """Remove ``.<run>.tmp-PID`` folders whose process is gone (a save killed midway)."""
-    removed = []
+    removed: list[str] = []
     if not ws.runs.exists():
         return removed
     for path in ws.runs.glob(".*.tmp-*"):

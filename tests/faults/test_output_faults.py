@@ -25,8 +25,9 @@ from tests.faults.helpers import cli, env, one_line_error
 @pytest.mark.parametrize("name", ["missing[/i].wav", "[bold]x.wav", "[red]y[/red].wav"])
 def test_bracketed_paths_are_printed_literally(tmp_path: Path, name: str) -> None:
     (tmp_path / "m.csv").write_text(f"path,label\n{name},a\n")
-    r = cli("extract", "--model", "logmel", "--data", str(tmp_path / "m.csv"), "-w", "ws",
-            cwd=tmp_path)
+    r = cli(
+        "extract", "--model", "logmel", "--data", str(tmp_path / "m.csv"), "-w", "ws", cwd=tmp_path
+    )
     # rich's MarkupError used to crash the error message itself; '[bold]' vanished
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert r.stderr.startswith("error: ") and name in r.stderr, r.stderr

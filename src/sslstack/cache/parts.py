@@ -1,13 +1,18 @@
 """Part files of a store: checksummed writing, damage detection, quarantine, leftovers.
 
-Every dataset of a part is written with HDF5's ``fletcher32`` filter, and the file's metadata
-(superblock, object headers, attributes) with the v110 format, which checksums it too. So any
-flipped bit makes HDF5 refuse the read instead of returning a different number. A part that
-cannot be opened or read is *damaged*: it is moved to ``<store>/quarantine/`` (named in one
-warning line), its items count as missing, and the next ``extract`` recomputes them.
+Two checksums guard a part:
 
-Parts written before checksums existed (no ``fletcher32``) are still read; flips in their data
-cannot be seen until a compaction rewrites them with checksums.
+- every dataset is written with HDF5's ``fletcher32`` filter and the metadata (superblock,
+  object headers, attributes) in the v110 format, which checksums it too: any flipped bit in
+  what a reader reads makes HDF5 refuse the read instead of returning a different number;
+- the CRC-32 of the whole file is in its name (``part-<time>-<pid>-<n>-c<crc>.h5``), so
+  ``extract`` verifies every byte of the store at file-read speed (``verify_part``), six times
+  faster than reading it through the filter (docs/benchmarks.md).
+
+A part that fails either check is *damaged*: it is moved to ``<store>/quarantine/`` (named in
+one warning line), its items count as missing, and the next ``extract`` recomputes them.
+Parts written before checksums existed are still read; flips in their data cannot be seen
+until a compaction rewrites them with checksums.
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ import contextlib
 import errno
 import json
 import os
+import re
 import time
 import warnings
+import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -99,25 +106,53 @@ def string_dataset(f: h5py.File, name: str, values: Sequence[str]) -> None:
     )
 
 
+_CRC = re.compile(r"-c([0-9a-f]{8})\.h5$")
+
+
+def part_name(base: str, crc: int) -> str:
+    """The file name of a part whose bytes have CRC-32 ``crc``."""
+    return f"{base}-c{crc & 0xFFFFFFFF:08x}.h5"
+
+
+def file_crc32(path: Path) -> int:
+    crc = 0
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            crc = zlib.crc32(block, crc)
+    return crc
+
+
 def verify_part(path: Path) -> None:
-    """Read every chunk of every dataset (HDF5 checks each chunk's checksum on the way).
+    """Check every byte of a part: against the CRC-32 in its name, or (older parts without
+    one) by reading every chunk through HDF5, which checks each chunk's fletcher32.
 
     Raises:
-        DamagedPart: the part cannot be opened or one of its datasets cannot be read.
+        DamagedPart: the bytes differ from those written, or the part cannot be read.
     """
+    m = _CRC.search(path.name)
+    if m is not None:
+        if file_crc32(path) == int(m.group(1), 16):
+            return
+        with open_part(path) as f:  # a better reason when HDF5 sees it (truncated, header)
+            _read_all(f)
+        raise DamagedPart(path.name, "checksum mismatch: flipped bits")
     with open_part(path) as f:
-        for key in ("schema", "key", "layer_names", "supersedes"):
-            if key in f.attrs and key != "schema":
-                attr_json(f, key, None)
-        names: list[str] = []
-        f.visit(lambda n: names.append(n) if isinstance(f[n], h5py.Dataset) else None)
-        for n in names:
-            ds = f[n]
-            if ds.chunks is None:
-                ds[()]
-                continue
-            for sl in ds.iter_chunks():
-                ds[sl]
+        _read_all(f)
+
+
+def _read_all(f: h5py.File) -> None:
+    """Read every attribute and every chunk (HDF5 verifies the checksums on the way)."""
+    for key in ("key", "layer_names", "supersedes"):
+        attr_json(f, key, None)
+    names: list[str] = []
+    f.visit(lambda n: names.append(n) if isinstance(f[n], h5py.Dataset) else None)
+    for n in names:
+        ds = f[n]
+        if ds.chunks is None:
+            ds[()]
+            continue
+        for sl in ds.iter_chunks():
+            ds[sl]
 
 
 def quarantine(store_path: Path, name: str, reason: str) -> Path | None:

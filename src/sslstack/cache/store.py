@@ -40,6 +40,7 @@ import socket
 import sys
 import time
 import warnings
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,8 +57,10 @@ from .parts import (
     DamagedPart,
     attr_json,
     disk_full,
+    file_crc32,
     leftovers,
     open_part,
+    part_name,
     quarantine,
     set_attr_json,
     string_dataset,
@@ -527,7 +530,7 @@ class StoreWriter:
 
     def _new_part_name(self) -> str:
         self._seq += 1
-        return f"part-{time.time_ns():020d}-{os.getpid()}-{self._seq:06d}.h5"
+        return f"part-{time.time_ns():020d}-{os.getpid()}-{self._seq:06d}"
 
     def write(
         self,
@@ -555,16 +558,19 @@ class StoreWriter:
         Raises:
             DiskFullError: no space (or quota) left; the temporary file is removed.
         """
-        name = self._new_part_name()
-        path = self.store.path / "parts" / name
-        tmp = path.with_name(f".{name}.tmp")
+        base = self._new_part_name()
+        tmp = self.store.path / "parts" / f".{base}.tmp"
         try:
             if estimate <= CORE_MAX_BYTES:
-                _write_bytes(tmp, _in_memory_part(tmp, fill))
+                data = _in_memory_part(tmp, fill)
+                crc = zlib.crc32(data)
+                _write_bytes(tmp, data)
             else:
                 _check_free(tmp.parent, 2 * estimate)
                 _write_with_hdf5(tmp, fill)
-            os.replace(tmp, path)
+                crc = file_crc32(tmp)
+            name = part_name(base, crc)
+            os.replace(tmp, self.store.path / "parts" / name)
         except BaseException as e:
             tmp.unlink(missing_ok=True)
             if isinstance(e, Exception) and disk_full(e):

@@ -87,7 +87,7 @@ def stack_cmd(
             )
         out_console.print(cal)
     console.print(
-        f"[green]saved[/] {escape(res.run)} ({escape(chosen)}, {res.metric} {_fmt(res.score)})"
+        f"[green]saved[/] {escape(str(res.run))} ({escape(chosen)}, {res.metric} {_fmt(res.score)})"
     )
     if json:
         emit_json(res.to_dict())
