@@ -112,16 +112,47 @@ def _kill_after(cmd: list[str], delay: float) -> int:
         return 1
 
 
+_EXTRACT = """
+import sys
+from sslstack import extract
+print("go", flush=True)
+extract(sys.argv[1], "logmel", workspace=sys.argv[2], batch_seconds=1.0, pools=("mean", "max"))
+"""
+
+
+def _go_then_kill(code: str, args: list[str], delay: float) -> int:
+    """Start ``code``; once it prints its first line, SIGKILL it after ``delay`` seconds."""
+    proc = subprocess.Popen([PY, "-c", code, *args], stdout=subprocess.PIPE, text=True, env=env())
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    try:
+        proc.wait(timeout=delay)
+        return 0  # finished before the kill
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return 1
+
+
+def _time_after_go(code: str, args: list[str]) -> float:
+    proc = subprocess.Popen([PY, "-c", code, *args], stdout=subprocess.PIPE, text=True, env=env())
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    t0 = time.perf_counter()
+    proc.wait()
+    return time.perf_counter() - t0
+
+
 def extract_kills(root: Path, n: int, rng: random.Random) -> dict[str, Any]:
-    man = write_dataset(root / "d", 60, min_s=0.2, max_s=0.8)
+    items = 120
+    man = write_dataset(root / "d", items, min_s=0.2, max_s=0.8)
     ref_ws = root / "ref"
     _run_json(_extract_cmd(man, ref_ws))
-    t0 = time.perf_counter()
-    _run_json(_extract_cmd(man, root / "timing"))
-    span = time.perf_counter() - t0
+    span = _time_after_go(_EXTRACT, [str(man), str(root / "timing")])
     ref = _vectors(ref_ws)
     ws = root / "ws"
     fig = {
+        "items": items,
         "kills": 0,
         "kills_with_items_stored": 0,
         "items_lost": 0,
@@ -137,17 +168,17 @@ def extract_kills(root: Path, n: int, rng: random.Random) -> dict[str, Any]:
         after: dict = {}
         for _kill in range(rng.choice((1, 2))):  # sometimes a kill of the resumed run too
             before = after
-            killed = _kill_after(_extract_cmd(man, ws), rng.uniform(0.2, span))
+            killed = _go_then_kill(_EXTRACT, [str(man), str(ws)], rng.uniform(0, span))
             fig["kills"] += killed
             fig["finished_before_kill"] += 1 - killed
             after = _vectors(ws)
-            fig["kills_with_items_stored"] += int(killed and 0 < len(after) < 60)
+            fig["kills_with_items_stored"] += int(killed and 0 < len(after) < items)
             fig["items_lost"] += len(set(before) - set(after))
             fig["items_differing"] += _differing(after, ref)
         res = _run_json(_extract_cmd(man, ws))
         fig["items_recomputed"] += res["computed"]
-        fig["extra_recomputed"] += res["computed"] - (60 - len(after))
-        fig["items_differing"] += _differing(_vectors(ws), ref)
+        fig["extra_recomputed"] += res["computed"] - (items - len(after))
+        fig["items_differing"] += _differing(_vectors(ws), ref) + _differing(ref, _vectors(ws))
     return fig
 
 
@@ -160,8 +191,25 @@ extract(sys.argv[1], "logmel", workspace=sys.argv[2], batch_seconds=0.5, pools=(
 """
 
 _COMPACT = """
-import sys
+import os, signal, sys
+import sslstack.cache.store as store
 from sslstack.cache import find_store
+mode, arg = sys.argv[2], float(sys.argv[3])
+die = lambda: os.kill(os.getpid(), signal.SIGKILL)
+if mode == "write":  # killed with a fraction `arg` of the merged part written
+    def write(path, data):
+        path.write_bytes(data[: int(len(data) * arg)])
+        die()
+    store._write_bytes = write
+elif mode == "delete":  # killed after deleting a fraction `arg` of the merged parts
+    def delete(self):
+        st = self.store
+        live = set(st._live_parts())
+        gone = [n for n in st._part_names() if n not in live]
+        for name in gone[: int(len(gone) * arg)]:
+            (st.path / "parts" / name).unlink()
+        die()
+    store.StoreWriter._delete_superseded = delete
 st = find_store("logmel", sys.argv[1])
 st.verify()
 print("go", flush=True)
@@ -171,7 +219,8 @@ with st.writer("campaign"):
 
 
 def compaction_kills(root: Path, n: int, rng: random.Random) -> dict[str, Any]:
-    man = write_dataset(root / "d", 80, min_s=0.2, max_s=0.6)
+    items = 80
+    man = write_dataset(root / "d", items, min_s=0.2, max_s=0.6)
     ref_ws, template = root / "ref", root / "template"
     _run_json(_extract_cmd(man, ref_ws))
     subprocess.run([PY, "-c", _NO_COMPACT, str(man), str(template)], env=env(), check=True)
@@ -179,9 +228,13 @@ def compaction_kills(root: Path, n: int, rng: random.Random) -> dict[str, Any]:
     from sslstack.cache import find_store
 
     n_parts = len(parts_of(find_store("logmel", template).path))
-    span = _time_compaction(template, root / "timing")
-    fig = {
+    shutil.copytree(template, root / "timing")
+    span = _time_after_go(_COMPACT, [str(root / "timing"), "time", "0"])
+    fig: dict[str, Any] = {
         "kills": 0,
+        "kills_time": 0,
+        "kills_write": 0,
+        "kills_delete": 0,
         "parts_before": n_parts,
         "compaction_seconds": round(span, 3),
         "leftovers_seen": 0,
@@ -195,37 +248,24 @@ def compaction_kills(root: Path, n: int, rng: random.Random) -> dict[str, Any]:
         ws = root / "ws"
         shutil.rmtree(ws, ignore_errors=True)
         shutil.copytree(template, ws)
-        proc = subprocess.Popen(
-            [PY, "-c", _COMPACT, str(ws)], stdout=subprocess.PIPE, text=True, env=env()
-        )
-        assert proc.stdout is not None
-        proc.stdout.readline()
-        time.sleep(rng.uniform(0, span))
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            fig["kills"] += 1
-        proc.wait()
+        mode = rng.choice(("time", "write", "delete"))
+        if mode == "time":  # at a random moment
+            killed = _go_then_kill(_COMPACT, [str(ws), mode, "0"], rng.uniform(0, span))
+        else:  # at a random point of writing the merged part, or of deleting the merged ones
+            args = [PY, "-c", _COMPACT, str(ws), mode, str(rng.random())]
+            p = subprocess.run(args, env=env(), stdout=subprocess.DEVNULL)
+            killed = int(p.returncode == -signal.SIGKILL)
+        fig["kills"] += killed
+        fig[f"kills_{mode}"] += killed
         st = find_store("logmel", ws)
         left = st.leftovers()
         fig["leftovers_seen"] += int(left["temporary"] + left["superseded"] > 0)
-        fig["items_lost"] += 80 - len(_vectors(ws))
+        fig["items_lost"] += items - len(_vectors(ws))
         res = _run_json(_extract_cmd(man, ws))
         fig["items_recomputed"] += res["computed"]
         fig["leftovers_after_rerun"] += int(st.leftovers()["wasted_bytes"] > 0)
         fig["items_differing"] += _differing(_vectors(ws), ref) + _differing(ref, _vectors(ws))
     return fig
-
-
-def _time_compaction(template: Path, ws: Path) -> float:
-    shutil.copytree(template, ws)
-    proc = subprocess.Popen(
-        [PY, "-c", _COMPACT, str(ws)], stdout=subprocess.PIPE, text=True, env=env()
-    )
-    assert proc.stdout is not None
-    proc.stdout.readline()
-    t0 = time.perf_counter()
-    proc.wait()
-    return time.perf_counter() - t0
 
 
 def _fit_cmd(csv: Path, ws: Path, trials: int) -> list[str]:

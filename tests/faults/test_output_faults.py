@@ -42,7 +42,7 @@ def test_bracketed_run_names_and_labels_in_tables(tmp_path: Path) -> None:
 
 
 def test_labels_with_dollars_are_plotted_literally(tmp_path: Path, monkeypatch) -> None:
-    labels = ("$a$", "cost $5", "$\\frac{1}", "[b]")
+    labels = ("$a$", "$\\foo{$", "cost $5 or $6", "[b]")  # '$\\foo{$' is bad mathtext
     monkeypatch.setitem(ensemble_synth.LABELS, "multiclass", labels)
     s = make_dataset(tmp_path, "multiclass", n=80)
     for seed in (1, 2):
