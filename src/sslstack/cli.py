@@ -172,7 +172,9 @@ def _wasted_line(info: dict) -> str:
     )
     line = f"wasted: {info['store']}: {info['wasted_bytes'] / 2**20:.2f} MiB in {what} file(s)"
     if left["removable_bytes"]:
-        line += "; the next 'sslstack extract' of this store removes the temporary and superseded"
+        line += (
+            "; the next 'sslstack extract' of this store removes the temporary and superseded ones"
+        )
     if left["quarantined"]:
         line += f"; damaged parts are kept in {info['path']}/quarantine (delete it once inspected)"
     return line
