@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 
-.PHONY: setup system-deps test lint demo bench clean
+.PHONY: setup system-deps test faults lint demo bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -26,6 +26,12 @@ system-deps:
 
 test: setup system-deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+# The long fault campaign (kills at random points of extract, compaction and fit-head; a full
+# disk on a small tmpfs when root; torn and damaged files). The fast fault tests run in `test`.
+# Figures and the command of the last campaign: docs/reliability.md.
+faults: setup
+	$(BIN)/python -m tests.faults.campaign --kills 20 --out faults.json
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -17,8 +18,9 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from .errors import SslstackError
+from .errors import SslstackError, SslstackWarning
 
 WorkspaceOpt = Annotated[
     str | None,
@@ -80,17 +82,33 @@ def debug_enabled() -> bool:
     return os.environ.get("SSLSTACK_DEBUG", "") not in ("", "0")
 
 
+def _show_warning(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    """sslstack's own warnings as one line each; every other warning as Python shows it."""
+    if issubclass(category, SslstackWarning):
+        console.print(f"[yellow]warning:[/] {escape(str(message))}", soft_wrap=True)
+    else:
+        _python_showwarning(message, category, *args, **kwargs)
+
+
+_python_showwarning = warnings.showwarning
+
+
 def friendly(fn: F) -> F:
-    """Turn library errors into one line on stderr and an exit code (traceback with --debug)."""
+    """Turn library errors into one line on stderr and an exit code (traceback with --debug).
+
+    OS errors a user can act on (disk full, quota, read-only, permission) are one line too;
+    sslstack's warnings (a quarantined part, a skipped compaction) are one line each.
+    """
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        warnings.showwarning = _show_warning
         try:
             return fn(*args, **kwargs)
         except SslstackError as e:
             if debug_enabled():
                 raise
-            console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
+            console.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
         except OSError as e:  # read-only workspace, permissions, full disk: the path, one line
             if debug_enabled() or e.errno is None:

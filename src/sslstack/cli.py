@@ -10,6 +10,7 @@ import os
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
@@ -138,9 +139,9 @@ def extract(
         msg = msg.replace(" cached,", f" cached, {res.reused} reused (same audio, other id),")
     if res.computed:
         msg += f" ({res.rate:.1f} audio-s/s overall)"
-    console.print(f"[green]done[/] {msg}\nstore: {rel_path(res.store_path)}")
+    console.print(f"[green]done[/] {msg}\nstore: {escape(rel_path(res.store_path))}")
     for f in res.failed[:10]:
-        console.print(f"[yellow]failed[/] {f['id']}: {f['error']}")
+        console.print(f"[yellow]failed[/] {escape(f['id'])}: {escape(f['error'])}")
     if json:
         emit_json(res.to_dict())
 
@@ -156,22 +157,45 @@ def cache_ls(workspace: WorkspaceOpt = None, json: JsonOpt = False) -> None:
     for i in infos:
         win = f"{i['window']}/{i['hop']} s" if i["window"] else "-"
         table.add_row(
-            i["store"],
-            i["model"],
-            str(i["items"]),
-            str(i["failed"]),
-            str(i["layers"]),
-            str(i["dim"]),
-            ",".join(i["pools"]),
-            win,
-            f"{i['bytes'] / 2**20:.1f} MiB",
+            *(
+                escape(str(v))
+                for v in (
+                    i["store"],
+                    i["model"],
+                    i["items"],
+                    i["failed"],
+                    i["layers"],
+                    i["dim"],
+                    ",".join(i["pools"]),
+                    win,
+                    f"{i['bytes'] / 2**20:.1f} MiB",
+                )
+            )
         )
     if infos:
         out_console.print(table)
+        for i in infos:
+            if i["wasted_bytes"]:
+                out_console.print(escape(_wasted_line(i)), soft_wrap=True)
     else:
-        console.print(f"no stores in {Workspace.at(workspace).stores}")
+        console.print(f"no stores in {escape(str(Workspace.at(workspace).stores))}")
     if json:
         emit_json({"stores": infos})
+
+
+def _wasted_line(info: dict) -> str:
+    left = info["leftovers"]
+    what = ", ".join(
+        f"{left[k]} {k}" for k in ("temporary", "superseded", "quarantined") if left[k]
+    )
+    line = f"wasted: {info['store']}: {info['wasted_bytes'] / 2**20:.2f} MiB in {what} file(s)"
+    if left["removable_bytes"]:
+        line += (
+            "; the next 'sslstack extract' of this store removes the temporary and superseded ones"
+        )
+    if left["quarantined"]:
+        line += f"; damaged parts are kept in {info['path']}/quarantine (delete it once inspected)"
+    return line
 
 
 @cache_app.command("export")
@@ -206,7 +230,8 @@ def cache_export(
     )
     where = f"dataset {res['dataset']}" if res["dataset"] else f"store {res['store']}"
     console.print(
-        f"[green]wrote[/] {res['out']}: {res['items']} items of {where} x {res['dim']} dims "
+        f"[green]wrote[/] {escape(res['out'])}: {res['items']} items of {escape(where)} "
+        f"x {res['dim']} dims "
         f"(layer {res['layer']}, {res['pool']})"
     )
     if res["missing"]:

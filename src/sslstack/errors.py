@@ -52,12 +52,23 @@ class MissingDependencyError(SslstackError):
         super().__init__(f"{purpose} needs the package '{package}': {hint}")
 
 
+class DiskFullError(SslstackError):
+    """A write failed for lack of space (or quota): nothing half-written is left behind."""
+
+    exit_code = 1
+
+
+class SslstackWarning(UserWarning):
+    """A fault that sslstack healed or worked around; the CLI prints it as one line."""
+
+
 _OS_ADVICE = {
+    28: "no space left on device; free some space (or use another --workspace) and rerun",
+    122: "disk quota exceeded; free some space (or use another --workspace) and rerun",
+    27: "file too large for this file system or limit; free space or raise the limit",
     30: "the file system is read-only; use a writable --workspace (or $SSLSTACK_WORKSPACE)",
-    13: "permission denied; use a folder you can write to, or fix its permissions",
-    1: "operation not permitted; use a folder you can write to, or fix its permissions",
-    28: "the disk is full; free some space and run the command again",
-    122: "the disk quota is exhausted; free some space and run the command again",
+    13: "permission denied; use a folder you can write to (--workspace), or fix its permissions",
+    1: "operation not permitted; use a folder you can write to (--workspace)",
 }
 
 
@@ -67,3 +78,9 @@ def describe_os_error(e: OSError) -> str:
     what = e.strerror or type(e).__name__
     advice = _OS_ADVICE.get(e.errno or 0)
     return f"{path}: {what}" + (f" — {advice}" if advice else "")
+
+
+def os_error_line(e: OSError) -> str | None:
+    """One line for an OS error a user can act on (disk full, quota, read-only, permission):
+    the path, what happened, what to do. None for other errors (they stay tracebacks)."""
+    return describe_os_error(e) if (e.errno or -1) in _OS_ADVICE else None

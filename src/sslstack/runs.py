@@ -5,12 +5,16 @@ scores), ``oof.csv`` (id, fold, one probability column per label in label order)
 (fold models in safe native formats) and optionally ``test/<dataset>.csv``.
 
 Runs are written into a hidden temporary folder and renamed into place, so a killed process
-never leaves a half-written run behind. Run numbers are reserved atomically, so several
-processes can create runs in one workspace.
+never leaves a half-written run behind (the temporary folders of dead processes are removed by
+the next save). Run numbers are reserved atomically, so several processes can create runs in
+one workspace. ``run.json`` records the SHA-256 and row count of ``oof.csv``; a file that was
+truncated or edited afterwards is refused when read.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -55,7 +59,23 @@ class Run:
         return self.dir / "oof.csv"
 
     def oof(self) -> pd.DataFrame:
-        """The out-of-fold predictions: id, fold, one probability column per label."""
+        """The out-of-fold predictions: id, fold, one probability column per label.
+
+        Raises:
+            DataError: ``oof.csv`` is missing, or differs from what was saved (its checksum
+                and row count are in ``run.json``; runs saved before that are not checked).
+        """
+        if not self.oof_path.exists():
+            raise DataError(f"run {self.id}: {self.oof_path} is missing; refit or remove the run")
+        want = self.meta.get("oof_sha256")
+        if want and _sha256(self.oof_path) != want:
+            frame = _read_pred(self.oof_path, self.labels)
+            rows = self.meta.get("oof_rows")
+            raise DataError(
+                f"run {self.id}: {self.oof_path} differs from the file saved with the run "
+                f"({len(frame)} rows, {rows} saved; checksum mismatch): it was truncated or "
+                f"edited; refit the run, or remove {self.dir}"
+            )
         return _read_pred(self.oof_path, self.labels)
 
     def test(self, dataset: str) -> pd.DataFrame:
@@ -72,6 +92,51 @@ def _read_pred(path: Path, labels: list[str]) -> pd.DataFrame:
     if "fold" in frame and all(re.fullmatch(r"-?[1-9]\d*|0", str(v)) for v in frame["fold"]):
         frame["fold"] = frame["fold"].astype(np.int64)  # numbers stay numbers; "01" stays text
     return frame
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def recipe_digest(recipe: dict[str, Any]) -> str:
+    """A short digest of everything that determines a run's result (see ``find_run``)."""
+    blob = json.dumps(recipe, sort_keys=True, default=str).encode("utf-8")
+    return hashlib.sha1(blob).hexdigest()[:16]
+
+
+def find_run(ws: Workspace, recipe: dict[str, Any]) -> Run | None:
+    """The run saved with this recipe (same data, features, parameters, seed), if any: a
+    rerun of a finished study finds it instead of saving an identical run again."""
+    digest = recipe_digest(recipe)
+    hits = [r for r in list_runs(ws) if r.meta.get("recipe") == digest]
+    return hits[-1] if hits else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_tmp(ws: Workspace) -> list[str]:
+    """Remove ``.<run>.tmp-PID`` folders whose process is gone (a save killed midway)."""
+    removed: list[str] = []
+    if not ws.runs.exists():
+        return removed
+    for path in ws.runs.glob(".*.tmp-*"):
+        pid = path.name.rpartition("-")[2]
+        if path.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
+    return removed
 
 
 def _slug(text: str) -> str:
@@ -129,12 +194,14 @@ def save_run(
         raise RunError(f"run {meta['id']} exists already ({final})")
     if oof is not None and validate:
         check_oof(ws, meta, oof)
+    remove_stale_tmp(ws)
     tmp = ws.runs / f".{meta['id']}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
         if oof is not None:
             _write_csv(tmp / "oof.csv", oof)
+            meta = {**meta, "oof_rows": len(oof), "oof_sha256": _sha256(tmp / "oof.csv")}
         for name, frame in (test or {}).items():
             (tmp / "test").mkdir(exist_ok=True)
             _write_csv(tmp / "test" / f"{name}.csv", frame)

@@ -24,16 +24,23 @@ most the batch in flight. Inside a part::
 Readers take every part not listed in another part's ``supersedes``; where an id appears in
 several parts the newest (by name) wins. Compaction merges small parts into one new part that
 supersedes them, then deletes them.
+
+Every dataset is checksummed (see :mod:`sslstack.cache.parts`): a part that is truncated,
+damaged or has flipped bits is quarantined and its items count as missing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
-import json
+import functools
 import os
 import socket
 import sys
 import time
+import warnings
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,12 +49,26 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..errors import StoreError, StoreLockedError
+from ..errors import DiskFullError, SslstackWarning, StoreError, StoreLockedError
 from ..workspace import atomic_write_json, read_json
 from .key import SCHEMA_VERSION, StoreKey
+from .parts import (
+    LIBVER,
+    DamagedPart,
+    attr_json,
+    disk_full,
+    file_crc32,
+    leftovers,
+    open_part,
+    part_name,
+    quarantine,
+    set_attr_json,
+    string_dataset,
+    verify_part,
+)
 
-_STR = h5py.string_dtype("utf-8")
 COMPACT_MAX_BYTES = 512 << 20
+CORE_MAX_BYTES = 256 << 20  # parts up to this size are built in memory, then written at once
 
 
 @dataclass
@@ -83,6 +104,7 @@ class Store:
         self._failed: dict[str, tuple[str, str]] | None = None
         self._parts_seen: tuple[str, ...] = ()
         self._layer_names: list[str] | None = None
+        self._quarantined: set[str] = set()
 
     # ---------------------------------------------------------------- creation
     @classmethod
@@ -124,10 +146,76 @@ class Store:
     def _live_parts(self) -> list[str]:
         names = self._part_names()
         superseded: set[str] = set()
+        damaged: list[str] = []
         for name in names:
-            with h5py.File(self.path / "parts" / name, "r") as f:
-                superseded.update(json.loads(f.attrs.get("supersedes", "[]")))
-        return [n for n in names if n not in superseded]
+            try:
+                with open_part(self.path / "parts" / name) as f:
+                    superseded.update(attr_json(f, "supersedes", []))
+            except DamagedPart as e:
+                self._set_aside(e)
+                damaged.append(name)
+        return [n for n in names if n not in superseded and n not in damaged]
+
+    def _set_aside(self, e: DamagedPart) -> None:
+        """Quarantine a damaged part (once per process and part)."""
+        if e.name not in self._quarantined:
+            self._quarantined.add(e.name)
+            quarantine(self.path, e.name, e.reason)
+
+    def _damaged(self, e: DamagedPart) -> StoreError:
+        """Quarantine a part found damaged while reading data; the one-line error to raise."""
+        self._set_aside(e)
+        self._index = None
+        return StoreError(
+            f"store {self.path.name}: part {e.name} is damaged ({e.reason}) and was set aside "
+            f"in {self.path / 'quarantine'}; its items are missing now: run 'sslstack extract' "
+            "again to recompute them"
+        )
+
+    def verify(self) -> list[str]:
+        """Read every byte of every live part (checksums verified); quarantine damaged parts.
+
+        Returns the names of the parts set aside. Costs one full read of the store
+        (docs/benchmarks.md has the figures).
+        """
+        bad = []
+        for name in self._live_parts():
+            try:
+                verify_part(self.path / "parts" / name)
+            except FileNotFoundError:
+                continue
+            except DamagedPart as e:
+                self._set_aside(e)
+                bad.append(name)
+        if bad:
+            self._index = None
+        return bad
+
+    def leftovers(self) -> dict[str, Any]:
+        """Temporary, superseded and quarantined files: counts and wasted bytes."""
+        return leftovers(self.path, self._live_parts(), self._part_names())
+
+    def heal(self) -> dict[str, Any]:
+        """What every ``extract`` does first: verify the parts (quarantining damaged ones),
+        then, when leftovers of a killed writer or compaction exist, take the write lock and
+        clean and compact (skipped quietly when another writer holds the lock)."""
+        bad = self.verify()
+        left = self.leftovers()
+        small = [p for p in self._live_parts() if self._size(p) < COMPACT_MAX_BYTES]
+        if left["temporary"] or left["superseded"] or len(small) > 1:
+            try:
+                with self.writer("heal"):
+                    pass  # entering removes temporary parts; leaving compacts
+            except StoreLockedError:
+                pass
+        self.refresh()
+        return {"quarantined": bad, **left}
+
+    def _size(self, name: str) -> int:
+        try:
+            return (self.path / "parts" / name).stat().st_size
+        except FileNotFoundError:
+            return 0
 
     def refresh(self) -> None:
         """Re-read the list of parts (after a write by this or another process)."""
@@ -145,24 +233,47 @@ class Store:
         failed: dict[str, tuple[str, str]] = {}
         live = self._live_parts()
         layer_names = None
+        kept = []
         for name in live:  # oldest first: a later part overrides an earlier one
-            with h5py.File(self.path / "parts" / name, "r") as f:
-                if layer_names is None and "layer_names" in f.attrs:
-                    layer_names = json.loads(f.attrs["layer_names"])
-                for row, item in enumerate(f["ids"].asstr()[:]):
-                    index[item] = _Loc(name, row)
-                    failed.pop(item, None)
-                if "failed" in f:
-                    fids = f["failed/ids"].asstr()[:]
-                    fhs = f["failed/hashes"].asstr()[:]
-                    errs = f["failed/errors"].asstr()[:]
-                    for item, h, e in zip(fids, fhs, errs, strict=True):
-                        if item in index and index[item].part == name:
-                            continue
-                        failed[item] = (h, e)
-                        index.pop(item, None)  # a newer attempt failed: the old vector is stale
-        self._index, self._failed, self._parts_seen = index, failed, tuple(live)
+            try:
+                layer_names = self._index_part(name, index, failed, layer_names)
+                kept.append(name)
+            except DamagedPart as e:
+                self._set_aside(e)
+        self._index, self._failed, self._parts_seen = index, failed, tuple(kept)
         self._layer_names = layer_names
+
+    def _index_part(
+        self,
+        name: str,
+        index: dict[str, _Loc],
+        failed: dict[str, tuple[str, str]],
+        layer_names: list[str] | None,
+    ) -> list[str] | None:
+        """Add one part's ids and failures to the index (read fully before any is added)."""
+        with open_part(self.path / "parts" / name) as f:
+            names = attr_json(f, "layer_names", None)
+            ids = f["ids"].asstr()[:]
+            f["hashes"].asstr()[:]  # read (and checksum) what later reads rely on
+            fails: list[tuple[str, str, str]] = []
+            if "failed" in f:
+                fails = list(
+                    zip(
+                        f["failed/ids"].asstr()[:],
+                        f["failed/hashes"].asstr()[:],
+                        f["failed/errors"].asstr()[:],
+                        strict=True,
+                    )
+                )
+        for row, item in enumerate(ids):
+            index[item] = _Loc(name, row)
+            failed.pop(item, None)
+        for item, h, err in fails:
+            if item in index and index[item].part == name:
+                continue
+            failed[item] = (h, err)
+            index.pop(item, None)  # a newer attempt failed: the old vector is stale
+        return layer_names if layer_names is not None else names
 
     @property
     def index(self) -> dict[str, _Loc]:
@@ -190,8 +301,12 @@ class Store:
         for item, loc in self.index.items():
             by_part.setdefault(loc.part, []).append((item, loc.row))
         for part, rows in by_part.items():
-            with h5py.File(self.path / "parts" / part, "r") as f:
-                hs = f["hashes"].asstr()[:]
+            try:
+                with open_part(self.path / "parts" / part) as f:
+                    hs = f["hashes"].asstr()[:]
+            except DamagedPart as e:
+                self._set_aside(e)  # its items are left out: missing, so recomputed
+                continue
             for item, row in rows:
                 out[item] = hs[row]
         return out
@@ -205,6 +320,12 @@ class Store:
     def layer_index(self, layer: int | str) -> int:
         """Column of ``layer`` (a hidden-state index like 12, or a name like ``"final"``)."""
         names = self.layer_names
+        if not names:
+            gone = " (its damaged parts were set aside in quarantine/)" if self._quarantined else ""
+            raise StoreError(
+                f"{self.path.name}: the store holds no embeddings{gone}; run 'sslstack extract' "
+                "to compute them"
+            )
         key = str(layer)
         if key in names:
             return names.index(key)
@@ -253,16 +374,10 @@ class Store:
             dst.append(pos)
             src.append(loc.row)
         for part, (dst, src) in by_part.items():
-            with h5py.File(self.path / "parts" / part, "r") as f:
-                ds = f[f"clip/{pool}"]
-                block = ds[:, col, :] if len(src) > ds.shape[0] // 2 else None
-                if block is not None:
-                    rows = block[np.asarray(src)]
-                else:
-                    order = np.argsort(src)
-                    srt = np.asarray(src)[order]
-                    rows = np.empty((len(src), ds.shape[2]), dtype=ds.dtype)
-                    rows[order] = ds[srt, col, :]
+            try:
+                rows = self._read_rows(part, pool, col, src)
+            except DamagedPart as e:
+                raise self._damaged(e) from None
             if out is None:
                 out = np.empty((len(want), rows.shape[1]), dtype=np.float32)
             out[np.asarray(dst)] = rows
@@ -280,7 +395,7 @@ class Store:
             by_part.setdefault(loc.part, []).append((item, loc.row))
         out: dict[str, ItemResult] = {}
         for part, rows in by_part.items():
-            with h5py.File(self.path / "parts" / part, "r") as f:
+            with open_part(self.path / "parts" / part) as f:
                 hashes, durations = f["hashes"].asstr()[:], f["durations"][:]
                 win_of = f["windows/item"][:] if "windows" in f else None
                 win_pools = (
@@ -301,6 +416,17 @@ class Store:
                     )
         return [out[i] for i in ids]
 
+    def _read_rows(self, part: str, pool: str, col: int, src: list[int]) -> np.ndarray:
+        with open_part(self.path / "parts" / part) as f:
+            ds = f[f"clip/{pool}"]
+            if len(src) > ds.shape[0] // 2:
+                return ds[:, col, :][np.asarray(src)]
+            order = np.argsort(src)
+            srt = np.asarray(src)[order]
+            rows = np.empty((len(src), ds.shape[2]), dtype=ds.dtype)
+            rows[order] = ds[srt, col, :]
+            return rows
+
     def read_windows(
         self, layer: int | str, pool: str = "mean", ids: Sequence[str] | None = None
     ) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -314,33 +440,52 @@ class Store:
         starts: list[np.ndarray] = []
         vecs: list[np.ndarray] = []
         for part in self._parts_seen:
-            with h5py.File(self.path / "parts" / part, "r") as f:
-                if "windows" not in f:
-                    continue
-                pids = f["ids"].asstr()[:]
-                item = f["windows/item"][:]
-                keep = np.array(
-                    [pids[r] in wanted and self.index[pids[r]].part == part for r in item],
-                    dtype=bool,
-                )
-                if not keep.any():
-                    continue
-                out_ids += [pids[r] for r in item[keep]]
-                starts.append(f["windows/start"][:][keep])
-                vecs.append(f[f"windows/{pool}"][:, col, :][keep].astype(np.float32))
+            try:
+                got = self._read_part_windows(part, pool, col, wanted)
+            except DamagedPart as e:
+                raise self._damaged(e) from None
+            if got is not None:
+                out_ids += got[0]
+                starts.append(got[1])
+                vecs.append(got[2])
         if not vecs:
             return [], np.zeros(0), np.zeros((0, 0), dtype=np.float32)
         return out_ids, np.concatenate(starts), np.concatenate(vecs)
+
+    def _read_part_windows(
+        self, part: str, pool: str, col: int, wanted: set[str]
+    ) -> tuple[list[str], np.ndarray, np.ndarray] | None:
+        with open_part(self.path / "parts" / part) as f:
+            if "windows" not in f:
+                return None
+            pids = f["ids"].asstr()[:]
+            item = f["windows/item"][:]
+            keep = np.array(
+                [pids[r] in wanted and self.index[pids[r]].part == part for r in item],
+                dtype=bool,
+            )
+            if not keep.any():
+                return None
+            return (
+                [pids[r] for r in item[keep]],
+                f["windows/start"][:][keep],
+                f[f"windows/{pool}"][:, col, :][keep].astype(np.float32),
+            )
 
     def info(self) -> dict[str, Any]:
         """Summary for ``cache ls``: encoder, items, layers, dim, poolings, size on disk."""
         names = self.layer_names
         dim = 0
-        if self._parts_seen:
-            with h5py.File(self.path / "parts" / self._parts_seen[-1], "r") as f:
-                ds = f[f"clip/{self.key.pools[0]}"]
-                dim = int(ds.shape[2])
-        size = sum(p.stat().st_size for p in (self.path / "parts").glob("*.h5"))
+        for part in reversed(self._parts_seen):
+            try:
+                with open_part(self.path / "parts" / part) as f:
+                    if "clip" in f:
+                        dim = int(f[f"clip/{self.key.pools[0]}"].shape[2])
+                        break
+            except (DamagedPart, FileNotFoundError):
+                continue
+        size = sum(self._size(p) for p in self._parts_seen)
+        waste = self.leftovers()
         return {
             "store": self.path.name,
             "path": str(self.path),
@@ -358,6 +503,8 @@ class Store:
             "storage": self.key.storage,
             "parts": len(self._parts_seen),
             "bytes": size,
+            "wasted_bytes": waste["wasted_bytes"],
+            "leftovers": waste,
         }
 
     # ---------------------------------------------------------------- writing
@@ -414,7 +561,7 @@ class StoreWriter:
 
     def _new_part_name(self) -> str:
         self._seq += 1
-        return f"part-{time.time_ns():020d}-{os.getpid()}-{self._seq:06d}.h5"
+        return f"part-{time.time_ns():020d}-{os.getpid()}-{self._seq:06d}"
 
     def write(
         self,
@@ -431,19 +578,37 @@ class StoreWriter:
         )
         return name
 
-    def _atomic_part(self, fill: Callable[[h5py.File], None]) -> str:
-        """Create a part: written under a temporary name, fsynced, then renamed into place."""
-        name = self._new_part_name()
-        path = self.store.path / "parts" / name
-        tmp = path.with_name(f".{name}.tmp")
+    def _atomic_part(self, fill: Callable[[h5py.File], None], estimate: int = 0) -> str:
+        """Create a part: written under a temporary name, fsynced, then renamed into place.
+
+        Parts up to CORE_MAX_BYTES are built in memory and written with one plain ``write``:
+        a full disk is then an ordinary OSError, and HDF5 never holds a half-flushed file
+        (whose deallocation crashed the interpreter). Larger parts (compactions) are written
+        by HDF5 directly after a check that the free space holds twice the estimate.
+
+        Raises:
+            DiskFullError: no space (or quota) left; the temporary file is removed.
+        """
+        base = self._new_part_name()
+        tmp = self.store.path / "parts" / f".{base}.tmp"
         try:
-            with h5py.File(tmp, "w") as f:
-                fill(f)
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
+            if estimate <= CORE_MAX_BYTES:
+                data = _in_memory_part(tmp, fill)
+                crc = zlib.crc32(data)
+                _write_bytes(tmp, data)
+            else:
+                _check_free(tmp.parent, 2 * estimate)
+                _write_with_hdf5(tmp, fill)
+                crc = file_crc32(tmp)
+            name = part_name(base, crc)
+            os.replace(tmp, self.store.path / "parts" / name)
+        except BaseException as e:
             tmp.unlink(missing_ok=True)
+            if isinstance(e, Exception) and disk_full(e):
+                raise DiskFullError(
+                    f"{self.store.path}: no space left on the device while writing a part; "
+                    "what was written before is kept: free some space and rerun"
+                ) from None
             raise
         return name
 
@@ -457,43 +622,58 @@ class StoreWriter:
         supersedes: Sequence[str] = (),
     ) -> None:
         f.attrs["schema"] = SCHEMA_VERSION
-        f.attrs["key"] = json.dumps(self.store.key.to_dict(), sort_keys=True)
-        f.attrs["layer_names"] = json.dumps(layer_names)
-        f.attrs["supersedes"] = json.dumps(list(supersedes))
-        f.create_dataset("ids", data=[it.id for it in items], dtype=_STR)
-        f.create_dataset("hashes", data=[it.hash for it in items], dtype=_STR)
-        f.create_dataset("durations", data=np.array([it.duration for it in items], np.float32))
+        set_attr_json(f, "key", self.store.key.to_dict())
+        set_attr_json(f, "layer_names", layer_names)
+        set_attr_json(f, "supersedes", list(supersedes))
+        string_dataset(f, "ids", [it.id for it in items])
+        string_dataset(f, "hashes", [it.hash for it in items])
+        _dataset(f, "durations", np.array([it.duration for it in items], np.float32))
         if items:
             for pool in items[0].clip:
                 arr = np.stack([it.clip[pool] for it in items]).astype(dtype)
-                f.create_dataset(f"clip/{pool}", data=arr, chunks=_chunks(arr.shape))
+                _dataset(f, f"clip/{pool}", arr, _chunks(arr.shape))
             if any(it.window_starts for it in items):
                 rows = np.concatenate(
                     [np.full(len(it.window_starts), r, np.int64) for r, it in enumerate(items)]
                 )
-                f.create_dataset("windows/item", data=rows)
-                f.create_dataset(
+                _dataset(f, "windows/item", rows)
+                _dataset(
+                    f,
                     "windows/start",
-                    data=np.concatenate([np.asarray(it.window_starts, np.float64) for it in items]),
+                    np.concatenate([np.asarray(it.window_starts, np.float64) for it in items]),
                 )
                 for pool in items[0].windows:
                     arr = np.concatenate([it.windows[pool] for it in items]).astype(dtype)
-                    f.create_dataset(f"windows/{pool}", data=arr, chunks=_chunks(arr.shape))
-        if failures:
-            f.create_dataset("failed/ids", data=[x[0] for x in failures], dtype=_STR)
-            f.create_dataset("failed/hashes", data=[x[1] for x in failures], dtype=_STR)
-            f.create_dataset("failed/errors", data=[x[2] for x in failures], dtype=_STR)
+                    _dataset(f, f"windows/{pool}", arr, _chunks(arr.shape))
+        _write_failures(f, failures)
 
     def compact(self) -> None:
-        """Merge the live parts smaller than COMPACT_MAX_BYTES into one part, streaming."""
+        """Merge the live parts smaller than COMPACT_MAX_BYTES into one part, streaming.
+
+        A part found damaged while merging is quarantined and the merge retried without it;
+        a full disk leaves the parts as they are (one warning line): they stay readable.
+        """
         st = self.store
-        st.refresh()
-        parts_dir = st.path / "parts"
-        small = [p for p in st._parts_seen if (parts_dir / p).stat().st_size < COMPACT_MAX_BYTES]
-        if len(small) < 2:
-            self._delete_superseded()
-            return
-        self._atomic_part(lambda f: _merge_parts(st, small, f, self.store.key))
+        for _ in range(3):
+            st.refresh()
+            small = [p for p in st._parts_seen if st._size(p) < COMPACT_MAX_BYTES]
+            if len(small) < 2:
+                break
+            estimate = sum(st._size(p) for p in small)
+            try:
+                self._atomic_part(functools.partial(_merge_parts, st, small, key=st.key), estimate)
+                break
+            except DamagedPart as e:
+                st._set_aside(e)
+            except DiskFullError:
+                warnings.warn(
+                    f"store {st.path.name}: not enough free space to compact {len(small)} parts "
+                    f"({estimate / 2**20:.1f} MiB); they stay as they are (readable), and the "
+                    "next 'sslstack extract' with space compacts them",
+                    SslstackWarning,
+                    stacklevel=2,
+                )
+                break
         self._delete_superseded()
 
     def _delete_superseded(self) -> None:
@@ -510,6 +690,63 @@ def _chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
     return (rows, 1, shape[2])
 
 
+def _dataset(
+    f: h5py.File, name: str, data: np.ndarray, chunks: tuple[int, ...] | None = None
+) -> None:
+    """A checksummed (fletcher32) dataset; empty ones are made resizable so they can chunk."""
+    if chunks is None:
+        chunks = (max(1, min(len(data), 65536)), *data.shape[1:])
+    maxshape = (None, *data.shape[1:])
+    f.create_dataset(name, data=data, chunks=chunks, maxshape=maxshape, fletcher32=True)
+
+
+def _write_failures(f: h5py.File, failures: Sequence[tuple[str, str, str]]) -> None:
+    if failures:
+        string_dataset(f, "failed/ids", [x[0] for x in failures])
+        string_dataset(f, "failed/hashes", [x[1] for x in failures])
+        string_dataset(f, "failed/errors", [x[2] for x in failures])
+
+
+def _in_memory_part(tmp: Path, fill: Callable[[h5py.File], None]) -> bytes:
+    """The bytes of a part built by ``fill`` in memory (HDF5's core driver, no disk I/O)."""
+    f = h5py.File(tmp, "w", driver="core", backing_store=False, libver=LIBVER)
+    try:
+        fill(f)
+        f.flush()
+        return bytes(f.id.get_file_image())
+    finally:
+        f.close()
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _check_free(folder: Path, need: int) -> None:
+    st = os.statvfs(folder)
+    if st.f_bavail * st.f_frsize < need:
+        raise OSError(errno.ENOSPC, "not enough free space for the part", str(folder))
+
+
+def _write_with_hdf5(tmp: Path, fill: Callable[[h5py.File], None]) -> None:
+    """Write a large part through HDF5, closing the file deterministically on every path."""
+    f = h5py.File(tmp, "w", libver=LIBVER)
+    try:
+        fill(f)
+    finally:
+        with contextlib.suppress(Exception):  # the write error above is the one to report
+            f.close()
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
 def _merge_parts(store: Store, parts: Sequence[str], f: h5py.File, key: StoreKey) -> None:
     """Copy the live rows of ``parts`` into the open file ``f``, one part at a time."""
     part_set = set(parts)
@@ -520,9 +757,9 @@ def _merge_parts(store: Store, parts: Sequence[str], f: h5py.File, key: StoreKey
     failures = list(store.failures.items())
     n = sum(len(v) for v in plan.values())
     f.attrs["schema"] = SCHEMA_VERSION
-    f.attrs["key"] = json.dumps(key.to_dict(), sort_keys=True)
-    f.attrs["layer_names"] = json.dumps(store.layer_names)
-    f.attrs["supersedes"] = json.dumps(list(parts))
+    set_attr_json(f, "key", key.to_dict())
+    set_attr_json(f, "layer_names", store.layer_names)
+    set_attr_json(f, "supersedes", list(parts))
     ids, hashes, durs = [], [], []
     win_rows, win_starts = [], []
     created = False
@@ -532,13 +769,17 @@ def _merge_parts(store: Store, parts: Sequence[str], f: h5py.File, key: StoreKey
         if not rows:
             continue
         src_rows = np.array([r for _, r in rows])
-        with h5py.File(store.path / "parts" / part, "r") as g:
+        with open_part(store.path / "parts" / part) as g:
             if not created:
                 for pool in g["clip"]:
                     ds = g[f"clip/{pool}"]
                     shape = (n, ds.shape[1], ds.shape[2])
                     f.create_dataset(
-                        f"clip/{pool}", shape=shape, dtype=ds.dtype, chunks=_chunks(shape)
+                        f"clip/{pool}",
+                        shape=shape,
+                        dtype=ds.dtype,
+                        chunks=_chunks(shape),
+                        fletcher32=True,
                     )
                 created = True
             ids += [i for i, _ in rows]
@@ -563,19 +804,17 @@ def _merge_parts(store: Store, parts: Sequence[str], f: h5py.File, key: StoreKey
                             maxshape=(None, src.shape[1], src.shape[2]),
                             dtype=src.dtype,
                             chunks=_chunks((4096, src.shape[1], src.shape[2])),
+                            fletcher32=True,
                         )
                     dst = f[f"windows/{pool}"]
                     dst.resize(wpos + len(sel), axis=0)
                     dst[wpos : wpos + len(sel)] = src[sel] if len(sel) else src[:0]
                 wpos += len(sel)
         pos += len(rows)
-    f.create_dataset("ids", data=ids, dtype=_STR)
-    f.create_dataset("hashes", data=hashes, dtype=_STR)
-    f.create_dataset("durations", data=np.asarray(durs, np.float32))
+    string_dataset(f, "ids", ids)
+    string_dataset(f, "hashes", [str(h) for h in hashes])
+    _dataset(f, "durations", np.asarray(durs, np.float32))
     if win_rows:
-        f.create_dataset("windows/item", data=np.asarray(win_rows, np.int64))
-        f.create_dataset("windows/start", data=np.asarray(win_starts, np.float64))
-    if failures:
-        f.create_dataset("failed/ids", data=[i for i, _ in failures], dtype=_STR)
-        f.create_dataset("failed/hashes", data=[h for _, (h, _) in failures], dtype=_STR)
-        f.create_dataset("failed/errors", data=[e for _, (_, e) in failures], dtype=_STR)
+        _dataset(f, "windows/item", np.asarray(win_rows, np.int64))
+        _dataset(f, "windows/start", np.asarray(win_starts, np.float64))
+    _write_failures(f, [(i, h, e) for i, (h, e) in failures])

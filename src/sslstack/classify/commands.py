@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from .._cli_common import (
@@ -148,8 +149,8 @@ def fit_head_cmd(
         progress=progress,
     )
     for note in res.warnings:
-        console.print(f"[yellow]warning:[/] {note}")
-    table = Table(title=f"run {res.run}: {res.head} on {res.encoder}")
+        console.print(f"[yellow]warning:[/] {escape(note)}")
+    table = Table(title=escape(f"run {res.run}: {res.head} on {res.encoder}"))
     table.add_column("metric")
     table.add_column("out-of-fold", justify="right")
     for name, value in res.scores.items():
@@ -158,9 +159,11 @@ def fit_head_cmd(
     out_console.print(table)
     fs = [v for v in res.fold_scores if v is not None and math.isfinite(v)]
     console.print(
-        f"{res.metric} per fold: {', '.join(_fmt(v) for v in res.fold_scores)} "
-        f"(mean {_fmt(sum(fs) / len(fs) if fs else None)}); trials {res.trials}; "
-        f"best {res.best_params}; {res.time_s:.1f} s; oof: {res.oof_path}"
+        escape(
+            f"{res.metric} per fold: {', '.join(_fmt(v) for v in res.fold_scores)} "
+            f"(mean {_fmt(sum(fs) / len(fs) if fs else None)}); trials {res.trials}; "
+            f"best {res.best_params}; {res.time_s:.1f} s; oof: {res.oof_path}"
+        )
     )
     if res.trial_score is not None and res.head != "logreg":
         console.print(
@@ -212,7 +215,7 @@ def probe_cmd(
     best, best_any = res.best(), res.best_any()
     full = res.table if res.full is None else res.full
     # the title on its own line: as a table title it wraps to the width of a narrow table
-    out_console.print(f"probe of {res.store}: out-of-fold {res.metric}", highlight=False)
+    out_console.print(escape(f"probe of {res.store}: out-of-fold {res.metric}"), highlight=False)
     table = Table()
     table.add_column("layer")
     for p in full.columns:
@@ -222,7 +225,7 @@ def probe_cmd(
         for p, v in row.items():
             cell = _fmt(float(v))
             cells.append(f"[bold]{cell}[/]" if (str(la), str(p)) == best_any[:2] else cell)
-        table.add_row(str(la), *cells)
+        table.add_row(escape(str(la)), *cells)
     out_console.print(table)
     also = (
         ""
@@ -331,13 +334,13 @@ def runs_ls_cmd(
         enc = str(r["encoder"] or "-")
         head = str(r["head"] or "-") if r["kind"] == "head" else f"{r['kind']}:{r['head'] or '-'}"
         table.add_row(
-            r["run"],
-            str(r["dataset"] or "-"),
-            _short_path(enc),
-            str(r["layer"] or "-"),
-            str(r["pool"] or "-"),
-            head,
-            str(r["metric"] or "-"),
+            escape(r["run"]),
+            escape(str(r["dataset"] or "-")),
+            escape(_short_path(enc)),
+            escape(str(r["layer"] or "-")),
+            escape(str(r["pool"] or "-")),
+            escape(head),
+            escape(str(r["metric"] or "-")),
             _fmt(r["score"]),
             spread,
             str(r["trials"] if r["trials"] is not None else "-"),

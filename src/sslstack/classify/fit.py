@@ -23,7 +23,7 @@ from ..cache import Store, find_store
 from ..datasets import resolve_dataset
 from ..errors import ConfigError, DataError, RunError
 from ..manifest import Manifest
-from ..runs import Run, load_run, new_run_id, save_run
+from ..runs import Run, find_run, load_run, new_run_id, recipe_digest, save_run
 from ..workspace import Workspace
 from .cv import FoldModel, cross_validate, load_models, predict_fold, save_models
 from .features import FeatureChoice, FeatureReader, default_choice, layer_choices, pool_choices
@@ -383,6 +383,9 @@ def fit_head(
             raise RunError(
                 f"study {study_name} has no complete trial yet; run more --trials"
             ) from None
+    recipe = _recipe(prob, hd.name, met.name, best, study_name, n_trials, ctx)
+    if (same := find_run(ws, recipe)) is not None:  # a finished study rerun: nothing new
+        return _reused(same, prob, t0)
     choice = FeatureChoice(str(best["layer"]), str(best["pool"]))
     params = {k: v for k, v in best.items() if k not in ("layer", "pool", "pca")}
     if not isinstance(rounds, list) or len(rounds) != len(prob.splits):
@@ -390,7 +393,75 @@ def fit_head(
     # the best trial's early-stopping rounds per fold, so the final refit skips the inner fits
     final = run_cv(choice, params, int(best["pca"]), keep_models=True, rounds=rounds)
     return _save(
-        prob, hd, met.name, choice, best, final, study_name, storage, n_trials, t0, ctx, trial_score
+        prob,
+        hd,
+        met.name,
+        choice,
+        best,
+        final,
+        study_name,
+        storage,
+        n_trials,
+        t0,
+        ctx,
+        trial_score,
+        recipe_digest(recipe),
+    )
+
+
+def _recipe(
+    prob: _Problem,
+    head: str,
+    metric: str,
+    best: dict[str, Any],
+    study: str | None,
+    n_trials: int,
+    ctx: FitContext,
+) -> dict[str, Any]:
+    """Everything that determines a head run's result, the audio of its items included."""
+    hashes = prob.store.hashes()
+    items = "\n".join(f"{i}\t{hashes.get(i)}" for i in prob.ids)
+    return {
+        "head": head,
+        "store": prob.store.path.name,
+        "dataset": prob.dataset,
+        "folds": prob.folds.digest,
+        "items": hashlib.sha1(items.encode("utf-8")).hexdigest(),
+        "labels": prob.enc.to_dict(),
+        "metric": metric,
+        "params": best,
+        "study": study,
+        "trials": n_trials,
+        "seed": ctx.seed,
+        "device": ctx.device,
+        "max_rounds": ctx.max_rounds,
+    }
+
+
+def _reused(run: Run, prob: _Problem, t0: float) -> FitResult:
+    """The FitResult of a run saved before with the same recipe."""
+    m = run.meta
+    note = (
+        f"run {run.id} holds this study's best trial fitted the same way already; nothing new "
+        "was saved (raise --trials to continue the study)"
+    )
+    return FitResult(
+        run=run.id,
+        run_dir=run.dir,
+        metric=m["metric"],
+        score=float("nan") if m.get("score") is None else float(m["score"]),
+        scores={k: float("nan") if v is None else v for k, v in m.get("scores", {}).items()},
+        fold_scores=[float("nan") if v is None else v for v in m.get("fold_scores", [])],
+        best_params=m["params"],
+        study=m.get("study"),
+        trials=int(m.get("trials") or 0),
+        oof=run.oof(),
+        oof_path=run.oof_path,
+        time_s=time.time() - t0,
+        head=m["head"],
+        encoder=m["encoder"],
+        warnings=[*prob.warnings, note],
+        trial_score=m.get("trial_score"),
     )
 
 
@@ -437,6 +508,7 @@ def _save(
     t0: float,
     ctx: FitContext,
     trial_score: float | None = None,
+    recipe: str | None = None,
 ) -> FitResult:
     enc = prob.enc
     encoder = prob.store.key.model
@@ -478,6 +550,7 @@ def _save(
         "base_runs": [],
         "calibration": None,
         "warnings": prob.warnings,
+        "recipe": recipe,
     }
     files: list[str] = []
 

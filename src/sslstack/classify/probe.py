@@ -188,21 +188,23 @@ def _plot(table: pd.DataFrame, metric: str, model: str, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    xs = np.arange(len(table.index))
-    for pool in table.columns:
-        ax.plot(xs, table[pool].to_numpy(dtype=float), marker="o", label=pool)
-    ax.set_xticks(xs, [str(v) for v in table.index], rotation=45 if len(xs) > 12 else 0)
-    singles = [n for n, la in enumerate(table.index) if ".." not in la and "+" not in la]
-    if singles and singles[-1] + 1 < len(xs):  # ranges and concatenations after the layers
-        ax.axvline(singles[-1] + 0.5, color="grey", lw=0.8, ls=":")
-    ax.set_xlabel("layer (then ranges a..b and concatenations a+b)")
-    ax.set_ylabel(f"out-of-fold {metric}")
-    ax.set_title(f"logistic probe: {model}")
-    ax.grid(alpha=0.3)
-    ax.legend(title="pooling")
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
+    # a model path with '$' in it is shown literally (no mathtext, no TeX)
+    with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
+        fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+        xs = np.arange(len(table.index))
+        for pool in table.columns:
+            ax.plot(xs, table[pool].to_numpy(dtype=float), marker="o", label=pool)
+        ax.set_xticks(xs, [str(v) for v in table.index], rotation=45 if len(xs) > 12 else 0)
+        singles = [n for n, la in enumerate(table.index) if ".." not in la and "+" not in la]
+        if singles and singles[-1] + 1 < len(xs):  # ranges and concatenations after the layers
+            ax.axvline(singles[-1] + 0.5, color="grey", lw=0.8, ls=":")
+        ax.set_xlabel("layer (then ranges a..b and concatenations a+b)")
+        ax.set_ylabel(f"out-of-fold {metric}")
+        ax.set_title(f"logistic probe: {model}")
+        ax.grid(alpha=0.3)
+        ax.legend(title="pooling")
+        fig.tight_layout()
+        tmp = path.with_name(f".{path.stem}.tmp.png")
+        fig.savefig(tmp)
+        plt.close(fig)
     os.replace(tmp, path)

@@ -9,22 +9,33 @@
   number continues the study; several workers stop together when the study reaches it.
 - A worker killed mid-trial leaves a RUNNING trial: on the next start, RUNNING trials of this
   machine whose process is gone are marked failed (journal storage); the RDB storage uses
-  Optuna's heartbeat for the same.
+  Optuna's heartbeat for the same. A killed trial whose parameters were enqueued (the warm
+  start) is enqueued again.
+- Resuming reproduces: the sampler's random state at each trial depends only on the seed and
+  the number of trials finished or running, so a study killed and resumed reaches the same
+  trials as one that ran through (on one worker; several workers interleave differently).
+- A journal whose last record was torn (a kill or a full disk during an append) is repaired
+  on open: the torn bytes are cut (and kept beside it); damage before whole records is refused
+  with one line naming the journal and the repair.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 import socket
+import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
-from ..errors import ConfigError, RunError
+from ..errors import ConfigError, RunError, SslstackWarning
 from ..workspace import Workspace
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -64,7 +75,119 @@ def open_storage(ws: Workspace, study_name: str, url: str | None = None) -> Any:
     # the lock is held for one append at a time; a process killed while holding it leaves the
     # lock file behind, which the next writer breaks after JOURNAL_LOCK_GRACE seconds
     lock = JournalFileOpenLock(path, grace_period=JOURNAL_LOCK_GRACE)
-    return optuna.storages.JournalStorage(JournalFileBackend(path, lock))
+    with journal_errors(path):
+        repair_journal(Path(path), lock)
+        return optuna.storages.JournalStorage(JournalFileBackend(path, lock))
+
+
+@contextlib.contextmanager
+def journal_errors(path: str | None) -> Iterator[None]:
+    """OS errors while writing the journal name it (a full disk is then one line). Optuna
+    hides such an error behind ``AssertionError: Should not reach.``: it is unwrapped."""
+    try:
+        yield
+    except AssertionError as e:
+        cause = e.__context__
+        while cause is not None and not isinstance(cause, OSError):
+            cause = cause.__context__
+        if cause is None:
+            raise
+        raise _named(cause, path) from None
+    except OSError as e:
+        raise _named(e, path) from None
+
+
+def _named(e: OSError, path: str | None) -> OSError:
+    if e.filename is None and path:
+        return OSError(e.errno, e.strerror, path)
+    return e
+
+
+def _bad_line(line: bytes) -> bool:
+    try:
+        json.loads(line)
+        return False
+    except ValueError:
+        return True
+
+
+def _whole(line: bytes) -> bytes | None:
+    """The line when it is a whole record, its salvaged record, or None (torn)."""
+    if not line.endswith(b"\n"):
+        return None
+    return line if not _bad_line(line) else _salvage(line)
+
+
+def _salvage(line: bytes) -> bytes | None:
+    """The whole record at the end of a line that a torn append and the next append merged."""
+    pos = line.rfind(b'{"op_code"')
+    while pos > 0:
+        if not _bad_line(line[pos:]):
+            return line[pos:]
+        pos = line.rfind(b'{"op_code"', 0, pos)
+    return None
+
+
+def repair_journal(path: Path, lock: Any) -> str | None:
+    """Cut a torn tail off an Optuna journal (under its lock); return what was done.
+
+    The records before a torn one are whole (each append is one write of whole lines), so
+    the study is intact up to its last whole record; the cut bytes are kept in
+    ``<journal>.torn-<time>``. A record torn and then followed by a later append is salvaged
+    from its line.
+
+    Raises:
+        RunError: damage that is not a torn record (names the journal, the line, the repair).
+    """
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    with _held(lock):
+        raw = path.read_bytes()
+        lines = raw.splitlines(keepends=True)
+        fixed = [_whole(ln) for ln in lines]
+        if fixed == lines:
+            return None
+        last = max((n for n, ln in enumerate(fixed) if ln is not None), default=-1)
+        holes = [n for n, ln in enumerate(fixed[:last]) if ln is None]
+        if holes:
+            n = holes[0] + 1
+            raise RunError(
+                f"{path}: line {n} of the Optuna journal is damaged and whole records "
+                f"follow it; cut it there (head -n {n - 1} {path} > {path}.fixed && mv "
+                f"{path}.fixed {path}) to keep the trials before it, or move the journal "
+                "away to start the study afresh"
+            )
+        body = b"".join(ln for ln in fixed[: last + 1] if ln is not None)
+        _keep_aside(path, raw[len(body) :] if raw.startswith(body) else raw)
+        if raw.startswith(body):  # only a torn tail: cut it in place (offsets stay valid)
+            os.truncate(path, len(body))
+            what = f"cut {len(raw) - len(body)} torn byte(s) after record {last + 1}"
+        else:
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_bytes(body)
+            os.replace(tmp, path)
+            what = "salvaged a record that a torn one was merged with"
+    warnings.warn(
+        f"study journal {path}: {what} (a process was killed or the disk was full while "
+        f"writing it); the study continues from its last whole record",
+        SslstackWarning,
+        stacklevel=3,
+    )
+    return what
+
+
+@contextlib.contextmanager
+def _held(lock: Any) -> Iterator[None]:
+    lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _keep_aside(path: Path, data: bytes) -> None:
+    with contextlib.suppress(OSError):  # a full disk may not hold the copy: the cut matters
+        path.with_name(f"{path.name}.torn-{time.strftime('%Y%m%d-%H%M%S')}").write_bytes(data)
 
 
 def _worker_id() -> str:
@@ -125,12 +248,54 @@ def open_study(
             f"not {direction}; use another --study name"
         )
     fail_dead_trials(study)
-    done = len(study.get_trials(deepcopy=False))
-    # reseed on resume so a continued study does not replay the first run's random trials
-    study.sampler = optuna.samplers.TPESampler(
-        seed=seed + done, n_startup_trials=min(10, max(n_startup, 3)), multivariate=True
+    requeue_killed(study)
+    study.sampler = ResumableTPESampler(
+        seed=seed, n_startup_trials=min(10, max(n_startup, 3)), multivariate=True
     )
     return study
+
+
+class ResumableTPESampler(optuna.samplers.TPESampler):
+    """TPE whose random state at each trial is a function of the seed and the number of
+    trials finished or running, not of the process's history.
+
+    A plain seeded sampler restarts its random stream in every process, so a study killed
+    and resumed samples other trials than one run straight through. Here trial ``k`` of a
+    resumed study draws from the same stream, and sees the same finished trials, as trial
+    ``k`` of an uninterrupted one, so it gets the same parameters. Failed trials (killed) are
+    not counted, so the trial that replaces a killed one repeats it.
+    """
+
+    def __init__(self, *, seed: int = 0, **kwargs: Any) -> None:
+        super().__init__(seed=seed, **kwargs)
+        self._base_seed = seed
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        states = (*FINISHED, TrialState.RUNNING)
+        k = sum(
+            1 for t in study.get_trials(deepcopy=False, states=states) if t.number != trial.number
+        )
+        state = (self._base_seed * 1_000_003 + k) % 2**32
+        self._rng.rng.seed(state)
+        self._random_sampler._rng.rng.seed(state)
+        super().before_trial(study, trial)
+
+
+def requeue_killed(study: optuna.Study) -> int:
+    """Enqueue again the fixed parameters of failed trials (the warm start) that no later
+    trial ran; return how many."""
+    trials = study.get_trials(deepcopy=False)
+    done = [
+        t.system_attrs.get("fixed_params", t.params) for t in trials if t.state != TrialState.FAIL
+    ]
+    n = 0
+    for t in trials:
+        fixed = t.system_attrs.get("fixed_params")
+        if t.state == TrialState.FAIL and fixed and fixed not in done:
+            study.enqueue_trial(fixed)
+            done.append(fixed)
+            n += 1
+    return n
 
 
 def finished_trials(study: optuna.Study) -> int:
@@ -161,15 +326,42 @@ def optimize(
         callbacks.append(progress)
     before = len(study.get_trials(deepcopy=False))
     logging.getLogger("optuna").setLevel(logging.WARNING)
-    study.optimize(
-        wrapped,
-        n_trials=remaining,
-        timeout=timeout,
-        callbacks=callbacks,
-        catch=(),
-        gc_after_trial=False,
-    )
+    backend = getattr(study._storage, "_backend", None)
+    quiet = _QuietInterrupt()
+    log = logging.getLogger("optuna.study._optimize")
+    log.addFilter(quiet)
+    try:
+        with journal_errors(getattr(backend, "_file_path", None)):
+            study.optimize(
+                wrapped,
+                n_trials=remaining,
+                timeout=timeout,
+                callbacks=callbacks,
+                catch=(),
+                gc_after_trial=False,
+            )
+    finally:
+        log.removeFilter(quiet)
     return len(study.get_trials(deepcopy=False)) - before
+
+
+class _QuietInterrupt(logging.Filter):
+    """Drop Optuna's report of a trial stopped by Ctrl-C (a 50-line traceback, then "failed
+    with value None"): the command prints its own one line, and the trial is marked failed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._next = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, KeyboardInterrupt):
+            self._next = True
+            return False
+        if self._next and "failed with value" in record.getMessage():
+            self._next = False
+            return False
+        return True
 
 
 def report_fold(trial: optuna.Trial, fold: int, running_mean: float) -> None:

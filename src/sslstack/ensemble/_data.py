@@ -174,13 +174,13 @@ def join_runs(ws: Workspace, runs: Sequence[Any]) -> BaseSet:
     from ..classify.folds import fold_codes, fold_order
 
     enc = Encoding.of_meta(runs[0].meta)
-    first = _read_oof(runs[0], enc)
+    first = _read_oof(ws, runs[0], enc)
     ids = first["id"].tolist()
     fold_names = fold_order(first["fold"])
     folds = fold_codes(first["fold"], fold_names)
     mats = [first[list(enc.labels)].to_numpy(dtype=np.float64)]
     for run in runs[1:]:
-        frame = _read_oof(run, enc).set_index("id")
+        frame = _read_oof(ws, run, enc).set_index("id")
         _check_rows(runs[0], run, ids, first["fold"].tolist(), frame)
         mats.append(frame.loc[ids, list(enc.labels)].to_numpy(dtype=np.float64))
     dataset = runs[0].meta["dataset"]
@@ -218,7 +218,11 @@ def _check_same(runs: Sequence[Any], what: str, get: Callable[[dict], Any], shor
         )
 
 
-def _read_oof(run: Any, enc: Encoding) -> pd.DataFrame:
+def _read_oof(ws: Workspace, run: Any, enc: Encoding) -> pd.DataFrame:
+    """A run's out-of-fold predictions, checked against its dataset's items and folds (and its
+    saved checksum), not only against the other runs."""
+    from ..runs import check_oof
+
     frame = run.oof()
     frame["id"] = frame["id"].astype(str)
     need = ["id", "fold", *enc.labels]
@@ -228,7 +232,28 @@ def _read_oof(run: Any, enc: Encoding) -> pd.DataFrame:
     if frame["id"].duplicated().any():
         dup = frame.loc[frame["id"].duplicated(), "id"].tolist()[:_LISTED]
         raise RunError(f"run {run.meta['id']}: oof.csv repeats id(s) {', '.join(dup)}")
+    check_oof(ws, run.meta, frame)
+    if not run.meta.get("oof_sha256"):
+        _warn_if_partial(ws, run, frame)
     return frame
+
+
+def _warn_if_partial(ws: Workspace, run: Any, frame: pd.DataFrame) -> None:
+    """Runs saved before oof.csv had a checksum: say when rows of the folds are absent."""
+    import warnings
+
+    from ..classify.folds import load_folds
+    from ..errors import SslstackWarning
+
+    folds = load_folds(ws, run.meta["dataset"])
+    if len(frame) < len(folds.ids):
+        warnings.warn(
+            f"run {run.meta['id']}: oof.csv covers {len(frame)} of the {len(folds.ids)} items "
+            f"of dataset {run.meta['dataset']} (saved without a checksum: a truncated file "
+            "cannot be told from items left out at fit time)",
+            SslstackWarning,
+            stacklevel=2,
+        )
 
 
 def _check_rows(ref: Any, run: Any, ids: list[str], folds: list[str], frame: pd.DataFrame) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from .._cli_common import (
@@ -74,7 +75,7 @@ def stack_cmd(
         label = f"best single ({row['run']})" if name == "best_single" else name
         mark = " *" if name == chosen else ""
         folds = row["fold_scores"]
-        table.add_row(label + mark, _fmt(row["score"]), _fmt(sum(folds) / len(folds)))
+        table.add_row(escape(label + mark), _fmt(row["score"]), _fmt(sum(folds) / len(folds)))
     out_console.print(table)
     if res.calibration:
         cal = Table(title=f"calibration: {res.calibration['method']} (out-of-fold)")
@@ -85,7 +86,9 @@ def stack_cmd(
                 when, *(_fmt(res.calibration[when][k]) for k in ("log_loss", "brier", "ece"))
             )
         out_console.print(cal)
-    console.print(f"[green]saved[/] {res.run} ({chosen}, {res.metric} {_fmt(res.score)})")
+    console.print(
+        f"[green]saved[/] {escape(str(res.run))} ({escape(chosen)}, {res.metric} {_fmt(res.score)})"
+    )
     if json:
         emit_json(res.to_dict())
 
@@ -130,7 +133,7 @@ def predict_cmd(
         on_error=on_error,
         label_col=label_col,
     )
-    console.print(f"[green]wrote[/] {res.out}: {res.items} rows from run {res.run}")
+    console.print(f"[green]wrote[/] {escape(str(res.out))}: {res.items} rows from run {res.run}")
     for note in res.notes:
         console.print("[yellow]warning:[/] ", end="")
         console.print(note, markup=False, soft_wrap=True)
@@ -156,7 +159,9 @@ def report_cmd(
     from .report import report
 
     res = report(workspace, out=out, run=run, metric=metric)
-    console.print(f"[green]wrote[/] {res['out']}: {res['runs']} runs, {res['plots']} plots")
+    console.print(
+        f"[green]wrote[/] {escape(str(res['out']))}: {res['runs']} runs, {res['plots']} plots"
+    )
     if json:
         emit_json(res)
 
@@ -176,7 +181,9 @@ def blend_cmd(
 
     res = blend(files, weights=_floats(weights), rank=rank, out=out, id_column=id_column)
     res.pop("frame")
-    console.print(f"[green]wrote[/] {res['out']}: {res['items']} rows from {len(files)} files")
+    console.print(
+        f"[green]wrote[/] {escape(str(res['out']))}: {res['items']} rows from {len(files)} files"
+    )
     if json:
         emit_json(res)
 
@@ -208,7 +215,7 @@ def import_cmd(
         name, oof, test=test, workspace=workspace, data=data, positive=positive, metric=metric
     )
     console.print(
-        f"[green]imported[/] {res['run']}: {res['items']} items, out-of-fold "
+        f"[green]imported[/] {escape(res['run'])}: {res['items']} items, out-of-fold "
         f"{res['metric']} {_fmt(res['score'])}"
     )
     if json:

@@ -79,8 +79,10 @@ def report(
     ]
     figs: list[str] = []
     parts.append(_leaderboard(same, sc.name, focus.meta["id"]))
-    parts.append(layers_section(ws, same, sc.name, sc.greater_is_better, figs, _figure, _img))
-    parts.append(_focus_section(ws, focus, enc, sc, figs))
+    # labels, run names and paths are shown literally: no mathtext ('$x$'), no TeX
+    with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
+        parts.append(layers_section(ws, same, sc.name, sc.greater_is_better, figs, _figure, _img))
+        parts.append(_focus_section(ws, focus, enc, sc, figs))
     body = "\n".join(parts)
     doc = (
         f"<!doctype html><html lang=en><head><meta charset=utf-8><title>sslstack report"

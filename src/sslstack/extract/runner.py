@@ -85,6 +85,7 @@ def extract(
     store = Store.open_or_create(
         ws.stores, store_key(spec, cfg, dtype), lambda: _provenance(spec, cfg)
     )
+    store.heal()  # quarantine damaged parts (recomputed below), clean a killed writer's leftovers
     plan = make_plan(store, manifest, ws, dataset)
     result = ExtractResult(
         store=store.path.name,
