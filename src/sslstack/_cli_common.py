@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .errors import SslstackError
 
@@ -37,7 +38,13 @@ DataOpt = Annotated[
     typer.Option("--data", "-d", help="Manifest CSV or audio folder (or a dataset name)."),
 ]
 ModelOpt = Annotated[
-    str, typer.Option("--model", "-m", help="Hub id, local model folder, or 'logmel'.")
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Hub id, local model folder, model file (.onnx/.tflite/.pt with a sidecar "
+        "<file>.json), or a built-in: logmel, speech-embedding, birdnet, ge2e.",
+    ),
 ]
 
 
@@ -71,7 +78,8 @@ def friendly(fn: F) -> F:
         except SslstackError as e:
             if debug_enabled():
                 raise
-            console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
+            # escaped: a message such as "pip install 'sslstack[speech]'" is not markup
+            console.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]: everything written so far is kept")

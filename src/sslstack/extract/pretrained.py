@@ -47,7 +47,7 @@ SE_LICENCE = (
     "(non-commercial)"
 )
 SE_WINDOW, SE_STEP = 76, 8  # mel frames per embedding window, frames between windows
-SE_MIN_SAMPLES = 12480 + 160  # shortest input that gives 76 mel frames; shorter clips are padded
+SE_MIN_SAMPLES = 79 * 160  # gives 76 mel frames (one window); shorter clips are zero-padded
 SE_BATCH = 256  # windows per embedding forward
 # (layer name, ONNX value, feature axis): NCHW convolution outputs, then the NHWC embedding
 SE_LAYERS = (

@@ -139,11 +139,13 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def resolve_dtype(dtype: str, device: str) -> str:
+def resolve_dtype(dtype: str, device: str, allowed: Sequence[str] | None = None) -> str:
     """``auto``: bf16 on CUDA, fp32 on CPU (bf16 is opt-in there: it is slower on CPUs without
-    native bf16 matrix units)."""
+    native bf16 matrix units); an encoder that runs in fp32 only (``allowed``) gets fp32."""
     if dtype != "auto":
         return dtype
+    if allowed is not None and "bf16" not in allowed:
+        return "fp32"
     return "bf16" if device.startswith("cuda") else "fp32"
 
 
@@ -200,7 +202,7 @@ def extract(
         allow_unsafe_weights=cfg.allow_unsafe_weights,
     )
     device = resolve_device(cfg.device)
-    dtype = resolve_dtype(cfg.dtype, device)
+    dtype = resolve_dtype(cfg.dtype, device, spec.info.get("dtypes"))
     key = store_key(spec, cfg, dtype)
     store = Store.open_or_create(ws.stores, key, lambda: _provenance(spec, cfg))
     todo, hashes, known_failed = _plan(store, manifest, ws, dataset)
