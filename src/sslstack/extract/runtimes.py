@@ -321,13 +321,13 @@ class TFLiteSession:
         dynamic = int(self.input["shape_signature"][0]) == -1
         # one batch shape for the whole run: re-allocating every tensor (all are kept) for each
         # new batch size costs seconds, so a short batch is filled with zero windows
-        self.max_batch = TFLITE_BATCH if dynamic else 1
+        self.max_batch: int | None = TFLITE_BATCH if dynamic else 1
         self._shape: tuple[int, ...] | None = None
 
     def run(self, x: np.ndarray, keep: Sequence[int]) -> list[Any]:
-        n = x.shape[0]
-        if n < self.max_batch:
-            x = np.concatenate([x, np.zeros((self.max_batch - n, *x.shape[1:]), x.dtype)])
+        n, full = x.shape[0], self.max_batch or x.shape[0]
+        if n < full:
+            x = np.concatenate([x, np.zeros((full - n, *x.shape[1:]), x.dtype)])
         if self._shape != x.shape:
             self.it.resize_tensor_input(self.input["index"], list(x.shape))
             self.it.allocate_tensors()
