@@ -254,3 +254,18 @@ def test_missing_onnxruntime_gives_the_install_hint(tmp_path: Path, monkeypatch)
         EncoderError, match=r"needs the runtime onnxruntime: pip install 'sslstack\[onnx\]'"
     ):
         spec.load()
+
+
+def test_built_in_names_and_model_files_are_normalized(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """``predict`` passes ``--revision`` only to hub ids: before, a run on ``speech-embedding``
+    was taken for a hub id and its re-extraction refused the revision."""
+    from sslstack.cache.api import normalize_model
+    from sslstack.ensemble.predict import _is_hub_id
+
+    for name in ("logmel", "speech-embedding", "birdnet", "ge2e"):
+        assert not _is_hub_id(name) and normalize_model(name) == name
+    assert _is_hub_id("microsoft/wavlm-large")
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "x.onnx").write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
+    assert normalize_model("m/x.onnx") == str(tmp_path / "m" / "x.onnx")
