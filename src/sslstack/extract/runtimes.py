@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -62,7 +62,6 @@ class Sidecar:
     layers: tuple[str, ...] | None = None
     feature_axis: Any = -1
     licence: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @classmethod
     def read(cls, path: Path) -> Sidecar:
@@ -79,7 +78,7 @@ class Sidecar:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "sidecar") -> Sidecar:
-        known = set(cls.__dataclass_fields__) - {"extra"}
+        known = set(cls.__dataclass_fields__)
         unknown = sorted(set(d) - known)
         if unknown:
             raise EncoderError(f"{where}: unknown key(s) {', '.join(unknown)}; use {sorted(known)}")
@@ -118,7 +117,7 @@ class Sidecar:
         return int(fa.get(name, -1)) if isinstance(fa, dict) else int(fa)
 
     def to_dict(self) -> dict[str, Any]:
-        d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "extra"}
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
         d["layers"] = list(self.layers) if self.layers else None
         return d
 
@@ -264,13 +263,13 @@ class OnnxSession:
             providers.insert(0, "CUDAExecutionProvider")
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
-        source: Any = str(path)
-        probe = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        outputs = [o.name for o in probe.get_outputs()]
+        sess = ort.InferenceSession(str(path), opts, providers=providers)
+        outputs = [o.name for o in sess.get_outputs()]
         missing = [n for n in (layers or ()) if n not in outputs]
-        if missing:
+        if missing:  # intermediate values: a second session on the amended graph
             source = _with_outputs(path, missing, model, install)
-        self.sess = ort.InferenceSession(source, opts, providers=providers)
+            sess = ort.InferenceSession(source, opts, providers=providers)
+        self.sess = sess
         self.input = self.sess.get_inputs()[0]
         self.names = list(layers) if layers else outputs
         batch = self.input.shape[0] if self.input.shape else None
