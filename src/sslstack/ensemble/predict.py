@@ -282,7 +282,9 @@ def _ensure_features(
 
 
 def _is_hub_id(model: str) -> bool:
-    return model != "logmel" and not Path(model).is_absolute()
+    from ..extract.base import builtin_names
+
+    return model not in builtin_names() and not Path(model).is_absolute()
 
 
 def _imported(run: Any, ids: list[str], enc: Encoding) -> np.ndarray:

@@ -74,6 +74,16 @@ def register_builtin(name: str) -> Callable[[Callable[[], EncoderSpec]], Callabl
     return BUILTINS.register(name)
 
 
+def _register_builtins() -> None:
+    from . import ge2e, logmel, pretrained  # noqa: F401  (each registers its built-ins)
+
+
+def builtin_names() -> list[str]:
+    """Names ``--model`` takes as built-in encoders (``logmel``, ``speech-embedding``, …)."""
+    _register_builtins()
+    return list(BUILTINS)
+
+
 def resolve_encoder(
     model: str,
     revision: str | None = None,
@@ -81,17 +91,23 @@ def resolve_encoder(
     trust_remote_code: bool = False,
     allow_unsafe_weights: bool = False,
 ) -> EncoderSpec:
-    """Turn ``--model`` (a built-in name, hub id or local folder) into an :class:`EncoderSpec`.
+    """Turn ``--model`` (a built-in name, an exported model file, a hub id or a local folder)
+    into an :class:`EncoderSpec`.
 
     Raises:
         EncoderError: unknown family, missing config, or no safe weights.
     """
-    from . import logmel  # noqa: F401  (registers the built-ins)
-
+    _register_builtins()
     if model in BUILTINS:
         if revision:
             raise EncoderError(f"--revision does not apply to the built-in encoder '{model}'")
         return BUILTINS[model]()
+    from .runtimes import is_model_file, resolve_file
+
+    if is_model_file(model):
+        if revision:
+            raise EncoderError(f"--revision {revision}: {model} is a model file, not a hub id")
+        return resolve_file(model)
     try:
         from .hf import resolve_hf
     except ImportError as e:  # pragma: no cover

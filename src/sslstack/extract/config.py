@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -147,11 +148,13 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def resolve_dtype(dtype: str, device: str) -> str:
+def resolve_dtype(dtype: str, device: str, allowed: Sequence[str] | None = None) -> str:
     """``auto``: bf16 on CUDA, fp32 on CPU (bf16 is opt-in there: it is slower on CPUs without
-    native bf16 matrix units)."""
+    native bf16 matrix units); an encoder that runs in fp32 only (``allowed``) gets fp32."""
     if dtype != "auto":
         return dtype
+    if allowed is not None and "bf16" not in allowed:
+        return "fp32"
     return "bf16" if device.startswith("cuda") else "fp32"
 
 

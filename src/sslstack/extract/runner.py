@@ -80,7 +80,7 @@ def extract(
     if cfg.layers and spec.info.get("n_hidden"):  # before anything is created on disk
         select_layers(int(spec.info["n_hidden"]), cfg.layers)
     device = resolve_device(cfg.device)
-    dtype = resolve_dtype(cfg.dtype, device)
+    dtype = resolve_dtype(cfg.dtype, device, spec.info.get("dtypes"))
     dataset = register_dataset(ws, manifest)
     store = Store.open_or_create(
         ws.stores, store_key(spec, cfg, dtype), lambda: _provenance(spec, cfg)
