@@ -481,7 +481,7 @@ def _int_list(layer: Sequence[int] | str | int | None) -> list[int] | None:
     if isinstance(layer, int):
         return [layer]
     if isinstance(layer, str):
-        from .._cli_common import parse_int_list
+        from ..parsing import parse_int_list
 
         return parse_int_list(layer, "--layers")
     return [int(v) for v in layer]

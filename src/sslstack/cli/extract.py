@@ -1,20 +1,17 @@
-"""The ``sslstack`` command line: a thin typer shell over the Python API.
-
-Each command maps flags to one library call, prints a table, and with ``--json`` prints one JSON
-object as its last line. Library errors become one-line messages (``--debug`` for tracebacks).
-"""
+"""CLI commands of the extraction stage: ``extract`` and the ``cache`` group (``ls``, ``export``,
+``rm``). Each maps flags to one library call (registered in :mod:`sslstack.cli`)."""
 
 from __future__ import annotations
 
-import os
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from . import __version__
-from ._cli_common import (
+from ..parsing import parse_csv_list, parse_int_list
+from ..workspace import Workspace
+from .common import (
     DataOpt,
     JsonOpt,
     ModelOpt,
@@ -23,43 +20,12 @@ from ._cli_common import (
     emit_json,
     friendly,
     out_console,
-    parse_csv_list,
-    parse_int_list,
     rel_path,
 )
-from .workspace import Workspace
-
-_app = typer.Typer(
-    name="sslstack",
-    help="Audio classification without fine-tuning: extract, fit-head, stack, predict.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-cache_app = typer.Typer(help="Inspect and export embedding stores.", no_args_is_help=True)
-_app.add_typer(cache_app, name="cache")
 
 
-def _version(value: bool) -> None:
-    if value:
-        out_console.print(f"sslstack {__version__}")
-        raise typer.Exit()
-
-
-@_app.callback()
-def _root(
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
-    ] = False,
-) -> None:
-    if debug:
-        os.environ["SSLSTACK_DEBUG"] = "1"
-
-
-@_app.command()
 @friendly
-def extract(
+def extract_cmd(
     model: ModelOpt,
     data: Annotated[str, typer.Option("--data", "-d", help="Manifest CSV or audio folder.")],
     pool: Annotated[str, typer.Option(help="Poolings over valid frames: mean,std,max.")] = "mean",
@@ -105,8 +71,8 @@ def extract(
     json: JsonOpt = False,
 ) -> None:
     """Embed every layer of MODEL for the items of --data into the workspace's cache."""
-    from .datasets import read_dataset_manifest
-    from .extract import extract as extract_fn
+    from ..datasets import read_dataset_manifest
+    from ..extract import extract as extract_fn
 
     manifest = read_dataset_manifest(Workspace.at(workspace), data, label_col=label_col)
     console.print(manifest.describe_labels(), markup=False)
@@ -146,11 +112,10 @@ def extract(
         emit_json(res.to_dict())
 
 
-@cache_app.command("ls")
 @friendly
 def cache_ls(workspace: WorkspaceOpt = None, json: JsonOpt = False) -> None:
     """List the stores of the workspace."""
-    from .cache import list_stores
+    from ..cache import list_stores
 
     infos = [s.info() for s in list_stores(workspace)]
     table = Table("store", "encoder", "items", "failed", "layers", "dim", "pools", "window", "size")
@@ -198,7 +163,6 @@ def _wasted_line(info: dict) -> str:
     return line
 
 
-@cache_app.command("export")
 @friendly
 def cache_export(
     model: ModelOpt,
@@ -223,7 +187,7 @@ def cache_export(
     json: JsonOpt = False,
 ) -> None:
     """Write one feature matrix (ids, labels when known) to .npz or .parquet."""
-    from .cache import export_embeddings
+    from ..cache import export_embeddings
 
     res = export_embeddings(
         model, layer, pool, out, workspace, store=store, data=data, all_items=all_items
@@ -243,7 +207,6 @@ def cache_export(
         emit_json(res)
 
 
-@cache_app.command("rm")
 @friendly
 def cache_rm(
     store: Annotated[str, typer.Argument(help="Store name, as 'sslstack cache ls' shows it.")],
@@ -255,7 +218,7 @@ def cache_rm(
     json: JsonOpt = False,
 ) -> None:
     """Remove a store the workspace no longer needs."""
-    from .cache import remove_store
+    from ..cache import remove_store
 
     res = remove_store(store, workspace, dry_run=dry_run, force=force)
     verb = "would remove" if dry_run else "removed"
@@ -267,43 +230,3 @@ def cache_rm(
     )
     if json:
         emit_json(res)
-
-
-_FAST_COMMANDS = ("extract", "cache")
-_registered = False
-
-
-def register_stages() -> typer.Typer:
-    """Add the heads and ensemble commands (they import scikit-learn, Optuna, … so the
-    extraction commands skip them: a fully cached ``extract`` rerun returns in about a second)."""
-    global _registered
-    if not _registered:
-        for mod in ("classify", "ensemble"):
-            try:
-                module = __import__(f"sslstack.{mod}.commands", fromlist=["register"])
-            except ModuleNotFoundError as e:
-                if e.name != f"sslstack.{mod}.commands":
-                    raise
-                continue
-            module.register(_app)
-        _registered = True
-    return _app
-
-
-def __getattr__(name: str) -> typer.Typer:
-    if name == "app":  # the complete app, for tests and embedding (typer.testing.CliRunner)
-        return register_stages()
-    raise AttributeError(name)
-
-
-def main() -> None:
-    import sys
-
-    args = [a for a in sys.argv[1:] if not a.startswith("-")]
-    if not args or args[0] not in _FAST_COMMANDS or "--help" in sys.argv:
-        register_stages()
-    _app()
-
-
-if __name__ == "__main__":
-    main()

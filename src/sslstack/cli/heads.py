@@ -1,8 +1,7 @@
 """CLI commands of the classify stage: ``fit-head``, ``probe`` and ``runs ls``.
 
 Each maps flags to one library call, prints a table, and with ``--json`` prints one JSON object
-as the last line. ``runs_app`` is the ``runs`` sub-command group (the ensemble stage adds
-``runs import`` to it).
+as the last line (registered in :mod:`sslstack.cli`).
 """
 
 from __future__ import annotations
@@ -15,20 +14,15 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from .._cli_common import (
+from .common import (
     DataOpt,
     JsonOpt,
     ModelOpt,
     WorkspaceOpt,
     console,
     emit_json,
-    friendly,
     out_console,
     rel_path,
-)
-
-runs_app = typer.Typer(
-    help="List and import runs (fitted heads, stacks, imported predictions).", no_args_is_help=True
 )
 
 LayerOpt = Annotated[
@@ -105,7 +99,7 @@ def fit_head_cmd(
     json: JsonOpt = False,
 ) -> None:
     """Tune a head (Optuna) under the dataset's shared folds and save it as a run."""
-    from .fit import fit_head
+    from ..classify.fit import fit_head
 
     def progress(st: Any, trial: Any) -> None:
         state = trial.state.name.lower()
@@ -194,7 +188,7 @@ def probe_cmd(
     json: JsonOpt = False,
 ) -> None:
     """Score a scaled logistic probe on every layer x pooling (table + PNG plot)."""
-    from .probe import probe
+    from ..classify.probe import probe
 
     res = probe(
         model,
@@ -245,9 +239,9 @@ def leaderboard(workspace: Any = None, dataset: str | None = None) -> list[dict[
     """Rows of ``runs ls``: encoder, layer, pooling, head, metric mean ± std, trials, time."""
     import numpy as np
 
+    from ..classify.metrics import METRICS
     from ..runs import list_runs
     from ..workspace import Workspace
-    from .metrics import METRICS
 
     rows = []
     for run in list_runs(Workspace.at(workspace), dataset=dataset):
@@ -349,13 +343,3 @@ def runs_ls_cmd(
     out_console.print(table)
     if json:
         emit_json({"runs": rows})
-
-
-runs_app.command("ls")(friendly(runs_ls_cmd))
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``fit-head``, ``probe`` and the ``runs`` group (with ``runs ls``) to ``app``."""
-    app.command("fit-head")(friendly(fit_head_cmd))
-    app.command("probe")(friendly(probe_cmd))
-    app.add_typer(runs_app, name="runs")

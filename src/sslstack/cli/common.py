@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from .errors import SslstackError, SslstackWarning
+from ..errors import SslstackError, SslstackWarning
 
 WorkspaceOpt = Annotated[
     str | None,
@@ -119,7 +119,7 @@ def friendly(fn: F) -> F:
         except OSError as e:  # read-only workspace, permissions, full disk: the path, one line
             if debug_enabled() or e.errno is None:
                 raise
-            from .errors import describe_os_error
+            from ..errors import describe_os_error
 
             console.print("[bold red]error:[/] ", end="")
             console.print(describe_os_error(e), markup=False, soft_wrap=True)
@@ -152,34 +152,6 @@ def emit_json(obj: Any) -> None:
     line = json.dumps(_strict(obj), default=str, sort_keys=True, allow_nan=False)
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
-
-
-def parse_csv_list(value: str | None) -> list[str] | None:
-    if value is None:
-        return None
-    return [v.strip() for v in value.split(",") if v.strip()]
-
-
-def parse_int_list(value: str | None, flag: str) -> list[int] | None:
-    """``"6-12"``, ``"0,4,8"`` or ``"3"`` as a list of ints."""
-    from .errors import ConfigError
-
-    if value is None:
-        return None
-    out: list[int] = []
-    try:
-        for part in value.split(","):
-            part = part.strip()
-            if "-" in part[1:]:
-                a, b = part.split("-", 1)
-                out += list(range(int(a), int(b) + 1))
-            elif part:
-                out.append(int(part))
-    except ValueError:
-        raise ConfigError(
-            f"{flag} {value!r}: use numbers, ranges and commas like 6-12 or 0,4,8"
-        ) from None
-    return out
 
 
 def rel_path(path: object) -> str:

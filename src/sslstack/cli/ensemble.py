@@ -13,17 +13,16 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from .._cli_common import (
+from ..errors import ConfigError
+from ..parsing import parse_csv_list
+from .common import (
     DataOpt,
     JsonOpt,
     WorkspaceOpt,
     console,
     emit_json,
-    friendly,
     out_console,
-    parse_csv_list,
 )
-from ..errors import ConfigError
 
 MetricOpt = Annotated[
     str | None, typer.Option(help="Metric to optimize and report \\[default: the task's].")
@@ -31,7 +30,7 @@ MetricOpt = Annotated[
 
 
 def _fmt(v: Any) -> str:
-    from .report import fmt_score
+    from ..ensemble.report import fmt_score
 
     return fmt_score(v)
 
@@ -54,7 +53,7 @@ def stack_cmd(
     json: JsonOpt = False,
 ) -> None:
     """Stack runs on their shared folds; print every method's out-of-fold score; save a run."""
-    from .stack import stack
+    from ..ensemble.stack import stack
 
     res = stack(
         workspace,
@@ -119,7 +118,7 @@ def predict_cmd(
     json: JsonOpt = False,
 ) -> None:
     """Extract what is missing, apply the run or stack, write a validated submission."""
-    from .predict import predict
+    from ..ensemble.predict import predict
 
     res = predict(
         data,
@@ -156,7 +155,7 @@ def report_cmd(
     json: JsonOpt = False,
 ) -> None:
     """Write one self-contained HTML report of the workspace's runs."""
-    from .report import report
+    from ..ensemble.report import report
 
     res = report(workspace, out=out, run=run, metric=metric)
     console.print(
@@ -177,7 +176,7 @@ def blend_cmd(
     json: JsonOpt = False,
 ) -> None:
     """Average submission files (no out-of-fold predictions needed), validated like predict."""
-    from .blend import blend
+    from ..ensemble.blend import blend
 
     res = blend(files, weights=_floats(weights), rank=rank, out=out, id_column=id_column)
     res.pop("frame")
@@ -209,7 +208,7 @@ def import_cmd(
     json: JsonOpt = False,
 ) -> None:
     """Bring predictions made elsewhere into the workspace as a run that stacks with the rest."""
-    from .importing import import_run
+    from ..ensemble.importing import import_run
 
     res = import_run(
         name, oof, test=test, workspace=workspace, data=data, positive=positive, metric=metric
@@ -220,21 +219,3 @@ def import_cmd(
     )
     if json:
         emit_json(res)
-
-
-def register_runs(runs_app: typer.Typer) -> None:
-    """Add ``import`` to the ``runs`` sub-command group (once)."""
-    if all(c.name != "import" for c in runs_app.registered_commands):
-        runs_app.command("import")(friendly(import_cmd))
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``stack``, ``predict``, ``report``, ``blend`` to ``app`` and ``runs import`` to the
-    classify stage's ``runs`` group."""
-    app.command("stack")(friendly(stack_cmd))
-    app.command("predict")(friendly(predict_cmd))
-    app.command("report")(friendly(report_cmd))
-    app.command("blend")(friendly(blend_cmd))
-    from ..classify.commands import runs_app
-
-    register_runs(runs_app)
