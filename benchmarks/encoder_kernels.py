@@ -126,7 +126,8 @@ def main() -> None:
     torch.manual_seed(0)
     cfg = ARCHS[args.arch]()
     model = tf.AutoModel.from_config(cfg).eval()
-    fe = tf.Wav2Vec2FeatureExtractor(return_attention_mask=cfg.feat_extract_norm == "layer")
+    layer_fe = getattr(cfg, "feat_extract_norm", "layer") == "layer"
+    fe = tf.Wav2Vec2FeatureExtractor(return_attention_mask=layer_fe)
     waves = _waves(args)
     encoders = _variants(args, model, fe)
     for enc in encoders.values():
@@ -138,7 +139,9 @@ def main() -> None:
             enc.encode(waves, ("mean",))
             times[k].append(time.perf_counter() - t)
     audio = sum(len(w) for w in waves) / 16000
-    pooled = {k: np.stack([o["mean"] for o in e.encode(waves, ("mean",))]) for k, e in encoders.items()}
+    pooled = {
+        k: np.stack([o["mean"] for o in e.encode(waves, ("mean",))]) for k, e in encoders.items()
+    }
     first = next(iter(pooled.values()))
     print(json.dumps({"arch": args.arch, "compare": args.compare, "dtype": args.dtype,
                       "batch": args.batch, "audio_s": round(audio, 1),

@@ -98,3 +98,30 @@ def test_squeezed_key_mask_formats():
     got = exact_batch._restrict_keys(add, valid, torch.float32)
     assert got[0, 0, 2, 2] == torch.finfo(torch.float32).min and got[1].eq(0).all()
     assert torch.equal(exact_batch._restrict_keys(None, valid, torch.float32)[:, 0, 0], valid)
+
+
+@pytest.mark.parametrize("variant", ["wav2vec2-group", "sew-group"])
+def test_masked_group_norm_reductions_equal_the_per_clip_loop(tiny_model, variant):
+    """The accelerator path of MaskedGroupNorm (masked reductions, no host sync), forced on the
+    CPU: the same vectors as the per-clip loop and as each clip alone."""
+    from sslstack.extract.masked_norm import MaskedGroupNorm
+
+    enc = resolve_encoder(str(tiny_model(variant))).load()
+    norm = enc.model.feature_extractor.conv_layers[0].layer_norm
+    assert isinstance(norm, MaskedGroupNorm) and norm.vectorized is None
+    waves = [_wave(s, seed=i) for i, s in enumerate(LENS)]
+    loop = enc.encode(waves, POOLS)
+    norm.vectorized = True
+    try:
+        assert _worst(enc, waves) <= 1e-5
+        for a, b in zip(enc.encode(waves, POOLS), loop, strict=True):
+            assert _rel(a, b) <= 1e-5
+        x = torch.randn(3, 32, 40)
+        norm.samples = torch.tensor([400, 300, 100])  # frames 79, 59, 19 -> clamped to 40, 40, 19
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = norm(x)
+        assert y.dtype == torch.float32  # what autocast's group_norm gives
+        ref = norm.norm(x[2:, :, :19])
+        assert torch.allclose(y[2:, :, :19], ref, atol=1e-5)
+    finally:
+        norm.vectorized, norm.samples = None, None

@@ -87,7 +87,8 @@ class Family:
         squeeze: config -> hidden states run at feature-encoder rate / squeeze (SEW: 2).
         encoder_only: take ``model.get_encoder()`` from the loaded model (Whisper).
         frontend: spectrogram families: ``"whisper"`` or ``"ast"`` (how frames map to audio).
-        prepare: optional fix-up of the loaded module (e.g. WavLM's bf16 CPU slow path).
+        prepare: optional fix-up of the loaded module (exact padded batches, WavLM's SDPA
+            attention).
     """
 
     model_type: str
