@@ -35,7 +35,7 @@ _app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-cache_app = typer.Typer(help="Inspect and export embedding stores.", no_args_is_help=True)
+cache_app = typer.Typer(help="Inspect, export and remove embedding stores.", no_args_is_help=True)
 _app.add_typer(cache_app, name="cache")
 
 
