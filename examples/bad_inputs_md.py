@@ -1,7 +1,7 @@
 """Turn the output of examples/bad_inputs.sh into docs/bad-inputs.md's table.
 
-    OUT=/tmp/bad bash examples/bad_inputs.sh > /tmp/bad.log 2>&1
-    python examples/bad_inputs_md.py /tmp/bad.log > docs/bad-inputs.md
+OUT=/tmp/bad bash examples/bad_inputs.sh > /tmp/bad.log 2>&1
+python examples/bad_inputs_md.py /tmp/bad.log > docs/bad-inputs.md
 """
 
 from __future__ import annotations
@@ -53,7 +53,9 @@ def main(path: str) -> None:
         return t.replace("|", "\\|")
 
     print(HEAD)
-    for title, cmd, out in rows(open(path, encoding="utf-8").read()):
+    with open(path, encoding="utf-8") as fh:
+        log = fh.read()
+    for title, cmd, out in rows(log):
         shown = "<br>".join(f"`{esc(o)}`" for o in out)
         print(f"| {esc(title)} | `{esc(cmd)}` | {shown} |")
     print(TAIL)
