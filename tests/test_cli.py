@@ -114,3 +114,14 @@ def test_extract_says_which_label_column_it_uses(tmp_path: Path) -> None:
     # later commands keep the chosen column without the flag
     r = CliRunner().invoke(app, ["extract", "--model", "logmel", "--data", str(man), "-w", ws])
     assert "labels: column 'category'" in r.output
+
+
+def test_the_demo_pins_the_thread_count_before_any_step() -> None:
+    """The demo's numbers moved with the machine's core count (the encoders' fp16-stored
+    embeddings differ by one step between 1 and 2 threads: stack 0.5450 against 0.5425), so
+    the script fixes the thread count before its first command."""
+    lines = (REPO / "examples" / "demo.sh").read_text().splitlines()
+    first_step = next(n for n, line in enumerate(lines) if line.startswith("step "))
+    pins = [n for n, line in enumerate(lines) if line.startswith("export OMP_NUM_THREADS=")]
+    assert pins and pins[0] < first_step
+    assert 'OMP_NUM_THREADS="${DEMO_THREADS:-2}"' in lines[pins[0]]

@@ -66,3 +66,29 @@ def test_a_label_column_chosen_once_is_kept(tmp_path: Path) -> None:
     assert m.has_labels and m.label_col == "category"
     _, stored = resolve_dataset(ws, name)
     assert stored.label_lists() == [["x"], ["y"], ["x"]]
+
+
+def test_vectors_overwritten_by_another_datasets_audio_are_refused(tmp_path: Path) -> None:
+    """train/ and test/ both list wav/000.wav: extracting test replaces train's vectors in the
+    shared store; fitting on train then stops with one line instead of using test audio."""
+    import pytest
+
+    from sslstack.classify import fit_head
+    from sslstack.errors import DataError
+    from sslstack.extract import extract
+    from tests.audio_fixtures import write_dataset
+
+    ws = tmp_path / "ws"
+    train = write_dataset(tmp_path / "train", n=6, labels=("a", "b", "c"), seed=0)
+    test = write_dataset(tmp_path / "test", n=6, labels=("a", "b", "c"), seed=100)
+    extract(train, "logmel", workspace=ws)
+    fit_head("logreg", "logmel", data=train, workspace=ws, trials=0, folds=2)
+    extract(test, "logmel", workspace=ws)
+    with pytest.raises(
+        DataError,
+        match=r"6 item\(s\) of manifest-\w+ hold embeddings of other audio in store "
+        r"logmel-\w+ \(first: wav/000.wav, wav/001.wav",
+    ):
+        fit_head("logreg", "logmel", data=train, workspace=ws, trials=0, folds=2)
+    extract(train, "logmel", workspace=ws)  # what the message says to do
+    fit_head("logreg", "logmel", data=train, workspace=ws, trials=0, folds=2)

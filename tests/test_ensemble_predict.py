@@ -262,3 +262,34 @@ def test_predict_scores_what_it_can_and_skips_unreadable_files(tmp_path: Path) -
     )
     assert r.exit_code == 0, r.output
     assert "warning: 1 test label(s) were never seen in training: d (2)" in r.output
+
+
+def test_import_accepts_fold_labels_as_the_dataset_writes_them(tmp_path: Path) -> None:
+    """A dataset whose manifest numbers its folds 1..5: an import's fold column uses the same
+    labels, a 0-based column is refused with the rows named."""
+    s = make_dataset(tmp_path, "multiclass", n=60)
+    csv = s.root / "audio" / "train.csv"
+    frame = pd.read_csv(csv)
+    frame["fold"] = frame["fold"] + 1
+    frame.to_csv(csv, index=False)
+    from sslstack.classify.folds import get_folds
+    from sslstack.datasets import register_dataset
+    from sslstack.manifest import read_manifest
+
+    manifest = read_manifest(csv)
+    folds_dir = s.ws.dataset_dir(register_dataset(s.ws, manifest))
+    for name in ("folds.csv", "folds.json"):
+        (folds_dir / name).unlink()
+    folds = get_folds(s.ws, register_dataset(s.ws, manifest), manifest)
+    assert folds.names == ("1", "2", "3", "4", "5")
+    P = probs(s, 1.0, seed=1)
+    ok = pd.DataFrame({"id": s.ids, "fold": [int(f) + 1 for f in s.fold]})
+    for c, lab in enumerate(s.enc.labels):
+        ok[lab] = P[:, c]
+    ok.to_csv(tmp_path / "ok.csv", index=False)
+    res = import_run("cnn", tmp_path / "ok.csv", workspace=s.ws)
+    oof = load_run(s.ws, res["run"]).oof()
+    assert oof["fold"].tolist() == ok["fold"].tolist()  # as written: 1..5
+    ok.assign(fold=ok["fold"] - 1).to_csv(tmp_path / "zero.csv", index=False)
+    with pytest.raises(DataError, match=r"other folds than the dataset's folds"):
+        import_run("cnn0", tmp_path / "zero.csv", workspace=s.ws)

@@ -24,8 +24,20 @@ _LAZY = {
     "SslstackError": ".errors",
     "ExtractConfig": ".extract",
     "ExtractResult": ".extract",
-    "extract": ".extract",
 }
+
+# The subpackage first, so that the name ``extract`` below stays the function: importing a
+# subpackage binds its name in the parent, and ``sslstack.extract`` is both.
+from . import extract as _extract_package  # noqa: E402, F401
+
+if not TYPE_CHECKING:
+
+    def extract(data: Any, model: str, **kwargs: Any) -> Any:
+        """Extract every layer's pooled embeddings of ``model`` for the items of ``data``
+        (:func:`sslstack.extract.runner.extract`, imported on first call)."""
+        from .extract.runner import extract as run
+
+        return run(data, model, **kwargs)
 
 
 def __getattr__(name: str) -> Any:

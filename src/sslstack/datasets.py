@@ -166,3 +166,30 @@ def read_dataset_manifest(
     if not saved or saved == manifest.label_col or saved not in manifest.frame.columns:
         return manifest
     return read_manifest(data, check_files=check_files, label_col=saved)
+
+
+def foreign_items(
+    ws: Workspace, dataset: str, manifest: Manifest, stored: dict[str, str]
+) -> list[str]:
+    """Ids whose stored vectors were computed from other audio than this dataset's file.
+
+    Two datasets can share an id (the same relative path in two folders, or the same value in
+    their ``id`` columns); extracting one replaces the other's vectors in a shared store. The
+    audio hashes ``extract`` memoizes per dataset (``hashes.csv``) tell them apart. Items
+    without a memo entry are not judged.
+
+    Args:
+        stored: the store's ``id -> audio hash`` (:meth:`Store.hashes`).
+    """
+    memo_path = ws.dataset_dir(dataset) / "hashes.csv"
+    if not memo_path.exists():
+        return []
+    memo: dict[str, str] = {}
+    for line in memo_path.read_text(encoding="utf-8").splitlines()[1:]:
+        path, _, _, digest = line.rsplit(",", 3)
+        memo[path] = digest
+    return [
+        i
+        for i, path in zip(manifest.ids, manifest.frame["path"], strict=True)
+        if i in stored and path in memo and memo[path] != stored[i]
+    ]

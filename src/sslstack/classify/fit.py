@@ -157,6 +157,7 @@ def _prepare(
         )
     if gone:
         notes.append(f"{len(gone)} item(s) whose extraction failed are left out (first: {gone[0]})")
+    _refuse_foreign(ws, dataset, manifest, st, ids)
     sub = Manifest(
         frame=frame[labeled].reset_index(drop=True), source=manifest.source, name=manifest.name
     )
@@ -181,6 +182,24 @@ def _prepare(
     return _Problem(
         ws, dataset, st, enc, ids, y_all, fo, splits, groups, FeatureReader(st, ids), notes
     )
+
+
+def _refuse_foreign(
+    ws: Workspace, dataset: str, manifest: Manifest, st: Store, ids: list[str]
+) -> None:
+    """Refuse vectors that another dataset's audio overwrote (same ids, other files)."""
+    from ..datasets import foreign_items
+
+    want = set(ids)
+    stored = {i: h for i, h in st.hashes().items() if i in want}
+    foreign = foreign_items(ws, dataset, manifest, stored)
+    if foreign:
+        raise DataError(
+            f"{len(foreign)} item(s) of {dataset} hold embeddings of other audio in store "
+            f"{st.path.name} (first: {', '.join(foreign[:5])}): another dataset uses the same "
+            f"ids; run 'sslstack extract --data {manifest.source} --model {st.key.model}' "
+            "again, and give the datasets distinct ids (an 'id' column or other paths)"
+        )
 
 
 def _check_splits(

@@ -137,7 +137,9 @@ def predict_cmd(
         console.print("[yellow]warning:[/] ", end="")
         console.print(note, markup=False, soft_wrap=True)
     if res.scores:
-        table = Table(title=f"test scores ({res.scored} labeled items)")
+        # the title on its own line: as a table title it wraps to the narrow table's width
+        out_console.print(f"test scores over {res.scored} labeled items", highlight=False)
+        table = Table()
         table.add_column("metric")
         table.add_column("score", justify="right")
         for k, v in res.scores.items():
