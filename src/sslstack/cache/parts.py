@@ -46,6 +46,9 @@ class DamagedPart(Exception):
         self.name, self.reason = name, reason
 
 
+_OS_LEVEL = re.compile(r"errno = [1-9]")
+
+
 def _reason(e: BaseException) -> str:
     text = str(e).lower()
     if "checksum" in text or "fletcher" in text or "filter returned failure" in text:
@@ -66,9 +69,11 @@ def open_part(path: Path) -> Iterator[h5py.File]:
     """
     try:
         f = h5py.File(path, "r")
-    except FileNotFoundError:
+    except (FileNotFoundError, PermissionError):
         raise
     except (OSError, ValueError, KeyError, RuntimeError) as e:
+        if _OS_LEVEL.search(str(e)):  # too many open files, I/O error, …: not the file's fault
+            raise
         raise DamagedPart(path.name, _reason(e)) from e
     try:
         yield f

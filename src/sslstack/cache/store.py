@@ -207,7 +207,13 @@ class Store:
                 with self.writer("heal"):
                     pass  # entering removes temporary parts; leaving compacts
             except StoreLockedError:
-                pass
+                pass  # the writer holding the lock cleans up when it finishes
+            except OSError as e:  # a read-only workspace: the store stays readable as it is
+                warnings.warn(
+                    f"store {self.path.name}: cannot clean leftovers ({e.strerror}); they stay",
+                    SslstackWarning,
+                    stacklevel=2,
+                )
         self.refresh()
         return {"quarantined": bad, **left}
 
