@@ -2,7 +2,8 @@
 
 from .api import export_embeddings, find_store, list_stores, load_embeddings, normalize_model
 from .key import SCHEMA_VERSION, StoreKey
-from .store import ItemResult, Store, StoreWriter
+from .store import ItemResult, Store
+from .writer import StoreWriter
 
 __all__ = [
     "SCHEMA_VERSION",
