@@ -184,7 +184,7 @@ def extract_kills(root: Path, n: int, rng: random.Random) -> dict[str, Any]:
 
 _NO_COMPACT = """
 import sys
-import sslstack.cache.store as store
+import sslstack.cache.writer as store
 store.StoreWriter.compact = lambda self: None
 from sslstack import extract
 extract(sys.argv[1], "logmel", workspace=sys.argv[2], batch_seconds=0.5, pools=("mean", "max"))
@@ -192,7 +192,7 @@ extract(sys.argv[1], "logmel", workspace=sys.argv[2], batch_seconds=0.5, pools=(
 
 _COMPACT = """
 import os, signal, sys
-import sslstack.cache.store as store
+import sslstack.cache.writer as store
 from sslstack.cache import find_store
 mode, arg = sys.argv[2], float(sys.argv[3])
 die = lambda: os.kill(os.getpid(), signal.SIGKILL)

@@ -99,7 +99,9 @@ def test_an_old_run_without_checksum_is_still_checked_against_the_folds(tmp_path
 
 
 _SLOW_FIT = """
-import sys, time
+import signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even when the
+# test runs in a background job (which starts children with SIGINT ignored)
 import sslstack.classify.fit as fit
 real = fit.cross_validate
 def slow(*a, **k):

@@ -10,7 +10,8 @@ from .api import (
 )
 from .features import FeatureChoice, FeatureReader
 from .key import SCHEMA_VERSION, StoreKey
-from .store import ItemResult, Store, StoreWriter
+from .store import ItemResult, Store
+from .writer import StoreWriter
 
 __all__ = [
     "SCHEMA_VERSION",

@@ -6,8 +6,8 @@ Two checksums guard a part:
   object headers, attributes) in the v110 format, which checksums it too: any flipped bit in
   what a reader reads makes HDF5 refuse the read instead of returning a different number;
 - the CRC-32 of the whole file is in its name (``part-<time>-<pid>-<n>-c<crc>.h5``), so
-  ``extract`` verifies every byte of the store at file-read speed (``verify_part``), six times
-  faster than reading it through the filter (docs/benchmarks.md).
+  ``extract`` verifies every byte of the store at file-read speed (``verify_part``), faster
+  than reading every chunk through the filter (docs/benchmarks.md has both).
 
 A part that fails either check is *damaged*: it is moved to ``<store>/quarantine/`` (named in
 one warning line), its items count as missing, and the next ``extract`` recomputes them.
@@ -46,6 +46,9 @@ class DamagedPart(Exception):
         self.name, self.reason = name, reason
 
 
+_OS_LEVEL = re.compile(r"errno = [1-9]")
+
+
 def _reason(e: BaseException) -> str:
     text = str(e).lower()
     if "checksum" in text or "fletcher" in text or "filter returned failure" in text:
@@ -66,9 +69,11 @@ def open_part(path: Path) -> Iterator[h5py.File]:
     """
     try:
         f = h5py.File(path, "r")
-    except FileNotFoundError:
+    except (FileNotFoundError, PermissionError):
         raise
     except (OSError, ValueError, KeyError, RuntimeError) as e:
+        if _OS_LEVEL.search(str(e)):  # too many open files, I/O error, …: not the file's fault
+            raise
         raise DamagedPart(path.name, _reason(e)) from e
     try:
         yield f
