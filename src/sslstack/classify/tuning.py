@@ -143,9 +143,11 @@ def optimize(
     trials: int,
     timeout: float | None = None,
     progress: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
+    catch: tuple[type[Exception], ...] = (),
 ) -> int:
     """Run trials until the study holds ``trials`` finished ones (or ``timeout`` seconds pass).
 
+    ``catch``: exceptions that fail a trial without stopping the loop (a budget-stopped trial).
     Returns the number of trials this call ran.
     """
     remaining = trials - finished_trials(study)
@@ -166,7 +168,7 @@ def optimize(
         n_trials=remaining,
         timeout=timeout,
         callbacks=callbacks,
-        catch=(),
+        catch=catch,
         gc_after_trial=False,
     )
     return len(study.get_trials(deepcopy=False)) - before
