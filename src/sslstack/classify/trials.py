@@ -121,9 +121,8 @@ class TrialLoop:
         if state == "pruned" and trial.intermediate_values:
             score = trial.intermediate_values[max(trial.intermediate_values)]
         self.emit(stage="trial", trial=trial.number, fold=None, score=score, state=state)
-        left, refit, per_trial = self.budget.left(), self.refit_s() or 0.0, self.trial_s()
-        # stop when what is left cannot hold the refit and half a trial more
-        if left <= refit or (per_trial is not None and left < refit + 0.5 * per_trial):
+        # a trial started now gets the time left less the refit's; when none is left, stop
+        if self.budget.left() <= (self.refit_s() or 0.0):
             study.stop()
 
     def fold_done(self, trial: optuna.Trial, fold: int, running: float) -> None:

@@ -163,14 +163,21 @@ def optimize(
         callbacks.append(progress)
     before = len(study.get_trials(deepcopy=False))
     logging.getLogger("optuna").setLevel(logging.WARNING)
-    study.optimize(
-        wrapped,
-        n_trials=remaining,
-        timeout=timeout,
-        callbacks=callbacks,
-        catch=catch,
-        gc_after_trial=False,
-    )
+    # a trial failed by an exception in ``catch`` is expected (the budget ran out): no traceback
+    verbosity = optuna.logging.get_verbosity()
+    if catch:
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        study.optimize(
+            wrapped,
+            n_trials=remaining,
+            timeout=timeout,
+            callbacks=callbacks,
+            catch=catch,
+            gc_after_trial=False,
+        )
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     return len(study.get_trials(deepcopy=False)) - before
 
 
