@@ -29,6 +29,7 @@ from sslstack.classify import fit_head
 from sslstack.classify.features import FeatureChoice, FeatureReader
 from sslstack.classify.folds import load_folds
 from sslstack.datasets import resolve_dataset
+from sslstack.errors import RunError
 from sslstack.workspace import Workspace
 
 # ../shared relative to the repo root (a worktree one level deeper finds it one level up)
@@ -131,10 +132,16 @@ def run_sslstack(
     total = 0.0
     for head, (trials, timeout) in heads.items():
         t0 = time.perf_counter()
-        res = fit_head(
-            head, model, data=csv, workspace=ws, trials=trials, timeout=timeout, metric="accuracy",
-            group_col=group, seed=seed, study=f"{head}-bench-{trials}-{timeout:g}",
-        )  # fmt: skip
+        try:
+            res = fit_head(
+                head, model, data=csv, workspace=ws, trials=trials, timeout=timeout,
+                metric="accuracy", group_col=group, seed=seed,
+                study=f"{head}-bench-{trials}-{timeout:g}",
+            )  # fmt: skip
+        except RunError as e:  # a budget too small for one trial: recorded, not fatal
+            out[head] = {"error": str(e), "seconds": round(time.perf_counter() - t0, 1)}
+            print(head, json.dumps(out[head]), flush=True)
+            continue
         dt = time.perf_counter() - t0
         total += dt
         out[head] = {"accuracy": round(res.score, 4), "seconds": round(dt, 1),
@@ -143,7 +150,7 @@ def run_sslstack(
         print(head, json.dumps(out[head]), flush=True)
     name, _ = resolve_dataset(ws, csv)
     t0 = time.perf_counter()
-    runs = [out[h]["run"] for h in heads]
+    runs = [out[h]["run"] for h in heads if "run" in out[h]]
     st = stack(ws, runs=runs, data=name, metric="accuracy")
     dt = time.perf_counter() - t0
     out["stack"] = {"accuracy": round(st.score, 4), "seconds": round(dt, 1), "method": st.method}
@@ -161,6 +168,9 @@ def table(task: str, shape: tuple[int, int, int], ours: dict[str, Any], ag: dict
     fam = {"lgbm": "LightGBM", "xgb": "XGBoost", "catboost": "CatBoost"}
     for head, res in ours.items():
         if not isinstance(res, dict):
+            continue
+        if "error" in res:
+            lines.append(f"| {head} | no trial finished | {res['seconds']} | - | - |")
             continue
         agm = ag["models"].get(fam.get(head, ""), {}) if head in fam else {}
         if head == "stack":

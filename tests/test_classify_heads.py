@@ -156,9 +156,10 @@ def test_class_weight_changes_the_boosted_fit() -> None:
     assert opts["auto_class_weights"] == "Balanced" and opts["depth"] == 4
 
 
-def test_boosted_heads_use_every_core() -> None:
-    assert fit._threads(10, XGBHead()) == fit._cores() == fit._threads(10, CatBoostHead())
-    assert fit._threads(10, LogRegHead()) == 1
+def test_threads_one_on_small_data_every_core_on_large() -> None:
+    for hd in (XGBHead(), CatBoostHead(), LogRegHead()):
+        assert fit._threads(10, hd) == 1
+        assert fit._threads(3000 * 768, hd) == fit._cores()
 
 
 # ------------------------------------------------------------------ budgets

@@ -477,13 +477,13 @@ def _warm_params(
 
 
 def _threads(cells: int, head: Head | None = None) -> int:
-    """Threads of a fit: every core for boosted heads (their trees split in parallel); for
-    the logistic head one on small data, where BLAS/OpenMP spinning costs more than it saves
-    (50x slower logistic fits measured on a busy 2-core machine)."""
-    cores = _cores()
-    if head is not None and head.needs_es:
-        return cores
-    return 1 if cells < 2_000_000 else cores
+    """Threads of a fit: every core on large data, one below 2 million feature values.
+
+    On small data OpenMP/BLAS threads spin at their barriers and cost more than they save; on a
+    busy 2-core machine the same 50-round 10-class XGBoost fit on 300 x 64 took 1.2-1.6 s on one
+    thread and 45-49 s on two, and a logistic fit was 50x slower (docs/classify.md). ``head`` is
+    accepted for heads that might want their own rule."""
+    return 1 if cells < 2_000_000 else _cores()
 
 
 def _cores() -> int:
