@@ -9,6 +9,12 @@ Features: FSDD (3000 clips, speaker-grouped folds) embedded by a random-initiali
 (768 dims) built from its config. Extraction is cached in --workspace, so reruns skip it.
 
     python benchmarks/heads.py --trials 10 --workspace /tmp/bench-heads
+
+``--autogluon TASK`` (synth50, fsdd-digits, fsdd-digit-speaker) compares every head and the
+stack with AutoGluon-Tabular on the same features and folds instead (benchmarks/heads_autogluon.py;
+AutoGluon lives in its own venv, ``--ag-python``):
+
+    nice python benchmarks/heads.py --autogluon synth50 --workspace /tmp/bh-synth50
 """
 
 from __future__ import annotations
@@ -34,7 +40,15 @@ from sslstack.classify.folds import load_folds
 from sslstack.datasets import resolve_dataset
 from sslstack.workspace import Workspace
 
-FSDD = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd"
+# ../shared relative to the repo root (a worktree one level deeper finds it one level up)
+FSDD = next(
+    (
+        p / "shared" / "data" / "fsdd"
+        for p in Path(__file__).resolve().parents[2:4]
+        if (p / "shared" / "data" / "fsdd").is_dir()
+    ),
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd",
+)
 
 
 def naive_study(
@@ -87,7 +101,16 @@ def main() -> None:
     ap.add_argument(
         "--skip-naive", action="store_true", help="run sslstack's side only (while iterating)"
     )
+    ap.add_argument("--autogluon", choices=("synth50", "fsdd-digits", "fsdd-digit-speaker"))
+    ap.add_argument("--ag-python", default="/work/agvenv/bin/python")
+    ap.add_argument("--ag-time-limit", type=float, default=60.0, help="AutoGluon s per fold")
+    ap.add_argument("--heads", default="logreg:20:300,xgb:20:300,catboost:20:300",
+                    help="head:trials:timeout,... for --autogluon")  # fmt: skip
+    ap.add_argument("--skip-best-quality", action="store_true")
     args = ap.parse_args()
+    if args.autogluon:
+        autogluon_mode(args)
+        return
     ws = Workspace.at(args.workspace or Path(tempfile.mkdtemp(prefix="sslstack-heads-")))
     ws.root.mkdir(parents=True, exist_ok=True)
     data = FSDD / "metadata.csv"
@@ -176,6 +199,32 @@ def main() -> None:
         f"{res.score:.4f} | {t_ours:.1f} |"
     )
     print(f"time ratio naive / sslstack: {t_naive / t_ours:.2f}")
+
+
+def autogluon_mode(args: argparse.Namespace) -> None:
+    """sslstack's heads and stack against AutoGluon on one task (same features and folds)."""
+    from benchmarks import heads_autogluon as hag
+
+    ws = Workspace.at(args.workspace or Path(tempfile.mkdtemp(prefix="sslstack-ag-")))
+    ws.root.mkdir(parents=True, exist_ok=True)
+    csv, model, group = hag.build(args.autogluon, ws, args.seed)
+    heads = {}
+    for spec in args.heads.split(","):
+        name, trials, timeout = spec.split(":")
+        heads[name] = (int(trials), float(timeout))
+    ours = hag.run_sslstack(ws, csv, model, group, heads, args.seed)  # creates the folds
+    npz = ws.root / f"{args.autogluon}.npz"
+    shape = hag.export(ws, csv, model, npz)
+    ag = hag.run_autogluon(args.ag_python, npz, "families", args.ag_time_limit, args.threads)
+    bq = None
+    if not args.skip_best_quality:
+        bq = hag.run_autogluon(args.ag_python, npz, "best_quality", args.ag_time_limit,
+                               args.threads)  # fmt: skip
+    result = {"task": args.autogluon, "shape": shape, "sslstack": ours, "autogluon": ag,
+              "best_quality": bq}  # fmt: skip
+    (ws.root / f"{args.autogluon}-result.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps(result))
+    print(hag.table(args.autogluon, shape, ours, ag, bq))
 
 
 if __name__ == "__main__":

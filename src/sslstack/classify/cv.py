@@ -19,6 +19,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ..errors import DataError
+from .budget import BudgetExceeded, past
 from .heads import FitContext, Head
 from .labels import LabelEncoding
 from .metrics import Metric
@@ -207,6 +208,8 @@ def cross_validate(
     models: list[FoldModel] = []
     found: list[int | None] = []
     for k, (tr, va) in enumerate(splits):
+        if past(ctx.deadline):
+            raise BudgetExceeded(f"the time budget ran out before fold {k}")
         g = groups[tr] if groups is not None else None
         known = rounds[k] if rounds is not None else None
         with threadpool_limits(limits=ctx.threads):

@@ -12,7 +12,7 @@ import os
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +25,16 @@ from ..errors import ConfigError, DataError, RunError
 from ..manifest import Manifest
 from ..runs import Run, find_run, load_run, new_run_id, recipe_digest, save_run
 from ..workspace import Workspace
+from .budget import Budget, BudgetExceeded, ProgressFn
 from .cv import FoldModel, cross_validate, load_models, predict_fold, save_models
 from .features import FeatureChoice, FeatureReader, default_choice, layer_choices, pool_choices
 from .folds import Folds, get_folds
 from .heads import DEFAULT_MAX_ROUNDS, FitContext, Head, get_head
 from .labels import LabelEncoding, check_label_counts, infer_encoding
 from .metrics import DEFAULT_METRIC, get_metric, score_all
+from .trials import TrialLoop
 from .tuning import finished_trials, open_study, optimize, report_fold, storage_label
+from .warm import screen_features
 
 PCA_WIDTHS = (32, 64, 128, 256)
 PCA_AUTO_ABOVE = 2048  # `--pca auto` offers PCA widths to boosted heads above this width
@@ -101,20 +104,37 @@ class _Problem:
     warnings: list[str]
 
 
-def resolve_device(device: str, head: str) -> str:
-    """``auto`` -> ``cuda`` when torch sees a GPU and the head can use it, else ``cpu``."""
+def resolve_device(device: str, head: str, task: str = "multiclass") -> tuple[str, str]:
+    """The device of ``head``'s fits and why, e.g. ``("cpu", "cpu (no GPU seen)")``.
+
+    ``auto`` picks ``cuda`` when torch sees a GPU and the head supports it for ``task`` (an
+    XGBoost built with CUDA; CatBoost seeing a GPU, single-label tasks), else ``cpu``.
+    ``cuda`` asked for explicitly is used as asked (the library then says what is missing).
+
+    Raises:
+        ConfigError: unknown device.
+    """
     if device not in DEVICES:
         raise ConfigError(f"--device {device!r}: choose from {', '.join(DEVICES)}")
-    if head == "logreg":
-        return "cpu"
-    if device == "auto":
-        try:
-            import torch
+    hd = get_head(head)
+    if device == "cuda":
+        return "cuda", f"cuda for {head} (--device cuda)"
+    if device == "cpu" or not hd.needs_es:
+        return "cpu", f"cpu for {head}" + (" (--device cpu)" if device == "cpu" else "")
+    if not _torch_sees_gpu():
+        return "cpu", f"cpu for {head} (no GPU seen)"
+    ok, why = hd.gpu_support(task)
+    if not ok:
+        return "cpu", f"cpu for {head} (a GPU is present, but {why})"
+    return "cuda", f"cuda for {head} (a GPU is present)"
 
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        except ImportError:
-            return "cpu"
-    return device
+
+def _torch_sees_gpu() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
 
 
 def _prepare(
@@ -276,7 +296,7 @@ def fit_head(
     store: str | None = None,
     max_rounds: int | None = None,
     threads: int | None = None,
-    progress: Any = None,
+    progress: ProgressFn | None = None,
 ) -> FitResult:
     """Tune ``head`` on the embeddings of ``model`` under the dataset's shared folds; save a run.
 
@@ -288,7 +308,10 @@ def fit_head(
         pool: restrict the pooling search (e.g. ``"mean,std"``); one pooling fixes it.
         trials: finished trials the study should hold (0: fit the default parameters).
         metric: the metric to optimize (default: roc_auc / accuracy / lwlrap by task).
-        timeout: stop tuning after this many seconds (the refit of the best still runs).
+        timeout: wall-clock budget in seconds of the whole call, refit included: tuning leaves
+            the estimated refit time, a trial in progress stops at the budget (not counted),
+            and without time to refit the run keeps the best trial's fold models (a warning
+            says so). No trial finished: RunError saying what to change.
         task, positive: override the task read from the labels; the binary positive class.
         group_col: manifest column whose groups never straddle folds (first fold creation only).
         folds: number of folds when the dataset has none yet (default 5).
@@ -299,13 +322,16 @@ def fit_head(
             a fixed width.
         study: study name (default: derived from head, store, dataset, metric and space).
         max_rounds: cap on boosting rounds (default 1000, with early stopping).
-        threads: CPU threads (BLAS, XGBoost, CatBoost); default: all cores, one on small
-            data (under 2 million feature values) where threads cost more than they save.
+        threads: CPU threads (BLAS, XGBoost, CatBoost); default: all cores for the boosted
+            heads; for logreg one on small data (under 2 million feature values).
+        progress: called with a :class:`FitProgress` after each fold and trial, for notes
+            (the device chosen, the warm start) and before the refit.
 
     Returns:
         FitResult with the run id, the scores and the out-of-fold predictions.
     """
     t0 = time.time()
+    budget = Budget.of(timeout)
     hd = get_head(head)
     ws = Workspace.at(workspace)
     if trials < 0:
@@ -316,33 +342,30 @@ def fit_head(
     pools = pool_choices(prob.store, _str_list(pool))
     first = prob.reader.matrix(FeatureChoice(layers[0], pools[0].split("+")[0]))
     pcas = _pca_choices(pca, hd, first.shape[1])
-    n_threads = threads or _threads(len(prob.ids) * first.shape[1])
+    dev, why = resolve_device(device, head, prob.enc.task)
     ctx = FitContext(
         prob.enc.task,
         prob.enc.n_classes,
         seed,
-        resolve_device(device, head),
-        n_threads,
+        dev,
+        threads or _threads(len(prob.ids) * first.shape[1], hd),
         max_rounds or DEFAULT_MAX_ROUNDS,
     )
+    loop = TrialLoop(budget, len(prob.splits), trials, met.direction == "maximize",
+                     hd.needs_es, progress)  # fmt: skip
+    if hd.name != "logreg":
+        loop.emit(stage="note", trial=None, fold=None, score=None, message=f"device: {why}")
 
     def run_cv(choice: FeatureChoice, params: dict[str, Any], width: int, **kw: Any) -> Any:
         x = prob.reader.matrix(choice)
+        c = replace(ctx, deadline=kw.pop("deadline", budget.deadline))
         return cross_validate(
-            hd,
-            x,
-            prob.y,
-            prob.enc,
-            prob.splits,
-            met,
-            params,
-            ctx,
-            pca=width,
-            groups=prob.groups,
+            hd, x, prob.y, prob.enc, prob.splits, met, params, c, pca=width, groups=prob.groups,
             **kw,
-        )
+        )  # fmt: skip
 
-    study_name, n_trials, rounds, trial_score = None, 0, None, None
+    study_name, n_trials, rounds, trial_score, kept = None, 0, None, None, None
+    notes: list[str] = []
     if trials == 0:
         choice = default_choice(layers, pools)
         best = {**hd.defaults(), "layer": choice.layer, "pool": choice.pool, "pca": pcas[0]}
@@ -359,49 +382,47 @@ def fit_head(
             seed=seed,
             n_startup=min(5, max(2, trials // 5)),
         )
+        if not st.trials and hd.warm_start():
+            warm = screen_features(prob.reader, prob.y, prob.enc, prob.splits, met, layers, pools)
+            st.enqueue_trial(_warm_params(hd, warm, layers, pools, pcas))
+            loop.emit(stage="note", trial=None, fold=None, score=None,
+                      message=f"first trial: features {warm.layer}/{warm.pool} "
+                      "(the best of a ridge screen over the feature choices)")  # fmt: skip
 
-        known_good = hd.warm_start()
-        if not st.trials and known_good:
-            # a new study tries a known-good configuration first, on the full width
-            warm = default_choice(layers, pools)
-            start = {**known_good, "layer": warm.layer, "pool": warm.pool, "pca": 0}
-            st.enqueue_trial(
-                {
-                    k: v
-                    for k, v in start.items()
-                    if k in known_good
-                    or (k == "layer" and len(layers) > 1)
-                    or (k == "pool" and len(pools) > 1)
-                    or (k == "pca" and len(pcas) > 1)
-                }
-            )
-
-        def objective(trial: Any) -> float:
+        def run_trial(trial: Any, deadline: float | None) -> Any:
             la = _suggest(trial, "layer", layers)
             po = _suggest(trial, "pool", pools)
             width = _suggest(trial, "pca", pcas)
             params = hd.space(trial)
-            out = run_cv(
-                FeatureChoice(la, po),
-                params,
-                width,
-                report=lambda k, m: report_fold(trial, k, m),
-                refit=False,
-            )
+
+            def report(k: int, m: float) -> None:
+                loop.fold_done(trial, k, m)
+                report_fold(trial, k, m)
+
+            out = run_cv(FeatureChoice(la, po), params, width, report=report, refit=False,
+                         keep_models=True, deadline=deadline)  # fmt: skip
             if all(r is not None for r in out.es_rounds):
                 trial.set_user_attr(ES_ROUNDS_ATTR, out.es_rounds)
-            return out.mean
+            return out
 
-        optimize(st, objective, trials, timeout, progress)
+        optimize(st, loop.objective(run_trial), trials, None, loop.after_trial,
+                 catch=(BudgetExceeded,))  # fmt: skip
         n_trials = finished_trials(st)
         try:
-            best = {"layer": layers[0], "pool": pools[0], "pca": pcas[0], **st.best_trial.params}
-            rounds = st.best_trial.user_attrs.get(ES_ROUNDS_ATTR)
-            trial_score = st.best_value
+            bt = st.best_trial
         except ValueError:
-            raise RunError(
-                f"study {study_name} has no complete trial yet; run more --trials"
-            ) from None
+            raise RunError(_no_trial(loop, timeout, study_name)) from None
+        best = {"layer": layers[0], "pool": pools[0], "pca": pcas[0], **bt.params}
+        rounds = bt.user_attrs.get(ES_ROUNDS_ATTR)
+        trial_score = st.best_value
+        if loop.keeps_best(bt.number) and loop.best is not None:
+            kept = loop.best.outcome
+        if loop.stopped is not None:
+            notes.append(
+                f"--timeout {timeout:g}: trial stopped at the budget after {loop.stopped} of "
+                f"{len(prob.splits)} folds (not counted); kept the best finished trial "
+                f"#{bt.number} ({_fmt(trial_score)})"
+            )
     recipe = _recipe(prob, hd.name, met.name, best, study_name, n_trials, ctx)
     if (same := find_run(ws, recipe)) is not None:  # a finished study rerun: nothing new
         return _reused(same, prob, t0)
@@ -409,8 +430,10 @@ def fit_head(
     params = {k: v for k, v in best.items() if k not in ("layer", "pool", "pca")}
     if not isinstance(rounds, list) or len(rounds) != len(prob.splits):
         rounds = None
-    # the best trial's early-stopping rounds per fold, so the final refit skips the inner fits
-    final = run_cv(choice, params, int(best["pca"]), keep_models=True, rounds=rounds)
+    final = _final(loop, hd, kept, notes, timeout,
+                   lambda: run_cv(choice, params, int(best["pca"]), keep_models=True,
+                                  rounds=rounds))  # fmt: skip
+    prob.warnings.extend(notes)
     return _save(
         prob,
         hd,
@@ -484,10 +507,85 @@ def _reused(run: Run, prob: _Problem, t0: float) -> FitResult:
     )
 
 
-def _threads(cells: int) -> int:
-    # below a few million values, thread start-up and BLAS/OpenMP spinning cost more than
-    # they save (50x slower logistic fits measured on a busy 2-core machine)
-    return 1 if cells < 2_000_000 else (os.cpu_count() or 1)
+def _fmt(v: float | None) -> str:
+    return "-" if v is None or not math.isfinite(v) else f"{v:.4f}"
+
+
+def _final(
+    loop: TrialLoop,
+    hd: Head,
+    kept: Any,
+    notes: list[str],
+    timeout: float | None,
+    refit: Any,
+) -> Any:
+    """The run's fold models: the refit of the best configuration, or the best trial's own
+    models when they are final already (logistic) or the budget leaves no time to refit."""
+    if kept is not None and not hd.needs_es:
+        return kept  # a logistic trial fits each whole training part: it is the refit
+    if kept is not None and not loop.refit_fits():
+        notes.append(
+            f"--timeout {timeout:g}: no time left to refit; the run keeps the best trial's fold "
+            "models (early-stopped on 85 % of each training part)"
+        )
+        return kept
+    loop.emit(stage="refit", trial=None, fold=None, score=None, eta_s=loop.refit_s())
+    try:
+        return refit()
+    except BudgetExceeded:
+        if kept is None:
+            raise RunError(
+                f"--timeout {timeout:g}: the final fit did not finish within the budget; raise "
+                "--timeout or lower --max-rounds"
+            ) from None
+        notes.append(
+            f"--timeout {timeout:g}: the refit was stopped at the budget; the run keeps the best "
+            "trial's fold models (early-stopped on 85 % of each training part)"
+        )
+        return kept
+
+
+def _no_trial(loop: TrialLoop, timeout: float | None, study_name: str | None) -> str:
+    """One line for a study without a complete trial: what happened and what to change."""
+    if loop.stopped is not None and timeout:
+        return (
+            f"--timeout {timeout:g}: no trial finished (the first stopped after {loop.stopped} "
+            f"of {loop.folds} folds); raise --timeout (one trial needs more than "
+            f"{loop.budget.elapsed():.0f} s here), or make a trial cheaper: --max-rounds 200, "
+            "--pool mean, --pca 64, --threads N"
+        )
+    return f"study {study_name} has no complete trial yet; run more --trials"
+
+
+def _warm_params(
+    hd: Head, warm: FeatureChoice, layers: list[str], pools: list[str], pcas: list[int]
+) -> dict[str, Any]:
+    """The first trial of a new study: the head's known-good parameters on ``warm``."""
+    start: dict[str, Any] = dict(hd.warm_start())
+    if len(layers) > 1:
+        start["layer"] = warm.layer
+    if len(pools) > 1:
+        start["pool"] = warm.pool
+    if len(pcas) > 1:
+        start["pca"] = 0
+    return start
+
+
+def _threads(cells: int, head: Head | None = None) -> int:
+    """Threads of a fit: every core on large data, one below 2 million feature values.
+
+    On small data OpenMP/BLAS threads spin at their barriers and cost more than they save; on a
+    busy 2-core machine the same 50-round 10-class XGBoost fit on 300 x 64 took 1.2-1.6 s on one
+    thread and 45-49 s on two, and a logistic fit was 50x slower (docs/classify.md). ``head`` is
+    accepted for heads that might want their own rule."""
+    return 1 if cells < 2_000_000 else _cores()
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _suggest(trial: Any, name: str, choices: list[Any]) -> Any:

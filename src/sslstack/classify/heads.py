@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, MissingDependencyError
+from .budget import BudgetExceeded, past
 
 DEFAULT_MAX_ROUNDS = 1000
 EARLY_STOPPING = 30
@@ -35,6 +36,18 @@ class FitContext:
     device: str = "cpu"
     threads: int = 1
     max_rounds: int = DEFAULT_MAX_ROUNDS
+    deadline: float | None = None  # time.monotonic() past which a fit stops (BudgetExceeded)
+
+
+def balanced_weights(y: np.ndarray) -> np.ndarray:
+    """Per-row weights ``n / (k * count(class))`` (scikit-learn's ``class_weight='balanced'``)."""
+    _, inv, counts = np.unique(y, return_inverse=True, return_counts=True)
+    return (len(y) / (len(counts) * counts))[inv].astype(np.float64)
+
+
+def _stopped(ctx: FitContext, hit: bool) -> None:
+    if hit or past(ctx.deadline):
+        raise BudgetExceeded("the time budget ran out during a fit")
 
 
 class Head(ABC):
@@ -70,6 +83,10 @@ class Head(ABC):
     def warm_start(self) -> dict[str, Any]:
         """A configuration known to work well, tried first by a new study (inside ``space``)."""
         return {}
+
+    def gpu_support(self, task: str) -> tuple[bool, str]:
+        """Whether this head can fit ``task`` on a GPU here, and if not, why."""
+        return False, f"the {self.name} head runs on the CPU"
 
     @abstractmethod
     def predict(self, model: Any, x: np.ndarray, ctx: FitContext) -> np.ndarray:
@@ -162,6 +179,25 @@ def _xgb() -> Any:
     return xgboost
 
 
+def _weights(y: np.ndarray, params: dict[str, Any], ctx: FitContext) -> np.ndarray | None:
+    if params.get("class_weight", "none") != "balanced" or ctx.task == "multilabel":
+        return None
+    return balanced_weights(y)
+
+
+def _xgb_deadline(xgb: Any, deadline: float | None) -> Any:
+    """An XGBoost callback that stops training past ``deadline`` (and remembers it did)."""
+
+    class Deadline(xgb.callback.TrainingCallback):  # type: ignore[misc, name-defined]
+        hit = False
+
+        def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+            self.hit = past(deadline)
+            return self.hit
+
+    return Deadline()
+
+
 class XGBHead(Head):
     name = "xgb"
     needs_es = True
@@ -174,13 +210,16 @@ class XGBHead(Head):
             # (3000 FSDD items) for 0.005 accuracy over the best trial at 0.1-0.3
             # (docs/benchmarks.md)
             "learning_rate": trial.suggest_float("learning_rate", 0.1, 0.3, log=True),
-            "min_child_weight": trial.suggest_float("min_child_weight", 0.1, 20.0, log=True),
+            # softmax hessians are p(1-p) per row: with 50 classes a row weighs ~0.02, so a
+            # floor of 1 would ask for ~50 rows per leaf; the range reaches well below
+            "min_child_weight": trial.suggest_float("min_child_weight", 1e-3, 10.0, log=True),
             "subsample": trial.suggest_float("subsample", 0.5, 1.0),
             # embeddings are wide and their columns correlated: a column sample regularizes
             # and cuts the split search in proportion
-            "colsample_bytree": trial.suggest_float("colsample_bytree", 0.2, 0.8),
+            "colsample_bytree": trial.suggest_float("colsample_bytree", 0.1, 0.8),
             "reg_alpha": trial.suggest_float("reg_alpha", 1e-8, 10.0, log=True),
             "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 10.0, log=True),
+            "class_weight": trial.suggest_categorical("class_weight", ["none", "balanced"]),
         }
 
     def defaults(self) -> dict[str, Any]:
@@ -218,18 +257,22 @@ class XGBHead(Head):
 
     def fit(self, x, y, params, ctx, es=None):
         xgb = _xgb()
-        dtrain = xgb.QuantileDMatrix(x, label=y, max_bin=self.max_bin)
+        w = _weights(y, params, ctx)
+        dtrain = xgb.QuantileDMatrix(x, label=y, weight=w, max_bin=self.max_bin)
         kw: dict[str, Any] = {}
         if es is not None:
             des = xgb.QuantileDMatrix(es[0], label=es[1], ref=dtrain, max_bin=self.max_bin)
             kw = {"evals": [(des, "es")], "early_stopping_rounds": EARLY_STOPPING}
+        stop = _xgb_deadline(xgb, ctx.deadline)
         booster = xgb.train(
             self._params(params, ctx),
             dtrain,
             num_boost_round=ctx.max_rounds,
             verbose_eval=False,
+            callbacks=[stop],
             **kw,
         )
+        _stopped(ctx, stop.hit)
         if es is not None:
             booster = booster[: booster.best_iteration + 1]
         return booster
@@ -237,17 +280,27 @@ class XGBHead(Head):
     def rounds_used(self, model):
         return int(model.num_boosted_rounds())
 
+    def gpu_support(self, task: str) -> tuple[bool, str]:
+        try:
+            built = _xgb().build_info().get("USE_CUDA", False)
+        except MissingDependencyError:
+            return False, "xgboost is not installed"
+        if not built:
+            return False, "this xgboost is built without CUDA (pip install 'sslstack[gpu]')"
+        return True, ""
+
     def warm_start(self) -> dict[str, Any]:
         # shallow trees on a column sample: on wide, dense, correlated embeddings this scored
         # as well as depth 6 on 80 % of the columns at half the cost (docs/benchmarks.md)
         return {
             "max_depth": 4,
             "learning_rate": 0.1,
-            "min_child_weight": 1.0,
+            "min_child_weight": 0.1,
             "subsample": 0.8,
             "colsample_bytree": 0.4,
             "reg_alpha": 1e-8,
             "reg_lambda": 1.0,
+            "class_weight": "none",
         }
 
     def predict(self, model, x, ctx):
@@ -270,48 +323,99 @@ class XGBHead(Head):
 
 
 # ------------------------------------------------------------------ CatBoost
+class _CatDeadline:
+    """A CatBoost callback that stops training past ``deadline`` (CPU only)."""
+
+    def __init__(self, deadline: float | None) -> None:
+        self.deadline = deadline
+        self.hit = False
+
+    def after_iteration(self, info: Any) -> bool:
+        self.hit = past(self.deadline)
+        return not self.hit
+
+
+CAT_PARAMS = ("depth", "learning_rate", "l2_leaf_reg", "border_count", "rsm")
+
+
 class CatBoostHead(Head):
     name = "catboost"
     needs_es = True
 
     def space(self, trial: Any) -> dict[str, Any]:
         return {
-            "depth": trial.suggest_int("depth", 3, 8),
-            "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.3, log=True),
+            # a MultiClass tree's cost grows with depth x columns x classes: 50 classes on
+            # 1360 x 192 took 0.58 s a round at depth 6 on all columns, 0.085 s with rsm 0.2
+            # (2 busy cores, docs/benchmarks.md), so the column sample and depth are bounded
+            "depth": trial.suggest_int("depth", 3, 7),
+            "learning_rate": trial.suggest_float("learning_rate", 0.05, 0.3, log=True),
             "l2_leaf_reg": trial.suggest_float("l2_leaf_reg", 1.0, 10.0, log=True),
             "border_count": trial.suggest_categorical("border_count", [32, 64, 128]),
+            "rsm": trial.suggest_float("rsm", 0.05, 0.6, log=True),
+            "class_weight": trial.suggest_categorical("class_weight", ["none", "balanced"]),
         }
 
     def defaults(self) -> dict[str, Any]:
         return {"depth": 6, "l2_leaf_reg": 3.0}  # learning rate: CatBoost's own choice
+
+    def options(self, params: dict[str, Any], ctx: FitContext) -> dict[str, Any]:
+        """CatBoostClassifier's keyword arguments for ``params`` under ``ctx``."""
+        loss = {"binary": "Logloss", "multilabel": "MultiLogloss"}.get(ctx.task, "MultiClass")
+        if ctx.task == "multiclass" and ctx.n_out == 2:
+            loss = "Logloss"
+        gpu = ctx.device == "cuda"
+        kw = {k: v for k, v in params.items() if k in CAT_PARAMS and not (gpu and k == "rsm")}
+        if params.get("class_weight") == "balanced" and ctx.task != "multilabel":
+            kw["auto_class_weights"] = "Balanced"
+        return {
+            "iterations": ctx.max_rounds,
+            "loss_function": loss,
+            "random_seed": ctx.seed,
+            "thread_count": ctx.threads,
+            "task_type": "GPU" if gpu else "CPU",
+            # ordered boosting costs ~15 % more a round for nothing on dense embeddings
+            "boosting_type": "Plain",
+            "verbose": False,
+            "allow_writing_files": False,
+            **kw,
+        }
 
     def fit(self, x, y, params, ctx, es=None):
         try:
             from catboost import CatBoostClassifier
         except ImportError as e:
             raise MissingDependencyError("catboost", "the catboost head") from e
-        loss = {"binary": "Logloss", "multilabel": "MultiLogloss"}.get(ctx.task, "MultiClass")
-        if ctx.task == "multiclass" and ctx.n_out == 2:
-            loss = "Logloss"
-        model = CatBoostClassifier(
-            iterations=ctx.max_rounds,
-            loss_function=loss,
-            random_seed=ctx.seed,
-            thread_count=ctx.threads,
-            task_type="GPU" if ctx.device == "cuda" else "CPU",
-            verbose=False,
-            allow_writing_files=False,
-            **{
-                k: v
-                for k, v in params.items()
-                if k in ("depth", "learning_rate", "l2_leaf_reg", "border_count")
-            },
+        model = CatBoostClassifier(**self.options(params, ctx))
+        kw: dict[str, Any] = (
+            {"eval_set": (es[0], es[1]), "early_stopping_rounds": EARLY_STOPPING} if es else {}
         )
-        kw = {"eval_set": (es[0], es[1]), "early_stopping_rounds": EARLY_STOPPING} if es else {}
-        return model.fit(x, y, **kw)
+        stop = _CatDeadline(ctx.deadline)
+        if ctx.device != "cuda":  # CatBoost takes user callbacks on the CPU only
+            kw["callbacks"] = [stop]
+        model.fit(x, y, **kw)
+        _stopped(ctx, stop.hit)
+        return model
 
     def warm_start(self) -> dict[str, Any]:
-        return {"depth": 6, "learning_rate": 0.1, "l2_leaf_reg": 3.0, "border_count": 128}
+        return {
+            "depth": 6,
+            "learning_rate": 0.1,
+            "l2_leaf_reg": 3.0,
+            "border_count": 64,
+            "rsm": 0.2,
+            "class_weight": "none",
+        }
+
+    def gpu_support(self, task: str) -> tuple[bool, str]:
+        if task == "multilabel":
+            return False, "CatBoost's MultiLogloss runs on the CPU only"
+        try:
+            from catboost.utils import get_gpu_device_count
+        except ImportError:
+            return False, "catboost is not installed"
+        if get_gpu_device_count() < 1:
+            return False, "CatBoost sees no CUDA device"
+        return True, ""
 
     def rounds_used(self, model):
         best = model.get_best_iteration()

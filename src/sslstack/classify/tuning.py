@@ -308,9 +308,11 @@ def optimize(
     trials: int,
     timeout: float | None = None,
     progress: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
+    catch: tuple[type[Exception], ...] = (),
 ) -> int:
     """Run trials until the study holds ``trials`` finished ones (or ``timeout`` seconds pass).
 
+    ``catch``: exceptions that fail a trial without stopping the loop (a budget-stopped trial).
     Returns the number of trials this call ran.
     """
     remaining = trials - finished_trials(study)
@@ -330,6 +332,10 @@ def optimize(
     quiet = _QuietInterrupt()
     log = logging.getLogger("optuna.study._optimize")
     log.addFilter(quiet)
+    # a trial failed by an exception in ``catch`` is expected (the budget ran out): no traceback
+    verbosity = optuna.logging.get_verbosity()
+    if catch:
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
     try:
         with journal_errors(getattr(backend, "_file_path", None)):
             study.optimize(
@@ -337,10 +343,11 @@ def optimize(
                 n_trials=remaining,
                 timeout=timeout,
                 callbacks=callbacks,
-                catch=(),
+                catch=catch,
                 gc_after_trial=False,
             )
     finally:
+        optuna.logging.set_verbosity(verbosity)
         log.removeFilter(quiet)
     return len(study.get_trials(deepcopy=False)) - before
 

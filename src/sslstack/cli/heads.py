@@ -64,6 +64,34 @@ def _fmt(v: Any, digits: int = 4) -> str:
     return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
+def _clock(s: float | None) -> str:
+    if s is None or not math.isfinite(s):
+        return "?"
+    m, sec = divmod(int(round(s)), 60)
+    return f"{m}:{sec:02d}"
+
+
+def progress_line(ev: Any) -> str:
+    """One line of ``fit-head`` progress for a :class:`~sslstack.classify.budget.FitProgress`."""
+    if ev.stage == "note":
+        return str(ev.message)
+    clock = f"{_clock(ev.elapsed_s)} elapsed, ETA {_clock(ev.eta_s)}"
+    if ev.budget_s is not None:
+        clock += f" (budget {_clock(ev.budget_s)})"
+    if ev.stage == "refit":
+        return f"refit of the best trial on each fold's whole training part; {clock}"
+    best = f"best {_fmt(ev.best)}"
+    if ev.stage == "fold":
+        return (
+            f"trial {ev.trial} fold {ev.fold + 1}/{ev.folds}: {_fmt(ev.score)} so far "
+            f"({best}); {clock}"
+        )
+    what = {"complete": _fmt(ev.score), "stopped": "stopped at the budget (not counted)"}.get(
+        ev.state, f"{ev.state} (running mean {_fmt(ev.score)} below the median at that fold)"
+    )
+    return f"trial {ev.trial}: {what} ({best}); {clock}"
+
+
 def fit_head_cmd(
     head: Annotated[str, typer.Argument(help="logreg, xgb or catboost.")],
     model: ModelOpt,
@@ -74,7 +102,10 @@ def fit_head_cmd(
         int, typer.Option(help="Finished trials the study should hold (0: default parameters).")
     ] = 30,
     metric: MetricOpt = None,
-    timeout: Annotated[float | None, typer.Option(help="Stop tuning after S seconds.")] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(help="Wall-clock budget of the whole command in seconds, refit included."),
+    ] = None,
     task: TaskOpt = None,
     positive: PositiveOpt = None,
     group_col: GroupOpt = None,
@@ -101,22 +132,8 @@ def fit_head_cmd(
     """Tune a head (Optuna) under the dataset's shared folds and save it as a run."""
     from ..classify.fit import fit_head
 
-    def progress(st: Any, trial: Any) -> None:
-        state = trial.state.name.lower()
-        if state == "complete":
-            value = _fmt(trial.value)
-        elif state == "pruned":
-            steps = len(trial.intermediate_values)
-            last = trial.intermediate_values.get(steps - 1) if steps else None
-            value = (
-                f"pruned after fold {steps} (running mean {_fmt(last)} below the median of "
-                "earlier trials at that fold)"
-            )
-        else:
-            value = state
-        done = any(t.state.name == "COMPLETE" for t in st.get_trials(deepcopy=False))
-        best = _fmt(st.best_value) if done else "-"
-        console.print(f"trial {trial.number}: {value} (best {best})", highlight=False)
+    def progress(ev: Any) -> None:
+        console.print(progress_line(ev), highlight=False)
 
     res = fit_head(
         head,

@@ -1,0 +1,311 @@
+"""Boosted heads for many classes: early stopping, warm start, search space, budgets, devices."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pytest
+
+from sslstack.cache import ItemResult, Store, StoreKey
+from sslstack.classify import fit, fit_head
+from sslstack.classify.budget import Budget, BudgetExceeded, FitProgress
+from sslstack.classify.cv import cross_validate
+from sslstack.classify.features import FeatureChoice, FeatureReader, layer_choices, pool_choices
+from sslstack.classify.heads import (
+    HEADS,
+    CatBoostHead,
+    FitContext,
+    LogRegHead,
+    XGBHead,
+    balanced_weights,
+    get_head,
+)
+from sslstack.classify.labels import LabelEncoding
+from sslstack.classify.metrics import get_metric
+from sslstack.classify.trials import BestTrial, TrialLoop
+from sslstack.classify.tuning import open_storage
+from sslstack.classify.warm import screen_features
+from sslstack.errors import RunError
+from sslstack.workspace import Workspace
+from tests.classify_synth import make_synth
+
+ACC = get_metric("accuracy", "multiclass")
+
+
+def _blobs(n: int = 120, k: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % k
+    return rng.normal(size=(n, 5)) + y[:, None], y
+
+
+# ------------------------------------------------------------------ early stopping
+class _SpyHead(XGBHead):
+    """XGBoost that records the row ids (column 0) of what it fits and stops on."""
+
+    name = "spy"
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[set[int], set[int]]] = []
+
+    def fit(self, x, y, params, ctx, es=None):
+        self.seen.append(
+            ({int(v) for v in x[:, 0]}, {int(v) for v in es[0][:, 0]} if es else set())
+        )
+        return super().fit(x, y, params, ctx, es)
+
+
+def test_early_stopping_never_sees_the_validation_fold() -> None:
+    x, y = _blobs(150)
+    x = np.column_stack([np.arange(len(y)), x])  # column 0: the row id, left unscaled
+    fold = np.arange(len(y)) % 3
+    splits = [(np.flatnonzero(fold != f), np.flatnonzero(fold == f)) for f in range(3)]
+    enc = LabelEncoding("multiclass", ("a", "b", "c"))
+    spy = _SpyHead()
+    ctx = FitContext("multiclass", 3, 0, "cpu", 1, 40)
+    cross_validate(spy, x, y, enc, splits, ACC, spy.warm_start(), ctx)
+    # per fold: the early-stopped fit (fit rows + stopping rows), then the refit on the whole part
+    assert len(spy.seen) == 6
+    for f, (tr, va) in enumerate(splits):
+        (fit_rows, es_rows), (refit_rows, none) = spy.seen[2 * f], spy.seen[2 * f + 1]
+        assert es_rows and not es_rows & set(va.tolist())
+        assert not fit_rows & set(va.tolist()) and not fit_rows & es_rows
+        assert fit_rows | es_rows == set(tr.tolist()) == refit_rows and none == set()
+
+
+# ------------------------------------------------------------------ space and warm start
+def _two_part_store(root: Path, n: int = 160) -> tuple[Workspace, Path]:
+    """4 classes = 2 bits: bit 0 only in the `mean` pooling, bit 1 only in `std`, so only their
+    concatenation separates the classes."""
+    rng = np.random.default_rng(1)
+    y = np.arange(n) % 4
+    audio = root / "audio"
+    audio.mkdir(parents=True)
+    ids = [f"i{i:03d}.wav" for i in range(n)]
+    for i in ids:
+        (audio / i).touch()
+    csv = audio / "train.csv"
+    csv.write_text("path,label\n" + "".join(f"{i},c{v}\n" for i, v in zip(ids, y, strict=True)))
+    ws = Workspace.at(root / "ws")
+    key = StoreKey(model="fake", revision="x", sample_rate=16000, pools=("mean", "std"))
+    store = Store.open_or_create(ws.stores, key)
+    items = []
+    for r, i in enumerate(ids):
+        mean = (3.0 * (y[r] & 1) + rng.normal(size=(2, 4))).astype(np.float32)
+        std = (3.0 * (y[r] >> 1) + rng.normal(size=(2, 4))).astype(np.float32)
+        items.append(ItemResult(i, f"h{r}", 1.0, {"mean": mean, "std": std}))
+    with store.writer() as w:
+        w.write(items, layer_names=["0", "1"])
+    return ws, csv
+
+
+def test_warm_start_follows_the_screen_to_a_concatenation(tmp_path: Path) -> None:
+    ws, csv = _two_part_store(tmp_path)
+    res = fit_head("xgb", "fake", data=csv, workspace=ws, trials=1, folds=4, max_rounds=30)
+    store = Store(next(ws.stores.iterdir()))
+    layers, pools = layer_choices(store), pool_choices(store)
+    from sslstack.classify.fit import _prepare
+
+    prob = _prepare(ws, "fake", csv, None, None, None, None, 0, None)
+    warm = screen_features(prob.reader, prob.y, prob.enc, prob.splits, ACC, layers, pools)
+    assert warm.pool == "mean+std"
+    # the study's first (enqueued) trial is the head's known-good parameters on those features
+    st = optuna.load_study(study_name=res.study, storage=open_storage(ws, res.study))
+    first = st.trials[0].params
+    assert first["pool"] == warm.pool and first["layer"] == warm.layer
+    assert {k: first[k] for k in XGBHead().warm_start()} == XGBHead().warm_start()
+    assert res.score > 0.9  # only the concatenation gets there
+
+
+@pytest.mark.parametrize("head", ["logreg", "xgb", "catboost"])
+def test_search_space_covers_layer_and_pooling_concatenations(tmp_path: Path, head: str) -> None:
+    s = make_synth(tmp_path, n=60, layers=4)
+    res = fit_head(head, "fake", data=s.csv, workspace=s.ws, trials=1, folds=3, max_rounds=10)
+    st = optuna.load_study(study_name=res.study, storage=open_storage(s.ws, res.study))
+    dists = st.trials[0].distributions
+    assert "mean+std" in dists["pool"].choices
+    layers = dists["layer"].choices
+    assert "0+2+3" in layers or any("+" in la for la in layers)
+    assert any(".." in la for la in layers)
+    # every choice reads: a concatenation is as wide as its parts together
+    reader = FeatureReader(s.store, s.ids)
+    assert reader.matrix(FeatureChoice("0", "mean+std")).shape[1] == 16
+    assert reader.matrix(FeatureChoice("0+1+3", "mean")).shape[1] == 24
+
+
+# ------------------------------------------------------------------ class weights, threads
+def test_balanced_weights_match_scikit_learn() -> None:
+    from sklearn.utils.class_weight import compute_sample_weight
+
+    y = np.array([0, 0, 0, 1, 2, 2, 0, 1])
+    np.testing.assert_allclose(balanced_weights(y), compute_sample_weight("balanced", y))
+
+
+def test_class_weight_changes_the_boosted_fit() -> None:
+    x, y = _blobs(90)
+    y = np.where(np.arange(90) < 70, 0, y)  # class 0 dominates
+    ctx = FitContext("multiclass", 3, 0, "cpu", 1, 20)
+    hd = XGBHead()
+    p0 = hd.predict(hd.fit(x, y, {**hd.warm_start(), "class_weight": "none"}, ctx), x, ctx)
+    p1 = hd.predict(hd.fit(x, y, {**hd.warm_start(), "class_weight": "balanced"}, ctx), x, ctx)
+    assert p1[:, 1:].mean() > p0[:, 1:].mean()  # minority classes get more mass
+    opts = CatBoostHead().options({"class_weight": "balanced", "depth": 4}, ctx)
+    assert opts["auto_class_weights"] == "Balanced" and opts["depth"] == 4
+
+
+def test_threads_one_on_small_data_every_core_on_large() -> None:
+    for hd in (XGBHead(), CatBoostHead(), LogRegHead()):
+        assert fit._threads(10, hd) == 1
+        assert fit._threads(3000 * 768, hd) == fit._cores()
+
+
+# ------------------------------------------------------------------ budgets
+@pytest.mark.parametrize("head", ["xgb", "catboost"])
+def test_a_boosted_fit_stops_at_its_deadline(head: str) -> None:
+    x, y = _blobs(400)
+    hd = get_head(head)
+    ctx = FitContext("multiclass", 3, 0, "cpu", 1, 10**6, deadline=time.monotonic() + 0.5)
+    t0 = time.monotonic()
+    with pytest.raises(BudgetExceeded):
+        hd.fit(x, y, hd.warm_start(), ctx)
+    assert time.monotonic() - t0 < 5.0
+
+
+class _SlowLogReg(LogRegHead):
+    """A logistic head whose fold fits take ``delay`` seconds, the ``slow_call``-th one longer."""
+
+    name = "slow"
+    delay = 0.05
+    slow_call = 4
+    slow_delay = 2.5
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def fit(self, x, y, params, ctx, es=None):
+        self.calls += 1
+        time.sleep(self.slow_delay if self.calls == self.slow_call else self.delay)
+        return super().fit(x, y, params, ctx, es)
+
+
+@pytest.fixture
+def slow_head(monkeypatch: pytest.MonkeyPatch) -> _SlowLogReg:
+    hd = _SlowLogReg()
+    monkeypatch.setitem(HEADS, "slow", hd)
+    return hd
+
+
+def test_timeout_bounds_the_command_and_keeps_the_best_trial(
+    tmp_path: Path, slow_head: _SlowLogReg
+) -> None:
+    s = make_synth(tmp_path, n=60, layers=2)
+    events: list[FitProgress] = []
+    t0 = time.monotonic()
+    # trial 0 is quick; trial 1's first fold runs past the 2 s budget, so it is stopped there
+    res = fit_head("slow", "fake", data=s.csv, workspace=s.ws, trials=50, folds=3, timeout=2.0,
+                   progress=events.append)  # fmt: skip
+    took = time.monotonic() - t0
+    assert took < 2.0 + slow_head.slow_delay  # the budget, plus the one fold in flight
+    assert res.trials == 1
+    assert any(
+        "trial stopped at the budget after 1 of 3 folds" in w and "kept the best finished trial #0"
+        in w for w in res.warnings
+    )  # fmt: skip
+    assert [e.state for e in events if e.stage == "trial"] == ["complete", "stopped"]
+    # the run is the best finished trial's (a logistic trial is final: no refit)
+    assert res.trial_score == pytest.approx(np.mean(res.fold_scores))
+    assert slow_head.calls == 4
+
+
+def test_no_trial_finished_is_one_line_saying_what_to_change(
+    tmp_path: Path, slow_head: _SlowLogReg
+) -> None:
+    s = make_synth(tmp_path, n=60, layers=2)
+    slow_head.slow_call = 1
+    with pytest.raises(RunError) as e:
+        fit_head("slow", "fake", data=s.csv, workspace=s.ws, trials=5, folds=3, timeout=1.0)
+    msg = str(e.value)
+    assert "\n" not in msg and "--timeout 1: no trial finished" in msg
+    assert "raise --timeout" in msg and "--max-rounds" in msg
+
+
+def test_without_time_to_refit_the_run_keeps_the_best_trials_models() -> None:
+    loop = TrialLoop(Budget.of(10.0), 3, 5, True, needs_refit=True)
+    kept = object()
+    loop.best = BestTrial(0, 0.5, kept, seconds=100.0)  # type: ignore[arg-type]
+    notes: list[str] = []
+
+    def refit() -> Any:
+        raise AssertionError("no refit expected")
+
+    assert fit._final(loop, XGBHead(), kept, notes, 10.0, refit) is kept
+    assert "no time left to refit" in notes[0]
+    # a refit stopped by the budget falls back the same way
+
+    def stopped() -> Any:
+        raise BudgetExceeded("x")
+
+    loop.best.seconds = 0.1
+    notes.clear()
+    assert fit._final(loop, XGBHead(), kept, notes, 10.0, stopped) is kept
+    assert "refit was stopped at the budget" in notes[0]
+
+
+def test_progress_reports_every_fold_and_trial(tmp_path: Path) -> None:
+    from sslstack.cli.heads import progress_line
+
+    s = make_synth(tmp_path, n=60, layers=2)
+    events: list[FitProgress] = []
+    fit_head("xgb", "fake", data=s.csv, workspace=s.ws, trials=3, folds=3, max_rounds=10,
+             timeout=600, progress=events.append)  # fmt: skip
+    notes = [e.message for e in events if e.stage == "note"]
+    assert notes[0] == "device: cpu for xgb (no GPU seen)"
+    trials = [e for e in events if e.stage == "trial"]
+    assert len(trials) == 3
+    for t in trials:
+        folds = [e.fold for e in events if e.stage == "fold" and e.trial == t.trial]
+        assert folds == list(range(len(folds))) and 1 <= len(folds) <= 3
+    assert all(e.eta_s is not None and e.budget_s == 600 for e in trials)
+    elapsed = [e.elapsed_s for e in events if e.stage != "note"]
+    assert elapsed == sorted(elapsed)
+    assert events[-1].stage == "refit"
+    line = progress_line(next(e for e in events if e.stage == "fold"))
+    assert line.startswith("trial 0 fold 1/3: ") and "ETA" in line and "(budget 10:00)" in line
+
+
+# ------------------------------------------------------------------ devices
+def test_device_choice_follows_gpu_and_head_support(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fit, "_torch_sees_gpu", lambda: False)
+    assert fit.resolve_device("auto", "xgb") == ("cpu", "cpu for xgb (no GPU seen)")
+    monkeypatch.setattr(fit, "_torch_sees_gpu", lambda: True)
+    monkeypatch.setattr(XGBHead, "gpu_support", lambda self, task: (True, ""))
+    assert fit.resolve_device("auto", "xgb")[0] == "cuda"
+    monkeypatch.setattr(XGBHead, "gpu_support", lambda self, task: (False, "no CUDA build"))
+    dev, why = fit.resolve_device("auto", "xgb")
+    assert dev == "cpu" and "a GPU is present, but no CUDA build" in why
+    assert fit.resolve_device("auto", "logreg")[0] == "cpu"
+    # CatBoost's MultiLogloss stays on the CPU even with a GPU
+    assert CatBoostHead().gpu_support("multilabel")[0] is False
+    assert fit.resolve_device("auto", "catboost", "multilabel")[0] == "cpu"
+
+
+def test_gpu_parameters_reach_the_libraries() -> None:
+    gpu = FitContext("multiclass", 5, 0, "cuda", 2, 100)
+    hd = XGBHead()
+    assert hd._params(hd.warm_start(), gpu)["device"] == "cuda"
+    opts = CatBoostHead().options(CatBoostHead().warm_start(), gpu)
+    assert opts["task_type"] == "GPU" and "rsm" not in opts  # rsm: CPU only in CatBoost
+    cpu = CatBoostHead().options(CatBoostHead().warm_start(), FitContext("multiclass", 5))
+    assert cpu["task_type"] == "CPU" and cpu["rsm"] == 0.2
+
+
+def test_this_xgboost_cpu_build_is_seen_as_such() -> None:
+    import xgboost
+
+    ok, why = XGBHead().gpu_support("multiclass")
+    assert ok == bool(xgboost.build_info().get("USE_CUDA", False))
+    if not ok:
+        assert "without CUDA" in why
