@@ -55,8 +55,8 @@ def _encoder(model: Any, fe: Any, dtype: str, **change: Any) -> HFEncoder:
     ``grouped_fp32=False``, ``attention="eager"``, ``batching``."""
     model = copy.deepcopy(model)
     family: Family = get_family(model.config.model_type)
-    if change.get("attention") == "eager":
-        family = _eager_family(family)
+    if change.get("attention") in ("eager", "flex"):
+        family = _eager_family(family, change["attention"] == "flex")
     spec = EncoderSpec("random", "random", 16000, model.config.model_type, lambda *a, **k: None)
     saved = hf_encoder.bf16_mode, hf_encoder.fp32_grouped_convs
     if "mode" in change:
@@ -74,14 +74,20 @@ def _encoder(model: Any, fe: Any, dtype: str, **change: Any) -> HFEncoder:
     return enc
 
 
-def _eager_family(family: Family) -> Family:
-    """The family without the WavLM SDPA forward (its other fix-ups kept)."""
+def _eager_family(family: Family, flex: bool = False) -> Family:
+    """The family without the WavLM SDPA forward (its other fix-ups kept), or (``flex``) with
+    the opt-in FlexAttention forward instead."""
     import dataclasses
 
     from sslstack.extract import families
+    from sslstack.extract.attention import wavlm_sdpa
 
     if family.model_type != "wavlm":
         return family
+    if flex:
+        return dataclasses.replace(
+            family, prepare=lambda m: (families._wav2vec2_prepare(m), wavlm_sdpa(m, flex=True))
+        )
     return dataclasses.replace(
         family,
         prepare=lambda m: (families._wav2vec2_prepare(m), families._wavlm_contiguous(m)),
@@ -99,10 +105,15 @@ def _variants(args: argparse.Namespace, model: Any, fe: Any) -> dict[str, HFEnco
             "bf16 weights (CUDA default)": _encoder(model, fe, "bf16", mode="weights"),
         }
     if args.compare == "attention":
-        return {
+        out = {
             "eager attention": _encoder(model, fe, args.dtype, attention="eager"),
             "sslstack attention": _encoder(model, fe, args.dtype),
         }
+        if args.device.startswith("cuda") and model.config.model_type == "wavlm":
+            out["FlexAttention (opt-in, compiled)"] = _encoder(
+                model, fe, args.dtype, attention="flex"
+            )
+        return out
     return {
         "bucket (identical lengths)": _encoder(model, fe, args.dtype, batching="bucket"),
         "pad (exact padded batches)": _encoder(model, fe, args.dtype, batching="pad"),
