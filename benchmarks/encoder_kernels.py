@@ -13,6 +13,8 @@ relative L2 distance from the first variant's.
     python benchmarks/encoder_kernels.py --compare bf16 --arch wav2vec2-base
     python benchmarks/encoder_kernels.py --compare attention --arch wavlm-large --dtype bf16
     python benchmarks/encoder_kernels.py --compare batching --arch data2vec-audio-base
+    python benchmarks/encoder_kernels.py --compare attention --arch wavlm-large --dtype bf16 \
+        --device cuda --batch 32 --seconds 10
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from sslstack.extract.base import EncoderSpec
 from sslstack.extract.families import Family, get_family
 from sslstack.extract.hf import HFEncoder
 
+DEVICE = ["cpu"]
 ARCHS: dict[str, Callable[[], Any]] = {
     **_EXTRACT_ARCHS,
     "data2vec-audio-base": lambda: tf.Data2VecAudioConfig(),
@@ -52,8 +55,8 @@ def _encoder(model: Any, fe: Any, dtype: str, **change: Any) -> HFEncoder:
     ``grouped_fp32=False``, ``attention="eager"``, ``batching``."""
     model = copy.deepcopy(model)
     family: Family = get_family(model.config.model_type)
-    if change.get("attention") == "eager":
-        family = _eager_family(family)
+    if change.get("attention") in ("eager", "flex"):
+        family = _eager_family(family, change["attention"] == "flex")
     spec = EncoderSpec("random", "random", 16000, model.config.model_type, lambda *a, **k: None)
     saved = hf_encoder.bf16_mode, hf_encoder.fp32_grouped_convs
     if "mode" in change:
@@ -61,7 +64,7 @@ def _encoder(model: Any, fe: Any, dtype: str, **change: Any) -> HFEncoder:
     if change.get("grouped_fp32") is False:
         hf_encoder.fp32_grouped_convs = lambda m: []
     try:
-        enc = HFEncoder(model, fe, family, spec, dtype=dtype)
+        enc = HFEncoder(model, fe, family, spec, dtype=dtype, device=DEVICE[0])
     finally:
         hf_encoder.bf16_mode, hf_encoder.fp32_grouped_convs = saved
     if change.get("attention") == "eager" and enc.model.config._attn_implementation != "eager":
@@ -71,14 +74,20 @@ def _encoder(model: Any, fe: Any, dtype: str, **change: Any) -> HFEncoder:
     return enc
 
 
-def _eager_family(family: Family) -> Family:
-    """The family without the WavLM SDPA forward (its other fix-ups kept)."""
+def _eager_family(family: Family, flex: bool = False) -> Family:
+    """The family without the WavLM SDPA forward (its other fix-ups kept), or (``flex``) with
+    the opt-in FlexAttention forward instead."""
     import dataclasses
 
     from sslstack.extract import families
+    from sslstack.extract.attention import wavlm_sdpa
 
     if family.model_type != "wavlm":
         return family
+    if flex:
+        return dataclasses.replace(
+            family, prepare=lambda m: (families._wav2vec2_prepare(m), wavlm_sdpa(m, flex=True))
+        )
     return dataclasses.replace(
         family,
         prepare=lambda m: (families._wav2vec2_prepare(m), families._wavlm_contiguous(m)),
@@ -89,15 +98,22 @@ def _variants(args: argparse.Namespace, model: Any, fe: Any) -> dict[str, HFEnco
     if args.compare == "bf16":
         return {
             "fp32": _encoder(model, fe, "fp32"),
-            "bf16 autocast (CPU default)": _encoder(model, fe, "bf16"),
-            "bf16 autocast, grouped convs in bf16": _encoder(model, fe, "bf16", grouped_fp32=False),
+            "bf16 autocast (CPU default)": _encoder(model, fe, "bf16", mode="autocast"),
+            "bf16 autocast, grouped convs in bf16": _encoder(
+                model, fe, "bf16", mode="autocast", grouped_fp32=False
+            ),
             "bf16 weights (CUDA default)": _encoder(model, fe, "bf16", mode="weights"),
         }
     if args.compare == "attention":
-        return {
+        out = {
             "eager attention": _encoder(model, fe, args.dtype, attention="eager"),
             "sslstack attention": _encoder(model, fe, args.dtype),
         }
+        if args.device.startswith("cuda") and model.config.model_type == "wavlm":
+            out["FlexAttention (opt-in, compiled)"] = _encoder(
+                model, fe, args.dtype, attention="flex"
+            )
+        return out
     return {
         "bucket (identical lengths)": _encoder(model, fe, args.dtype, batching="bucket"),
         "pad (exact padded batches)": _encoder(model, fe, args.dtype, batching="pad"),
@@ -121,7 +137,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (the encode returns to the host)")
     args = ap.parse_args()
+    DEVICE[0] = args.device
 
     torch.manual_seed(0)
     cfg = ARCHS[args.arch]()

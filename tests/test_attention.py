@@ -8,7 +8,7 @@ import pytest
 import torch
 import transformers as tf
 
-from sslstack.extract.attention import _wavlm_forward, use_sdpa, wavlm_sdpa
+from sslstack.extract.attention import _wavlm_flex_forward, _wavlm_forward, use_sdpa, wavlm_sdpa
 from sslstack.extract.base import resolve_encoder
 from tests.tiny_models import SPECTROGRAM, VARIANTS
 
@@ -118,3 +118,15 @@ def test_wavlm_sdpa_is_not_the_same_code_path(tiny_model):
         torch.nn.functional.scaled_dot_product_attention = orig
     assert len(calls) == fast.config.num_hidden_layers
     assert calls[0][:2] == (3, fast.config.num_attention_heads)
+
+
+@pytest.mark.parametrize("variant", ["wavlm-group", "wavlm-layer"])
+def test_wavlm_flex_attention_equals_transformers_on_a_padded_batch(tiny_model, variant):
+    """The FlexAttention forward (gated bias as a score_mod, opt-in) in eager FlexAttention."""
+    folder = tiny_model(variant)
+    x, mask = _batch(2)
+    ref, fast = _load(folder, "eager"), _load(folder, "eager")
+    assert wavlm_sdpa(fast, flex=True) == fast.config.num_hidden_layers
+    attn = [m for m in fast.modules() if type(m).__name__ == "WavLMAttention"]
+    assert all(m.forward.__func__ is _wavlm_flex_forward for m in attn)
+    assert _max_rel(_states(fast, x, mask), _states(ref, x, mask)) <= 1e-4

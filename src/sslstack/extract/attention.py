@@ -67,11 +67,62 @@ def _wavlm_forward(
     return self.out_proj(out.transpose(1, 2).reshape(b, t, e)), None, position_bias
 
 
-def wavlm_sdpa(model: torch.nn.Module) -> int:
-    """Give every ``WavLMAttention`` of ``model`` the SDPA forward; returns how many."""
+def _flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, score_mod: Any) -> torch.Tensor:
+    """FlexAttention: compiled (fused, dynamic shapes) on CUDA, the reference loop elsewhere."""
+    import warnings
+
+    from torch.nn.attention.flex_attention import flex_attention
+
+    fn: Any = flex_attention
+    if q.device.type == "cuda":
+        if "cuda" not in _COMPILED:
+            _COMPILED["cuda"] = torch.compile(flex_attention, dynamic=True)
+        fn = _COMPILED["cuda"]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*flex_attention called without torch.compile")
+        return fn(q, k, v, score_mod=score_mod)  # type: ignore[no-any-return]
+
+
+_COMPILED: dict[str, Any] = {}
+
+
+def _wavlm_flex_forward(
+    self: Any,
+    hidden_states: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    position_bias: torch.Tensor | None = None,
+    index: int = 0,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None, torch.Tensor]:
+    """``WavLMAttention.forward`` through FlexAttention with the gated bias as a ``score_mod``:
+    no (B, H, T, T) tensor is built. The bias passed on is the (2T - 1, H) table of relative
+    distances -(T-1)..T-1."""
+    b, t, e = hidden_states.shape
+    if position_bias is None:
+        rel = torch.arange(1 - t, t, device=hidden_states.device)
+        position_bias = self.rel_attn_embed(self._relative_positions_bucket(rel))  # (2T-1, H)
+    table = position_bias
+    gate = _wavlm_gate(self, hidden_states)[..., 0].to(table.dtype)  # (B, H, T)
+    pad = None if attention_mask is None else attention_mask.ne(1)  # (B, T) keys to mask
+
+    def score_mod(score: Any, bi: Any, hi: Any, qi: Any, ki: Any) -> Any:
+        s = score + gate[bi, hi, qi] * table[ki - qi + t - 1, hi]
+        return s if pad is None else torch.where(pad[bi, ki], float("-inf"), s)
+
+    def heads(lin: torch.nn.Linear) -> torch.Tensor:
+        return lin(hidden_states).view(b, t, self.num_heads, self.head_dim).transpose(1, 2)
+
+    out = _flex(heads(self.q_proj), heads(self.k_proj), heads(self.v_proj), score_mod)
+    return self.out_proj(out.transpose(1, 2).reshape(b, t, e)), None, position_bias
+
+
+def wavlm_sdpa(model: torch.nn.Module, flex: bool = False) -> int:
+    """Give every ``WavLMAttention`` of ``model`` the SDPA forward (``flex``: the FlexAttention
+    one, not the default: its speed on a GPU is not measured yet); returns how many."""
+    forward = _wavlm_flex_forward if flex else _wavlm_forward
     n = 0
     for m in model.modules():
         if type(m).__name__ == "WavLMAttention":
-            m.forward = types.MethodType(_wavlm_forward, m)  # type: ignore[method-assign]
+            m.forward = types.MethodType(forward, m)  # type: ignore[method-assign]
             n += 1
     return n
