@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 from sklearn import metrics as skm
 
 from ..errors import ConfigError
+
+T = TypeVar("T")
 
 TASKS = ("binary", "multiclass", "multilabel")
 _EPS = 1e-15
@@ -250,3 +253,22 @@ def score_all(
             value = float("nan")
         out[name] = value if math.isfinite(value) else float("nan")
     return out
+
+
+def score_order(metric: str | None, score: Any) -> float:
+    """Sort key of a run's score under its metric: smaller is better, whichever way the metric
+    goes (``ece_<n>`` included); a missing, unknown or non-finite score sorts last."""
+    try:
+        value = float(score)
+        better_high = get_metric(str(metric)).greater_is_better
+    except (TypeError, ValueError, ConfigError):
+        return math.inf
+    if not math.isfinite(value):
+        return math.inf
+    return -value if better_high else value
+
+
+def rank_runs(items: Sequence[T], metric: Callable[[T], Any], score: Callable[[T], Any]) -> list[T]:
+    """``items`` best first by :func:`score_order` (the one ranking of ``runs ls``, ``predict``
+    and ``report``)."""
+    return sorted(items, key=lambda r: score_order(metric(r), score(r)))

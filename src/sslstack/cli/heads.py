@@ -256,7 +256,7 @@ def leaderboard(workspace: Any = None, dataset: str | None = None) -> list[dict[
     """Rows of ``runs ls``: encoder, layer, pooling, head, metric mean ± std, trials, time."""
     import numpy as np
 
-    from ..classify.metrics import METRICS
+    from ..classify.metrics import rank_runs
     from ..runs import list_runs
     from ..workspace import Workspace
 
@@ -289,13 +289,8 @@ def leaderboard(workspace: Any = None, dataset: str | None = None) -> list[dict[
             }
         )
 
-    def key(r: dict[str, Any]) -> tuple[Any, ...]:
-        met = METRICS.get(str(r["metric"]))
-        s = r["score"] if r["score"] is not None else float("nan")
-        sign = -1 if met is None or met.greater_is_better else 1
-        return (str(r["dataset"]), str(r["metric"]), sign * s if math.isfinite(s) else math.inf)
-
-    return sorted(rows, key=key)
+    ranked = rank_runs(rows, lambda r: r["metric"], lambda r: r["score"])
+    return sorted(ranked, key=lambda r: (str(r["dataset"]), str(r["metric"])))  # stable
 
 
 def _short_path(enc: str) -> str:

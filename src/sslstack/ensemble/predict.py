@@ -185,7 +185,7 @@ def _without(manifest: Manifest, ids: set[str]) -> Manifest:
 
 def choose_run(ws: Workspace, ref: str | int | None) -> Any:
     """``ref``'s run, else the most recent stack, else the best-scoring run of the workspace."""
-    from ..classify.metrics import METRICS
+    from ..classify.metrics import rank_runs
     from ..runs import list_runs, load_run
 
     if ref is not None:
@@ -197,13 +197,7 @@ def choose_run(ws: Workspace, ref: str | int | None) -> Any:
     if stacks:
         return max(stacks, key=lambda r: (r.meta.get("created", 0), r.meta.get("number", 0)))
 
-    def key(r: Any) -> float:
-        m = METRICS.get(r.meta.get("metric", ""))
-        s = float(r.meta.get("score", float("nan")))
-        s = s if np.isfinite(s) else -np.inf
-        return s if m is None or m.greater_is_better else -s
-
-    return max(runs, key=key)
+    return rank_runs(runs, lambda r: r.meta.get("metric"), lambda r: r.meta.get("score"))[0]
 
 
 def predict_run(

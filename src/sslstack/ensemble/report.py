@@ -165,10 +165,9 @@ def _leaderboard(runs: list[Any], metric: str, focus: str) -> str:
         v = (r.meta.get("scores") or {}).get(metric)
         return float(v) if v is not None and np.isfinite(float(v)) else float("nan")
 
-    from ..classify.metrics import METRICS
+    from ..classify.metrics import rank_runs
 
-    sign = 1 if METRICS[metric].greater_is_better else -1
-    order = sorted(runs, key=lambda r: -sign * score(r) if np.isfinite(score(r)) else np.inf)
+    order = rank_runs(runs, lambda r: metric, score)
     rows = [
         [
             r.meta["id"],
