@@ -28,8 +28,9 @@ def test_lower_is_better_metrics_rank_lowest_first_ece_with_bins_included() -> N
 
 
 def test_predict_picks_the_best_run_of_a_lower_is_better_metric(monkeypatch: Any) -> None:
-    import sslstack.runs as runs_mod
     import importlib
+
+    import sslstack.runs as runs_mod
 
     predict = importlib.import_module("sslstack.ensemble.predict")
 

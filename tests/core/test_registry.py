@@ -39,3 +39,39 @@ def test_an_unknown_name_names_the_flag_and_the_choices() -> None:
     assert reg.get("bert", None) is None
     with pytest.raises(ConfigError):
         Registry("pool")["max"]
+
+
+def _registries() -> dict[str, Registry]:
+    from sslstack.classify.folds import SPLITTERS
+    from sslstack.classify.metrics import METRICS
+    from sslstack.ensemble.calibrate import CALIBRATORS
+    from sslstack.ensemble.methods import METHODS
+    from sslstack.extract import logmel  # noqa: F401  (registers the built-ins)
+    from sslstack.extract.base import BUILTINS
+    from sslstack.extract.families import FAMILIES
+    from sslstack.extract.pooling import POOLINGS
+
+    return {
+        "families": FAMILIES, "builtins": BUILTINS, "poolings": POOLINGS, "metrics": METRICS,
+        "splitters": SPLITTERS, "stack methods": METHODS, "calibrators": CALIBRATORS,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("which", list(_registries()))
+def test_every_registry_refuses_a_duplicate_and_names_the_choices(which: str) -> None:
+    reg = _registries()[which]
+    assert isinstance(reg, Registry) and reg.names()
+    first = reg.names()[0]
+    with pytest.raises(DuplicateNameError):
+        reg.register(first, reg[first])
+    with pytest.raises(Exception, match=", ".join(reg.names()[:2])):
+        reg["no-such-entry"]
+
+
+def test_every_encoder_family_has_a_tiny_test_model() -> None:
+    """A new family can not go untested: tests/tiny_models.py must build it."""
+    from sslstack.extract.families import FAMILIES
+    from tests.tiny_models import VARIANTS
+
+    covered = {v.rsplit("-", 1)[0] if v.endswith(("-group", "-layer")) else v for v in VARIANTS}
+    assert set(FAMILIES.names()) <= covered, set(FAMILIES.names()) - covered

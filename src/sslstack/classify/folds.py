@@ -34,6 +34,7 @@ import pandas as pd
 
 from ..errors import ConfigError, DataError
 from ..manifest import Manifest
+from ..registry import Registry
 from ..workspace import Workspace, atomic_write_json, atomic_write_text, read_json
 
 DEFAULT_K = 5
@@ -169,11 +170,10 @@ def _multilabel(y: np.ndarray, groups: np.ndarray | None, k: int, seed: int) -> 
     return _assign(len(names), cv.split(np.zeros(len(names)), gy))[inverse]
 
 
-SPLITTERS: dict[str, Splitter] = {
-    "stratified": _stratified,
-    "stratified-group": _stratified_group,
-    "multilabel-stratified": _multilabel,
-}
+SPLITTERS: Registry[Splitter] = Registry("splitter")
+SPLITTERS.register("stratified", _stratified)
+SPLITTERS.register("stratified-group", _stratified_group)
+SPLITTERS.register("multilabel-stratified", _multilabel)
 
 
 def _method(manifest: Manifest, multilabel: bool, group_col: str | None) -> str:

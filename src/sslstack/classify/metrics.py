@@ -19,6 +19,7 @@ import numpy as np
 from sklearn import metrics as skm
 
 from ..errors import ConfigError
+from ..registry import Registry
 
 T = TypeVar("T")
 
@@ -173,21 +174,20 @@ def _mean_ap(y: np.ndarray, p: np.ndarray, task: str, pos: int) -> float:
 _SINGLE = frozenset({"binary", "multiclass"})
 _ALL = frozenset(TASKS)
 
-METRICS: dict[str, Metric] = {
-    m.name: m
-    for m in (
-        Metric("accuracy", _accuracy, True, _SINGLE),
-        Metric("balanced_accuracy", _balanced_accuracy, True, _SINGLE),
-        Metric("macro_f1", _macro_f1, True, _ALL),
-        Metric("roc_auc", _roc_auc, True, _ALL),
-        Metric("log_loss", _log_loss, False, _ALL),
-        Metric("brier", _brier, False, _ALL),
-        Metric("ece", lambda y, p, t, i: ece(y, p, t, i), False, _SINGLE),
-        Metric("eer", lambda y, p, t, i: eer(y, p, t, i), False, frozenset({"binary"})),
-        Metric("lwlrap", lambda y, p, t, i: lwlrap(y, p, t, i), True, frozenset({"multilabel"})),
-        Metric("map", _mean_ap, True, frozenset({"multilabel"})),
-    )
-}
+METRICS: Registry[Metric] = Registry("metric")
+for _m in (
+    Metric("accuracy", _accuracy, True, _SINGLE),
+    Metric("balanced_accuracy", _balanced_accuracy, True, _SINGLE),
+    Metric("macro_f1", _macro_f1, True, _ALL),
+    Metric("roc_auc", _roc_auc, True, _ALL),
+    Metric("log_loss", _log_loss, False, _ALL),
+    Metric("brier", _brier, False, _ALL),
+    Metric("ece", lambda y, p, t, i: ece(y, p, t, i), False, _SINGLE),
+    Metric("eer", lambda y, p, t, i: eer(y, p, t, i), False, frozenset({"binary"})),
+    Metric("lwlrap", lambda y, p, t, i: lwlrap(y, p, t, i), True, frozenset({"multilabel"})),
+    Metric("map", _mean_ap, True, frozenset({"multilabel"})),
+):
+    METRICS.register(_m.name, _m)
 
 DEFAULT_METRIC = {"binary": "roc_auc", "multiclass": "accuracy", "multilabel": "lwlrap"}
 

@@ -22,6 +22,7 @@ from scipy.optimize import minimize_scalar
 
 from ..classify.metrics import METRICS
 from ..errors import ConfigError, DataError
+from ..registry import Registry
 from ._data import EPS, Encoding, binary_from_positive, finish, logit, sigmoid, softmax
 
 ECE_BINS = 15
@@ -88,7 +89,7 @@ class Calibrator:
     apply: Callable[[np.ndarray, dict[str, Any], Encoding], np.ndarray]
 
 
-CALIBRATORS: dict[str, Calibrator] = {}
+CALIBRATORS: Registry[Calibrator] = Registry("calibrator", flag="--calibrate")
 
 
 def names() -> list[str]:
@@ -178,9 +179,9 @@ def _isotonic_apply(p: np.ndarray, params: dict[str, Any], enc: Encoding) -> np.
     return _assemble(cols, p, enc)
 
 
-CALIBRATORS["temperature"] = Calibrator("temperature", _temperature_fit, _temperature_apply)
-CALIBRATORS["platt"] = Calibrator("platt", _platt_fit, _platt_apply)
-CALIBRATORS["isotonic"] = Calibrator("isotonic", _isotonic_fit, _isotonic_apply)
+CALIBRATORS.register("temperature", Calibrator("temperature", _temperature_fit, _temperature_apply))
+CALIBRATORS.register("platt", Calibrator("platt", _platt_fit, _platt_apply))
+CALIBRATORS.register("isotonic", Calibrator("isotonic", _isotonic_fit, _isotonic_apply))
 
 
 def calibrate_oof(

@@ -27,6 +27,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from ..errors import ConfigError
+from ..registry import Registry
 from ._data import (
     EPS,
     Encoding,
@@ -52,14 +53,14 @@ class StackMethod:
     description: str
 
 
-METHODS: dict[str, StackMethod] = {}
+METHODS: Registry[StackMethod] = Registry("stack method", flag="--method")
 
 
 def register_method(name: str, description: str) -> Callable[[type], type]:
     """Class decorator: a class with static ``fit`` and ``apply`` becomes a registry entry."""
 
     def deco(cls: type) -> type:
-        METHODS[name] = StackMethod(name, cls.fit, cls.apply, description)  # type: ignore[attr-defined]
+        METHODS.register(name, StackMethod(name, cls.fit, cls.apply, description))  # type: ignore[attr-defined]
         return cls
 
     return deco
