@@ -63,21 +63,20 @@ def test_speech_embedding_equals_openwakeword() -> None:
     enc = _encoder("speech-embedding")
     assert enc.layer_names == ["conv12", "conv14", "conv16", "conv18", "embedding"]
     for wave in (_clip(16000), _short(16000)):
-        pcm = pretrained.to_int16(wave).astype(np.int16)
-        pcm = np.pad(pcm, (0, max(0, pretrained.SE_MIN_SAMPLES - len(pcm))))
+        pcm = pretrained.se_input(wave).astype(np.int16)  # the clip in 0.75 s of silence
         ref = np.atleast_2d(ref_model._get_embeddings(pcm))  # (windows, 96)
         out = enc.encode([wave], POOLS)[0]
         _close(out["mean"][-1], ref.mean(0))
         _close(out["std"][-1], ref.std(0))
         _close(out["max"][-1], ref.max(0))
-    assert ref.shape == (1, 96)  # the short clip, padded, gives one window
+    assert ref.shape == (17, 96)  # the 0.57 s clip: windows slide across it
 
 
 def test_speech_embedding_frames_are_openwakeword_mel() -> None:
     from openwakeword.utils import AudioFeatures
 
     wave = _clip(16000)
-    ref = AudioFeatures()._get_melspectrogram(pretrained.to_int16(wave).astype(np.int16))
+    ref = AudioFeatures()._get_melspectrogram(pretrained.se_input(wave).astype(np.int16))
     _close(_encoder("speech-embedding").melspec(wave), ref, 1e-6)
 
 
