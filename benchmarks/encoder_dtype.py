@@ -32,7 +32,7 @@ import transformers as tf
 from benchmarks.extract import ARCHS  # noqa: E402  (one definition of the configs)
 from sslstack.extract.base import EncoderSpec
 from sslstack.extract.families import get_family
-from sslstack.extract.hf import HFEncoder
+from sslstack.extract.hf_model import HFEncoder
 
 
 def _raw(model: torch.nn.Module, x: torch.Tensor, dtype: str) -> Callable[[], object]:

@@ -36,10 +36,10 @@ import torch
 import transformers as tf
 
 from benchmarks.extract import ARCHS as _EXTRACT_ARCHS  # noqa: E402
-from sslstack.extract import hf_encoder
+from sslstack.extract import hf_model as hf_encoder
 from sslstack.extract.base import EncoderSpec
 from sslstack.extract.families import Family, get_family
-from sslstack.extract.hf import HFEncoder
+from sslstack.extract.hf_model import HFEncoder
 
 DEVICE = ["cpu"]
 ARCHS: dict[str, Callable[[], Any]] = {

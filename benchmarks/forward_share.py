@@ -64,18 +64,31 @@ def main() -> None:
     for i in range(args.repeats):
         totals["forward"] = 0.0
         t0 = time.perf_counter()
-        r = extract(args.data, str(model), workspace=root / f"ws{i}", pools=("mean", "std"),
-                    workers=args.workers)
+        r = extract(
+            args.data,
+            str(model),
+            workspace=root / f"ws{i}",
+            pools=("mean", "std"),
+            workers=args.workers,
+        )
         wall = time.perf_counter() - t0
-        rows.append({"wall_s": wall, "forward_s": totals["forward"],
-                     "outside_share": 1 - totals["forward"] / wall, "items": r.computed,
-                     "audio_s_per_s": r.audio_seconds / wall})
+        rows.append(
+            {
+                "wall_s": wall,
+                "forward_s": totals["forward"],
+                "outside_share": 1 - totals["forward"] / wall,
+                "items": r.computed,
+                "audio_s_per_s": r.audio_seconds / wall,
+            }
+        )
     print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads()}))
     print("| run | wall s | forward s | share outside forward | audio-s/s |")
     print("|---|---|---|---|---|")
     for i, r in enumerate(rows):
-        print(f"| {i} | {r['wall_s']:.2f} | {r['forward_s']:.2f} | {r['outside_share']:.1%} "
-              f"| {r['audio_s_per_s']:.1f} |")
+        print(
+            f"| {i} | {r['wall_s']:.2f} | {r['forward_s']:.2f} | {r['outside_share']:.1%} "
+            f"| {r['audio_s_per_s']:.1f} |"
+        )
     med = statistics.median(r["outside_share"] for r in rows)
     print(f"median share outside the forward: {med:.1%}")
 

@@ -9,7 +9,7 @@ import torch
 import transformers as tf
 
 from sslstack.extract.attention import _wavlm_flex_forward, _wavlm_forward, use_sdpa, wavlm_sdpa
-from sslstack.extract.base import resolve_encoder
+from sslstack.extract.resolve import resolve_encoder
 from tests.tiny_models import SPECTROGRAM, VARIANTS
 
 WAVE = [v for v in VARIANTS if v not in SPECTROGRAM]

@@ -19,9 +19,10 @@ import transformers as tf
 from safetensors.torch import load_file, save_file
 
 from sslstack.errors import EncoderError
-from sslstack.extract import hf
-from sslstack.extract.base import resolve_encoder
+from sslstack.extract import families
+from sslstack.extract import hf_model as hf
 from sslstack.extract.families import _seq_first_contiguous, names
+from sslstack.extract.resolve import resolve_encoder
 from tests.tiny_models import VARIANTS
 
 POOLS = ("mean", "std", "max")
@@ -248,7 +249,7 @@ def test_ast_long_clip_is_chunked_not_truncated(tiny_model):
     enc = _encoder(tiny_model, "audio-spectrogram-transformer")
     fe = tf.AutoFeatureExtractor.from_pretrained(folder)
     wave = _wave(15.0, seed=7)
-    spans = hf.chunk_spans(enc.family, fe, len(wave))
+    spans = families.chunk_spans(enc.family, fe, len(wave))
     assert len(spans) == 2
     whole = fe._extract_fbank_features(wave, max_length=4000)[: 1 + (len(wave) - 400) // 160]
     pieces = [fe._extract_fbank_features(wave[a:b], max_length=1024) for a, b in spans]

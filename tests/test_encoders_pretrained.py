@@ -25,8 +25,8 @@ import pytest
 from sslstack.audio import load_audio
 from sslstack.errors import EncoderError
 from sslstack.extract import ge2e, pretrained, runtimes, weights
-from sslstack.extract.base import resolve_encoder
 from sslstack.extract.frames import WindowPlan
+from sslstack.extract.resolve import resolve_encoder
 
 MINI = Path(__file__).resolve().parents[1] / "examples" / "fsdd-mini" / "wav"
 POOLS = ("mean", "std", "max")

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from sslstack.errors import EncoderError
-from sslstack.extract.base import resolve_encoder
 from sslstack.extract.frames import WindowPlan
+from sslstack.extract.resolve import resolve_encoder
 from sslstack.extract.runner import resolve_dtype
 from tests.audio_fixtures import tone
 

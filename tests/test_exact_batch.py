@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from sslstack.extract import exact_batch
-from sslstack.extract.base import resolve_encoder
+from sslstack.extract.resolve import resolve_encoder
 
 VARIANTS = [
     "data2vec-audio",

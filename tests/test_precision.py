@@ -12,10 +12,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sslstack.extract import hf_encoder
-from sslstack.extract.base import resolve_encoder
+from sslstack.extract import hf_model as hf_encoder
 from sslstack.extract.pooling import masked_stats
 from sslstack.extract.precision import bf16_mode, fp32_grouped_convs, is_fp32_conv
+from sslstack.extract.resolve import resolve_encoder
 from tests.tiny_models import SPECTROGRAM, VARIANTS
 
 SR = 16000

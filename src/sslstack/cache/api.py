@@ -20,7 +20,7 @@ from .store import Store
 def normalize_model(model: str) -> str:
     """Hub ids and built-in names stay as written; an existing local folder or model file
     becomes its absolute path."""
-    from ..extract.base import builtin_names
+    from ..extract.resolve import builtin_names
 
     p = Path(model).expanduser()
     if model in builtin_names():

@@ -276,7 +276,7 @@ def _ensure_features(
 
 
 def _is_hub_id(model: str) -> bool:
-    from ..extract.base import builtin_names
+    from ..extract.resolve import builtin_names
 
     return model not in builtin_names() and not Path(model).is_absolute()
 

@@ -3,8 +3,9 @@
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .base import Encoder, EncoderSpec, resolve_encoder
+    from .base import Encoder, EncoderSpec
     from .pooling import pool_names
+    from .resolve import resolve_encoder
     from .runner import ExtractConfig, ExtractResult, extract
 
 # Names are imported on first use, so `sslstack --help` and `--version` do not pay for
@@ -12,7 +13,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "Encoder": ".base",
     "EncoderSpec": ".base",
-    "resolve_encoder": ".base",
+    "resolve_encoder": ".resolve",
     "pool_names": ".pooling",
     "ExtractConfig": ".runner",
     "ExtractResult": ".runner",

@@ -261,3 +261,14 @@ def frame_rate(family: Family, cfg: Any, fe: Any) -> float | None:
         return fe.sampling_rate / (2 * fe.hop_length)
     stride = math.prod(getattr(cfg, "conv_stride", (320,)))
     return fe.sampling_rate / stride / family.squeeze(cfg)
+
+
+def layer_semantics(final: bool) -> str:
+    """What the stored layer names mean for a transformers encoder (kept in the provenance)."""
+    s = "layer i = hidden_states[i] (0: embedding output, i: output of transformer layer i)"
+    if final:
+        s += (
+            ", taken before the final LayerNorm; 'final' = last_hidden_state, after it "
+            "(stored when the last layer runs)"
+        )
+    return s

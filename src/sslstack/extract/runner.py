@@ -26,7 +26,7 @@ from ..manifest import Manifest
 from ..progress import ProgressBar
 from ..workspace import Workspace
 from .assemble import Partial, assemble
-from .base import EncoderSpec, resolve_encoder, select_layers
+from .base import EncoderSpec, select_layers
 from .batching import Batch, BatchBudget, batches, resolve_batch_seconds
 from .config import (
     ExtractConfig,
@@ -39,6 +39,7 @@ from .config import (
 from .decode import decode_events
 from .pipeline import run_pipeline
 from .plan import Plan, copy_reused, make_plan
+from .resolve import resolve_encoder
 
 
 def extract(

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import EncoderError
 from .base import Encoder, EncoderSpec
-from .families import frame_rate, get_family, max_seconds
+from .families import frame_rate, get_family, layer_semantics, max_seconds
 
 _PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model"]
 _MIB = 1 << 20
@@ -76,7 +76,7 @@ def resolve_hf(
         "input": family.input,
         "batching": family.batching(c),
         "pre_ln": family.pre_ln(c),
-        "layer_semantics": _semantics(family.pre_ln(c)),
+        "layer_semantics": layer_semantics(family.pre_ln(c)),
         "frame_rate": _maybe(frame_rate, family, c, f),
         "max_input_s": _maybe(max_seconds, family, f),
         "weights": [w.name for w in weights],
@@ -194,30 +194,8 @@ def _snapshot(repo_id: str, revision: str | None, trust: bool, unsafe: bool) -> 
 # --- loading --------------------------------------------------------------------------------
 
 
-def _semantics(final: bool) -> str:
-    s = "layer i = hidden_states[i] (0: embedding output, i: output of transformer layer i)"
-    if final:
-        s += (
-            ", taken before the final LayerNorm; 'final' = last_hidden_state, after it "
-            "(stored when the last layer runs)"
-        )
-    return s
-
-
 def load_hf(spec: EncoderSpec, **kwargs: Any) -> Encoder:
-    """Load the weights (imports torch and transformers; see :mod:`.hf_encoder`)."""
-    from .hf_encoder import load_hf as _load
+    """Load the weights (imports torch and transformers; see :mod:`.hf_model`)."""
+    from .hf_model import load_hf as _load
 
     return _load(spec, **kwargs)
-
-
-def __getattr__(name: str) -> Any:
-    # HFEncoder and the encoder's helpers live in hf_encoder (they need torch)
-    if name.startswith("__"):
-        raise AttributeError(name)
-    from . import hf_encoder
-
-    try:
-        return getattr(hf_encoder, name)
-    except AttributeError:
-        raise AttributeError(name) from None

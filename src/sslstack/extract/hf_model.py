@@ -1,7 +1,7 @@
 """The loaded transformers encoder: one forward with every hidden state, pooled on the device.
 
-Split from :mod:`sslstack.extract.hf` so that resolving a model (what a fully cached rerun does)
-never imports torch or transformers.
+Split from :mod:`sslstack.extract.hf_resolve` so that resolving a model (what a fully cached
+rerun does) never imports torch or transformers.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from .families import (
     chunk_spans,
     frame_rate,
     get_family,
+    layer_semantics,
     max_seconds,
     spectrogram_mask,
 )
-from .hf import _semantics
 from .masked_norm import MaskedGroupNorm
 from .pooling import Stats, masked_stats
 from .precision import BF16_WEIGHTS, bf16_mode, fp32_grouped_convs
@@ -149,7 +149,7 @@ class HFEncoder(Encoder):
             "n_layers": len(blocks),
             "frame_rate": frame_rate(family, self.cfg, fe),
             "max_input_s": max_seconds(family, fe),
-            "layer_semantics": _semantics(self.final),
+            "layer_semantics": layer_semantics(self.final),
         }
 
     def _set_precision(self) -> None:
