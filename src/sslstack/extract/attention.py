@@ -9,7 +9,7 @@ swaps in :func:`_wavlm_forward`: the same projections, the same gate
 ``-inf`` as ``key_padding_mask`` does, then SDPA. The position bias passed from layer to layer is
 kept as (heads, T, T) instead of transformers' per-item copy (batch x heads, T, T); only WavLM's
 own layers read it. Proven equal to the transformers forward in fp32 on padded batches
-(``tests/test_attention.py``).
+(``tests/extract/test_attention.py``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Exact padded batches for the families whose transformers forward lets padding leak into the
-frames a clip keeps (measured with tiny models, ``tests/test_exact_batch.py``):
+frames a clip keeps (measured with tiny models, ``tests/extract/test_exact_batch.py``):
 
 * data2vec-audio: a stack of "same"-padded positional convolutions. The encoder zeroes padded
   frames before the first; after it, padded frames hold ``activation(norm(conv(...)))`` and the

@@ -6,7 +6,7 @@ highest one asked for), how a batch may be formed without changing any clip's em
 the model is pre-LayerNorm (its last hidden state is taken before the final LayerNorm), and the
 frame rate of its hidden states. Adding a family touches this file and one test parametrization.
 
-Batching policies, measured with tiny random-init models (see ``tests/test_encoders.py``):
+Batching policies, measured with tiny random-init models (see ``tests/extract/test_encoders.py``):
 
 * ``pad``: zero-pad to the longest clip and pass the attention mask; exact (max relative
   difference 0) for wav2vec2, HuBERT, WavLM, UniSpeech and UniSpeech-SAT whose feature encoder
@@ -18,7 +18,7 @@ Batching policies, measured with tiny random-init models (see ``tests/test_encod
   positional convolutions, 40 % off), the conformer (depthwise convolution over time, 30-60 %)
   and SEW/SEW-D (a squeezed attention key that is half padding, 0.02-0.06 %) leak padding in
   their transformers forward; ``exact_batch.exact_batches`` masks each leak, which makes them
-  exact too (max relative difference ~1e-6, ``tests/test_exact_batch.py``).
+  exact too (max relative difference ~1e-6, ``tests/extract/test_exact_batch.py``).
 * ``bucket``: only clips of identical length share a forward (no padding at all): the policy
   for a family whose padding has not been made exact (none of the registered ones today).
 * ``fixed``: the model always reads one fixed-size input (Whisper 30 s, AST 1024 frames), so

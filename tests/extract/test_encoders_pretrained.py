@@ -28,7 +28,7 @@ from sslstack.extract import ge2e, pretrained, runtimes, weights
 from sslstack.extract.frames import WindowPlan
 from sslstack.extract.resolve import resolve_encoder
 
-MINI = Path(__file__).resolve().parents[1] / "examples" / "fsdd-mini" / "wav"
+MINI = Path(__file__).resolve().parents[2] / "examples" / "fsdd-mini" / "wav"
 POOLS = ("mean", "std", "max")
 _LOADED: dict[str, object] = {}
 

@@ -22,7 +22,7 @@ from sslstack.errors import AudioError, ManifestError, StoreError, StoreLockedEr
 from sslstack.extract.logmel import LogMelEncoder
 from tests.audio_fixtures import tone, write_dataset
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _reference_logmel(path: Path) -> dict[str, np.ndarray]:

@@ -14,7 +14,7 @@ from sslstack.cli import app
 from tests.audio_fixtures import write_dataset
 from tests.classify_synth import make_synth
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 HEAVY = ("sklearn", "optuna", "pandas", "torch", "h5py", "scipy", "xgboost", "transformers")
 
 

@@ -54,7 +54,7 @@ def test_a_read_only_workspace_serves_cached_work_and_refuses_writes_in_one_line
     ws.mkdir()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "none", str(ws)]).returncode:
         pytest.skip("mount is not permitted here")
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(repo / "src"), "SSLSTACK_WORKSPACE": str(ws)}
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -22,7 +22,7 @@ from sslstack.classify.tuning import open_storage
 from sslstack.runs import list_runs
 from tests.classify_synth import make_synth
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WORKER = """
 import json, sys
 from sslstack.classify import fit_head
