@@ -16,7 +16,8 @@ import pandas as pd
 
 from sslstack.classify.folds import get_folds
 from sslstack.datasets import register_dataset
-from sslstack.ensemble._data import Encoding, softmax
+from sslstack.ensemble.encoding import Encoding
+from sslstack.ensemble.proba import softmax
 from sslstack.manifest import read_manifest
 from sslstack.runs import new_run_id, save_run
 from sslstack.workspace import Workspace

@@ -230,7 +230,7 @@ def check_oof(ws: Workspace, meta: dict[str, Any], oof: pd.DataFrame) -> None:
     Raises:
         DataError: naming the first offending ids or columns.
     """
-    from .classify.folds import load_folds
+    from .folds import load_folds
 
     labels = [str(v) for v in meta["labels"]]
     want = ["id", "fold", *labels]

@@ -8,8 +8,8 @@ from sklearn.metrics import brier_score_loss, log_loss
 
 from sslstack.classify.metrics import ece as classify_ece
 from sslstack.ensemble import CALIBRATORS, calibrate_oof, calibration_scores
-from sslstack.ensemble._data import Encoding
 from sslstack.ensemble.calibrate import apply_calibration, ece
+from sslstack.ensemble.encoding import Encoding
 from sslstack.errors import ConfigError
 
 ENCS = {

@@ -8,7 +8,7 @@ from scipy.stats import rankdata
 from sklearn.metrics import roc_auc_score
 
 from sslstack.ensemble import METHODS, greedy_weights
-from sslstack.ensemble._data import Encoding, scorer
+from sslstack.ensemble.encoding import Encoding, scorer
 from sslstack.ensemble.methods import _apply_meta, _fit_meta, get_method
 from sslstack.errors import ConfigError
 

@@ -35,7 +35,8 @@ def _workspace(tmp_path: Path, task: str):
                 meta={"features": feats, "scores": scores, "encoder": "org/tiny"},
             )
     # runs.json scores as fit-head writes them: every metric of the task
-    from sslstack.ensemble._data import join_runs, score_all
+    from sslstack.ensemble.base_runs import join_runs
+    from sslstack.ensemble.encoding import score_all
     from sslstack.runs import list_runs
     from sslstack.workspace import atomic_write_json
 

@@ -46,7 +46,7 @@ def test_stack_table_and_saved_run(tmp_path: Path, task: str) -> None:
     assert oof["id"].tolist() == s.ids
     np.testing.assert_allclose(oof[list(s.enc.labels)].to_numpy(), res.oof[list(s.enc.labels)])
     # mean's score equals the score of the plain average, computed here
-    from sslstack.ensemble._data import scorer
+    from sslstack.ensemble.encoding import scorer
 
     P = np.stack([load_run(s.ws, b).oof()[list(s.enc.labels)].to_numpy() for b in base])
     sc = scorer(None, s.enc)

@@ -21,116 +21,27 @@ text), so every reader maps the same labels to the same positions.
 
 from __future__ import annotations
 
-import hashlib
-import re
-import time
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, DataError
+from ..folds import Folds as Folds  # the fold contract, re-exported for the stages
+from ..folds import fold_codes as fold_codes
+from ..folds import fold_digest as fold_digest
+from ..folds import fold_order as fold_order
+from ..folds import load_folds as load_folds
+from ..folds import read_folds as _load
+from ..folds import save_folds as _save
 from ..manifest import Manifest
 from ..registry import Registry
-from ..workspace import Workspace, atomic_write_json, atomic_write_text, read_json
+from ..workspace import Workspace
 
 DEFAULT_K = 5
 DEFAULT_SEED = 0
-
-
-def fold_order(labels: Sequence[Any]) -> list[str]:
-    """The distinct fold labels in their position order: by number when every label is an
-    integer (``1, 2, 10``), else as text."""
-    names = sorted({str(v).strip() for v in labels})
-    if all(re.fullmatch(r"-?\d+", n) for n in names):
-        return sorted(names, key=int)
-    return names
-
-
-def fold_codes(labels: Sequence[Any], names: Sequence[str] | None = None) -> np.ndarray:
-    """Positions ``0..k-1`` of fold labels as written (``names``: the order, default
-    :func:`fold_order` of ``labels``).
-
-    Raises:
-        DataError: a label that is not one of ``names``.
-    """
-    order = list(names) if names is not None else fold_order(labels)
-    pos = {n: i for i, n in enumerate(order)}
-    text = [str(v).strip() for v in labels]
-    unknown = sorted({t for t in text if t not in pos})
-    if unknown:
-        raise DataError(
-            f"fold label(s) {', '.join(unknown[:5])} are not among the dataset's folds "
-            f"({', '.join(order)})"
-        )
-    return np.array([pos[t] for t in text], dtype=np.int64)
-
-
-@dataclass(frozen=True)
-class Folds:
-    """The fold of each item: ``fold[i]`` (a position 0..k-1) is the fold of ``ids[i]``, and
-    ``names[fold[i]]`` its label as written (``"1"``, ``"fold_a"``; ``"0".."k-1"`` for folds
-    sslstack made)."""
-
-    ids: tuple[str, ...]
-    fold: np.ndarray
-    k: int
-    method: str
-    seed: int | None
-    group_col: str | None
-    digest: str
-    names: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if not self.names:
-            object.__setattr__(self, "names", tuple(str(i) for i in range(self.k)))
-
-    def label_of(self, ids: Sequence[str]) -> list[str]:
-        """Fold labels as written of ``ids`` (for files a user reads: oof.csv, folds.csv)."""
-        return [self.names[int(f)] for f in self.fold_of(ids)]
-
-    @property
-    def labels(self) -> list[str]:
-        """Fold label as written of every item, in ``ids`` order."""
-        return [self.names[int(f)] for f in self.fold]
-
-    def fold_of(self, ids: Sequence[str]) -> np.ndarray:
-        """Folds of ``ids``.
-
-        Raises:
-            DataError: ids that the fold assignment does not hold (the first are named).
-        """
-        pos = {i: n for n, i in enumerate(self.ids)}
-        missing = [i for i in ids if i not in pos]
-        if missing:
-            raise DataError(
-                f"{len(missing)} id(s) have no fold (first: {', '.join(missing[:5])}); they are "
-                "not in the dataset the folds were made for"
-            )
-        return self.fold[[pos[i] for i in ids]]
-
-    def splits(self, ids: Sequence[str] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-        """``(train_idx, val_idx)`` per fold, as positions into ``ids`` (default: ``self.ids``)."""
-        f = self.fold if ids is None else self.fold_of(ids)
-        return [(np.flatnonzero(f != k), np.flatnonzero(f == k)) for k in range(self.k)]
-
-    def settings(self) -> dict[str, Any]:
-        return {"method": self.method, "k": self.k, "seed": self.seed, "group_col": self.group_col}
-
-
-def fold_digest(ids: Sequence[str], fold: Sequence[Any] | np.ndarray) -> str:
-    """sha1 over the sorted ``id:fold`` lines (fold labels as written), 12 hex characters."""
-    lines = sorted(f"{i}:{_text(f)}" for i, f in zip(ids, fold, strict=True))
-    return hashlib.sha1("\n".join(lines).encode("utf-8")).hexdigest()[:12]
-
-
-def _text(label: Any) -> str:
-    if isinstance(label, (int, np.integer)):
-        return str(int(label))
-    return str(label).strip()
 
 
 # ------------------------------------------------------------------ splitters
@@ -401,54 +312,3 @@ def _check_same(
             f"manifest has {len(ids)} labeled items; delete {folder}/folds.csv and folds.json "
             "to make new folds"
         )
-
-
-def _save(folder: Any, folds: Folds) -> None:
-    frame = pd.DataFrame({"id": list(folds.ids), "fold": folds.labels})
-    atomic_write_text(folder / "folds.csv", frame.to_csv(index=False))
-    atomic_write_json(
-        folder / "folds.json",
-        {
-            **folds.settings(),
-            "digest": folds.digest,
-            "names": list(folds.names),
-            "items": len(folds.ids),
-            "created": time.time(),
-        },
-    )
-
-
-def _load(folder: Any) -> Folds:
-    meta = read_json(folder / "folds.json")
-    frame = pd.read_csv(folder / "folds.csv", dtype=str, keep_default_na=False)
-    ids = frame["id"].tolist()
-    written = [v.strip() for v in frame["fold"]]
-    digest = fold_digest(ids, written)
-    if digest != meta["digest"]:
-        raise DataError(
-            f"{folder}/folds.csv does not match the digest in folds.json ({digest} != "
-            f"{meta['digest']}); it was edited or damaged — restore it or delete both files"
-        )
-    names = [str(n) for n in meta.get("names") or fold_order(written)]
-    return Folds(
-        tuple(ids),
-        fold_codes(written, names),
-        int(meta["k"]),
-        meta["method"],
-        meta.get("seed"),
-        meta.get("group_col"),
-        digest,
-        tuple(names),
-    )
-
-
-def load_folds(ws: Workspace, dataset_name: str) -> Folds:
-    """The saved folds of a dataset.
-
-    Raises:
-        DataError: the dataset has no folds yet.
-    """
-    folder = ws.dataset_dir(dataset_name)
-    if not (folder / "folds.json").exists():
-        raise DataError(f"dataset {dataset_name} has no folds yet; run 'sslstack fit-head' first")
-    return _load(folder)

@@ -23,7 +23,8 @@ from scipy.optimize import minimize_scalar
 from ..classify.metrics import METRICS
 from ..errors import ConfigError, DataError
 from ..registry import Registry
-from ._data import EPS, Encoding, binary_from_positive, finish, logit, sigmoid, softmax
+from .encoding import Encoding
+from .proba import EPS, binary_from_positive, finish, logit, sigmoid, softmax
 
 ECE_BINS = 15
 

@@ -18,8 +18,8 @@ import pandas as pd
 
 from ..errors import ConfigError, DataError
 from ..workspace import Workspace
-from ._data import Encoding, score_all, scorer
-from .submission import _lines, check_ids, check_probabilities
+from .encoding import Encoding, score_all, scorer
+from .submission import check_ids, check_probabilities, row_lines
 
 
 def import_run(
@@ -50,8 +50,8 @@ def import_run(
         DataError: unknown, missing or repeated ids, folds that differ from the dataset's,
             label columns that differ from the dataset's labels, or invalid probabilities.
     """
-    from ..classify.folds import load_folds
     from ..datasets import resolve_dataset
+    from ..folds import load_folds
 
     if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
         raise ConfigError(f"run name {name!r}: use letters, digits, '.', '_' and '-'")
@@ -134,7 +134,7 @@ def _check_folds(frame: pd.DataFrame, folds: Any, src: str) -> np.ndarray:
     got = np.array([str(v).strip() for v in frame["fold"]], dtype=object)
     bad = np.flatnonzero(got != want)
     if len(bad):
-        shown = _lines(frame, bad)
+        shown = row_lines(frame, bad)
         raise DataError(
             f"{src}: {len(bad)} row(s) put items in other folds than the dataset's folds "
             f"(digest {folds.digest}): {shown} (file fold {got[bad[0]]}, dataset fold "
@@ -179,7 +179,7 @@ def _save(
     oof_df: pd.DataFrame,
     tests: dict[str, pd.DataFrame] | None,
 ) -> tuple[str, str]:
-    from ..classify.folds import fold_order
+    from ..folds import fold_order
     from ..runs import new_run_id, save_run
 
     run_id, number = new_run_id(ws, "import", name)

@@ -28,16 +28,8 @@ from scipy.stats import rankdata
 
 from ..errors import ConfigError
 from ..registry import Registry
-from ._data import (
-    EPS,
-    Encoding,
-    Scorer,
-    binary_from_positive,
-    finish,
-    logit,
-    sigmoid,
-    softmax,
-)
+from .encoding import Encoding, Scorer
+from .proba import EPS, binary_from_positive, finish, logit, sigmoid, softmax
 
 FitFn = Callable[..., tuple[np.ndarray, dict[str, Any]]]
 ApplyFn = Callable[[np.ndarray, dict[str, Any], Encoding], np.ndarray]

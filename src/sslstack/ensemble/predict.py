@@ -21,8 +21,9 @@ from ..errors import ConfigError, DataError, RunError, StoreError
 from ..manifest import LABEL_SEP, Manifest
 from ..workspace import Workspace
 from . import methods as _methods
-from ._data import Encoding, finish, score_all
 from .calibrate import apply_calibration
+from .encoding import Encoding, score_all
+from .proba import finish
 from .submission import check_ids, check_labels, check_probabilities, write_csv
 
 # StoreKey fields that extract takes as settings under the same name

@@ -21,8 +21,9 @@ import numpy as np
 
 from ..errors import RunError
 from ..workspace import Workspace, atomic_write_text
-from ._data import Encoding, join_runs, scorer
+from .base_runs import join_runs
 from .calibrate import confidence_pairs, reliability
+from .encoding import Encoding, scorer
 from .report_layers import layers_section
 
 _CSS = """

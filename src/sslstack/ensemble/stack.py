@@ -20,8 +20,9 @@ import pandas as pd
 from ..errors import DataError
 from ..workspace import Workspace
 from . import methods as _methods
-from ._data import BaseSet, Scorer, join_runs, load_runs, score_all, scorer
+from .base_runs import BaseSet, join_runs, load_runs
 from .calibrate import calibrate_oof
+from .encoding import Scorer, score_all, scorer
 
 
 @dataclass(frozen=True)

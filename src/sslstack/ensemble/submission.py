@@ -21,7 +21,7 @@ SUM_TOL = 1e-4
 _LISTED = 5
 
 
-def _lines(frame: pd.DataFrame, rows: Sequence[int] | np.ndarray) -> str:
+def row_lines(frame: pd.DataFrame, rows: Sequence[int] | np.ndarray) -> str:
     """``line N (id X)`` of the first rows; line 1 is the header."""
     idcol = "id" if "id" in frame.columns else frame.columns[0]
     return ", ".join(
@@ -43,7 +43,8 @@ def check_ids(
     dup = np.flatnonzero(ids.duplicated(keep=False).to_numpy())
     if len(dup):
         raise DataError(
-            f"{source}: {ids.iloc[dup].nunique()} id(s) appear more than once: {_lines(frame, dup)}"
+            f"{source}: {ids.iloc[dup].nunique()} id(s) appear more than once: "
+            f"{row_lines(frame, dup)}"
         )
     if expected is None:
         return
@@ -51,7 +52,7 @@ def check_ids(
     unknown = np.flatnonzero(~ids.isin(want).to_numpy())
     if len(unknown):
         raise DataError(
-            f"{source}: {len(unknown)} id(s) are not in the dataset: {_lines(frame, unknown)}"
+            f"{source}: {len(unknown)} id(s) are not in the dataset: {row_lines(frame, unknown)}"
         )
     have = set(ids)
     missing = [i for i in expected if i not in have]
@@ -82,7 +83,7 @@ def check_probabilities(
     if len(bad):
         raise DataError(
             f"{source}: {len(bad)} row(s) hold probabilities that are not finite "
-            f"numbers in [0, 1]: {_lines(frame, bad)}"
+            f"numbers in [0, 1]: {row_lines(frame, bad)}"
         )
     if single_label:
         off = np.flatnonzero(np.abs(P.sum(axis=1) - 1.0) > SUM_TOL)
@@ -90,7 +91,7 @@ def check_probabilities(
             sums = ", ".join(f"{P[r].sum():.4g}" for r in off[:_LISTED])
             raise DataError(
                 f"{source}: {len(off)} row(s) do not sum to 1 (single-label "
-                f"probabilities): {_lines(frame, off)} (sums {sums})"
+                f"probabilities): {row_lines(frame, off)} (sums {sums})"
             )
     return P
 
@@ -107,7 +108,7 @@ def check_labels(
         if (v not in known if single_label else not set(filter(None, v.split(";"))) <= known)
     ]
     if bad:
-        raise DataError(f"{source}: {len(bad)} row(s) hold unknown labels: {_lines(frame, bad)}")
+        raise DataError(f"{source}: {len(bad)} row(s) hold unknown labels: {row_lines(frame, bad)}")
 
 
 def write_csv(frame: pd.DataFrame, out: str | os.PathLike[str]) -> Path:

@@ -1,8 +1,6 @@
-"""What every ensemble step shares: label encodings, base runs joined by id, metric lookup.
-
-Base runs are joined on item ids and checked for one fold assignment and one label encoding
-before any array is combined; probabilities are then held as one ``(R, n, C)`` array.
-"""
+"""Base runs joined by id: checked for one dataset, fold assignment and label encoding, and
+against each run's own dataset (items and folds), before any array is combined; probabilities
+are then held as one ``(R, n, C)`` array."""
 
 from __future__ import annotations
 
@@ -13,96 +11,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..classify.labels import LabelEncoding
 from ..errors import ConfigError, DataError, RunError
 from ..workspace import Workspace
+from .encoding import Encoding
 
-TASKS = ("binary", "multiclass", "multilabel")
-EPS = 1e-6
 _LISTED = 5
-
-
-@dataclass(frozen=True)
-class Encoding(LabelEncoding):
-    """classify's label encoding (binary: ``[negative, positive]``) with the helpers stacking
-    needs."""
-
-    @property
-    def single_label(self) -> bool:
-        return self.task != "multilabel"
-
-    @classmethod
-    def of_meta(cls, meta: dict[str, Any]) -> Encoding:
-        return cls(str(meta["task"]), tuple(meta["labels"]), meta.get("positive"))
-
-    @classmethod
-    def of(cls, enc: LabelEncoding) -> Encoding:
-        return cls(enc.task, tuple(enc.labels), enc.positive)
-
-    def to_meta(self) -> dict[str, Any]:
-        return {"task": self.task, "labels": list(self.labels), "positive": self.positive}
-
-    def targets(self, label_lists: Sequence[Sequence[str]], ids: Sequence[str]) -> np.ndarray:
-        """Class index per item (single-label) or a 0/1 matrix (multilabel).
-
-        Raises:
-            DataError: an item has no label, or one outside this encoding (first items named).
-        """
-        index = {lab: i for i, lab in enumerate(self.labels)}
-        bad = [
-            (i, labs)
-            for i, labs in zip(ids, label_lists, strict=True)
-            if not labs
-            or any(lab not in index for lab in labs)
-            or (self.single_label and len(labs) != 1)
-        ]
-        if bad:
-            shown = "; ".join(f"{i}: {';'.join(labs) or '(none)'}" for i, labs in bad[:_LISTED])
-            raise DataError(
-                f"{len(bad)} item(s) have labels outside the runs' classes "
-                f"({', '.join(self.labels)}): {shown}"
-            )
-        y = self.encode(label_lists)
-        return y.astype(np.int64)
-
-
-# -- metrics ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Scorer:
-    """One metric bound to an encoding: ``scorer(y, proba) -> float``."""
-
-    name: str
-    fn: Callable[..., float]
-    greater_is_better: bool
-    encoding: Encoding
-
-    def __call__(self, y: np.ndarray, proba: np.ndarray) -> float:
-        return float(self.fn(y, proba, self.encoding.task, self.encoding.positive_index))
-
-    def better(self, a: float, b: float) -> bool:
-        """Is score ``a`` strictly better than ``b``?"""
-        return a > b if self.greater_is_better else a < b
-
-
-def scorer(name: str | None, enc: Encoding) -> Scorer:
-    """The metric ``name`` (default: the task's default metric) from the classify registry.
-
-    Raises:
-        ConfigError: unknown metric, or one that does not apply to this task (names listed).
-    """
-    from ..classify import metrics as m
-
-    metric = m.get_metric(name or m.DEFAULT_METRIC[enc.task], enc.task)
-    return Scorer(metric.name, metric.fn, metric.greater_is_better, enc)
-
-
-def score_all(enc: Encoding, y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
-    """Every metric of the task (classify's ``score_all``), as plain floats."""
-    from ..classify.metrics import score_all as _score_all
-
-    return _score_all(y, proba, enc.task, enc.positive_index)
 
 
 # -- base runs -------------------------------------------------------------------------------
@@ -171,7 +84,7 @@ def join_runs(ws: Workspace, runs: Sequence[Any]) -> BaseSet:
     _check_same(
         runs, "label encoding (task, labels, positive)", lambda m: Encoding.of_meta(m), "labels"
     )
-    from ..classify.folds import fold_codes, fold_order
+    from ..folds import fold_codes, fold_order
 
     enc = Encoding.of_meta(runs[0].meta)
     first = _read_oof(ws, runs[0], enc)
@@ -242,8 +155,8 @@ def _warn_if_partial(ws: Workspace, run: Any, frame: pd.DataFrame) -> None:
     """Runs saved before oof.csv had a checksum: say when rows of the folds are absent."""
     import warnings
 
-    from ..classify.folds import load_folds
     from ..errors import SslstackWarning
+    from ..folds import load_folds
 
     folds = load_folds(ws, run.meta["dataset"])
     if len(frame) < len(folds.ids):
@@ -272,43 +185,3 @@ def _check_rows(ref: Any, run: Any, ids: list[str], folds: list[str], frame: pd.
     if len(diff):
         shown = ", ".join(f"{ids[i]} ({folds[i]} vs {other[i]})" for i in diff[:_LISTED])
         raise DataError(f"runs {a} and {b} put items in different folds: {shown}")
-
-
-# -- probability helpers ---------------------------------------------------------------------
-
-
-def logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, EPS, 1 - EPS)
-    return np.log(p) - np.log1p(-p)
-
-
-def sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def normalize_rows(p: np.ndarray) -> np.ndarray:
-    """Rows scaled to sum 1 (a row of zeros becomes uniform)."""
-    s = p.sum(axis=1, keepdims=True)
-    out = np.where(s > 0, p / np.where(s > 0, s, 1.0), 1.0 / p.shape[1])
-    return out
-
-
-def binary_from_positive(pos: np.ndarray, enc: Encoding) -> np.ndarray:
-    """Two columns in label order from the positive class probability."""
-    out = np.empty((len(pos), 2))
-    k = enc.positive_index
-    out[:, k] = pos
-    out[:, 1 - k] = 1.0 - pos
-    return out
-
-
-def finish(p: np.ndarray, enc: Encoding) -> np.ndarray:
-    """Probabilities clipped to [0, 1]; single-label rows summing to 1."""
-    p = np.clip(np.nan_to_num(p, nan=0.0), 0.0, 1.0)
-    return normalize_rows(p) if enc.single_label else p
