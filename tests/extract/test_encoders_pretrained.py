@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import importlib.metadata as md
 import json
+import os
 import shutil
 import sys
 import types
@@ -320,3 +321,27 @@ def test_licence_printed_once_and_kept_in_provenance(tmp_path: Path, capsys) -> 
     info = prov["encoder_info"]
     assert info["licence"] == ge2e.LICENCE and info["package"] == "resemblyzer==0.1.4"
     assert info["weights"][0]["file"] == "pretrained.pt" and len(info["weights"][0]["sha1"]) == 40
+
+
+def test_a_cached_rerun_imports_no_runtime(tmp_path: Path) -> None:
+    """Resolving a named encoder reads package metadata and hashes files: a fully cached rerun
+    imports neither torch nor onnxruntime (it would cost seconds)."""
+    import subprocess
+
+    from sslstack.extract import extract
+
+    (tmp_path / "wav").mkdir()
+    shutil.copy(MINI / "3_theo_0.wav", tmp_path / "wav")
+    extract(tmp_path / "wav", "speech-embedding", workspace=tmp_path / "ws")
+    wav, ws = str(tmp_path / "wav"), str(tmp_path / "ws")
+    code = (
+        "import sys; from sslstack.extract import extract; "
+        f"r = extract({wav!r}, 'speech-embedding', workspace={ws!r}); "
+        "print(r.cached, r.model_loaded, 'torch' in sys.modules, 'onnxruntime' in sys.modules)"
+    )
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": src}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert out.stdout.split() == ["1", "False", "False", "False"], out.stdout + out.stderr
