@@ -20,7 +20,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +31,68 @@ from .errors import DataError, RunError
 from .workspace import Workspace, atomic_write_json, read_json
 
 RUN_KINDS = ("head", "stack", "import")
+RUN_SCHEMA = 2  # 1: run.json without a "schema" field (read the same way)
 _RESERVED = ".numbers"
 _LISTED = 5
+
+
+@dataclass
+class RunRecord:
+    """What ``run.json`` holds, one shape for heads, stacks and imports.
+
+    The fields every reader relies on are typed; what only one kind has (a head's study and
+    models, a stack's method, weights and table, ...) is in ``extra``. On disk it is one flat
+    JSON object with a ``schema`` number; :meth:`from_dict` reads every schema so far.
+    """
+
+    id: str
+    number: int
+    kind: str
+    dataset: str
+    task: str
+    labels: list[str]
+    positive: str | None = None
+    folds_digest: str | None = None
+    metric: str | None = None
+    score: float | None = None
+    scores: dict[str, Any] = field(default_factory=dict)  # metric -> score (None: not defined)
+    fold_scores: list[Any] = field(default_factory=list)
+    head: str | None = None
+    encoder: str | None = None
+    features: list[dict[str, Any]] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+    trials: int = 0
+    time_s: float = 0.0
+    base_runs: list[str] = field(default_factory=list)
+    calibration: dict[str, Any] | None = None
+    created: float = field(default_factory=time.time)
+    schema: int = RUN_SCHEMA
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in RUN_KINDS:
+            raise RunError(
+                f"run {self.id}: kind {self.kind!r} is not one of {', '.join(RUN_KINDS)}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        return {**d.pop("extra"), **d}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunRecord:
+        """Read a ``run.json`` object (any schema); unknown keys land in ``extra``.
+
+        Raises:
+            RunError: a required field is missing.
+        """
+        names = {f.name for f in fields(cls)} - {"extra"}
+        missing = [k for k in ("id", "number", "kind", "dataset", "task", "labels") if k not in d]
+        if missing:
+            raise RunError(f"run metadata lacks {', '.join(repr(k) for k in missing)}")
+        known = {k: v for k, v in d.items() if k in names}
+        known.setdefault("schema", 1)
+        return cls(**known, extra={k: v for k, v in d.items() if k not in names})
 
 
 @dataclass(frozen=True)
@@ -41,6 +101,11 @@ class Run:
 
     dir: Path
     meta: dict[str, Any]
+
+    @property
+    def record(self) -> RunRecord:
+        """``run.json`` as a typed :class:`RunRecord`."""
+        return RunRecord.from_dict(self.meta)
 
     @property
     def id(self) -> str:
@@ -167,7 +232,7 @@ def new_run_id(ws: Workspace, kind: str, tag: str) -> tuple[str, int]:
 
 def save_run(
     ws: Workspace,
-    meta: dict[str, Any],
+    meta: RunRecord | dict[str, Any],
     oof: pd.DataFrame | None,
     *,
     fill: Callable[[Path], None] | None = None,
@@ -177,7 +242,8 @@ def save_run(
     """Write a run atomically: ``run.json``, ``oof.csv``, ``test/*.csv`` and what ``fill`` adds.
 
     Args:
-        meta: the run.json content; needs ``id``, ``number``, ``kind``, ``dataset``, ``labels``.
+        meta: the run's :class:`RunRecord` (or its dict: ``id``, ``number``, ``kind``,
+            ``dataset``, ``task``, ``labels`` at least).
         oof: out-of-fold predictions (validated by :func:`check_oof` unless ``validate`` is off).
         fill: called with the temporary run folder to write models and other files into it.
         test: test predictions per dataset name.
@@ -186,9 +252,9 @@ def save_run(
         DataError: the out-of-fold predictions do not match the dataset's folds.
         RunError: a run with this id exists.
     """
-    for key in ("id", "number", "kind", "dataset", "labels"):
-        if key not in meta:
-            raise RunError(f"run metadata lacks '{key}'")
+    record = meta if isinstance(meta, RunRecord) else RunRecord.from_dict(meta)
+    record.schema = RUN_SCHEMA
+    meta = record.to_dict()
     final = ws.run_dir(meta["id"])
     if final.exists():
         raise RunError(f"run {meta['id']} exists already ({final})")
@@ -201,13 +267,13 @@ def save_run(
     try:
         if oof is not None:
             _write_csv(tmp / "oof.csv", oof)
-            meta = {**meta, "oof_rows": len(oof), "oof_sha256": _sha256(tmp / "oof.csv")}
+            record.extra.update(oof_rows=len(oof), oof_sha256=_sha256(tmp / "oof.csv"))
         for name, frame in (test or {}).items():
             (tmp / "test").mkdir(exist_ok=True)
             _write_csv(tmp / "test" / f"{name}.csv", frame)
         if fill is not None:
             fill(tmp)
-        meta = {"created": time.time(), **meta}
+        meta = record.to_dict()  # after fill: a record may list what fill wrote (models)
         atomic_write_json(tmp / "run.json", meta)
         os.replace(tmp, final)
     except BaseException:

@@ -122,3 +122,23 @@ def test_a_failed_save_leaves_nothing(setup) -> None:
         save_run(ws, meta, _oof(folds), fill=boom)
     assert list_runs(ws) == []
     assert [p.name for p in ws.runs.iterdir()] == [".numbers"]
+
+
+def test_run_record_round_trips_and_reads_schema_1_runs(tmp_path: Path) -> None:
+    """run.json is one typed RunRecord for every kind; runs written before the schema field
+    (schema 1) read the same way, their kind-specific keys kept in ``extra``."""
+    from sslstack.errors import RunError
+    from sslstack.runs import RUN_SCHEMA, RunRecord
+
+    old = {"id": "r0007-xgb-x", "number": 7, "kind": "head", "dataset": "d", "task": "binary",
+           "labels": ["a", "b"], "positive": "b", "score": 0.5, "study": "s1", "created": 1.0}  # fmt: skip
+    rec = RunRecord.from_dict(old)
+    assert (rec.schema, rec.score, rec.extra) == (1, 0.5, {"study": "s1"})
+    back = rec.to_dict()
+    assert {k: back[k] for k in old} == old and back["fold_scores"] == []
+    rec.schema = RUN_SCHEMA
+    assert RunRecord.from_dict(rec.to_dict()) == rec
+    with pytest.raises(RunError, match="'task'"):
+        RunRecord.from_dict({k: v for k, v in old.items() if k != "task"})
+    with pytest.raises(RunError, match="kind"):
+        RunRecord.from_dict({**old, "kind": "other"})

@@ -23,7 +23,7 @@ from ..cache import Store, find_store
 from ..datasets import resolve_dataset
 from ..errors import ConfigError, DataError, RunError
 from ..manifest import Manifest
-from ..runs import Run, find_run, load_run, new_run_id, recipe_digest, save_run
+from ..runs import Run, RunRecord, find_run, load_run, new_run_id, recipe_digest, save_run
 from ..workspace import Workspace
 from .budget import Budget, BudgetExceeded, ProgressFn
 from .cv import FoldModel, cross_validate, load_models, predict_fold, save_models
@@ -637,44 +637,44 @@ def _save(
     score = scores.get(metric)
     if score is None:
         score = get_metric(metric, enc.task)(prob.y, final.oof, enc.task, enc.positive_index)
-    meta = {
-        "id": run_id,
-        "number": number,
-        "kind": "head",
-        "dataset": prob.dataset,
-        "folds_digest": prob.folds.digest,
+    files: list[str] = []  # filled by fill() before run.json is written
+    meta = RunRecord(
+        id=run_id,
+        number=number,
+        kind="head",
+        dataset=prob.dataset,
+        folds_digest=prob.folds.digest,
         **enc.to_dict(),
-        "head": hd.name,
-        "encoder": encoder,
-        "features": choice.describe(prob.store),
-        "feature_choice": {
-            "store": prob.store.path.name,
-            "layer": choice.layer,
-            "pool": choice.pool,
+        head=hd.name,
+        encoder=encoder,
+        features=choice.describe(prob.store),
+        params=best,
+        metric=metric,
+        score=_num(score),
+        scores={k: _num(v) for k, v in scores.items()},
+        fold_scores=[_num(v) for v in final.fold_scores],
+        trials=n_trials,
+        time_s=round(time.time() - t0, 3),
+        extra={
+            "feature_choice": {
+                "store": prob.store.path.name,
+                "layer": choice.layer,
+                "pool": choice.pool,
+            },
+            "trial_score": _num(trial_score),
+            "study": study_name,
+            "storage": storage_label(prob.ws, study_name, storage) if study_name else None,
+            "device": ctx.device,
+            "max_rounds": ctx.max_rounds,
+            "warnings": prob.warnings,
+            "recipe": recipe,
+            "models": files,
         },
-        "params": best,
-        "metric": metric,
-        "score": _num(score),
-        "scores": {k: _num(v) for k, v in scores.items()},
-        "fold_scores": [_num(v) for v in final.fold_scores],
-        "trials": n_trials,
-        "trial_score": _num(trial_score),
-        "study": study_name,
-        "storage": storage_label(prob.ws, study_name, storage) if study_name else None,
-        "time_s": round(time.time() - t0, 3),
-        "device": ctx.device,
-        "max_rounds": ctx.max_rounds,
-        "base_runs": [],
-        "calibration": None,
-        "warnings": prob.warnings,
-        "recipe": recipe,
-    }
-    files: list[str] = []
+    )
 
     def fill(folder: Path) -> None:
         files.extend(save_models(hd, final.models, folder / "models"))
 
-    meta["models"] = files  # filled in place before run.json is written
     run = save_run(prob.ws, meta, oof, fill=fill)
     return FitResult(
         run=run.id,
@@ -688,7 +688,7 @@ def _save(
         trials=n_trials,
         oof=oof,
         oof_path=run.oof_path,
-        time_s=meta["time_s"],
+        time_s=meta.time_s,
         head=hd.name,
         encoder=encoder,
         warnings=prob.warnings,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -180,29 +179,22 @@ def _save(
     tests: dict[str, pd.DataFrame] | None,
 ) -> tuple[str, str]:
     from ..folds import fold_order
-    from ..runs import new_run_id, save_run
+    from ..runs import RunRecord, new_run_id, save_run
 
     run_id, number = new_run_id(ws, "import", name)
     fold_scores = [sc(y[fold == f], P[fold == f]) for f in fold_order(list(fold))]
-    meta = {
-        "id": run_id,
-        "number": number,
-        "kind": "import",
-        "dataset": dataset,
-        "folds_digest": digest,
+    meta = RunRecord(
+        id=run_id,
+        number=number,
+        kind="import",
+        dataset=dataset,
+        folds_digest=digest,
         **enc.to_meta(),
-        "head": None,
-        "encoder": None,
-        "features": [],
-        "params": {"name": name},
-        "metric": sc.name,
-        "score": sc(y, P),
-        "scores": scores,
-        "fold_scores": fold_scores,
-        "trials": 0,
-        "time_s": 0.0,
-        "created": time.time(),
-        "calibration": None,
-    }
+        metric=sc.name,
+        score=sc(y, P),
+        scores=dict(scores),
+        fold_scores=list(fold_scores),
+        params={"name": name},
+    )
     saved = save_run(ws, meta, oof_df, test=tests)
     return run_id, str(getattr(saved, "dir", None) or ws.run_dir(run_id))

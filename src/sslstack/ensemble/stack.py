@@ -253,11 +253,10 @@ def _stack_meta(
 def _save(
     ws: Workspace, meta: dict[str, Any], frame: pd.DataFrame, cfg: StackConfig
 ) -> tuple[str, str]:
-    from ..runs import new_run_id, save_run
+    from ..runs import RunRecord, new_run_id, save_run
 
     tag = cfg.method + (f"-{cfg.calibrate}" if cfg.calibrate else "")
     run_id, number = new_run_id(ws, "stack", tag)
-    meta = {"id": run_id, "number": number, **meta}
-    saved = save_run(ws, meta, frame)
+    saved = save_run(ws, RunRecord.from_dict({"id": run_id, "number": number, **meta}), frame)
     run_dir = getattr(saved, "dir", None) or ws.run_dir(run_id)
     return run_id, str(run_dir)
