@@ -130,8 +130,8 @@ def test_run_record_round_trips_and_reads_schema_1_runs(tmp_path: Path) -> None:
     from sslstack.errors import RunError
     from sslstack.runs import RUN_SCHEMA, RunRecord
 
-    old = {"id": "r0007-xgb-x", "number": 7, "kind": "head", "dataset": "d", "task": "binary",
-           "labels": ["a", "b"], "positive": "b", "score": 0.5, "study": "s1", "created": 1.0}  # fmt: skip
+    old = {"id": "r0007-xgb-x", "number": 7, "kind": "head", "dataset": "d", "task": "binary"}
+    old.update(labels=["a", "b"], positive="b", score=0.5, study="s1", created=1.0)
     rec = RunRecord.from_dict(old)
     assert (rec.schema, rec.score, rec.extra) == (1, 0.5, {"study": "s1"})
     back = rec.to_dict()
