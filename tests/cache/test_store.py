@@ -144,9 +144,8 @@ def test_write_then_read_returns_what_was_written(tmp_path: Path, storage: str) 
             for i, s, v in got:
                 np.testing.assert_array_equal(v, ref[(i, s)])
     wids, starts, _ = st.read_windows("0", "mean", ["a3", "a5"])
-    assert sorted(zip(wids, starts.tolist(), strict=True)) == [
-        ("a3", 0.0), ("a3", 0.5), ("a3", 1.0), ("a5", 0.0),
-    ]  # fmt: skip
+    got = sorted(zip(wids, starts.tolist(), strict=True))
+    assert got == [("a3", 0.0), ("a3", 0.5), ("a3", 1.0), ("a5", 0.0)]
     info = st.info()
     assert (info["items"], info["layers"], info["dim"], info["storage"]) == (9, 3, DIM, storage)
     assert info["pools"] == ["mean", "max", "mean_wmax", "max_wmax"] and info["failed"] == 0
@@ -198,9 +197,8 @@ def test_a_later_part_overrides_an_earlier_one(tmp_path: Path) -> None:
             np.testing.assert_array_equal(x[0], _stored(new_a.clip["mean_wmax"][col], st))
             np.testing.assert_array_equal(x[1], _stored(old[1].clip["mean_wmax"][col], st))
         wids, starts, vecs = st.read_windows("1", "max")
-        assert sorted(zip(wids, starts.tolist(), strict=True)) == [
-            ("a", 0.0), ("a", 0.5), ("b", 0.0),
-        ]  # fmt: skip  (the old 'a' had a third window at 1.0: gone)
+        got = sorted(zip(wids, starts.tolist(), strict=True))
+        assert got == [("a", 0.0), ("a", 0.5), ("b", 0.0)]  # the old a's window at 1.0 is gone
         a_rows = vecs[np.asarray(wids) == "a"]
         np.testing.assert_array_equal(a_rows, _stored(new_a.windows["max"][:, 1], st))
         (rec,) = st.read_items(["a"])
@@ -249,7 +247,9 @@ def test_compaction_keeps_every_value_with_fewer_parts_and_deletes_superseded(
     tmp_path: Path,
 ) -> None:
     st = _new(tmp_path)
-    batches = [[_item(st, f"p{p}i{i}", 10 * p + i, (p + i) % 3) for i in range(3)] for p in range(4)]
+    batches = [
+        [_item(st, f"p{p}i{i}", 10 * p + i, (p + i) % 3) for i in range(3)] for p in range(4)
+    ]
     batches.append([_item(st, "p0i1", 99, 2)])  # overrides an item of the first part
     _write_parts(st, batches, failures=[])
     _write_parts(st, [[]], failures=[("p2i2", "h-x", "decode error")])
@@ -303,7 +303,7 @@ def _check_rows(ids: list[str], x: np.ndarray, last: dict[str, float]) -> set[fl
         i = int(item[1:])
         assert np.all(row == row[0]), (item, row)  # one write, not two halves
         g = float(row[0]) - 100.0 * i
-        assert g == int(g) and 0 <= g, (item, row)
+        assert g == int(g) and g >= 0, (item, row)
         assert g >= last.get(item, 0), (item, g, last)  # old or new, never back
         last[item] = g
         gens.add(g)
@@ -418,9 +418,9 @@ def test_a_second_writer_while_another_process_holds_the_lock_is_refused(
     held_lock: tuple[Store, subprocess.Popen[str]],
 ) -> None:
     st, child = held_lock
-    with pytest.raises(StoreLockedError, match=rf"written by pid {child.pid} .*\(holder-test\)"):
-        with st.writer():
-            pass
+    locked = rf"written by pid {child.pid} .*\(holder-test\)"
+    with pytest.raises(StoreLockedError, match=locked), st.writer():
+        pass
     with pytest.raises(StoreLockedError, match=f"pid {child.pid}"):  # the holder is still named
         Store(st.path).writer().__enter__()
     assert st.heal()["set_aside"] == []  # heal skips quietly: the holder compacts later
