@@ -278,7 +278,7 @@ def test_compaction_keeps_every_value_with_fewer_parts_and_deletes_superseded(
 
 _WRITER = textwrap.dedent(
     """
-    import sys
+    import sys, time
     import numpy as np
     from sslstack.cache import ItemResult, Store
     st = Store(sys.argv[1])
@@ -292,6 +292,7 @@ _WRITER = textwrap.dedent(
         with st.writer("concurrent-test") as w:  # closing compacts the parts of this round
             for lo in range(0, n_ids, 3):
                 w.write([item(i, g) for i in range(lo, min(lo + 3, n_ids))], layers)
+        time.sleep(0.02)  # the reader gets a turn even on a loaded machine
     """
 )
 
@@ -356,8 +357,36 @@ def test_a_reader_whose_parts_were_compacted_away_rereads_the_listing(tmp_path: 
     np.testing.assert_array_equal(rec.windows["mean"], _stored(a.windows["mean"], st))
     with st.writer() as w:
         w.write([_item(st, "c", 3, 1)], LAYERS)
-    assert sorted(reader.read_windows("0", "mean")[0]) == ["a", "a", "b", "c"]  # re-listed
-    assert reader.hashes().keys() == {"a", "b", "c"}
+    assert reader.hashes().keys() == {"a", "b", "c"}  # re-listed
+    with st.writer() as w:
+        w.write([_item(st, "d", 4, 2)], LAYERS)
+    assert sorted(reader.read_windows("0", "mean")[0]) == ["a", "a", "b", "c", "d", "d"]
+
+
+def test_a_part_deleted_while_hdf5_opens_it_is_relisted_not_quarantined(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    st = _new(tmp_path)
+    a, b = _item(st, "a", 1, 1), _item(st, "b", 2, 1)
+    _write_parts(st, [[a], [b]])
+    reader = Store(st.path)
+    assert reader.ids() == ["a", "b"]
+    victim = parts_of(st.path)[0]
+    monkeypatch.setattr(StoreWriter, "_delete_superseded", lambda self: None)
+    with st.writer():
+        pass  # the merged part is in place; the compaction has not deleted the old ones yet
+    real = h5py.File
+
+    def deleted_meanwhile(path: object, *args: object, **kw: object) -> h5py.File:
+        if Path(str(path)) == victim:  # the compaction deletes it between open() and stat()
+            victim.unlink()
+            raise OSError("Unable to synchronously open file (can't retrieve stat info for file)")
+        return real(path, *args, **kw)
+
+    monkeypatch.setattr(h5py, "File", deleted_meanwhile)
+    _, x = reader.read("final", "mean", ["a", "b"])
+    np.testing.assert_array_equal(x[0], _stored(a.clip["mean"][2], st))
+    assert not victim.exists() and not (st.path / "quarantine").exists()
 
 
 # ------------------------------------------------------------------ keys and locks
