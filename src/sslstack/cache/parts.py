@@ -74,6 +74,8 @@ def open_part(path: Path) -> Iterator[h5py.File]:
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         if _OS_LEVEL.search(str(e)):  # too many open files, I/O error, …: not the file's fault
             raise
+        if not path.exists():  # removed while HDF5 opened it ("can't retrieve stat info")
+            raise FileNotFoundError(errno.ENOENT, "part removed while opening", str(path)) from e
         raise DamagedPart(path.name, _reason(e)) from e
     try:
         yield f

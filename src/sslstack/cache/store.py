@@ -36,7 +36,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -52,6 +52,8 @@ from .parts import (
     verify_part,
 )
 from .writer import COMPACT_MAX_BYTES, StoreWriter
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -181,7 +183,10 @@ class Store:
     def heal(self) -> dict[str, Any]:
         """What every ``extract`` does first: verify the parts (quarantining damaged ones),
         then, when leftovers of a killed writer or compaction exist, take the write lock and
-        clean and compact (skipped quietly when another writer holds the lock)."""
+        clean and compact (skipped quietly when another writer holds the lock).
+
+        Returns the leftovers found (as :meth:`leftovers`) and ``set_aside``, the names of the
+        parts quarantined now."""
         bad = self.verify()
         left = self.leftovers()
         small = [p for p in self._live_parts() if self._size(p) < COMPACT_MAX_BYTES]
@@ -198,7 +203,7 @@ class Store:
                     stacklevel=2,
                 )
         self.refresh()
-        return {"quarantined": bad, **left}
+        return {**left, "set_aside": bad}
 
     def _size(self, name: str) -> int:
         try:
@@ -216,6 +221,17 @@ class Store:
                 # a concurrent compaction removed a part between listing and opening: relist
                 time.sleep(0.05 * (attempt + 1))
         self._build_index()
+
+    def _again_if_gone(self, read: Callable[[], T]) -> T:
+        """``read()``; when a concurrent compaction deleted a part the index names, re-list
+        the parts and read again (the merged part holds the same values)."""
+        for attempt in range(5):
+            try:
+                return read()
+            except FileNotFoundError:
+                time.sleep(0.05 * attempt)
+                self.refresh()
+        return read()
 
     def _build_index(self) -> None:
         index: dict[str, _Loc] = {}
@@ -285,6 +301,9 @@ class Store:
 
     def hashes(self) -> dict[str, str]:
         """id -> content hash of every stored item."""
+        return self._again_if_gone(self._hashes)
+
+    def _hashes(self) -> dict[str, str]:
         out: dict[str, str] = {}
         by_part: dict[str, list[tuple[str, int]]] = {}
         for item, loc in self.index.items():
@@ -346,15 +365,23 @@ class Store:
         Raises:
             StoreError: unknown layer or pooling, or ids the store does not hold (named).
         """
-        self._check_pool(pool)
-        col = self.layer_index(layer)
-        want = self.ids() if ids is None else list(ids)
+        return self._again_if_gone(lambda: self._read(layer, pool, ids))
+
+    def _check_ids(self, want: Sequence[str]) -> None:
         missing = [i for i in want if i not in self.index]
         if missing:
             raise StoreError(
                 f"{self.path.name}: {len(missing)} of {len(want)} item(s) have no embeddings "
                 f"(first: {', '.join(missing[:5])}); run 'sslstack extract' on them first"
             )
+
+    def _read(
+        self, layer: int | str, pool: str, ids: Sequence[str] | None
+    ) -> tuple[list[str], np.ndarray]:
+        self._check_pool(pool)
+        col = self.layer_index(layer)
+        want = self.ids() if ids is None else list(ids)
+        self._check_ids(want)
         out: np.ndarray | None = None
         by_part: dict[str, tuple[list[int], list[int]]] = {}
         for pos, item in enumerate(want):
@@ -378,6 +405,10 @@ class Store:
         """The whole stored records of ``ids`` (every pooling, layer and window, as float32), in
         the form the writer takes them: what extraction copies when the same audio comes back
         under another id."""
+        return self._again_if_gone(lambda: self._read_items(ids))
+
+    def _read_items(self, ids: Sequence[str]) -> list[ItemResult]:
+        self._check_ids(ids)
         by_part: dict[str, list[tuple[str, int]]] = {}
         for item in ids:
             loc = self.index[item]
@@ -420,10 +451,17 @@ class Store:
         self, layer: int | str, pool: str = "mean", ids: Sequence[str] | None = None
     ) -> tuple[list[str], np.ndarray, np.ndarray]:
         """Per-window embeddings: (item id per window, start seconds, (w, D) float32)."""
+        return self._again_if_gone(lambda: self._read_windows(layer, pool, ids))
+
+    def _read_windows(
+        self, layer: int | str, pool: str, ids: Sequence[str] | None
+    ) -> tuple[list[str], np.ndarray, np.ndarray]:
         if self.key.window is None:
             raise StoreError(f"{self.path.name}: not a windowed store (extract with --window)")
         self._check_pool(pool, windows=True)
         col = self.layer_index(layer)
+        if ids is not None:
+            self._check_ids(ids)  # an id without a vector must not reach the part's lookup
         wanted = set(self.index if ids is None else ids)
         out_ids: list[str] = []
         starts: list[np.ndarray] = []
