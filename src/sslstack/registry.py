@@ -68,6 +68,14 @@ class Registry(Mapping[str, T], Generic[T]):
     def __getitem__(self, name: str) -> T:
         return self.get(name)
 
+    def __setitem__(self, name: str, entry: T) -> None:
+        """``reg[name] = entry`` registers (a taken name is refused, as with :meth:`register`)."""
+        self.register(name, entry)
+
+    def __delitem__(self, name: str) -> None:
+        """Remove an entry (tests that register a temporary one undo it this way)."""
+        del self._entries[name]
+
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 

@@ -26,6 +26,11 @@ def test_a_duplicate_name_is_refused_and_the_first_entry_kept() -> None:
     with pytest.raises(DuplicateNameError, match="head 'xgb' is registered already"):
         reg.register("xgb", 2)
     assert reg["xgb"] == 1
+    with pytest.raises(DuplicateNameError):
+        reg["xgb"] = 3
+    reg["lgbm"] = 4
+    del reg["lgbm"]
+    assert reg.names() == ["xgb"]
 
 
 def test_an_unknown_name_names_the_flag_and_the_choices() -> None:
@@ -43,6 +48,7 @@ def test_an_unknown_name_names_the_flag_and_the_choices() -> None:
 
 def _registries() -> dict[str, Registry]:
     from sslstack.classify.folds import SPLITTERS
+    from sslstack.classify.heads import HEADS
     from sslstack.classify.metrics import METRICS
     from sslstack.ensemble.calibrate import CALIBRATORS
     from sslstack.ensemble.methods import METHODS
@@ -53,7 +59,7 @@ def _registries() -> dict[str, Registry]:
 
     return {
         "families": FAMILIES, "builtins": BUILTINS, "poolings": POOLINGS, "metrics": METRICS,
-        "splitters": SPLITTERS, "stack methods": METHODS, "calibrators": CALIBRATORS,
+        "splitters": SPLITTERS, "heads": HEADS, "stack methods": METHODS, "calibrators": CALIBRATORS,
     }  # fmt: skip
 
 

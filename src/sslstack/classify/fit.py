@@ -257,7 +257,7 @@ def _pca_choices(pca: str | int, head: Head, dim: int) -> list[int]:
         # PCA mixes the columns trees split on: on 768-wide wav2vec2 features, PCA trials
         # scored 0.24-0.28 against 0.32-0.35 at full width (docs/benchmarks.md), so only very
         # wide inputs (concatenated layers or poolings) get the narrow widths as options
-        if head.name == "logreg" or dim <= PCA_AUTO_ABOVE:
+        if not head.needs_es or dim <= PCA_AUTO_ABOVE:
             return [0]
         return [0] + list(PCA_WIDTHS)
     if pca == "tune":
@@ -353,7 +353,7 @@ def fit_head(
     )
     loop = TrialLoop(budget, len(prob.splits), trials, met.direction == "maximize",
                      hd.needs_es, progress)  # fmt: skip
-    if hd.name != "logreg":
+    if hd.gpu_capable:
         loop.emit(stage="note", trial=None, fold=None, score=None, message=f"device: {why}")
 
     def run_cv(choice: FeatureChoice, params: dict[str, Any], width: int, **kw: Any) -> Any:

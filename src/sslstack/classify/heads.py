@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, MissingDependencyError
+from ..registry import Registry
 from .budget import BudgetExceeded, past
 
 DEFAULT_MAX_ROUNDS = 1000
@@ -54,7 +55,8 @@ class Head(ABC):
     """One family of classifiers."""
 
     name: str = ""
-    needs_es = False  # wants an early-stopping set
+    needs_es = False  # wants an early-stopping set (a boosted head: rounds, PCA widths to try)
+    gpu_capable = False  # can run on CUDA (the device choice is printed)
     standardizes = False  # the 'standardize' parameter belongs to the preprocessing
 
     @abstractmethod
@@ -201,6 +203,7 @@ def _xgb_deadline(xgb: Any, deadline: float | None) -> Any:
 class XGBHead(Head):
     name = "xgb"
     needs_es = True
+    gpu_capable = True
     max_bin = 32
 
     def space(self, trial: Any) -> dict[str, Any]:
@@ -341,6 +344,7 @@ CAT_PARAMS = ("depth", "learning_rate", "l2_leaf_reg", "border_count", "rsm")
 class CatBoostHead(Head):
     name = "catboost"
     needs_es = True
+    gpu_capable = True
 
     def space(self, trial: Any) -> dict[str, Any]:
         return {
@@ -435,11 +439,13 @@ class CatBoostHead(Head):
         return CatBoostClassifier().load_model(str(folder / name))
 
 
-HEADS: dict[str, Head] = {h.name: h for h in (LogRegHead(), XGBHead(), CatBoostHead())}
+HEADS: Registry[Head] = Registry("head", flag="HEAD")
+for _h in (LogRegHead(), XGBHead(), CatBoostHead()):
+    HEADS.register(_h.name, _h)
 
 
 def names() -> list[str]:
-    return list(HEADS)
+    return HEADS.names()
 
 
 def get_head(name: str) -> Head:

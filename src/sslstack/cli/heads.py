@@ -58,6 +58,12 @@ StoreOpt = Annotated[
 ]
 
 
+def _boosted(head: str) -> bool:
+    from ..classify.heads import get_head
+
+    return get_head(head).needs_es
+
+
 def _fmt(v: Any, digits: int = 4) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "-"
@@ -176,7 +182,7 @@ def fit_head_cmd(
             f"best {res.best_params}; {res.time_s:.1f} s; oof: {res.oof_path}"
         )
     )
-    if res.trial_score is not None and res.head != "logreg":
+    if res.trial_score is not None and _boosted(res.head):
         console.print(
             f"the best trial scored {_fmt(res.trial_score)} with early-stopped boosters (85 % of "
             "each training part); the run refits them on the whole part. The best of many "
