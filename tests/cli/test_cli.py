@@ -125,3 +125,14 @@ def test_the_demo_pins_the_thread_count_before_any_step() -> None:
     pins = [n for n, line in enumerate(lines) if line.startswith("export OMP_NUM_THREADS=")]
     assert pins and pins[0] < first_step
     assert 'OMP_NUM_THREADS="${DEMO_THREADS:-2}"' in lines[pins[0]]
+
+
+def test_help_names_every_registered_head_and_stack_method() -> None:
+    """Help text is static (start-up stays fast), so a new registry entry must reach it."""
+    from sslstack.classify.heads import HEADS
+    from sslstack.ensemble.methods import METHODS
+
+    heads = CliRunner().invoke(app, ["fit-head", "--help"], env={"COLUMNS": "200"}).output
+    assert all(h in heads for h in HEADS.names()), heads
+    stack = CliRunner().invoke(app, ["stack", "--help"], env={"COLUMNS": "200"}).output
+    assert all(m in stack for m in METHODS.names()), stack

@@ -56,7 +56,6 @@ class Head(ABC):
 
     name: str = ""
     needs_es = False  # wants an early-stopping set (a boosted head: rounds, PCA widths to try)
-    gpu_capable = False  # can run on CUDA (the device choice is printed)
     standardizes = False  # the 'standardize' parameter belongs to the preprocessing
 
     @abstractmethod
@@ -89,6 +88,11 @@ class Head(ABC):
     def gpu_support(self, task: str) -> tuple[bool, str]:
         """Whether this head can fit ``task`` on a GPU here, and if not, why."""
         return False, f"the {self.name} head runs on the CPU"
+
+    @property
+    def gpu_capable(self) -> bool:
+        """A head with a GPU path of its own (its device choice is printed)."""
+        return type(self).gpu_support is not Head.gpu_support
 
     @abstractmethod
     def predict(self, model: Any, x: np.ndarray, ctx: FitContext) -> np.ndarray:
@@ -203,7 +207,6 @@ def _xgb_deadline(xgb: Any, deadline: float | None) -> Any:
 class XGBHead(Head):
     name = "xgb"
     needs_es = True
-    gpu_capable = True
     max_bin = 32
 
     def space(self, trial: Any) -> dict[str, Any]:
@@ -344,7 +347,6 @@ CAT_PARAMS = ("depth", "learning_rate", "l2_leaf_reg", "border_count", "rsm")
 class CatBoostHead(Head):
     name = "catboost"
     needs_es = True
-    gpu_capable = True
 
     def space(self, trial: Any) -> dict[str, Any]:
         return {

@@ -99,7 +99,7 @@ def progress_line(ev: Any) -> str:
 
 
 def fit_head_cmd(
-    head: Annotated[str, typer.Argument(help="logreg, xgb or catboost.")],
+    head: Annotated[str, typer.Argument(help="The head to tune: logreg, xgb or catboost.")],
     model: ModelOpt,
     data: DataOpt = None,
     layer: LayerOpt = None,
