@@ -59,7 +59,8 @@ def _registries() -> dict[str, Registry]:
 
     return {
         "families": FAMILIES, "builtins": BUILTINS, "poolings": POOLINGS, "metrics": METRICS,
-        "splitters": SPLITTERS, "heads": HEADS, "stack methods": METHODS, "calibrators": CALIBRATORS,
+        "splitters": SPLITTERS, "heads": HEADS, "stack methods": METHODS,
+        "calibrators": CALIBRATORS,
     }  # fmt: skip
 
 
