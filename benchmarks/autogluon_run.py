@@ -94,9 +94,8 @@ def main() -> None:
         for name, m in res["models"].items():
             key = "best_quality" if args.mode == "best_quality" else name
             correct[key] = correct.get(key, 0) + int((np.array(m["pred"]) == y[va]).sum())
-            fit_s[key] = fit_s.get(key, 0.0) + (
-                res["wall_s"] if key == "best_quality" else m["fit_s"]
-            )
+            fit_s[key] = fit_s.get(key, 0.0) + m["fit_s"]
+            folds_of[key] = folds_of.get(key, 0) + 1
         print(f"fold {f}: {res['wall_s']:.0f} s", flush=True)
     result = {
         "mode": args.mode,
