@@ -185,6 +185,9 @@ class _SlowLogReg(LogRegHead):
     def __init__(self) -> None:
         self.calls = 0
 
+    def warm_start(self) -> dict[str, Any]:
+        return {"C": 0.37, "class_weight": "balanced", "standardize": True}
+
     def fit(self, x, y, params, ctx, es=None):
         self.calls += 1
         time.sleep(self.slow_delay if self.calls == self.slow_call else self.delay)
@@ -218,6 +221,21 @@ def test_timeout_bounds_the_command_and_keeps_the_best_trial(
     # the run is the best finished trial's (a logistic trial is final: no refit)
     assert res.trial_score == pytest.approx(np.mean(res.fold_scores))
     assert slow_head.calls == 4
+
+
+def test_a_study_whose_trials_all_failed_still_starts_warm(
+    tmp_path: Path, slow_head: _SlowLogReg
+) -> None:
+    s = make_synth(tmp_path, n=60, layers=2)
+    slow_head.slow_call = 1
+    kw = {"data": s.csv, "workspace": s.ws, "folds": 3, "study": "st"}
+    with pytest.raises(RunError):
+        fit_head("slow", "fake", trials=5, timeout=1.0, **kw)
+    slow_head.slow_call = 0
+    fit_head("slow", "fake", trials=1, **kw)
+    st = optuna.load_study(study_name="st", storage=open_storage(s.ws, "st"))
+    assert [t.state.name for t in st.trials] == ["FAIL", "COMPLETE"]
+    assert st.trials[1].params["C"] == 0.37 and st.trials[1].params["class_weight"] == "balanced"
 
 
 def test_no_trial_finished_is_one_line_saying_what_to_change(

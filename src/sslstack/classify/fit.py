@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from optuna.trial import TrialState
 
 from ..cache import Store, find_store
 from ..datasets import resolve_dataset
@@ -382,7 +383,8 @@ def fit_head(
             seed=seed,
             n_startup=min(5, max(2, trials // 5)),
         )
-        if not st.trials and hd.warm_start():
+        # a study whose trials all failed (stopped by a budget, killed) still starts warm
+        if all(t.state == TrialState.FAIL for t in st.trials) and hd.warm_start():
             warm = screen_features(prob.reader, prob.y, prob.enc, prob.splits, met, layers, pools)
             st.enqueue_trial(_warm_params(hd, warm, layers, pools, pcas))
             loop.emit(stage="note", trial=None, fold=None, score=None,

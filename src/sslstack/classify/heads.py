@@ -403,11 +403,13 @@ class CatBoostHead(Head):
         return model
 
     def warm_start(self) -> dict[str, Any]:
+        # 50 classes, 2000 x 192 (benchmarks/heads.py --autogluon synth50): 0.688 out-of-fold
+        # accuracy in 182 s for the 5 folds of 1000 rounds on one thread of a busy machine
         return {
-            "depth": 6,
-            "learning_rate": 0.1,
+            "depth": 4,
+            "learning_rate": 0.2,
             "l2_leaf_reg": 3.0,
-            "border_count": 64,
+            "border_count": 32,
             "rsm": 0.2,
             "class_weight": "none",
         }
