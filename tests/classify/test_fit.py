@@ -248,3 +248,19 @@ def test_probe_scores_the_concatenations_a_head_can_pick(tmp_path: Path) -> None
     assert best[2] == pytest.approx(float(np.nanmax(res.full.to_numpy())))
     assert best[2] >= res.best()[2]
     assert res.to_dict()["best_any"]["layer"] == best[0]
+
+
+def test_a_fit_config_gives_the_same_run_as_keyword_arguments(tmp_path: Path) -> None:
+    from sslstack.classify import FitConfig, ProbeConfig, probe
+
+    s = make_synth(tmp_path, n=60, layers=2)
+    cfg = FitConfig("logreg", "fake", data=s.csv, trials=2, folds=3, seed=1)
+    assert FitConfig.from_dict(cfg.to_dict()) == cfg
+    a = fit_head(cfg, workspace=s.ws)
+    b = fit_head("logreg", "fake", data=s.csv, trials=2, folds=3, seed=1, workspace=s.ws,
+                 study="other")  # fmt: skip
+    assert a.score == b.score and a.best_params == b.best_params
+    np.testing.assert_array_equal(a.oof.iloc[:, 2:].to_numpy(), b.oof.iloc[:, 2:].to_numpy())
+    p = probe(ProbeConfig("fake", data=s.csv), workspace=s.ws)
+    q = probe("fake", data=s.csv, workspace=s.ws)
+    assert p.table.equals(q.table)

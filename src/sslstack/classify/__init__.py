@@ -6,16 +6,17 @@ It never loads an encoder: it reads embeddings from the store by item id.
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .fit import FitResult, fit_head, predict_head
+    from .fit import FitConfig, FitResult, fit_head, predict_head
     from .folds import Folds, get_folds, load_folds
     from .heads import HEADS
     from .labels import LabelEncoding, infer_encoding
     from .metrics import METRICS, Metric, get_metric, metric_names, score_all
-    from .probe import ProbeResult, probe
+    from .probe import ProbeConfig, ProbeResult, probe
 
 # Names are imported on first use, so `sslstack --help` and `--version` do not pay for
 # scikit-learn, Optuna, pandas or torch (see docs/benchmarks.md, "CLI start-up").
 _LAZY = {
+    "FitConfig": ".fit",
     "FitResult": ".fit",
     "fit_head": ".fit",
     "predict_head": ".fit",
@@ -30,6 +31,7 @@ _LAZY = {
     "get_metric": ".metrics",
     "metric_names": ".metrics",
     "score_all": ".metrics",
+    "ProbeConfig": ".probe",
     "ProbeResult": ".probe",
     "probe": ".probe",
 }
@@ -48,10 +50,12 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "HEADS",
     "METRICS",
+    "FitConfig",
     "FitResult",
     "Folds",
     "LabelEncoding",
     "Metric",
+    "ProbeConfig",
     "ProbeResult",
     "fit_head",
     "get_folds",

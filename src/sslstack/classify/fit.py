@@ -12,7 +12,7 @@ import os
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -274,32 +274,57 @@ def _study_name(prob: _Problem, head: str, metric: str, space: dict[str, Any]) -
     return f"{head}-{prob.store.path.name}-{prob.dataset}-{metric}-{h}"
 
 
+@dataclass(frozen=True)
+class FitConfig:
+    """What ``fit_head`` is asked to do: the ``sslstack fit-head`` flags (each field is described
+    at :func:`fit_head`). Frozen, with ``to_dict``/``from_dict``, as ``ExtractConfig`` is."""
+
+    head: str
+    model: str
+    data: Any = None
+    layer: Sequence[int] | str | int | None = None
+    pool: Sequence[str] | str | None = None
+    trials: int = 30
+    metric: str | None = None
+    timeout: float | None = None
+    task: str | None = None
+    positive: str | None = None
+    group_col: str | None = None
+    folds: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    storage: str | None = None
+    pca: str | int = "auto"
+    study: str | None = None
+    store: str | None = None
+    max_rounds: int | None = None
+    threads: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FitConfig:
+        return cls(**d)
+
+
+def _values(cfg: Any) -> tuple[Any, ...]:
+    """A config's field values in field order (no copies, unlike ``dataclasses.astuple``)."""
+    return tuple(getattr(cfg, f.name) for f in fields(cfg))
+
+
 def fit_head(
-    head: str,
-    model: str,
+    head: str | FitConfig,
+    model: str | None = None,
     *,
-    data: Any = None,
     workspace: Any = None,
-    layer: Sequence[int] | str | int | None = None,
-    pool: Sequence[str] | str | None = None,
-    trials: int = 30,
-    metric: str | None = None,
-    timeout: float | None = None,
-    task: str | None = None,
-    positive: str | None = None,
-    group_col: str | None = None,
-    folds: int | None = None,
-    seed: int = 0,
-    device: str = "auto",
-    storage: str | None = None,
-    pca: str | int = "auto",
-    study: str | None = None,
-    store: str | None = None,
-    max_rounds: int | None = None,
-    threads: int | None = None,
     progress: ProgressFn | None = None,
+    **settings: Any,
 ) -> FitResult:
     """Tune ``head`` on the embeddings of ``model`` under the dataset's shared folds; save a run.
+
+    Takes a :class:`FitConfig` (``fit_head(FitConfig("xgb", "logmel", trials=50), workspace=ws)``)
+    or its fields as arguments (``fit_head("xgb", "logmel", trials=50, workspace=ws)``).
 
     Args:
         head: ``logreg``, ``xgb`` or ``catboost``.
@@ -331,6 +356,10 @@ def fit_head(
     Returns:
         FitResult with the run id, the scores and the out-of-fold predictions.
     """
+    cfg = head if isinstance(head, FitConfig) else FitConfig(head, str(model), **settings)
+    (head, model, data, layer, pool, trials, metric, timeout, task, positive, group_col, folds,
+     seed, device, storage, pca, study, store, max_rounds, threads) = _values(cfg)  # fmt: skip
+    head, model = str(head), str(model)
     t0 = time.time()
     budget = Budget.of(timeout)
     hd = get_head(head)

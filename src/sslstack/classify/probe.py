@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -78,24 +78,36 @@ def _f(v: Any) -> float | None:
     return float(v) if v is not None and np.isfinite(v) else None
 
 
-def probe(
-    model: str,
-    *,
-    data: Any = None,
-    workspace: Any = None,
-    layer: Sequence[int] | str | int | None = None,
-    pool: Sequence[str] | str | None = None,
-    metric: str | None = None,
-    task: str | None = None,
-    positive: str | None = None,
-    group_col: str | None = None,
-    folds: int | None = None,
-    seed: int = 0,
-    C: float = 1.0,
-    store: str | None = None,
-    png: str | os.PathLike[str] | None = None,
-) -> ProbeResult:
+@dataclass(frozen=True)
+class ProbeConfig:
+    """What ``probe`` is asked to do: the ``sslstack probe`` flags (see :func:`probe`)."""
+
+    model: str
+    data: Any = None
+    layer: Sequence[int] | str | int | None = None
+    pool: Sequence[str] | str | None = None
+    metric: str | None = None
+    task: str | None = None
+    positive: str | None = None
+    group_col: str | None = None
+    folds: int | None = None
+    seed: int = 0
+    C: float = 1.0
+    store: str | None = None
+    png: str | os.PathLike[str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ProbeConfig:
+        return cls(**d)
+
+
+def probe(model: str | ProbeConfig, *, workspace: Any = None, **settings: Any) -> ProbeResult:
     """Score a standardized logistic regression on every layer x pooling of ``model``'s store.
+
+    Takes a :class:`ProbeConfig` or its fields as arguments (``probe("logmel", pool="mean")``).
 
     Args:
         model: encoder whose store to read.
@@ -108,6 +120,11 @@ def probe(
     Returns:
         ProbeResult with the table (rows: layers, columns: poolings) and the PNG path.
     """
+    cfg = model if isinstance(model, ProbeConfig) else ProbeConfig(str(model), **settings)
+    model, data, layer, pool, metric, task, positive, group_col, folds, seed, C, store, png = (
+        getattr(cfg, f.name) for f in fields(cfg)
+    )
+    model = str(model)
     t0 = time.time()
     ws = Workspace.at(workspace)
     prob = _prepare(ws, model, data, task, positive, group_col, folds, seed, store)

@@ -136,16 +136,15 @@ def fit_head_cmd(
     json: JsonOpt = False,
 ) -> None:
     """Tune a head (Optuna) under the dataset's shared folds and save it as a run."""
-    from ..classify.fit import fit_head
+    from ..classify.fit import FitConfig, fit_head
 
     def progress(ev: Any) -> None:
         console.print(progress_line(ev), highlight=False)
 
-    res = fit_head(
+    cfg = FitConfig(
         head,
         model,
         data=data,
-        workspace=workspace,
         layer=layer,
         pool=pool,
         trials=trials,
@@ -163,8 +162,8 @@ def fit_head_cmd(
         store=store,
         max_rounds=max_rounds,
         threads=threads,
-        progress=progress,
     )
+    res = fit_head(cfg, workspace=workspace, progress=progress)
     for note in res.warnings:
         console.print(f"[yellow]warning:[/] {escape(note)}")
     table = Table(title=escape(f"run {res.run}: {res.head} on {res.encoder}"))
@@ -211,12 +210,11 @@ def probe_cmd(
     json: JsonOpt = False,
 ) -> None:
     """Score a scaled logistic probe on every layer x pooling (table + PNG plot)."""
-    from ..classify.probe import probe
+    from ..classify.probe import ProbeConfig, probe
 
-    res = probe(
+    cfg = ProbeConfig(
         model,
         data=data,
-        workspace=workspace,
         layer=layer,
         pool=pool,
         metric=metric,
@@ -229,6 +227,7 @@ def probe_cmd(
         store=store,
         png=png,
     )
+    res = probe(cfg, workspace=workspace)
     best, best_any = res.best(), res.best_any()
     full = res.table if res.full is None else res.full
     # the title on its own line: as a table title it wraps to the width of a narrow table
