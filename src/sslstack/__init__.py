@@ -9,6 +9,8 @@ __version__ = "0.1.0"
 
 from typing import TYPE_CHECKING, Any
 
+from ._lazy import lazy_exports
+
 if TYPE_CHECKING:
     from .cache import export_embeddings, find_store, list_stores, load_embeddings
     from .errors import SslstackError
@@ -40,14 +42,7 @@ if not TYPE_CHECKING:
         return run(data, model, **kwargs)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, globals(), _LAZY)
 
 
 __all__ = [

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._lazy import pid_alive
 from .errors import DataError, RunError
 from .workspace import Workspace, atomic_write_json, read_json
 
@@ -181,16 +182,6 @@ def find_run(ws: Workspace, recipe: dict[str, Any]) -> Run | None:
     return hits[-1] if hits else None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_stale_tmp(ws: Workspace) -> list[str]:
     """Remove ``.<run>.tmp-PID`` folders whose process is gone (a save killed midway)."""
     removed: list[str] = []
@@ -198,7 +189,7 @@ def remove_stale_tmp(ws: Workspace) -> list[str]:
         return removed
     for path in ws.runs.glob(".*.tmp-*"):
         pid = path.name.rpartition("-")[2]
-        if path.is_dir() and pid.isdigit() and not _alive(int(pid)):
+        if path.is_dir() and pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path.name)
     return removed

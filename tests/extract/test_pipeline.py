@@ -299,3 +299,18 @@ def test_layers_out_of_range_fail_before_any_store_is_created(tiny_model, tmp_pa
     with pytest.raises(EncoderError, match="out of range"):
         extract(man, "logmel", workspace=tmp_path / "ws", layers=(3,))
     assert not list((tmp_path / "ws").glob("stores/*"))
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_host_normalization_equals_the_feature_extractor(
+    tiny_model, normalize: bool, monkeypatch
+) -> None:
+    from sslstack.extract.resolve import resolve_encoder
+
+    enc = resolve_encoder(str(tiny_model("wav2vec2-layer"))).load()
+    monkeypatch.setattr(enc.fe, "do_normalize", normalize)
+    rng = np.random.default_rng(3)
+    for n in (400, 16000, 23457):
+        w = (0.3 * rng.standard_normal(n) + 0.05).astype(np.float32)
+        ref = enc.fe(w, sampling_rate=16000, return_tensors="np")["input_values"][0]
+        np.testing.assert_array_equal(enc._normalize(w), np.asarray(ref, dtype=np.float32))

@@ -35,6 +35,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from .._lazy import pid_alive
 from ..errors import ConfigError, RunError, SslstackWarning
 from ..workspace import Workspace
 
@@ -194,16 +195,6 @@ def _worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def fail_dead_trials(study: optuna.Study) -> int:
     """Mark RUNNING trials whose worker (on this machine) is gone as FAIL; return how many."""
     host = socket.gethostname()
@@ -211,7 +202,7 @@ def fail_dead_trials(study: optuna.Study) -> int:
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = str(t.user_attrs.get(_WORKER_ATTR, ""))
         h, _, pid = worker.rpartition(":")
-        if h == host and pid.isdigit() and not _alive(int(pid)):
+        if h == host and pid.isdigit() and not pid_alive(int(pid)):
             try:
                 study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
                 n += 1

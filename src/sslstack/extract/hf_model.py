@@ -291,12 +291,20 @@ class HFEncoder(Encoder):
             mask = None if mask is None else mask.pin_memory()
         return x, mask, n
 
+    def _normalize(self, w: np.ndarray) -> np.ndarray:
+        """One clip through the feature extractor. ``Wav2Vec2FeatureExtractor`` (every waveform
+        family's) is computed here directly: the same zero-mean unit-variance formula, without
+        the ~0.2 ms of its call per clip (tested equal to the extractor's output)."""
+        if type(self.fe).__name__ == "Wav2Vec2FeatureExtractor":
+            x = np.asarray(w, dtype=np.float32)
+            if self.fe.do_normalize:
+                x = (x - x.mean()) / np.sqrt(x.var() + 1e-7)
+            return x
+        return self.fe(w, sampling_rate=self.sample_rate, return_tensors="np")["input_values"][0]
+
     def _waveform_inputs(self, waves: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor | None]:
         # normalize each clip alone (as the feature extractor would), then pad
-        norm = [
-            self.fe(w, sampling_rate=self.sample_rate, return_tensors="np")["input_values"][0]
-            for w in waves
-        ]
+        norm = [self._normalize(w) for w in waves]
         lens = [len(v) for v in norm]
         x = torch.full((len(norm), max(lens)), float(self.fe.padding_value))
         for b, v in enumerate(norm):
