@@ -11,7 +11,7 @@ import optuna
 import pytest
 
 from sslstack.cache import ItemResult, Store, StoreKey
-from sslstack.classify import fit, fit_head
+from sslstack.classify import fit, fit_head, problem
 from sslstack.classify.budget import Budget, BudgetExceeded, FitProgress
 from sslstack.classify.cv import cross_validate
 from sslstack.classify.features import FeatureChoice, FeatureReader, layer_choices, pool_choices
@@ -107,7 +107,7 @@ def test_warm_start_follows_the_screen_to_a_concatenation(tmp_path: Path) -> Non
     res = fit_head("xgb", "fake", data=csv, workspace=ws, trials=1, folds=4, max_rounds=30)
     store = Store(next(ws.stores.iterdir()))
     layers, pools = layer_choices(store), pool_choices(store)
-    from sslstack.classify.fit import _prepare
+    from sslstack.classify.problem import prepare_problem as _prepare
 
     prob = _prepare(ws, "fake", csv, None, None, None, None, 0, None)
     warm = screen_features(prob.reader, prob.y, prob.enc, prob.splits, ACC, layers, pools)
@@ -158,8 +158,8 @@ def test_class_weight_changes_the_boosted_fit() -> None:
 
 def test_threads_one_on_small_data_every_core_on_large() -> None:
     for hd in (XGBHead(), CatBoostHead(), LogRegHead()):
-        assert fit._threads(10, hd) == 1
-        assert fit._threads(3000 * 768, hd) == fit._cores()
+        assert problem.threads_for(10, hd) == 1
+        assert problem.threads_for(3000 * 768, hd) == problem.cores()
 
 
 # ------------------------------------------------------------------ budgets

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from .fit import FitConfig, FitResult, fit_head, predict_head
+    from .apply import predict_head
+    from .fit import FitConfig, FitResult, fit_head
     from .folds import Folds, get_folds, load_folds
     from .heads import HEADS
     from .labels import LabelEncoding, infer_encoding
@@ -21,7 +22,7 @@ _LAZY = {
     "FitConfig": ".fit",
     "FitResult": ".fit",
     "fit_head": ".fit",
-    "predict_head": ".fit",
+    "predict_head": ".apply",
     "Folds": ".folds",
     "get_folds": ".folds",
     "load_folds": ".folds",

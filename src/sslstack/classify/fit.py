@@ -1,6 +1,7 @@
 """``fit_head``: tune a head with Optuna over the shared folds, refit the best, save a run.
 
-Also ``predict_head``: apply a saved head run to items of any dataset already extracted.
+The problem's set-up (shared with ``probe``) is :mod:`.problem`; applying a saved run to new
+items is :mod:`.apply` (``predict_head``, re-exported here).
 """
 
 from __future__ import annotations
@@ -8,31 +9,24 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from optuna.trial import TrialState
 
-from ..cache import Store, find_store
-from ..datasets import resolve_dataset
-from ..errors import ConfigError, DataError, RunError
-from ..manifest import Manifest
-from ..runs import Run, RunRecord, find_run, load_run, new_run_id, recipe_digest, save_run
+from ..errors import ConfigError, RunError
+from ..runs import Run, RunRecord, find_run, new_run_id, recipe_digest, save_run
 from ..workspace import Workspace
 from .budget import Budget, BudgetExceeded, ProgressFn
-from .cv import FoldModel, cross_validate, load_models, predict_fold, save_models
-from .features import FeatureChoice, FeatureReader, default_choice, layer_choices, pool_choices
-from .folds import Folds, get_folds
+from .cv import cross_validate, save_models
+from .features import FeatureChoice, default_choice, layer_choices, pool_choices
 from .heads import DEFAULT_MAX_ROUNDS, FitContext, Head, get_head
-from .labels import LabelEncoding, check_label_counts, infer_encoding
 from .metrics import DEFAULT_METRIC, get_metric, score_all
+from .problem import Problem, int_list, prepare_problem, str_list, threads_for
 from .trials import TrialLoop
 from .tuning import finished_trials, open_study, optimize, report_fold, storage_label
 from .warm import screen_features
@@ -88,23 +82,6 @@ def _num(v: float | None) -> float | None:
     return float(v) if v is not None and math.isfinite(v) else None
 
 
-@dataclass
-class _Problem:
-    """Everything a trial needs, prepared once."""
-
-    ws: Workspace
-    dataset: str
-    store: Store
-    enc: LabelEncoding
-    ids: list[str]
-    y: np.ndarray
-    folds: Folds
-    splits: list[tuple[np.ndarray, np.ndarray]]
-    groups: np.ndarray | None
-    reader: FeatureReader
-    warnings: list[str]
-
-
 def resolve_device(device: str, head: str, task: str = "multiclass") -> tuple[str, str]:
     """The device of ``head``'s fits and why, e.g. ``("cpu", "cpu (no GPU seen)")``.
 
@@ -138,116 +115,6 @@ def _torch_sees_gpu() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def _prepare(
-    ws: Workspace,
-    model: str,
-    data: Any,
-    task: str | None,
-    positive: str | None,
-    group_col: str | None,
-    folds: int | None,
-    seed: int,
-    store: str | None,
-) -> _Problem:
-    dataset, manifest = resolve_dataset(ws, data)
-    if not manifest.has_labels:
-        raise DataError(
-            f"dataset {dataset} ({manifest.source}) has no labels; heads need a 'label' or "
-            "'labels' column (name another with 'sslstack extract --label-col NAME')"
-        )
-    notes: list[str] = []
-    frame = manifest.frame
-    lists = manifest.label_lists()
-    labeled = np.array([bool(labs) for labs in lists])
-    if not labeled.all():
-        notes.append(f"{int((~labeled).sum())} item(s) without a label are left out")
-    enc = infer_encoding(
-        [labs for labs, ok in zip(lists, labeled, strict=True) if ok], task, positive
-    )
-    st = find_store(model, ws, store=store)
-    ids = frame["id"][labeled].tolist()
-    have = st.index
-    failed = st.failures
-    gone = [i for i in ids if i not in have and i in failed]
-    missing = [i for i in ids if i not in have and i not in failed]
-    if missing:
-        raise DataError(
-            f"{len(missing)} of {len(ids)} labeled item(s) of {dataset} have no embeddings in "
-            f"store {st.path.name} (first: {', '.join(missing[:5])}); run 'sslstack extract "
-            f"--data {manifest.source} --model {model}' first"
-        )
-    if gone:
-        notes.append(f"{len(gone)} item(s) whose extraction failed are left out (first: {gone[0]})")
-    _refuse_foreign(ws, dataset, manifest, st, ids)
-    sub = Manifest(
-        frame=frame[labeled].reset_index(drop=True), source=manifest.source, name=manifest.name
-    )
-    y_all = enc.encode([labs for labs, ok in zip(lists, labeled, strict=True) if ok])
-    check_label_counts(enc, y_all)
-    # the seed makes new folds; saved folds are reused whatever the seed of this fit
-    fresh = not (ws.dataset_dir(dataset) / "folds.json").exists()
-    fo = get_folds(
-        ws, dataset, sub, k=folds, seed=seed if fresh else None, group_col=group_col, y=y_all
-    )
-    if gone:
-        keep = np.array([i not in failed for i in ids])
-        ids, y_all = [i for i, k in zip(ids, keep, strict=True) if k], y_all[keep]
-    check_label_counts(enc, y_all)
-    splits = fo.splits(ids)
-    notes += _check_splits(enc, y_all, splits, fo.names)
-    gcol = fo.group_col
-    groups = None
-    if gcol is not None:
-        gmap = dict(zip(frame["id"], frame[gcol].astype(str), strict=True))
-        groups = np.array([gmap[i] for i in ids])
-    return _Problem(
-        ws, dataset, st, enc, ids, y_all, fo, splits, groups, FeatureReader(st, ids), notes
-    )
-
-
-def _refuse_foreign(
-    ws: Workspace, dataset: str, manifest: Manifest, st: Store, ids: list[str]
-) -> None:
-    """Refuse vectors that another dataset's audio overwrote (same ids, other files)."""
-    from ..datasets import foreign_items
-
-    want = set(ids)
-    stored = {i: h for i, h in st.hashes().items() if i in want}
-    foreign = foreign_items(ws, dataset, manifest, stored)
-    if foreign:
-        raise DataError(
-            f"{len(foreign)} item(s) of {dataset} hold embeddings of other audio in store "
-            f"{st.path.name} (first: {', '.join(foreign[:5])}): another dataset uses the same "
-            f"ids; run 'sslstack extract --data {manifest.source} --model {st.key.model}' "
-            "again, and give the datasets distinct ids (an 'id' column or other paths)"
-        )
-
-
-def _check_splits(
-    enc: LabelEncoding,
-    y: np.ndarray,
-    splits: list[tuple[np.ndarray, np.ndarray]],
-    fold_names: Sequence[str] = (),
-) -> list[str]:
-    """Count labels that a fold validates on but never trains on (warnings)."""
-    notes = []
-    for k, (tr, va) in enumerate(splits):
-        if enc.task == "multilabel":
-            absent = np.flatnonzero((y[va].sum(axis=0) > 0) & (y[tr].sum(axis=0) == 0))
-            n_items = int(y[va][:, absent].any(axis=1).sum()) if len(absent) else 0
-        else:
-            absent = np.setdiff1d(np.unique(y[va]), np.unique(y[tr]))
-            n_items = int(np.isin(y[va], absent).sum())
-        if len(absent):
-            names = ", ".join(enc.labels[i] for i in absent[:5])
-            notes.append(
-                f"fold {fold_names[k] if fold_names else k}: {len(absent)} label(s) ({names}) "
-                f"occur in validation ({n_items} items) but not in training; they get "
-                "probability 0 there"
-            )
-    return notes
-
-
 def _pca_choices(pca: str | int, head: Head, dim: int) -> list[int]:
     if isinstance(pca, int) or (isinstance(pca, str) and pca.isdigit()):
         width = int(pca)
@@ -266,7 +133,7 @@ def _pca_choices(pca: str | int, head: Head, dim: int) -> list[int]:
     raise ConfigError(f"--pca {pca!r}: use auto, off, tune or a width such as 64")
 
 
-def _study_name(prob: _Problem, head: str, metric: str, space: dict[str, Any]) -> str:
+def _study_name(prob: Problem, head: str, metric: str, space: dict[str, Any]) -> str:
     blob = json.dumps(
         {**space, "folds": prob.folds.digest, "enc": prob.enc.to_dict()}, sort_keys=True
     )
@@ -366,10 +233,10 @@ def fit_head(
     ws = Workspace.at(workspace)
     if trials < 0:
         raise ConfigError(f"--trials {trials}: use 0 (defaults) or more")
-    prob = _prepare(ws, model, data, task, positive, group_col, folds, seed, store)
+    prob = prepare_problem(ws, model, data, task, positive, group_col, folds, seed, store)
     met = get_metric(metric or DEFAULT_METRIC[prob.enc.task], prob.enc.task)
-    layers = layer_choices(prob.store, _int_list(layer))
-    pools = pool_choices(prob.store, _str_list(pool))
+    layers = layer_choices(prob.store, int_list(layer))
+    pools = pool_choices(prob.store, str_list(pool))
     first = prob.reader.matrix(FeatureChoice(layers[0], pools[0].split("+")[0]))
     pcas = _pca_choices(pca, hd, first.shape[1])
     dev, why = resolve_device(device, head, prob.enc.task)
@@ -378,7 +245,7 @@ def fit_head(
         prob.enc.n_classes,
         seed,
         dev,
-        threads or _threads(len(prob.ids) * first.shape[1], hd),
+        threads or threads_for(len(prob.ids) * first.shape[1], hd),
         max_rounds or DEFAULT_MAX_ROUNDS,
     )
     loop = TrialLoop(budget, len(prob.splits), trials, met.direction == "maximize",
@@ -483,7 +350,7 @@ def fit_head(
 
 
 def _recipe(
-    prob: _Problem,
+    prob: Problem,
     head: str,
     metric: str,
     best: dict[str, Any],
@@ -511,7 +378,7 @@ def _recipe(
     }
 
 
-def _reused(run: Run, prob: _Problem, t0: float) -> FitResult:
+def _reused(run: Run, prob: Problem, t0: float) -> FitResult:
     """The FitResult of a run saved before with the same recipe."""
     m = run.meta
     note = (
@@ -602,49 +469,12 @@ def _warm_params(
     return start
 
 
-def _threads(cells: int, head: Head | None = None) -> int:
-    """Threads of a fit: every core on large data, one below 2 million feature values.
-
-    On small data OpenMP/BLAS threads spin at their barriers and cost more than they save; on a
-    busy 2-core machine the same 50-round 10-class XGBoost fit on 300 x 64 took 1.2-1.6 s on one
-    thread and 45-49 s on two, and a logistic fit was 50x slower (docs/classify.md). ``head`` is
-    accepted for heads that might want their own rule."""
-    return 1 if cells < 2_000_000 else _cores()
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def _suggest(trial: Any, name: str, choices: list[Any]) -> Any:
     return trial.suggest_categorical(name, choices) if len(choices) > 1 else choices[0]
 
 
-def _int_list(layer: Sequence[int] | str | int | None) -> list[int] | None:
-    if layer is None:
-        return None
-    if isinstance(layer, int):
-        return [layer]
-    if isinstance(layer, str):
-        from ..parsing import parse_int_list
-
-        return parse_int_list(layer, "--layers")
-    return [int(v) for v in layer]
-
-
-def _str_list(pool: Sequence[str] | str | None) -> list[str] | None:
-    if pool is None:
-        return None
-    if isinstance(pool, str):
-        return [p.strip() for p in pool.split(",") if p.strip()]
-    return list(pool)
-
-
 def _save(
-    prob: _Problem,
+    prob: Problem,
     hd: Head,
     metric: str,
     choice: FeatureChoice,
@@ -725,29 +555,3 @@ def _save(
         warnings=prob.warnings,
         trial_score=trial_score,
     )
-
-
-def predict_head(ws: Any, run: Run | str | int, ids: Sequence[str]) -> np.ndarray:
-    """Probabilities ``(n, n_labels)`` of a head run for ``ids``, averaged over its fold models.
-
-    The items must already be extracted with the run's encoder (same store).
-
-    Raises:
-        RunError: the run is not a head run or its models are missing.
-        StoreError: items without embeddings in the run's store.
-    """
-    w = Workspace.at(ws)
-    r = run if isinstance(run, Run) else load_run(w, run)
-    if r.meta.get("kind") != "head":
-        raise RunError(f"run {r.id} is a {r.meta.get('kind')} run, not a head run")
-    hd = get_head(r.meta["head"])
-    enc = LabelEncoding.from_dict(r.meta)
-    fc = r.meta["feature_choice"]
-    st = find_store(r.meta["encoder"], w, store=fc["store"])
-    x = FeatureReader(st, list(ids)).matrix(FeatureChoice(fc["layer"], fc["pool"]))
-    models: list[FoldModel] = load_models(hd, r.dir / "models", r.meta.get("models", []))
-    if not models:
-        raise RunError(f"run {r.id}: no fold models in {r.dir / 'models'}")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return np.mean([predict_fold(hd, fm, x, enc) for fm in models], axis=0)

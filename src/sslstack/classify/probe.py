@@ -19,9 +19,9 @@ import pandas as pd
 from ..workspace import Workspace, atomic_write_json
 from .cv import cross_validate
 from .features import FeatureChoice, layer_choices, pool_choices
-from .fit import _int_list, _prepare, _str_list, _threads
 from .heads import FitContext, get_head
 from .metrics import DEFAULT_METRIC, get_metric
+from .problem import int_list, prepare_problem, str_list, threads_for
 
 
 @dataclass
@@ -127,15 +127,15 @@ def probe(model: str | ProbeConfig, *, workspace: Any = None, **settings: Any) -
     model = str(model)
     t0 = time.time()
     ws = Workspace.at(workspace)
-    prob = _prepare(ws, model, data, task, positive, group_col, folds, seed, store)
+    prob = prepare_problem(ws, model, data, task, positive, group_col, folds, seed, store)
     met = get_metric(metric or DEFAULT_METRIC[prob.enc.task], prob.enc.task)
-    wanted = _int_list(layer)
+    wanted = int_list(layer)
     layers = [
         la
         for la in prob.store.layer_names
         if wanted is None or (la.isdigit() and int(la) in wanted)
     ]
-    pools = _str_list(pool) or prob.store.clip_pools()
+    pools = str_list(pool) or prob.store.clip_pools()
     # what fit-head searches: ranges and concatenations of layers, the concatenated poolings
     all_layers = layers + [c for c in layer_choices(prob.store, wanted) if c not in layers]
     all_pools = pools + [c for c in pool_choices(prob.store, pools) if c not in pools]
@@ -145,7 +145,9 @@ def probe(model: str | ProbeConfig, *, workspace: Any = None, **settings: Any) -
         prob.enc.n_classes,
         seed,
         "cpu",
-        _threads(len(prob.ids) * prob.reader.matrix(FeatureChoice(layers[0], pools[0])).shape[1]),
+        threads_for(
+            len(prob.ids) * prob.reader.matrix(FeatureChoice(layers[0], pools[0])).shape[1]
+        ),
     )
     params = {"C": C, "class_weight": "none", "standardize": True}
     full = pd.DataFrame(index=pd.Index(all_layers, name="layer"), columns=all_pools, dtype=float)

@@ -1,0 +1,44 @@
+"""``predict_head``: apply a saved head run to items of any dataset already extracted."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..cache import find_store
+from ..errors import RunError
+from ..runs import Run, load_run
+from ..workspace import Workspace
+from .cv import FoldModel, load_models, predict_fold
+from .features import FeatureChoice, FeatureReader
+from .heads import get_head
+from .labels import LabelEncoding
+
+
+def predict_head(ws: Any, run: Run | str | int, ids: Sequence[str]) -> np.ndarray:
+    """Probabilities ``(n, n_labels)`` of a head run for ``ids``, averaged over its fold models.
+
+    The items must already be extracted with the run's encoder (same store).
+
+    Raises:
+        RunError: the run is not a head run or its models are missing.
+        StoreError: items without embeddings in the run's store.
+    """
+    w = Workspace.at(ws)
+    r = run if isinstance(run, Run) else load_run(w, run)
+    if r.meta.get("kind") != "head":
+        raise RunError(f"run {r.id} is a {r.meta.get('kind')} run, not a head run")
+    hd = get_head(r.meta["head"])
+    enc = LabelEncoding.from_dict(r.meta)
+    fc = r.meta["feature_choice"]
+    st = find_store(r.meta["encoder"], w, store=fc["store"])
+    x = FeatureReader(st, list(ids)).matrix(FeatureChoice(fc["layer"], fc["pool"]))
+    models: list[FoldModel] = load_models(hd, r.dir / "models", r.meta.get("models", []))
+    if not models:
+        raise RunError(f"run {r.id}: no fold models in {r.dir / 'models'}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return np.mean([predict_fold(hd, fm, x, enc) for fm in models], axis=0)

@@ -1,0 +1,185 @@
+"""A head's problem, set up once and shared by ``fit_head`` and ``probe``: the dataset, its one
+fold assignment, the labels as targets, and a reader of the store's feature choices."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..cache import Store, find_store
+from ..datasets import resolve_dataset
+from ..errors import DataError
+from ..manifest import Manifest
+from ..workspace import Workspace
+from .features import FeatureReader
+from .folds import Folds, get_folds
+from .heads import Head
+from .labels import LabelEncoding, check_label_counts, infer_encoding
+
+
+@dataclass
+class Problem:
+    """Everything a trial needs, prepared once."""
+
+    ws: Workspace
+    dataset: str
+    store: Store
+    enc: LabelEncoding
+    ids: list[str]
+    y: np.ndarray
+    folds: Folds
+    splits: list[tuple[np.ndarray, np.ndarray]]
+    groups: np.ndarray | None
+    reader: FeatureReader
+    warnings: list[str]
+
+
+def prepare_problem(
+    ws: Workspace,
+    model: str,
+    data: Any,
+    task: str | None,
+    positive: str | None,
+    group_col: str | None,
+    folds: int | None,
+    seed: int,
+    store: str | None,
+) -> Problem:
+    dataset, manifest = resolve_dataset(ws, data)
+    if not manifest.has_labels:
+        raise DataError(
+            f"dataset {dataset} ({manifest.source}) has no labels; heads need a 'label' or "
+            "'labels' column (name another with 'sslstack extract --label-col NAME')"
+        )
+    notes: list[str] = []
+    frame = manifest.frame
+    lists = manifest.label_lists()
+    labeled = np.array([bool(labs) for labs in lists])
+    if not labeled.all():
+        notes.append(f"{int((~labeled).sum())} item(s) without a label are left out")
+    enc = infer_encoding(
+        [labs for labs, ok in zip(lists, labeled, strict=True) if ok], task, positive
+    )
+    st = find_store(model, ws, store=store)
+    ids = frame["id"][labeled].tolist()
+    have = st.index
+    failed = st.failures
+    gone = [i for i in ids if i not in have and i in failed]
+    missing = [i for i in ids if i not in have and i not in failed]
+    if missing:
+        raise DataError(
+            f"{len(missing)} of {len(ids)} labeled item(s) of {dataset} have no embeddings in "
+            f"store {st.path.name} (first: {', '.join(missing[:5])}); run 'sslstack extract "
+            f"--data {manifest.source} --model {model}' first"
+        )
+    if gone:
+        notes.append(f"{len(gone)} item(s) whose extraction failed are left out (first: {gone[0]})")
+    _refuse_foreign(ws, dataset, manifest, st, ids)
+    sub = Manifest(
+        frame=frame[labeled].reset_index(drop=True), source=manifest.source, name=manifest.name
+    )
+    y_all = enc.encode([labs for labs, ok in zip(lists, labeled, strict=True) if ok])
+    check_label_counts(enc, y_all)
+    # the seed makes new folds; saved folds are reused whatever the seed of this fit
+    fresh = not (ws.dataset_dir(dataset) / "folds.json").exists()
+    fo = get_folds(
+        ws, dataset, sub, k=folds, seed=seed if fresh else None, group_col=group_col, y=y_all
+    )
+    if gone:
+        keep = np.array([i not in failed for i in ids])
+        ids, y_all = [i for i, k in zip(ids, keep, strict=True) if k], y_all[keep]
+    check_label_counts(enc, y_all)
+    splits = fo.splits(ids)
+    notes += _check_splits(enc, y_all, splits, fo.names)
+    gcol = fo.group_col
+    groups = None
+    if gcol is not None:
+        gmap = dict(zip(frame["id"], frame[gcol].astype(str), strict=True))
+        groups = np.array([gmap[i] for i in ids])
+    return Problem(
+        ws, dataset, st, enc, ids, y_all, fo, splits, groups, FeatureReader(st, ids), notes
+    )
+
+
+def _refuse_foreign(
+    ws: Workspace, dataset: str, manifest: Manifest, st: Store, ids: list[str]
+) -> None:
+    """Refuse vectors that another dataset's audio overwrote (same ids, other files)."""
+    from ..datasets import foreign_items
+
+    want = set(ids)
+    stored = {i: h for i, h in st.hashes().items() if i in want}
+    foreign = foreign_items(ws, dataset, manifest, stored)
+    if foreign:
+        raise DataError(
+            f"{len(foreign)} item(s) of {dataset} hold embeddings of other audio in store "
+            f"{st.path.name} (first: {', '.join(foreign[:5])}): another dataset uses the same "
+            f"ids; run 'sslstack extract --data {manifest.source} --model {st.key.model}' "
+            "again, and give the datasets distinct ids (an 'id' column or other paths)"
+        )
+
+
+def _check_splits(
+    enc: LabelEncoding,
+    y: np.ndarray,
+    splits: list[tuple[np.ndarray, np.ndarray]],
+    fold_names: Sequence[str] = (),
+) -> list[str]:
+    """Count labels that a fold validates on but never trains on (warnings)."""
+    notes = []
+    for k, (tr, va) in enumerate(splits):
+        if enc.task == "multilabel":
+            absent = np.flatnonzero((y[va].sum(axis=0) > 0) & (y[tr].sum(axis=0) == 0))
+            n_items = int(y[va][:, absent].any(axis=1).sum()) if len(absent) else 0
+        else:
+            absent = np.setdiff1d(np.unique(y[va]), np.unique(y[tr]))
+            n_items = int(np.isin(y[va], absent).sum())
+        if len(absent):
+            names = ", ".join(enc.labels[i] for i in absent[:5])
+            notes.append(
+                f"fold {fold_names[k] if fold_names else k}: {len(absent)} label(s) ({names}) "
+                f"occur in validation ({n_items} items) but not in training; they get "
+                "probability 0 there"
+            )
+    return notes
+
+
+def threads_for(cells: int, head: Head | None = None) -> int:
+    """Threads of a fit: every core on large data, one below 2 million feature values.
+
+    On small data OpenMP/BLAS threads spin at their barriers and cost more than they save; on a
+    busy 2-core machine the same 50-round 10-class XGBoost fit on 300 x 64 took 1.2-1.6 s on one
+    thread and 45-49 s on two, and a logistic fit was 50x slower (docs/classify.md). ``head`` is
+    accepted for heads that might want their own rule."""
+    return 1 if cells < 2_000_000 else cores()
+
+
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def int_list(layer: Sequence[int] | str | int | None) -> list[int] | None:
+    if layer is None:
+        return None
+    if isinstance(layer, int):
+        return [layer]
+    if isinstance(layer, str):
+        from ..parsing import parse_int_list
+
+        return parse_int_list(layer, "--layers")
+    return [int(v) for v in layer]
+
+
+def str_list(pool: Sequence[str] | str | None) -> list[str] | None:
+    if pool is None:
+        return None
+    if isinstance(pool, str):
+        return [p.strip() for p in pool.split(",") if p.strip()]
+    return list(pool)
