@@ -225,9 +225,9 @@ def test_probe_scores_the_concatenations_a_head_can_pick(tmp_path: Path) -> None
     for la, po in (("0+2+3", "mean+std"), ("0..3", "mean")):
         from sslstack.classify.cv import cross_validate
         from sslstack.classify.features import FeatureChoice
-        from sslstack.classify.problem import prepare_problem as _prepare
         from sslstack.classify.heads import FitContext, get_head
         from sslstack.classify.metrics import get_metric
+        from sslstack.classify.problem import prepare_problem as _prepare
         from sslstack.workspace import Workspace
 
         prob = _prepare(Workspace.at(s.ws), "fake", None, None, None, None, None, 0, None)
