@@ -327,3 +327,18 @@ def test_this_xgboost_cpu_build_is_seen_as_such() -> None:
     assert ok == bool(xgboost.build_info().get("USE_CUDA", False))
     if not ok:
         assert "without CUDA" in why
+
+
+def test_fit_head_prints_fold_lines_only_when_a_trial_is_slow(monkeypatch: Any) -> None:
+    from types import SimpleNamespace
+
+    import sslstack.cli.heads as cli_heads
+
+    lines: list[str] = []
+    monkeypatch.setattr(cli_heads, "console", SimpleNamespace(print=lambda s, **k: lines.append(s)))
+    monkeypatch.setattr(cli_heads, "progress_line", lambda ev: f"{ev.stage} {ev.elapsed_s}")
+    printer = cli_heads._ProgressPrinter()
+    for stage, t in [("note", None), ("fold", 0.5), ("fold", 1.0), ("trial", 1.2), ("fold", 3.0),
+                     ("fold", 7.0), ("fold", 8.0), ("fold", 12.5), ("trial", 13.0)]:  # fmt: skip
+        printer(SimpleNamespace(stage=stage, elapsed_s=t))
+    assert lines == ["note None", "fold 0.5", "trial 1.2", "fold 7.0", "fold 12.5", "trial 13.0"]

@@ -98,6 +98,23 @@ def progress_line(ev: Any) -> str:
     return f"trial {ev.trial}: {what} ({best}); {clock}"
 
 
+class _ProgressPrinter:
+    """Prints every trial, refit and note line; a fold line only when the last line printed is
+    ``FOLD_EVERY_S`` old, so a slow trial shows its folds and a fast study stays short."""
+
+    FOLD_EVERY_S = 5.0
+
+    def __init__(self) -> None:
+        self.last = -math.inf
+
+    def __call__(self, ev: Any) -> None:
+        now = float(ev.elapsed_s or 0.0) if ev.stage != "note" else self.last
+        if ev.stage == "fold" and now - self.last < self.FOLD_EVERY_S:
+            return
+        self.last = now
+        console.print(progress_line(ev), highlight=False)
+
+
 def fit_head_cmd(
     head: Annotated[str, typer.Argument(help="The head to tune: logreg, xgb or catboost.")],
     model: ModelOpt,
@@ -138,8 +155,7 @@ def fit_head_cmd(
     """Tune a head (Optuna) under the dataset's shared folds and save it as a run."""
     from ..classify.fit import FitConfig, fit_head
 
-    def progress(ev: Any) -> None:
-        console.print(progress_line(ev), highlight=False)
+    progress = _ProgressPrinter()
 
     cfg = FitConfig(
         head,
