@@ -69,13 +69,13 @@ _flags_without_type()
 
 
 def _width() -> int | None:
-    """Terminal width; 150 columns when output is not a terminal (logs, CI, pipes), so
+    """Terminal width; 200 columns when output is not a terminal (logs, CI, pipes), so
     tables are not cut at rich's default of 80."""
     import shutil
 
     if sys.stdout.isatty() or "COLUMNS" in os.environ:
         return None
-    return shutil.get_terminal_size((150, 40)).columns
+    return shutil.get_terminal_size((200, 40)).columns
 
 
 console = Console(stderr=True, highlight=False, width=_width())
