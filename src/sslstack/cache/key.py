@@ -75,3 +75,16 @@ class StoreKey:
     def differences(self, other: StoreKey) -> list[str]:
         a, b = self.to_dict(), other.to_dict()
         return [f"{k}: {a[k]!r} != {b[k]!r}" for k in a if a[k] != b.get(k)]
+
+
+WINDOW_MAX_SUFFIX = "_wmax"
+
+
+def window_pool_name(pool: str) -> str:
+    """The clip-level pooling of a windowed store that takes the max over a recording's windows
+    (``<pool>`` itself is their mean)."""
+    return f"{pool}{WINDOW_MAX_SUFFIX}"
+
+
+def is_window_pool(name: str) -> bool:
+    return name.endswith(WINDOW_MAX_SUFFIX)

@@ -42,7 +42,7 @@ import numpy as np
 
 from ..errors import SslstackWarning, StoreError, StoreLockedError
 from ..workspace import atomic_write_json, read_json
-from .key import StoreKey
+from .key import StoreKey, window_pool_name
 from .parts import (
     DamagedPart,
     attr_json,
@@ -354,7 +354,7 @@ class Store:
         """Clip-level poolings: the key's pools, plus ``<pool>_wmax`` for windowed stores."""
         pools = list(self.key.pools)
         if self.key.window is not None:
-            pools += [f"{p}_wmax" for p in self.key.pools]
+            pools += [window_pool_name(p) for p in self.key.pools]
         return pools
 
     def read(

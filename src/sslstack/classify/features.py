@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from ..cache import Store
 from ..cache.features import FeatureChoice, FeatureReader, read_features
+from ..cache.key import is_window_pool
 from ..errors import ConfigError
 
 __all__ = [
@@ -82,7 +83,7 @@ def pool_choices(store: Store, pools: Sequence[str] | None = None) -> list[str]:
             )
         have = list(dict.fromkeys(pools))
     out = list(have)
-    base = [p for p in have if not p.endswith("_wmax") and "+" not in p]
+    base = [p for p in have if not is_window_pool(p) and "+" not in p]
     if len(base) > 1:
         out.append("+".join(base))
     return out

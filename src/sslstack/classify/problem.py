@@ -14,6 +14,7 @@ from ..cache import Store, find_store
 from ..datasets import resolve_dataset
 from ..errors import DataError
 from ..manifest import Manifest
+from ..parsing import parse_csv_list, parse_int_list
 from ..workspace import Workspace
 from .features import FeatureReader
 from .folds import Folds, get_folds
@@ -166,20 +167,14 @@ def cores() -> int:
 
 
 def int_list(layer: Sequence[int] | str | int | None) -> list[int] | None:
-    if layer is None:
-        return None
-    if isinstance(layer, int):
-        return [layer]
+    """``layer=`` as given to fit_head / probe: an int, ``"6-12"``-style text, or ints."""
+    if layer is None or isinstance(layer, int):
+        return None if layer is None else [layer]
     if isinstance(layer, str):
-        from ..parsing import parse_int_list
-
         return parse_int_list(layer, "--layers")
     return [int(v) for v in layer]
 
 
 def str_list(pool: Sequence[str] | str | None) -> list[str] | None:
-    if pool is None:
-        return None
-    if isinstance(pool, str):
-        return [p.strip() for p in pool.split(",") if p.strip()]
-    return list(pool)
+    """``pool=`` as given: ``"mean,std"``-style text or names."""
+    return parse_csv_list(pool) if isinstance(pool, str) else None if pool is None else list(pool)

@@ -8,14 +8,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..cache.key import window_pool_name
 from ..cache.store import ItemResult
 
 Partial = dict[int, list[tuple[float | None, dict[str, np.ndarray]]]]
-
-
-def window_pool_name(pool: str) -> str:
-    """The clip-level pooling that takes the max over a recording's windows."""
-    return f"{pool}_wmax"
 
 
 def assemble(

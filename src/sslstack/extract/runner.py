@@ -23,6 +23,7 @@ from ..cache.store import Store, StoreWriter
 from ..datasets import read_dataset_manifest, register_dataset
 from ..errors import AudioError
 from ..manifest import Manifest
+from ..parsing import parse_csv_list
 from ..progress import ProgressBar
 from ..workspace import Workspace
 from .assemble import Partial, assemble
@@ -69,7 +70,7 @@ def extract(
     t0 = time.perf_counter()
     ws = Workspace.at(workspace)
     if isinstance(settings.get("pools"), str):
-        settings["pools"] = tuple(settings["pools"].split(","))
+        settings["pools"] = tuple(parse_csv_list(settings["pools"]) or ())
     cfg = validate_config(ExtractConfig(model=model, **settings))
     manifest = data if isinstance(data, Manifest) else read_dataset_manifest(ws, data)
     spec = resolve_encoder(
