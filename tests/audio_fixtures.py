@@ -16,6 +16,14 @@ def tone(seconds: float, sr: int = 16000, freq: float = 440.0, seed: int = 0) ->
     )
 
 
+def voiced(seconds: float, seed: int, sr: int = 16000) -> np.ndarray:
+    """A tone whose pitch follows ``seed`` (200 + 50 * seed Hz) in a little noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    wave = 0.3 * np.sin(2 * np.pi * (200 + 50 * seed) * t) + 0.05 * rng.standard_normal(len(t))
+    return wave.astype(np.float32)
+
+
 def write_dataset(
     root: Path,
     n: int = 12,

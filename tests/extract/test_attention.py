@@ -16,14 +16,6 @@ WAVE = [v for v in VARIANTS if v not in SPECTROGRAM]
 NO_SDPA = {"wavlm-group", "wavlm-layer", "sew-d-group", "sew-d-layer"}  # transformers has none
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Three clips of 0.9, 0.7 and 0.5 s zero-padded to 0.9 s, and their sample mask."""
     g = torch.Generator().manual_seed(seed)

@@ -23,6 +23,7 @@ from sslstack.extract import families
 from sslstack.extract import hf_model as hf
 from sslstack.extract.families import _seq_first_contiguous, names
 from sslstack.extract.resolve import resolve_encoder
+from tests.audio_fixtures import voiced
 from tests.tiny_models import VARIANTS
 
 POOLS = ("mean", "std", "max")
@@ -38,21 +39,8 @@ SR = 16000
 _ENCODERS: dict[tuple[str, tuple[int, ...] | None], hf.HFEncoder] = {}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from threads, and OpenMP spin-waits when the cores are shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _wave(seconds: float, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SR)) / SR
-    return (
-        0.3 * np.sin(2 * np.pi * (200 + 50 * seed) * t) + 0.05 * rng.standard_normal(len(t))
-    ).astype(np.float32)
+    return voiced(seconds, seed, SR)
 
 
 def _encoder(tiny_model, variant: str, layers: tuple[int, ...] | None = None) -> hf.HFEncoder:

@@ -25,14 +25,6 @@ POOLS = ("mean", "std", "max")
 SR = 16000
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _close(a: np.ndarray, b: np.ndarray, rtol: float) -> None:
     scale = max(float(np.abs(b).max()), 1e-6)
     assert float(np.abs(a - b).max()) <= rtol * scale, (float(np.abs(a - b).max()), scale)

@@ -16,25 +16,14 @@ from sslstack.extract import hf_model as hf_encoder
 from sslstack.extract.pooling import masked_stats
 from sslstack.extract.precision import bf16_mode, fp32_grouped_convs, is_fp32_conv
 from sslstack.extract.resolve import resolve_encoder
+from tests.audio_fixtures import voiced
 from tests.tiny_models import SPECTROGRAM, VARIANTS
 
 SR = 16000
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _wave(seconds: float, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SR)) / SR
-    return (
-        0.3 * np.sin(2 * np.pi * (200 + 50 * seed) * t) + 0.05 * rng.standard_normal(len(t))
-    ).astype(np.float32)
+    return voiced(seconds, seed, SR)
 
 
 def _rel_l2(got: np.ndarray, ref: np.ndarray) -> float:
