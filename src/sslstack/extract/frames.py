@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import reduce
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -77,31 +76,6 @@ def frame_stats(layers: Sequence[torch.Tensor]) -> Stats:
         )
     masks = [torch.ones(h.shape[:2], dtype=torch.bool, device=h.device) for h in layers]
     return masked_stats(list(layers), masks)
-
-
-def split_stats(s: Stats) -> list[Stats]:
-    return [
-        Stats(s.count[b : b + 1], s.mean[b : b + 1], s.m2[b : b + 1], s.max[b : b + 1])
-        for b in range(s.mean.shape[0])
-    ]
-
-
-def cat_stats(items: Sequence[Stats]) -> Stats:
-    import torch
-
-    return Stats(
-        *(torch.cat([getattr(s, f) for s in items]) for f in ("count", "mean", "m2", "max"))
-    )
-
-
-def merge_pieces(piece_stats: Sequence[Stats], owners: Sequence[int], n_clips: int) -> Stats:
-    """Merge per-piece statistics (one item each) into per-clip statistics, in clip order."""
-    per_clip: list[list[Stats]] = [[] for _ in range(n_clips)]
-    for s, i in zip(piece_stats, owners, strict=True):
-        per_clip[i].append(s)
-    if any(not p for p in per_clip):
-        raise EncoderError("a clip produced no window")  # pragma: no cover (plans give one)
-    return cat_stats([reduce(Stats.merge, p) for p in per_clip])
 
 
 def batched(n: int, size: int | None) -> list[range]:

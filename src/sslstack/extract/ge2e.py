@@ -22,8 +22,8 @@ import numpy as np
 
 from ..errors import EncoderError
 from .base import Encoder, EncoderSpec, register_builtin, select_layers
-from .frames import batched, frame_stats, merge_pieces, split_stats
-from .pooling import finalize
+from .frames import batched, frame_stats
+from .pooling import finalize, merge_pieces, split_stats
 from .runtimes import check_dtype
 from .weights import announce_licence, files_digest, package_file, package_version, weight_records
 

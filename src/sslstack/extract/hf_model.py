@@ -10,7 +10,6 @@ import contextlib
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from functools import reduce
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from .families import (
     spectrogram_mask,
 )
 from .masked_norm import MaskedGroupNorm
-from .pooling import Stats, masked_stats
+from .pooling import Stats, masked_stats, merge_pieces, split_stats
 from .precision import BF16_WEIGHTS, bf16_mode, fp32_grouped_convs
 
 _PAD_WASTE = 1.25  # a pad group's padded samples stay within this factor of its real samples
@@ -205,10 +204,7 @@ class HFEncoder(Encoder):
         stats: dict[int, Stats] = {}
         for group, x, mask, n in prep.groups:
             stats.update(zip(group, self._run(x, mask, n), strict=True))
-        per_item: list[list[Stats]] = [[] for _ in range(prep.n_items)]
-        for j, i in enumerate(prep.owner):  # chunks in clip order
-            per_item[i].append(stats[j])
-        merged = _cat([reduce(Stats.merge, chunks) for chunks in per_item])
+        merged = merge_pieces([stats[j] for j in range(len(prep.owner))], prep.owner, prep.n_items)
         return Pooled.from_stats(merged, pools, self.device)
 
     def _chunks(self, w: np.ndarray) -> list[np.ndarray]:
@@ -241,7 +237,7 @@ class HFEncoder(Encoder):
         """Forward a group, halving it on CUDA out-of-memory (``oom_splits`` counts the halvings,
         so the pipeline can make its later batches smaller)."""
         try:
-            return _split(self._forward(x, mask, n))
+            return split_stats(self._forward(x, mask, n))
         except torch.cuda.OutOfMemoryError:
             if len(n) == 1:
                 raise
@@ -357,19 +353,6 @@ class _Prepared:
     n_items: int
     owner: list[int]  # piece -> index of its wave
     groups: list[tuple[list[int], torch.Tensor, torch.Tensor | None, torch.Tensor]]
-
-
-def _split(s: Stats) -> list[Stats]:
-    return [
-        Stats(s.count[b : b + 1], s.mean[b : b + 1], s.m2[b : b + 1], s.max[b : b + 1])
-        for b in range(s.mean.shape[0])
-    ]
-
-
-def _cat(items: list[Stats]) -> Stats:
-    return Stats(
-        *(torch.cat([getattr(s, f) for s in items]) for f in ("count", "mean", "m2", "max"))
-    )
 
 
 def _get_attr(obj: Any, path: str) -> Any:

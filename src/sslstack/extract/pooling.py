@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import reduce
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, EncoderError
 from ..registry import Registry
 
 if TYPE_CHECKING:  # torch is imported lazily: a fully cached rerun never loads it
@@ -66,6 +67,33 @@ def masked_stats(
     return Stats(
         torch.stack(counts, 1), torch.stack(means, 1), torch.stack(m2s, 1), torch.stack(maxs, 1)
     )
+
+
+def split_stats(s: Stats) -> list[Stats]:
+    """One :class:`Stats` per item of a batch."""
+    return [
+        Stats(s.count[b : b + 1], s.mean[b : b + 1], s.m2[b : b + 1], s.max[b : b + 1])
+        for b in range(s.mean.shape[0])
+    ]
+
+
+def cat_stats(items: Sequence[Stats]) -> Stats:
+    """Items' statistics as one batch (the inverse of :func:`split_stats`)."""
+    import torch
+
+    return Stats(
+        *(torch.cat([getattr(s, f) for s in items]) for f in ("count", "mean", "m2", "max"))
+    )
+
+
+def merge_pieces(piece_stats: Sequence[Stats], owners: Sequence[int], n_clips: int) -> Stats:
+    """Merge per-piece statistics (one item each) into per-clip statistics, in clip order."""
+    per_clip: list[list[Stats]] = [[] for _ in range(n_clips)]
+    for s, i in zip(piece_stats, owners, strict=True):
+        per_clip[i].append(s)
+    if any(not p for p in per_clip):
+        raise EncoderError("a clip produced no window")  # pragma: no cover (plans give one)
+    return cat_stats([reduce(Stats.merge, p) for p in per_clip])
 
 
 def _std(s: Stats) -> torch.Tensor:

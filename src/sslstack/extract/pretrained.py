@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from .base import Encoder, EncoderSpec, register_builtin, select_layers
-from .frames import as_frames, batched, frame_stats, merge_pieces, split_stats
-from .pooling import Stats, finalize
+from .frames import as_frames, batched, frame_stats
+from .pooling import Stats, finalize, merge_pieces, split_stats
 from .runtimes import OnnxSession, RuntimeEncoder, Sidecar, TFLiteSession, check_dtype
 from .weights import (
     announce_licence,

@@ -19,8 +19,8 @@ import numpy as np
 
 from ..errors import EncoderError
 from .base import Encoder, EncoderSpec, select_layers
-from .frames import WindowPlan, as_frames, batched, frame_stats, merge_pieces, split_stats
-from .pooling import Stats, finalize
+from .frames import WindowPlan, as_frames, batched, frame_stats
+from .pooling import Stats, finalize, merge_pieces, split_stats
 from .weights import files_digest, import_runtime, pip_extra, weight_records
 
 SUFFIXES = {".onnx": "onnx", ".tflite": "tflite", ".pt": "torchscript", ".ts": "torchscript"}
