@@ -27,6 +27,7 @@ class Encoder(ABC):
     layer_names: list[str]
     device: str = "cpu"
     dtype: str = "fp32"
+    oom_splits: int = 0  # batches halved after a device out-of-memory (the pipeline reads it)
 
     @abstractmethod
     def encode(

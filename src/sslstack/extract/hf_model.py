@@ -140,7 +140,6 @@ class HFEncoder(Encoder):
         self._masked_norms = [m for m in model.modules() if isinstance(m, MaskedGroupNorm)]
         self._set_precision()
         self.batching = family.batching(self.cfg)
-        self.oom_splits = 0
         self.min_samples = self._min_samples() if family.input == "waveform" else 400
         self.info = {
             **spec.info,

@@ -87,10 +87,10 @@ def _prepared(encoder: Encoder, stream: Iterator[Batch]) -> Iterator[Batch]:
 def _forward(encoder: Encoder, batch: Batch, pools: Sequence[str], budget: BatchBudget) -> Any:
     if not batch.units:
         return None
-    before = getattr(encoder, "oom_splits", 0)
+    before = encoder.oom_splits
     pooled = encoder.forward(batch.prepared, pools)
     batch.prepared = None  # the host copy is no longer needed
-    if getattr(encoder, "oom_splits", 0) > before:  # this batch had to be split: keep later
+    if encoder.oom_splits > before:  # this batch had to be split: keep later
         budget.halve()  # batches at a size that fits
     return pooled
 
