@@ -212,9 +212,17 @@ def autogluon_mode(args: argparse.Namespace) -> None:
     for spec in args.heads.split(","):
         name, trials, timeout = spec.split(":")
         heads[name] = (int(trials), float(timeout))
-    ours = hag.run_sslstack(ws, csv, model, group, heads, args.seed)  # creates the folds
+    ours = hag.run_sslstack(ws, csv, model, group, heads, args.seed, args.threads)
     npz = ws.root / f"{args.autogluon}.npz"
-    shape = hag.export(ws, csv, model, npz)
+    fresh = npz.with_name(f"{npz.stem}-check.npz")
+    shape = hag.export(ws, csv, model, fresh)  # the folds exist now (the heads made them)
+    if npz.exists():  # AutoGluon ran before on this file: it must hold these features and folds
+        with np.load(npz) as a, np.load(fresh) as b:
+            if not all(np.array_equal(a[k], b[k]) for k in ("x", "y", "fold")):
+                raise SystemExit(f"{npz} holds other features or folds than this workspace")
+        fresh.unlink()
+    else:
+        fresh.rename(npz)
     ag = hag.run_autogluon(args.ag_python, npz, "families", args.ag_time_limit, args.threads)
     bq = None
     if not args.skip_best_quality:

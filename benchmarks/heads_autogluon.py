@@ -123,7 +123,7 @@ def run_autogluon(ag_python: str, npz: Path, mode: str, limit: float, cpus: int)
 
 def run_sslstack(
     ws: Workspace, csv: Path, model: str, group: str | None, heads: dict[str, tuple[int, float]],
-    seed: int,
+    seed: int, threads: int | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """``fit_head`` for each head (trials, timeout), then ``stack``; scores and seconds."""
     from sslstack.ensemble import stack
@@ -135,8 +135,8 @@ def run_sslstack(
         try:
             res = fit_head(
                 head, model, data=csv, workspace=ws, trials=trials, timeout=timeout,
-                metric="accuracy", group_col=group, seed=seed,
-                study=f"{head}-bench-{trials}-{timeout:g}",
+                metric="accuracy", group_col=group, seed=seed, threads=threads,
+                study=f"{head}-bench-{trials}-{timeout:g}-{threads}",
             )  # fmt: skip
         except RunError as e:  # a budget too small for one trial: recorded, not fatal
             out[head] = {"error": str(e), "seconds": round(time.perf_counter() - t0, 1)}
@@ -163,8 +163,9 @@ def table(task: str, shape: tuple[int, int, int], ours: dict[str, Any], ag: dict
     """The side-by-side Markdown table of one task."""
     n, d, k = shape
     lines = [f"task {task}: {n} items x {d} columns, {k} classes", "",
-             "| model | sslstack accuracy | sslstack s | AutoGluon accuracy | AutoGluon fit s |",
-             "|---|---|---|---|---|"]  # fmt: skip
+             "| model | sslstack accuracy | sslstack s | AutoGluon accuracy | AutoGluon fit s "
+             "| time AutoGluon / sslstack |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
     fam = {"lgbm": "LightGBM", "xgb": "XGBoost", "catboost": "CatBoost"}
     for head, res in ours.items():
         if not isinstance(res, dict):
@@ -176,10 +177,13 @@ def table(task: str, shape: tuple[int, int, int], ours: dict[str, Any], ag: dict
         if head == "stack":
             agm = (bq or {}).get("models", {}).get("best_quality", {})
             agm = {**agm, "fit_s": (bq or {}).get("wall_s")}
+        ratio = "-"
+        if isinstance(agm.get("fit_s"), (int, float)) and res["seconds"]:
+            ratio = f"{agm['fit_s'] / res['seconds']:.1f}x"
         lines.append(f"| {head} | {res['accuracy']:.4f} | {res['seconds']} | "
-                     f"{agm.get('accuracy', '-')} | {agm.get('fit_s', '-')} |")  # fmt: skip
+                     f"{agm.get('accuracy', '-')} | {agm.get('fit_s', '-')} | {ratio} |")  # fmt: skip
     for name, m in ag["models"].items():
         if name not in fam.values():
-            lines.append(f"| AutoGluon {name} | - | - | {m['accuracy']} | {m['fit_s']} |")
+            lines.append(f"| AutoGluon {name} | - | - | {m['accuracy']} | {m['fit_s']} | - |")
     lines.append(f"sslstack all heads + stack: {ours['all_heads_and_stack_s']} s")
     return "\n".join(lines)

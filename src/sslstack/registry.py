@@ -10,7 +10,7 @@ its names for CLI choices and help, and raises one clear error for an unknown na
     @HEADS.register("logreg")
     class LogRegHead: ...
 
-    HEADS.get("lgbm")  # ConfigError: HEAD lgbm: unknown head; choose from logreg, xgb, catboost
+    HEADS.get("svm")  # ConfigError: HEAD svm: unknown head; choose from logreg, xgb, catboost, lgbm
 """
 
 from __future__ import annotations

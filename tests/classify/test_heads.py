@@ -120,7 +120,37 @@ def test_warm_start_follows_the_screen_to_a_concatenation(tmp_path: Path) -> Non
     assert res.score > 0.9  # only the concatenation gets there
 
 
-@pytest.mark.parametrize("head", ["logreg", "xgb", "catboost"])
+def test_warm_start_follows_the_probe(tmp_path: Path) -> None:
+    """A probe of this store, dataset and metric decides the first trial's features: its best
+    choice inside the search space (here restricted to layer 1), not the ridge screen's."""
+    from sslstack.classify import probe
+
+    ws, csv = _two_part_store(tmp_path)
+    pr = probe("fake", data=csv, workspace=ws, metric="accuracy")
+    assert pr.best_any()[1] == "mean+std"
+    # rewrite the record so the probe disagrees with any screen: layer 1, `std` alone best
+    record = next((ws.root / "probes").glob("*.json"))
+    doc = __import__("json").loads(record.read_text())
+    doc["scores"]["1"] = {**{po: 0.5 for po in doc["scores"]["1"]}, "std": 0.99}
+    doc["scores"]["0"]["std"] = 1.0  # outside the space below (--layer 1): never chosen
+    record.write_text(__import__("json").dumps(doc))
+    notes: list[str] = []
+    res = fit_head(
+        "xgb", "fake", data=csv, workspace=ws, trials=1, max_rounds=10, layer=1,
+        metric="accuracy", progress=lambda ev: notes.append(ev.message or ""),
+    )  # fmt: skip
+    st = optuna.load_study(study_name=res.study, storage=open_storage(ws, res.study))
+    assert st.trials[0].params["pool"] == "std"
+    assert any("first trial: features 1/std (the best of 'sslstack probe'" in n for n in notes)
+    # without a probe record the screen decides (the concatenation)
+    record.unlink()
+    res = fit_head("xgb", "fake", data=csv, workspace=ws, trials=1, max_rounds=10, layer=1,
+                   metric="accuracy", study="again")  # fmt: skip
+    st = optuna.load_study(study_name="again", storage=open_storage(ws, "again"))
+    assert st.trials[0].params["pool"] == "mean+std"
+
+
+@pytest.mark.parametrize("head", ["logreg", "xgb", "catboost", "lgbm"])
 def test_search_space_covers_layer_and_pooling_concatenations(tmp_path: Path, head: str) -> None:
     s = make_synth(tmp_path, n=60, layers=4)
     res = fit_head(head, "fake", data=s.csv, workspace=s.ws, trials=1, folds=3, max_rounds=10)
@@ -156,22 +186,114 @@ def test_class_weight_changes_the_boosted_fit() -> None:
     assert opts["auto_class_weights"] == "Balanced" and opts["depth"] == 4
 
 
-def test_threads_one_on_small_data_every_core_on_large() -> None:
+def test_threads_go_to_folds_side_by_side_first() -> None:
+    from sslstack.classify.cv import fold_workers
+
     for hd in (XGBHead(), CatBoostHead(), LogRegHead()):
-        assert problem.threads_for(10, hd) == 1
-        assert problem.threads_for(3000 * 768, hd) == problem.cores()
+        assert problem.threads_for(10, hd) == problem.cores()
+    x = np.zeros((100, 10))
+    assert fold_workers(1, 5, x) == (1, 1)
+    assert fold_workers(2, 5, x) == (2, 1)
+    assert fold_workers(16, 5, x) == (5, 3)
+    assert fold_workers(8, 1, x) == (1, 8)
 
 
-# ------------------------------------------------------------------ budgets
-@pytest.mark.parametrize("head", ["xgb", "catboost"])
-def test_a_boosted_fit_stops_at_its_deadline(head: str) -> None:
-    x, y = _blobs(400)
+def test_concurrent_folds_are_capped_by_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sslstack.classify import cv
+
+    x = np.zeros((1000, 100))  # 800 kB: four copies fit in 3.3 MB once, in 6.4 MB twice
+    monkeypatch.setattr(cv, "_available_memory", lambda: 7_000_000)
+    assert cv.fold_workers(8, 5, x) == (2, 4)
+    monkeypatch.setattr(cv, "_available_memory", lambda: 1_000)
+    assert cv.fold_workers(8, 5, x) == (1, 8)
+
+
+@pytest.mark.parametrize("head", ["logreg", "xgb", "catboost", "lgbm"])
+def test_folds_side_by_side_equal_folds_one_by_one(head: str) -> None:
+    x, y = _blobs(240, k=4)
+    fold = np.arange(len(y)) % 4
+    splits = [(np.flatnonzero(fold != f), np.flatnonzero(fold == f)) for f in range(4)]
+    enc = LabelEncoding("multiclass", ("a", "b", "c", "d"))
     hd = get_head(head)
-    ctx = FitContext("multiclass", 3, 0, "cpu", 1, 10**6, deadline=time.monotonic() + 0.5)
+    params = {**hd.defaults(), **hd.warm_start()}
+    seen: dict[int, list[tuple[int, float]]] = {1: [], 4: []}
+    out = {}
+    for threads in (1, 4):
+        ctx = FitContext("multiclass", 4, 0, "cpu", threads, 40)
+        out[threads] = cross_validate(
+            hd, x, y, enc, splits, ACC, params, ctx, keep_models=True,
+            report=lambda k, m, t=threads: seen[t].append((k, m)),
+        )  # fmt: skip
+    np.testing.assert_allclose(out[4].oof, out[1].oof, rtol=0, atol=1e-9)
+    assert out[4].fold_scores == out[1].fold_scores and out[4].es_rounds == out[1].es_rounds
+    assert seen[4] == seen[1] and [k for k, _ in seen[4]] == [0, 1, 2, 3]
+
+
+def test_a_pruned_trial_stops_the_folds_still_running() -> None:
+    """The pruner speaks after fold 0; the folds running beside it stop at their next round."""
+    x, y = _blobs(3000, k=3)
+    x = np.column_stack([np.arange(len(y)), x])  # column 0: the row id
+    fold = np.arange(len(y)) % 4
+    splits = [(np.flatnonzero(fold != f), np.flatnonzero(fold == f)) for f in range(4)]
+    enc = LabelEncoding("multiclass", ("a", "b", "c"))
+    started: list[int] = []
+
+    class Slow(XGBHead):
+        def fit(self, x, y, params, ctx, es=None):
+            first = not np.isin(x[:, 0].astype(int), splits[0][1]).any()  # fold 0's fit
+            started.append(0 if first else 1)
+            if not first:  # every other fold boosts until told to stop
+                ctx = FitContext(ctx.task, ctx.n_out, 0, "cpu", 1, 10**7, stop=ctx.stop)
+                return super().fit(x, y, {**params, "learning_rate": 1e-3}, ctx, None)
+            return super().fit(x, y, params, ctx, es)
+
+    def prune(k: int, m: float) -> None:
+        raise optuna.TrialPruned()
+
+    ctx = FitContext("multiclass", 3, 0, "cpu", 2, 20)
     t0 = time.monotonic()
-    with pytest.raises(BudgetExceeded):
-        hd.fit(x, y, hd.warm_start(), ctx)
+    with pytest.raises(optuna.TrialPruned):
+        cross_validate(
+            Slow(), x, y, enc, splits, ACC, XGBHead().warm_start(), ctx, report=prune,
+            refit=False,
+        )  # fmt: skip
+    assert time.monotonic() - t0 < 30.0  # the second fold was stopped, not run to 10**7 rounds
+    assert started[:1] == [0] or started[:2] == [1, 0]
+    assert len(started) <= 3  # folds not started yet were cancelled
+
+
+@pytest.mark.parametrize("head", ["xgb", "catboost", "lgbm"])
+def test_past_the_round_deadline_a_fit_keeps_its_rounds(head: str) -> None:
+    """The share of a --timeout: a fit stops adding rounds and returns a usable model."""
+    x, y = _blobs(2000)
+    hd = get_head(head)
+    params = {**hd.warm_start(), "learning_rate": 0.05}
+    ctx = FitContext("multiclass", 3, 0, "cpu", 1, 10**6, round_deadline=time.monotonic() + 0.5)
+    t0 = time.monotonic()
+    model = hd.fit(x[:1500], y[:1500], params, ctx, es=(x[1500:1700], y[1500:1700]))
     assert time.monotonic() - t0 < 5.0
+    rounds = hd.rounds_used(model)
+    assert rounds is not None and 1 <= rounds < 10**6
+    p = hd.predict(model, x[1700:], ctx)
+    assert (p.argmax(axis=1) == y[1700:]).mean() > 0.6
+
+
+def test_a_tight_timeout_still_gives_a_boosted_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fits that never stop early under --timeout: the trial's folds stop adding rounds at their
+    share of the budget, the trial finishes, and a run is saved within the budget."""
+    from sslstack.classify import heads
+
+    monkeypatch.setattr(heads, "EARLY_STOPPING", 10**6)  # only the round deadline ends a fit
+    s = make_synth(tmp_path, n=600, layers=2, n_classes=4, separation=2.5)
+    t0 = time.monotonic()
+    res = fit_head(
+        "xgb", "fake", data=s.csv, workspace=s.ws, trials=5, timeout=8, max_rounds=10**6,
+        layer=1, pool="mean", folds=3, threads=1,
+    )  # fmt: skip
+    assert time.monotonic() - t0 < 8 + 4
+    assert res.trials >= 1 and res.score > 0.5
 
 
 class _SlowLogReg(LogRegHead):

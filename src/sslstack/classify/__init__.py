@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from .heads import HEADS
     from .labels import LabelEncoding, infer_encoding
     from .metrics import METRICS, Metric, get_metric, metric_names, score_all
-    from .probe import ProbeConfig, ProbeResult, probe
+    from .probing import ProbeConfig, ProbeResult, probe
 
 # Names are imported on first use, so `sslstack --help` and `--version` do not pay for
 # scikit-learn, Optuna, pandas or torch (see docs/benchmarks.md, "CLI start-up").
@@ -34,9 +34,9 @@ _LAZY = {
     "get_metric": ".metrics",
     "metric_names": ".metrics",
     "score_all": ".metrics",
-    "ProbeConfig": ".probe",
-    "ProbeResult": ".probe",
-    "probe": ".probe",
+    "ProbeConfig": ".probing",
+    "ProbeResult": ".probing",
+    "probe": ".probing",
 }
 
 

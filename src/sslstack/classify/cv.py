@@ -9,8 +9,11 @@ scores are honest.
 from __future__ import annotations
 
 import math
+import threading
+import time
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ..errors import DataError
-from .budget import BudgetExceeded, past
+from .budget import BudgetExceeded
 from .heads import FitContext, Head
 from .labels import LabelEncoding
 from .metrics import Metric
@@ -181,6 +184,34 @@ def predict_fold(head: Head, fm: FoldModel, x: np.ndarray, enc: LabelEncoding) -
     return expand(proba, fm.prep.extra, enc)
 
 
+def fold_workers(threads: int, n_folds: int, x: np.ndarray) -> tuple[int, int]:
+    """How many folds fit at once, and the threads of each fit, for ``threads`` in all.
+
+    Folds run side by side, one thread each, before a fit gets more threads: on small data a
+    boosted fit's OpenMP threads mostly wait at their barriers, while independent folds scale
+    with the cores. Concurrent folds each hold a copy of their training part, so they are
+    capped to keep those copies within a quarter of the memory available.
+    """
+    if threads <= 1 or n_folds <= 1:
+        return 1, max(1, threads)
+    workers = min(threads, n_folds)
+    avail = _available_memory()
+    if avail:
+        workers = max(1, min(workers, int(avail // max(1, 4 * x.nbytes))))
+    return workers, max(1, threads // workers)
+
+
+def _available_memory() -> int:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 def cross_validate(
     head: Head,
     x: np.ndarray,
@@ -197,8 +228,19 @@ def cross_validate(
     keep_models: bool = False,
     refit: bool = True,
     rounds: list[int] | None = None,
+    soft_seconds: float | None = None,
 ) -> CVOutcome:
     """Fit and score every fold; ``report(fold, running_mean)`` after each (pruning hook).
+
+    ``soft_seconds``: the time the whole cross-validation should take. Each fold's boosted fit
+    gets its share of what is left (over the waves of concurrent folds still to fit) and, past it,
+    stops adding rounds and keeps what it has, as if it had reached ``max_rounds``: a trial under
+    a tight ``--timeout`` finishes with fewer rounds instead of failing.
+
+    With ``ctx.threads`` above one, folds fit side by side (:func:`fold_workers`); their
+    results are taken, scored and reported in fold order, so the outcome and the pruner's view
+    do not depend on which fold finished first. An exception from ``report`` (a pruned trial)
+    stops the folds still running at their next boosting round and is raised once they stop.
 
     ``rounds``: per fold, the early-stopping result of a trial of this configuration
     (``CVOutcome.es_rounds``), so the refit skips the inner fit.
@@ -207,16 +249,36 @@ def cross_validate(
     scores: list[float] = []
     models: list[FoldModel] = []
     found: list[int | None] = []
-    for k, (tr, va) in enumerate(splits):
-        if past(ctx.deadline):
+    workers, per_fit = fold_workers(ctx.threads, len(splits), x)
+    stop = threading.Event()
+    fctx = replace(ctx, threads=per_fit, stop=stop)
+
+    soft_end = None if soft_seconds is None else time.monotonic() + soft_seconds
+
+    def round_deadline(k: int) -> float | None:
+        """Fold ``k``'s share of what is left: the folds from ``k`` on fit in this many waves
+        of ``workers``, so a fold that ended early leaves more to the ones after it."""
+        if soft_end is None:
+            return None
+        waves = math.ceil((len(splits) - k) / workers)
+        now = time.monotonic()
+        return now + max(0.0, soft_end - now) / waves
+
+    def one(k: int) -> tuple[FoldModel, np.ndarray]:
+        if fctx.expired():
             raise BudgetExceeded(f"the time budget ran out before fold {k}")
+        tr, va = splits[k]
         g = groups[tr] if groups is not None else None
         known = rounds[k] if rounds is not None else None
-        with threadpool_limits(limits=ctx.threads):
-            fm = fit_fold(
-                head, x[tr], y[tr], enc, params, ctx, pca=pca, groups=g, refit=refit, rounds=known
-            )
-            oof[va] = predict_fold(head, fm, x[va], enc)
+        c = replace(fctx, round_deadline=round_deadline(k))
+        fm = fit_fold(
+            head, x[tr], y[tr], enc, params, c, pca=pca, groups=g, refit=refit, rounds=known
+        )
+        return fm, predict_fold(head, fm, x[va], enc)
+
+    def take(k: int, fm: FoldModel, proba: np.ndarray) -> None:
+        va = splits[k][1]
+        oof[va] = proba
         found.append(fm.es_rounds)
         try:
             scores.append(metric(y[va], oof[va], enc.task, enc.positive_index))
@@ -228,6 +290,22 @@ def cross_validate(
             done = [s for s in scores if math.isfinite(s)]
             if done:
                 report(k, float(np.mean(done)))
+
+    with threadpool_limits(limits=per_fit):
+        if workers == 1:
+            for k in range(len(splits)):
+                take(k, *one(k))
+        else:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fold") as pool:
+                futures = [pool.submit(one, k) for k in range(len(splits))]
+                try:
+                    for k, fut in enumerate(futures):
+                        take(k, *fut.result())
+                except BaseException:
+                    stop.set()  # the other folds stop at their next round
+                    for fut in futures:
+                        fut.cancel()
+                    raise
     return CVOutcome(scores, oof, models, found)
 
 

@@ -26,10 +26,11 @@ from .cv import cross_validate, save_models
 from .features import FeatureChoice, default_choice, layer_choices, pool_choices
 from .heads import DEFAULT_MAX_ROUNDS, FitContext, Head, get_head
 from .metrics import DEFAULT_METRIC, get_metric, score_all
+from .probing import probe_record
 from .problem import Problem, int_list, prepare_problem, str_list, threads_for
 from .trials import TrialLoop
 from .tuning import finished_trials, open_study, optimize, report_fold, storage_label
-from .warm import screen_features
+from .warm import probe_choice, screen_features
 
 PCA_WIDTHS = (32, 64, 128, 256)
 PCA_AUTO_ABOVE = 2048  # `--pca auto` offers PCA widths to boosted heads above this width
@@ -194,7 +195,7 @@ def fit_head(
     or its fields as arguments (``fit_head("xgb", "logmel", trials=50, workspace=ws)``).
 
     Args:
-        head: ``logreg``, ``xgb`` or ``catboost``.
+        head: ``logreg``, ``xgb``, ``catboost`` or ``lgbm``.
         model: encoder whose store to read (hub id, local folder, ``logmel``).
         data: manifest CSV, folder or dataset name (default: the workspace's labeled dataset).
         layer: restrict the layer search (e.g. ``"6-12"`` or ``[6, 7, 8]``); one layer fixes it.
@@ -281,11 +282,10 @@ def fit_head(
         )
         # a study whose trials all failed (stopped by a budget, killed) still starts warm
         if all(t.state == TrialState.FAIL for t in st.trials) and hd.warm_start():
-            warm = screen_features(prob.reader, prob.y, prob.enc, prob.splits, met, layers, pools)
+            warm, source = _warm_features(prob, met, layers, pools)
             st.enqueue_trial(_warm_params(hd, warm, layers, pools, pcas))
-            loop.emit(stage="note", trial=None, fold=None, score=None,
-                      message=f"first trial: features {warm.layer}/{warm.pool} "
-                      "(the best of a ridge screen over the feature choices)")  # fmt: skip
+            note = f"first trial: features {warm.layer}/{warm.pool} ({source})"
+            loop.emit(stage="note", trial=None, fold=None, score=None, message=note)
 
         def run_trial(trial: Any, deadline: float | None) -> Any:
             la = _suggest(trial, "layer", layers)
@@ -298,7 +298,8 @@ def fit_head(
                 report_fold(trial, k, m)
 
             out = run_cv(FeatureChoice(la, po), params, width, report=report, refit=False,
-                         keep_models=True, deadline=deadline)  # fmt: skip
+                         keep_models=True, deadline=deadline,
+                         soft_seconds=loop.trial_share(deadline))  # fmt: skip
             if all(r is not None for r in out.es_rounds):
                 trial.set_user_attr(ES_ROUNDS_ATTR, out.es_rounds)
             return out
@@ -453,6 +454,19 @@ def _no_trial(loop: TrialLoop, timeout: float | None, study_name: str | None) ->
             "--pool mean, --pca 64, --threads N"
         )
     return f"study {study_name} has no complete trial yet; run more --trials"
+
+
+def _warm_features(
+    prob: Problem, met: Any, layers: list[str], pools: list[str]
+) -> tuple[FeatureChoice, str]:
+    """The first trial's features and where they come from: the best choice of this store's
+    saved probe on this dataset and metric, else the best of a ridge screen."""
+    record = probe_record(prob.ws, prob.store.path.name, prob.dataset, met.name)
+    found = probe_choice(record, layers, pools, met.greater_is_better)
+    if found is not None:
+        return found[0], f"the best of 'sslstack probe', {met.name} {found[1]:.4f}"
+    warm = screen_features(prob.reader, prob.y, prob.enc, prob.splits, met, layers, pools)
+    return warm, "the best of a ridge screen over the feature choices"
 
 
 def _warm_params(

@@ -1,9 +1,10 @@
-"""The head registry: logistic regression, XGBoost and CatBoost behind one small interface.
+"""The head registry: logistic regression, XGBoost, CatBoost and LightGBM behind one interface.
 
 A head knows its Optuna search space, its default parameters, how to fit on one fold's training
 part (with an early-stopping set carved out of that training part, never the validation part),
 how to predict probabilities, and how to save and load a fitted model in a safe native format:
-logistic coefficients in ``.npz``, XGBoost ``.ubj``, CatBoost ``.cbm``.
+logistic coefficients in ``.npz``, XGBoost ``.ubj``, CatBoost ``.cbm``, LightGBM's text models
+in ``.lgbm.json``.
 
 Labels reach a head already remapped to the classes present in the training part: class indices
 ``0..n_out-1`` (single-label) or a 0/1 matrix without constant columns (multilabel).
@@ -11,6 +12,8 @@ Labels reach a head already remapped to the classes present in the training part
 
 from __future__ import annotations
 
+import json
+import threading
 import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -38,6 +41,18 @@ class FitContext:
     threads: int = 1
     max_rounds: int = DEFAULT_MAX_ROUNDS
     deadline: float | None = None  # time.monotonic() past which a fit stops (BudgetExceeded)
+    stop: threading.Event | None = None  # set: fits stop at their next round (a pruned trial)
+    # a boosted fit past this time.monotonic() adds no more rounds and returns what it has (the
+    # share of a --timeout one fold may spend); unlike ``deadline`` it does not fail the fit
+    round_deadline: float | None = None
+
+    def expired(self) -> bool:
+        """Past the deadline, or told to stop (boosting rounds check this)."""
+        return past(self.deadline) or (self.stop is not None and self.stop.is_set())
+
+    def rounds_over(self) -> bool:
+        """Past the round deadline: stop boosting and keep the rounds so far."""
+        return past(self.round_deadline)
 
 
 def balanced_weights(y: np.ndarray) -> np.ndarray:
@@ -47,7 +62,7 @@ def balanced_weights(y: np.ndarray) -> np.ndarray:
 
 
 def _stopped(ctx: FitContext, hit: bool) -> None:
-    if hit or past(ctx.deadline):
+    if hit or ctx.expired():
         raise BudgetExceeded("the time budget ran out during a fit")
 
 
@@ -191,15 +206,15 @@ def _weights(y: np.ndarray, params: dict[str, Any], ctx: FitContext) -> np.ndarr
     return balanced_weights(y)
 
 
-def _xgb_deadline(xgb: Any, deadline: float | None) -> Any:
-    """An XGBoost callback that stops training past ``deadline`` (and remembers it did)."""
+def _xgb_deadline(xgb: Any, ctx: FitContext) -> Any:
+    """An XGBoost callback that stops training when ``ctx`` expires (and remembers it did)."""
 
     class Deadline(xgb.callback.TrainingCallback):  # type: ignore[misc, name-defined]
         hit = False
 
         def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
-            self.hit = past(deadline)
-            return self.hit
+            self.hit = ctx.expired()
+            return self.hit or ctx.rounds_over()
 
     return Deadline()
 
@@ -269,7 +284,7 @@ class XGBHead(Head):
         if es is not None:
             des = xgb.QuantileDMatrix(es[0], label=es[1], ref=dtrain, max_bin=self.max_bin)
             kw = {"evals": [(des, "es")], "early_stopping_rounds": EARLY_STOPPING}
-        stop = _xgb_deadline(xgb, ctx.deadline)
+        stop = _xgb_deadline(xgb, ctx)
         booster = xgb.train(
             self._params(params, ctx),
             dtrain,
@@ -330,15 +345,15 @@ class XGBHead(Head):
 
 # ------------------------------------------------------------------ CatBoost
 class _CatDeadline:
-    """A CatBoost callback that stops training past ``deadline`` (CPU only)."""
+    """A CatBoost callback that stops training when ``ctx`` expires (CPU only)."""
 
-    def __init__(self, deadline: float | None) -> None:
-        self.deadline = deadline
+    def __init__(self, ctx: FitContext) -> None:
+        self.ctx = ctx
         self.hit = False
 
     def after_iteration(self, info: Any) -> bool:
-        self.hit = past(self.deadline)
-        return not self.hit
+        self.hit = self.ctx.expired()
+        return not (self.hit or self.ctx.rounds_over())
 
 
 CAT_PARAMS = ("depth", "learning_rate", "l2_leaf_reg", "border_count", "rsm")
@@ -395,7 +410,7 @@ class CatBoostHead(Head):
         kw: dict[str, Any] = (
             {"eval_set": (es[0], es[1]), "early_stopping_rounds": EARLY_STOPPING} if es else {}
         )
-        stop = _CatDeadline(ctx.deadline)
+        stop = _CatDeadline(ctx)
         if ctx.device != "cuda":  # CatBoost takes user callbacks on the CPU only
             kw["callbacks"] = [stop]
         model.fit(x, y, **kw)
@@ -443,8 +458,172 @@ class CatBoostHead(Head):
         return CatBoostClassifier().load_model(str(folder / name))
 
 
+# ------------------------------------------------------------------ LightGBM
+def _lgb() -> Any:
+    try:
+        import lightgbm
+    except ImportError as e:
+        raise MissingDependencyError("lightgbm", "the lgbm head", extra="lgbm") from e
+    return lightgbm
+
+
+@dataclass
+class LGBMModel:
+    """LightGBM boosters: one (binary, multiclass) or one per label column (multilabel)."""
+
+    boosters: list[Any]
+    kind: str  # binary | multiclass | multilabel
+
+
+class LGBMHead(Head):
+    """LightGBM: leaf-wise trees on histograms (AutoGluon's first model on tabular data).
+
+    Multilabel tasks fit one binary booster per label column (LightGBM has no multi-target
+    objective). No GPU path: LightGBM's pip wheel is built without CUDA.
+    """
+
+    name = "lgbm"
+    needs_es = True
+
+    def space(self, trial: Any) -> dict[str, Any]:
+        return {
+            "num_leaves": trial.suggest_int("num_leaves", 4, 64, log=True),
+            "learning_rate": trial.suggest_float("learning_rate", 0.05, 0.3, log=True),
+            # with 50 classes a class may hold 20-30 rows of a training part: leaves must be
+            # allowed to be small, and the hessian floor low (softmax hessians are p(1-p))
+            "min_data_in_leaf": trial.suggest_int("min_data_in_leaf", 2, 40, log=True),
+            "feature_fraction": trial.suggest_float("feature_fraction", 0.1, 0.8),
+            "bagging_fraction": trial.suggest_float("bagging_fraction", 0.5, 1.0),
+            "lambda_l2": trial.suggest_float("lambda_l2", 1e-3, 10.0, log=True),
+            "max_bin": trial.suggest_categorical("max_bin", [15, 31, 63]),
+            "class_weight": trial.suggest_categorical("class_weight", ["none", "balanced"]),
+        }
+
+    def defaults(self) -> dict[str, Any]:
+        return {
+            "num_leaves": 31,
+            "learning_rate": 0.1,
+            "min_data_in_leaf": 20,
+            "feature_fraction": 1.0,
+            "bagging_fraction": 1.0,
+            "lambda_l2": 0.0,
+            "max_bin": 255,
+        }
+
+    def warm_start(self) -> dict[str, Any]:
+        return {
+            "num_leaves": 8,
+            "learning_rate": 0.2,
+            "min_data_in_leaf": 5,
+            "feature_fraction": 0.3,
+            "bagging_fraction": 0.8,
+            "lambda_l2": 1.0,
+            "max_bin": 31,
+            "class_weight": "none",
+        }
+
+    def _params(self, params: dict[str, Any], ctx: FitContext, objective: str) -> dict[str, Any]:
+        bag = float(params.get("bagging_fraction", 1.0))
+        p: dict[str, Any] = {
+            "objective": objective,
+            "num_leaves": int(params["num_leaves"]),
+            "learning_rate": float(params["learning_rate"]),
+            "min_data_in_leaf": int(params["min_data_in_leaf"]),
+            "min_sum_hessian_in_leaf": 1e-3,
+            "feature_fraction": float(params.get("feature_fraction", 1.0)),
+            "bagging_fraction": bag,
+            "bagging_freq": 1 if bag < 1.0 else 0,
+            "lambda_l2": float(params.get("lambda_l2", 0.0)),
+            "max_bin": int(params.get("max_bin", 255)),
+            "num_threads": ctx.threads,
+            "seed": ctx.seed,
+            "deterministic": True,
+            "force_row_wise": True,
+            "verbose": -1,
+        }
+        if objective == "multiclass":
+            p["num_class"] = ctx.n_out
+        return p
+
+    def _train(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        params: dict[str, Any],
+        ctx: FitContext,
+        objective: str,
+        es: tuple[np.ndarray, np.ndarray] | None,
+        weight: np.ndarray | None,
+    ) -> Any:
+        lgb = _lgb()
+        p = self._params(params, ctx, objective)
+        binning = {"max_bin": p["max_bin"], "verbose": -1}
+        dtrain = lgb.Dataset(x, label=y, weight=weight, params=binning, free_raw_data=True)
+        hit = False
+
+        def deadline(env: Any) -> None:
+            nonlocal hit
+            if ctx.expired() or ctx.rounds_over():
+                hit = ctx.expired()
+                raise lgb.callback.EarlyStopException(env.iteration, env.evaluation_result_list)
+
+        callbacks: list[Any] = [deadline]
+        kw: dict[str, Any] = {}
+        if es is not None:
+            kw["valid_sets"] = [lgb.Dataset(es[0], label=es[1], reference=dtrain)]
+            callbacks.append(lgb.early_stopping(EARLY_STOPPING, verbose=False))
+        booster = lgb.train(p, dtrain, num_boost_round=ctx.max_rounds, callbacks=callbacks, **kw)
+        _stopped(ctx, hit)
+        return booster
+
+    def fit(self, x, y, params, ctx, es=None):
+        w = _weights(y, params, ctx)
+        if ctx.task == "multilabel":
+            boosters = []
+            for j in range(y.shape[1]):
+                es_j = None if es is None else (es[0], es[1][:, j])
+                boosters.append(self._train(x, y[:, j], params, ctx, "binary", es_j, None))
+            return LGBMModel(boosters, "multilabel")
+        if ctx.n_out > 2:
+            return LGBMModel([self._train(x, y, params, ctx, "multiclass", es, w)], "multiclass")
+        return LGBMModel([self._train(x, y, params, ctx, "binary", es, w)], "binary")
+
+    def rounds_used(self, model):
+        # the longest of a multilabel task's boosters: one refit length serves all columns
+        return max(_lgb_rounds(b) for b in model.boosters)
+
+    def predict(self, model, x, ctx):
+        ps = [b.predict(x, num_iteration=_lgb_rounds(b)) for b in model.boosters]
+        if model.kind == "multiclass":
+            return np.asarray(ps[0], dtype=np.float64)
+        if model.kind == "binary":
+            p = np.asarray(ps[0], dtype=np.float64)
+            return np.stack([1 - p, p], axis=1)
+        return np.stack(ps, axis=1).astype(np.float64)
+
+    def save(self, model, folder, stem):
+        name = f"{stem}.lgbm.json"
+        doc = {
+            "kind": model.kind,
+            "boosters": [b.model_to_string(num_iteration=_lgb_rounds(b)) for b in model.boosters],
+        }
+        (folder / name).write_text(json.dumps(doc), encoding="utf-8")
+        return name
+
+    def load(self, folder, name):
+        lgb = _lgb()
+        doc = json.loads((folder / name).read_text(encoding="utf-8"))
+        return LGBMModel([lgb.Booster(model_str=s) for s in doc["boosters"]], str(doc["kind"]))
+
+
+def _lgb_rounds(booster: Any) -> int:
+    """Rounds a LightGBM booster keeps: the early-stopping best, else all it trained."""
+    best = int(getattr(booster, "best_iteration", 0) or 0)
+    return best if best > 0 else int(booster.current_iteration())
+
+
 HEADS: Registry[Head] = Registry("head", flag="HEAD")
-for _h in (LogRegHead(), XGBHead(), CatBoostHead()):
+for _h in (LogRegHead(), XGBHead(), CatBoostHead(), LGBMHead()):
     HEADS.register(_h.name, _h)
 
 

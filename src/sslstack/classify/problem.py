@@ -150,13 +150,14 @@ def _check_splits(
 
 
 def threads_for(cells: int, head: Head | None = None) -> int:
-    """Threads of a fit: every core on large data, one below 2 million feature values.
+    """Threads of a head's cross-validation: every core.
 
-    On small data OpenMP/BLAS threads spin at their barriers and cost more than they save; on a
-    busy 2-core machine the same 50-round 10-class XGBoost fit on 300 x 64 took 1.2-1.6 s on one
-    thread and 45-49 s on two, and a logistic fit was 50x slower (docs/classify.md). ``head`` is
-    accepted for heads that might want their own rule."""
-    return 1 if cells < 2_000_000 else cores()
+    They are spent on folds side by side first (``cv.fold_workers``), one thread a fit, and only
+    then on threads within a fit: on small data OpenMP/BLAS threads spin at their barriers and
+    cost more than they save (a busy 2-core machine ran a 50-round 10-class XGBoost fit on
+    300 x 64 in 1.2-1.6 s on one thread and 45-49 s on two, docs/classify.md), while folds are
+    independent. ``cells`` and ``head`` are accepted for heads that might want their own rule."""
+    return cores()
 
 
 def cores() -> int:

@@ -21,6 +21,11 @@ from .budget import Budget, BudgetExceeded, FitProgress, ProgressFn, eta
 from .cv import CVOutcome
 
 REFIT_MARGIN = 1.3  # a refit on the whole training part costs about this much of its trial
+# under --timeout, a boosted trial stops adding rounds at this share of the time it has left
+# (the rest: data set-up and predictions). A trial cut short this way has not converged, and
+# more rounds then do more for it than a refit on 15 % more rows: the first trial may take the
+# whole budget (the run then keeps its fold models); a later one leaves the best trial's refit
+SOFT_MARGIN = 0.9
 
 
 @dataclass
@@ -63,6 +68,13 @@ class TrialLoop:
         if d is None or self.best is None:
             return d
         return d - (self.refit_s() or 0.0)
+
+    def trial_share(self, deadline: float | None) -> float | None:
+        """Seconds a boosted trial's fits may boost before they stop adding rounds (``None``:
+        no budget, or a head that does not boost)."""
+        if deadline is None or self.budget.seconds is None or not self.needs_refit:
+            return None
+        return max(0.0, SOFT_MARGIN * (deadline - time.monotonic()))
 
     def emit(self, **kw: Any) -> None:
         if self.progress is None:

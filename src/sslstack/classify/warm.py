@@ -1,6 +1,8 @@
-"""Where a new study starts: a fast ridge screen over every feature choice of the search space.
+"""Where a new study starts: the probe's best features, else a fast ridge screen over them all.
 
-The first trial of a study is a head's known-good parameters; this picks its features. Every
+The first trial of a study is a head's known-good parameters; this picks its features. When
+``sslstack probe`` has scored this store on this dataset with this metric, its best choice within
+the search space is taken (:func:`probe_choice`). Otherwise every
 layer choice x pooling choice of the space (single layers, layer means, concatenated layers and
 poolings) is scored by a standardized ridge regression on one-hot targets under the shared folds,
 out of fold, with the study's metric, and the best choice wins. A ridge fit is a linear solve,
@@ -10,7 +12,9 @@ so the whole screen costs about one logistic fit per choice; wider inputs are fi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -86,4 +90,26 @@ def screen_features(
             )
             if better:
                 best, best_score = choice, score
+    return best
+
+
+def probe_choice(
+    record: Path, layers: Sequence[str], pools: Sequence[str], greater_is_better: bool
+) -> tuple[FeatureChoice, float] | None:
+    """The best choice of the search space (``layers`` x ``pools``) in a saved probe record
+    (``<ws>/probes/<store>-<dataset>-<metric>.json``), with its score; ``None`` without a
+    record or without a scored choice inside the space."""
+    try:
+        doc = json.loads(record.read_text(encoding="utf-8"))
+        scores = doc["scores"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    best: tuple[FeatureChoice, float] | None = None
+    for la in layers:
+        for po in pools:
+            v = scores.get(la, {}).get(po) if isinstance(scores.get(la), dict) else None
+            if not isinstance(v, (int, float)) or not np.isfinite(v):
+                continue
+            if best is None or (v > best[1] if greater_is_better else v < best[1]):
+                best = (FeatureChoice(la, po), float(v))
     return best

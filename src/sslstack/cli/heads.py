@@ -116,7 +116,7 @@ class _ProgressPrinter:
 
 
 def fit_head_cmd(
-    head: Annotated[str, typer.Argument(help="The head to tune: logreg, xgb or catboost.")],
+    head: Annotated[str, typer.Argument(help="The head to tune: logreg, xgb, catboost or lgbm.")],
     model: ModelOpt,
     data: DataOpt = None,
     layer: LayerOpt = None,
@@ -147,7 +147,7 @@ def fit_head_cmd(
         int | None, typer.Option(help="Cap on boosting rounds \\[default: 1000, early-stopped].")
     ] = None,
     threads: Annotated[
-        int | None, typer.Option(help="CPU threads of xgb/catboost \\[default: all cores].")
+        int | None, typer.Option(help="CPU threads of the fits \\[default: all cores, split over folds].")
     ] = None,
     workspace: WorkspaceOpt = None,
     json: JsonOpt = False,
@@ -226,7 +226,7 @@ def probe_cmd(
     json: JsonOpt = False,
 ) -> None:
     """Score a scaled logistic probe on every layer x pooling (table + PNG plot)."""
-    from ..classify.probe import ProbeConfig, probe
+    from ..classify.probing import ProbeConfig, probe
 
     cfg = ProbeConfig(
         model,

@@ -178,12 +178,17 @@ def probe(model: str | ProbeConfig, *, workspace: Any = None, **settings: Any) -
     return res
 
 
+def probe_record(ws: Workspace, store: str, dataset: str, metric: str) -> Path:
+    """Where ``probe`` records its scores of ``store`` on ``dataset`` with ``metric``."""
+    return ws.root / "probes" / f"{store}-{dataset}-{metric}.json"
+
+
 def _record(ws: Workspace, res: ProbeResult, model: str) -> None:
     """``<ws>/probes/<store>-<dataset>-<metric>.json``: what ``report`` plots, wherever the
     PNG went."""
     d = res.to_dict()
     atomic_write_json(
-        ws.root / "probes" / f"{res.store}-{res.dataset}-{res.metric}.json",
+        probe_record(ws, res.store, res.dataset, res.metric),
         {
             "store": res.store,
             "model": model,
