@@ -147,7 +147,8 @@ def fit_head_cmd(
         int | None, typer.Option(help="Cap on boosting rounds \\[default: 1000, early-stopped].")
     ] = None,
     threads: Annotated[
-        int | None, typer.Option(help="CPU threads of the fits \\[default: all cores, split over folds].")
+        int | None,
+        typer.Option(help="CPU threads of the fits \\[default: all cores, split over folds]."),
     ] = None,
     workspace: WorkspaceOpt = None,
     json: JsonOpt = False,
