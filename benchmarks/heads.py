@@ -107,6 +107,8 @@ def main() -> None:
     ap.add_argument("--heads", default="logreg:20:300,xgb:20:300,catboost:20:300",
                     help="head:trials:timeout,... for --autogluon")  # fmt: skip
     ap.add_argument("--skip-best-quality", action="store_true")
+    ap.add_argument("--reuse-autogluon", action="store_true",
+                    help="read AutoGluon's results beside the .npz, never run it (missing: '-')")
     args = ap.parse_args()
     if args.autogluon:
         autogluon_mode(args)
@@ -223,11 +225,12 @@ def autogluon_mode(args: argparse.Namespace) -> None:
         fresh.unlink()
     else:
         fresh.rename(npz)
-    ag = hag.run_autogluon(args.ag_python, npz, "families", args.ag_time_limit, args.threads)
+    run = not args.reuse_autogluon
+    ag = hag.run_autogluon(args.ag_python, npz, "families", args.ag_time_limit, args.threads, run)
     bq = None
     if not args.skip_best_quality:
         bq = hag.run_autogluon(args.ag_python, npz, "best_quality", args.ag_time_limit,
-                               args.threads)  # fmt: skip
+                               args.threads, run)  # fmt: skip
     result = {"task": args.autogluon, "shape": shape, "sslstack": ours, "autogluon": ag,
               "best_quality": bq}  # fmt: skip
     (ws.root / f"{args.autogluon}-result.json").write_text(json.dumps(result, indent=1))

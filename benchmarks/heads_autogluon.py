@@ -111,8 +111,13 @@ def export(ws: Workspace, csv: Path, model: str, out: Path) -> tuple[int, int, i
     return x.shape[0], x.shape[1], len(labels)
 
 
-def run_autogluon(ag_python: str, npz: Path, mode: str, limit: float, cpus: int) -> dict[str, Any]:
+def run_autogluon(
+    ag_python: str, npz: Path, mode: str, limit: float, cpus: int, run: bool = True
+) -> dict[str, Any]:
+    """AutoGluon's results on ``npz`` in ``mode``: read from beside it, or run first (``run``)."""
     out = npz.with_name(f"{npz.stem}-{mode}.json")
+    if not out.exists() and not run:
+        return {"models": {}}
     if not out.exists():
         script = Path(__file__).with_name("autogluon_run.py")
         cmd = ["nice", ag_python, str(script), str(npz), str(out), "--mode", mode,

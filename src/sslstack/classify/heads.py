@@ -148,6 +148,10 @@ class LogRegHead(Head):
     def defaults(self) -> dict[str, Any]:
         return {"C": 1.0, "class_weight": "none", "standardize": True}
 
+    def warm_start(self) -> dict[str, Any]:
+        # the defaults, so that a tuned study is never below them (on the screened features)
+        return self.defaults()
+
     def _one(self, x: np.ndarray, y: np.ndarray, params: dict[str, Any], ctx: FitContext) -> Any:
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.linear_model import LogisticRegression
