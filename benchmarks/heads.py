@@ -107,8 +107,11 @@ def main() -> None:
     ap.add_argument("--heads", default="logreg:20:300,xgb:20:300,catboost:20:300",
                     help="head:trials:timeout,... for --autogluon")  # fmt: skip
     ap.add_argument("--skip-best-quality", action="store_true")
-    ap.add_argument("--reuse-autogluon", action="store_true",
-                    help="read AutoGluon's results beside the .npz, never run it (missing: '-')")
+    ap.add_argument(
+        "--reuse-autogluon",
+        action="store_true",
+        help="read AutoGluon's results beside the .npz, never run it (missing: '-')",
+    )
     args = ap.parse_args()
     if args.autogluon:
         autogluon_mode(args)

@@ -330,8 +330,9 @@ def test_timeout_bounds_the_command_and_keeps_the_best_trial(
     events: list[FitProgress] = []
     t0 = time.monotonic()
     # trial 0 is quick; trial 1's first fold runs past the 2 s budget, so it is stopped there
+    # one thread: folds one after another, so the slow fold is the only one in flight
     res = fit_head("slow", "fake", data=s.csv, workspace=s.ws, trials=50, folds=3, timeout=2.0,
-                   progress=events.append)  # fmt: skip
+                   progress=events.append, threads=1)  # fmt: skip
     took = time.monotonic() - t0
     assert took < 2.0 + slow_head.slow_delay  # the budget, plus the one fold in flight
     assert res.trials == 1
@@ -350,7 +351,7 @@ def test_a_study_whose_trials_all_failed_still_starts_warm(
 ) -> None:
     s = make_synth(tmp_path, n=60, layers=2)
     slow_head.slow_call = 1
-    kw = {"data": s.csv, "workspace": s.ws, "folds": 3, "study": "st"}
+    kw = {"data": s.csv, "workspace": s.ws, "folds": 3, "study": "st", "threads": 1}
     with pytest.raises(RunError):
         fit_head("slow", "fake", trials=5, timeout=1.0, **kw)
     slow_head.slow_call = 0
@@ -366,7 +367,9 @@ def test_no_trial_finished_is_one_line_saying_what_to_change(
     s = make_synth(tmp_path, n=60, layers=2)
     slow_head.slow_call = 1
     with pytest.raises(RunError) as e:
-        fit_head("slow", "fake", data=s.csv, workspace=s.ws, trials=5, folds=3, timeout=1.0)
+        fit_head(
+            "slow", "fake", data=s.csv, workspace=s.ws, trials=5, folds=3, timeout=1.0, threads=1
+        )
     msg = str(e.value)
     assert "\n" not in msg and "--timeout 1: no trial finished" in msg
     assert "raise --timeout" in msg and "--max-rounds" in msg
