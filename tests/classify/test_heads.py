@@ -229,6 +229,35 @@ def test_folds_side_by_side_equal_folds_one_by_one(head: str) -> None:
     assert seen[4] == seen[1] and [k for k, _ in seen[4]] == [0, 1, 2, 3]
 
 
+def test_gpu_fits_run_one_fold_at_a_time() -> None:
+    """On a GPU the device is the parallel unit: folds are not fitted side by side there."""
+    import threading
+
+    x, y = _blobs(200, k=4)
+    fold = np.arange(len(y)) % 4
+    splits = [(np.flatnonzero(fold != f), np.flatnonzero(fold == f)) for f in range(4)]
+    enc = LabelEncoding("multiclass", ("a", "b", "c", "d"))
+    lock, now, most = threading.Lock(), [0], [0]
+
+    class Counting(LogRegHead):
+        def fit(self, x, y, params, ctx, es=None):
+            with lock:
+                now[0] += 1
+                most[0] = max(most[0], now[0])
+            time.sleep(0.05)
+            try:
+                return super().fit(x, y, params, ctx, es)
+            finally:
+                with lock:
+                    now[0] -= 1
+
+    for device, expect in (("cuda", 1), ("cpu", 4)):
+        most[0] = 0
+        ctx = FitContext("multiclass", 4, 0, device, 4, 10)
+        cross_validate(Counting(), x, y, enc, splits, ACC, LogRegHead().defaults(), ctx)
+        assert most[0] == expect, device
+
+
 def test_a_pruned_trial_stops_the_folds_still_running() -> None:
     """The pruner speaks after fold 0; the folds running beside it stop at their next round."""
     x, y = _blobs(3000, k=3)

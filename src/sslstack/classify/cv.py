@@ -250,6 +250,8 @@ def cross_validate(
     models: list[FoldModel] = []
     found: list[int | None] = []
     workers, per_fit = fold_workers(ctx.threads, len(splits), x)
+    if ctx.device != "cpu":  # the GPU is the parallel unit: its fits run one after another
+        workers, per_fit = 1, ctx.threads
     stop = threading.Event()
     fctx = replace(ctx, threads=per_fit, stop=stop)
 
