@@ -11,7 +11,7 @@ import optuna
 import pytest
 
 from sslstack.cache import ItemResult, Store, StoreKey
-from sslstack.classify import fit, fit_head, problem
+from sslstack.classify import fit, fit_head
 from sslstack.classify.budget import Budget, BudgetExceeded, FitProgress
 from sslstack.classify.cv import cross_validate
 from sslstack.classify.features import FeatureChoice, FeatureReader, layer_choices, pool_choices
@@ -186,16 +186,31 @@ def test_class_weight_changes_the_boosted_fit() -> None:
     assert opts["auto_class_weights"] == "Balanced" and opts["depth"] == 4
 
 
-def test_threads_go_to_folds_side_by_side_first() -> None:
+def test_threads_go_to_folds_side_by_side_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from sslstack.classify.cv import fold_workers
 
-    for hd in (XGBHead(), CatBoostHead(), LogRegHead()):
-        assert problem.threads_for(10, hd) == problem.cores()
+    # by default a head's cross-validation gets every core, on small data too
+    seen: list[int] = []
+    real = fit.cross_validate
+
+    def spy(*a: Any, **kw: Any) -> Any:
+        seen.append(a[7].threads)  # the FitContext
+        return real(*a, **kw)
+
+    monkeypatch.setattr(fit, "cores", lambda: 3)
+    monkeypatch.setattr(fit, "cross_validate", spy)
+    s = make_synth(tmp_path, n=60, layers=2)
+    for head in ("logreg", "xgb"):
+        fit_head(head, "fake", data=s.csv, workspace=s.ws, trials=0, max_rounds=5)
+    assert seen == [3, 3]
     x = np.zeros((100, 10))
     assert fold_workers(1, 5, x) == (1, 1)
     assert fold_workers(2, 5, x) == (2, 1)
     assert fold_workers(16, 5, x) == (5, 3)
     assert fold_workers(8, 1, x) == (1, 8)
+    assert fold_workers(8, 5, x, "cuda") == (1, 8)  # the GPU is the parallel unit
 
 
 def test_concurrent_folds_are_capped_by_memory(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -184,15 +184,16 @@ def predict_fold(head: Head, fm: FoldModel, x: np.ndarray, enc: LabelEncoding) -
     return expand(proba, fm.prep.extra, enc)
 
 
-def fold_workers(threads: int, n_folds: int, x: np.ndarray) -> tuple[int, int]:
+def fold_workers(threads: int, n_folds: int, x: np.ndarray, device: str = "cpu") -> tuple[int, int]:
     """How many folds fit at once, and the threads of each fit, for ``threads`` in all.
 
     Folds run side by side, one thread each, before a fit gets more threads: on small data a
     boosted fit's OpenMP threads mostly wait at their barriers, while independent folds scale
     with the cores. Concurrent folds each hold a copy of their training part, so they are
-    capped to keep those copies within a quarter of the memory available.
+    capped to keep those copies within a quarter of the memory available. On a GPU the device
+    is the parallel unit: its fits run one after another.
     """
-    if threads <= 1 or n_folds <= 1:
+    if threads <= 1 or n_folds <= 1 or device != "cpu":
         return 1, max(1, threads)
     workers = min(threads, n_folds)
     avail = _available_memory()
@@ -249,9 +250,7 @@ def cross_validate(
     scores: list[float] = []
     models: list[FoldModel] = []
     found: list[int | None] = []
-    workers, per_fit = fold_workers(ctx.threads, len(splits), x)
-    if ctx.device != "cpu":  # the GPU is the parallel unit: its fits run one after another
-        workers, per_fit = 1, ctx.threads
+    workers, per_fit = fold_workers(ctx.threads, len(splits), x, ctx.device)
     stop = threading.Event()
     fctx = replace(ctx, threads=per_fit, stop=stop)
 

@@ -27,7 +27,7 @@ from .features import FeatureChoice, default_choice, layer_choices, pool_choices
 from .heads import DEFAULT_MAX_ROUNDS, FitContext, Head, get_head
 from .metrics import DEFAULT_METRIC, get_metric, score_all
 from .probing import probe_record
-from .problem import Problem, int_list, prepare_problem, str_list, threads_for
+from .problem import Problem, cores, int_list, prepare_problem, str_list
 from .trials import TrialLoop
 from .tuning import finished_trials, open_study, optimize, report_fold, storage_label
 from .warm import probe_choice, screen_features
@@ -246,7 +246,7 @@ def fit_head(
         prob.enc.n_classes,
         seed,
         dev,
-        threads or threads_for(len(prob.ids) * first.shape[1], hd),
+        threads or cores(),
         max_rounds or DEFAULT_MAX_ROUNDS,
     )
     loop = TrialLoop(budget, len(prob.splits), trials, met.direction == "maximize",

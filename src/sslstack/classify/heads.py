@@ -50,9 +50,10 @@ class FitContext:
         """Past the deadline, or told to stop (boosting rounds check this)."""
         return past(self.deadline) or (self.stop is not None and self.stop.is_set())
 
-    def rounds_over(self) -> bool:
-        """Past the round deadline: stop boosting and keep the rounds so far."""
-        return past(self.round_deadline)
+    def stop_boosting(self) -> bool:
+        """Whether a boosted fit should stop at this round: expired (the fit then fails, see
+        :func:`_stopped`), or past the round deadline (it keeps the rounds so far)."""
+        return self.expired() or past(self.round_deadline)
 
 
 def balanced_weights(y: np.ndarray) -> np.ndarray:
@@ -61,8 +62,10 @@ def balanced_weights(y: np.ndarray) -> np.ndarray:
     return (len(y) / (len(counts) * counts))[inv].astype(np.float64)
 
 
-def _stopped(ctx: FitContext, hit: bool) -> None:
-    if hit or ctx.expired():
+def _stopped(ctx: FitContext) -> None:
+    """After a boosted fit: fail it when its context expired (a deadline stays passed and a stop
+    stays set, so this sees whatever stopped the rounds)."""
+    if ctx.expired():
         raise BudgetExceeded("the time budget ran out during a fit")
 
 
@@ -211,14 +214,11 @@ def _weights(y: np.ndarray, params: dict[str, Any], ctx: FitContext) -> np.ndarr
 
 
 def _xgb_deadline(xgb: Any, ctx: FitContext) -> Any:
-    """An XGBoost callback that stops training when ``ctx`` expires (and remembers it did)."""
+    """An XGBoost callback that stops training when ``ctx`` says so."""
 
     class Deadline(xgb.callback.TrainingCallback):  # type: ignore[misc, name-defined]
-        hit = False
-
         def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
-            self.hit = ctx.expired()
-            return self.hit or ctx.rounds_over()
+            return ctx.stop_boosting()
 
     return Deadline()
 
@@ -288,16 +288,15 @@ class XGBHead(Head):
         if es is not None:
             des = xgb.QuantileDMatrix(es[0], label=es[1], ref=dtrain, max_bin=self.max_bin)
             kw = {"evals": [(des, "es")], "early_stopping_rounds": EARLY_STOPPING}
-        stop = _xgb_deadline(xgb, ctx)
         booster = xgb.train(
             self._params(params, ctx),
             dtrain,
             num_boost_round=ctx.max_rounds,
             verbose_eval=False,
-            callbacks=[stop],
+            callbacks=[_xgb_deadline(xgb, ctx)],
             **kw,
         )
-        _stopped(ctx, stop.hit)
+        _stopped(ctx)
         if es is not None:
             booster = booster[: booster.best_iteration + 1]
         return booster
@@ -349,15 +348,13 @@ class XGBHead(Head):
 
 # ------------------------------------------------------------------ CatBoost
 class _CatDeadline:
-    """A CatBoost callback that stops training when ``ctx`` expires (CPU only)."""
+    """A CatBoost callback that stops training when ``ctx`` says so (CPU only)."""
 
     def __init__(self, ctx: FitContext) -> None:
         self.ctx = ctx
-        self.hit = False
 
     def after_iteration(self, info: Any) -> bool:
-        self.hit = self.ctx.expired()
-        return not (self.hit or self.ctx.rounds_over())
+        return not self.ctx.stop_boosting()
 
 
 CAT_PARAMS = ("depth", "learning_rate", "l2_leaf_reg", "border_count", "rsm")
@@ -414,11 +411,10 @@ class CatBoostHead(Head):
         kw: dict[str, Any] = (
             {"eval_set": (es[0], es[1]), "early_stopping_rounds": EARLY_STOPPING} if es else {}
         )
-        stop = _CatDeadline(ctx)
         if ctx.device != "cuda":  # CatBoost takes user callbacks on the CPU only
-            kw["callbacks"] = [stop]
+            kw["callbacks"] = [_CatDeadline(ctx)]
         model.fit(x, y, **kw)
-        _stopped(ctx, stop.hit)
+        _stopped(ctx)
         return model
 
     def warm_start(self) -> dict[str, Any]:
@@ -563,12 +559,9 @@ class LGBMHead(Head):
         p = self._params(params, ctx, objective)
         binning = {"max_bin": p["max_bin"], "verbose": -1}
         dtrain = lgb.Dataset(x, label=y, weight=weight, params=binning, free_raw_data=True)
-        hit = False
 
         def deadline(env: Any) -> None:
-            nonlocal hit
-            if ctx.expired() or ctx.rounds_over():
-                hit = ctx.expired()
+            if ctx.stop_boosting():
                 raise lgb.callback.EarlyStopException(env.iteration, env.evaluation_result_list)
 
         callbacks: list[Any] = [deadline]
@@ -577,7 +570,7 @@ class LGBMHead(Head):
             kw["valid_sets"] = [lgb.Dataset(es[0], label=es[1], reference=dtrain)]
             callbacks.append(lgb.early_stopping(EARLY_STOPPING, verbose=False))
         booster = lgb.train(p, dtrain, num_boost_round=ctx.max_rounds, callbacks=callbacks, **kw)
-        _stopped(ctx, hit)
+        _stopped(ctx)
         return booster
 
     def fit(self, x, y, params, ctx, es=None):

@@ -21,7 +21,7 @@ from .cv import cross_validate
 from .features import FeatureChoice, layer_choices, pool_choices
 from .heads import FitContext, get_head
 from .metrics import DEFAULT_METRIC, get_metric
-from .problem import int_list, prepare_problem, str_list, threads_for
+from .problem import cores, int_list, prepare_problem, str_list
 
 
 @dataclass
@@ -140,15 +140,7 @@ def probe(model: str | ProbeConfig, *, workspace: Any = None, **settings: Any) -
     all_layers = layers + [c for c in layer_choices(prob.store, wanted) if c not in layers]
     all_pools = pools + [c for c in pool_choices(prob.store, pools) if c not in pools]
     head = get_head("logreg")
-    ctx = FitContext(
-        prob.enc.task,
-        prob.enc.n_classes,
-        seed,
-        "cpu",
-        threads_for(
-            len(prob.ids) * prob.reader.matrix(FeatureChoice(layers[0], pools[0])).shape[1]
-        ),
-    )
+    ctx = FitContext(prob.enc.task, prob.enc.n_classes, seed, "cpu", cores())
     params = {"C": C, "class_weight": "none", "standardize": True}
     full = pd.DataFrame(index=pd.Index(all_layers, name="layer"), columns=all_pools, dtype=float)
     for la in all_layers:

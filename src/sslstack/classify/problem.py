@@ -18,7 +18,6 @@ from ..parsing import parse_csv_list, parse_int_list
 from ..workspace import Workspace
 from .features import FeatureReader
 from .folds import Folds, get_folds
-from .heads import Head
 from .labels import LabelEncoding, check_label_counts, infer_encoding
 
 
@@ -149,18 +148,14 @@ def _check_splits(
     return notes
 
 
-def threads_for(cells: int, head: Head | None = None) -> int:
-    """Threads of a head's cross-validation: every core.
+def cores() -> int:
+    """CPU cores this process may run on: the default threads of a head's cross-validation.
 
     They are spent on folds side by side first (``cv.fold_workers``), one thread a fit, and only
     then on threads within a fit: on small data OpenMP/BLAS threads spin at their barriers and
     cost more than they save (a busy 2-core machine ran a 50-round 10-class XGBoost fit on
     300 x 64 in 1.2-1.6 s on one thread and 45-49 s on two, docs/classify.md), while folds are
-    independent. ``cells`` and ``head`` are accepted for heads that might want their own rule."""
-    return cores()
-
-
-def cores() -> int:
+    independent."""
     try:
         return len(os.sched_getaffinity(0)) or 1
     except AttributeError:  # not on Linux

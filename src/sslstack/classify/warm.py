@@ -85,10 +85,7 @@ def screen_features(
                 continue
             if not np.isfinite(score):
                 continue
-            better = best_score is None or (
-                score > best_score if metric.greater_is_better else score < best_score
-            )
-            if better:
+            if _better(score, best_score, metric.greater_is_better):
                 best, best_score = choice, score
     return best
 
@@ -110,6 +107,10 @@ def probe_choice(
             v = scores.get(la, {}).get(po) if isinstance(scores.get(la), dict) else None
             if not isinstance(v, (int, float)) or not np.isfinite(v):
                 continue
-            if best is None or (v > best[1] if greater_is_better else v < best[1]):
+            if _better(v, None if best is None else best[1], greater_is_better):
                 best = (FeatureChoice(la, po), float(v))
     return best
+
+
+def _better(score: float, best: float | None, greater_is_better: bool) -> bool:
+    return best is None or (score > best if greater_is_better else score < best)
