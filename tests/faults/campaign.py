@@ -101,8 +101,8 @@ def _differing(a: dict, b: dict) -> int:
     )
 
 
-def _kill_after(cmd: list[str], delay: float) -> int:
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env())
+def _wait_or_kill(proc: subprocess.Popen, delay: float) -> int:
+    """Wait ``delay`` seconds for ``proc``, then SIGKILL it; 1 when it was killed."""
     try:
         proc.wait(timeout=delay)
         return 0  # finished before the kill
@@ -110,6 +110,11 @@ def _kill_after(cmd: list[str], delay: float) -> int:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         return 1
+
+
+def _kill_after(cmd: list[str], delay: float) -> int:
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env())
+    return _wait_or_kill(proc, delay)
 
 
 _EXTRACT = """
@@ -125,13 +130,7 @@ def _go_then_kill(code: str, args: list[str], delay: float) -> int:
     proc = subprocess.Popen([PY, "-c", code, *args], stdout=subprocess.PIPE, text=True, env=env())
     assert proc.stdout is not None
     proc.stdout.readline()
-    try:
-        proc.wait(timeout=delay)
-        return 0  # finished before the kill
-    except subprocess.TimeoutExpired:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        return 1
+    return _wait_or_kill(proc, delay)
 
 
 def _time_after_go(code: str, args: list[str]) -> float:

@@ -86,6 +86,20 @@ def cat_stats(items: Sequence[Stats]) -> Stats:
     )
 
 
+def cut_pieces(
+    waves: Sequence[np.ndarray], cut: Callable[[np.ndarray], list[np.ndarray]]
+) -> tuple[list[np.ndarray], list[int]]:
+    """Every clip's pieces (``cut(wave)``), in clip order, and the clip each piece came from:
+    what :func:`merge_pieces` takes back to per-clip statistics."""
+    pieces: list[np.ndarray] = []
+    owners: list[int] = []
+    for i, w in enumerate(waves):
+        cut_i = cut(w)
+        pieces += cut_i
+        owners += [i] * len(cut_i)
+    return pieces, owners
+
+
 def merge_pieces(piece_stats: Sequence[Stats], owners: Sequence[int], n_clips: int) -> Stats:
     """Merge per-piece statistics (one item each) into per-clip statistics, in clip order."""
     per_clip: list[list[Stats]] = [[] for _ in range(n_clips)]

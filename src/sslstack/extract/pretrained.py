@@ -25,7 +25,7 @@ import numpy as np
 
 from .base import Encoder, EncoderSpec, register_builtin, select_layers
 from .frames import as_frames, batched, frame_stats
-from .pooling import Stats, finalize, merge_pieces, split_stats
+from .pooling import Stats, cut_pieces, finalize, merge_pieces, split_stats
 from .runtimes import OnnxSession, RuntimeEncoder, Sidecar, TFLiteSession, check_dtype
 from .weights import (
     announce_licence,
@@ -141,11 +141,7 @@ class SpeechEmbedding(Encoder):
     ) -> list[dict[str, np.ndarray]]:
         if not waves:
             return []
-        owners, pieces = [], []
-        for i, w in enumerate(waves):
-            win = self.windows(self.melspec(w))
-            owners += [i] * len(win)
-            pieces += win
+        pieces, owners = cut_pieces(waves, lambda w: self.windows(self.melspec(w)))
         stats: list[Stats] = []
         for idx in batched(len(pieces), SE_BATCH):
             x = np.stack([pieces[j] for j in idx])[..., None]

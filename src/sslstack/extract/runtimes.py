@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import EncoderError
 from .base import Encoder, EncoderSpec, select_layers
 from .frames import WindowPlan, as_frames, batched, frame_stats
-from .pooling import Stats, finalize, merge_pieces, split_stats
+from .pooling import Stats, cut_pieces, finalize, merge_pieces, split_stats
 from .weights import files_digest, import_runtime, pip_extra, weight_records
 
 SUFFIXES = {".onnx": "onnx", ".tflite": "tflite", ".pt": "torchscript", ".ts": "torchscript"}
@@ -219,12 +219,13 @@ class RuntimeEncoder(Encoder):
     ) -> list[dict[str, np.ndarray]]:
         if not waves:
             return []
-        owners, pieces = [], []
-        for i, w in enumerate(waves):
+        plan = self.plan
+
+        def cut(w: np.ndarray) -> list[np.ndarray]:
             w = self._prepare_wave(w)
-            cut = [w] if self.plan is None else self.plan.cut(w)
-            owners += [i] * len(cut)
-            pieces += cut
+            return [w] if plan is None else plan.cut(w)
+
+        pieces, owners = cut_pieces(waves, cut)
         stats = self.piece_stats(pieces)
         return finalize(merge_pieces(stats, owners, len(waves)), pools)
 
