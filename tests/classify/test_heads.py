@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -320,6 +321,28 @@ def test_past_the_round_deadline_a_fit_keeps_its_rounds(head: str) -> None:
     assert rounds is not None and 1 <= rounds < 10**6
     p = hd.predict(model, x[1700:], ctx)
     assert (p.argmax(axis=1) == y[1700:]).mean() > 0.6
+
+
+@pytest.mark.parametrize("head", ["xgb", "catboost", "lgbm"])
+@pytest.mark.parametrize("with_es", [True, False])
+def test_a_round_deadline_passed_before_the_first_round_keeps_one(head: str, with_es: bool) -> None:
+    """A deadline that cuts the first trial at its first round (xgboost 3.x raised
+    AttributeError on ``best_iteration``, which early stopping never set): the fit returns a
+    model of at least one round that predicts, saves and loads."""
+    x, y = _blobs(600)
+    hd = get_head(head)
+    ctx = FitContext("multiclass", 3, 0, "cpu", 1, 10**6, round_deadline=time.monotonic() - 1.0)
+    es = (x[400:500], y[400:500]) if with_es else None
+    model = hd.fit(x[:400], y[:400], hd.warm_start(), ctx, es=es)
+    rounds = hd.rounds_used(model)
+    assert rounds is not None and 1 <= rounds <= 2
+    p = hd.predict(model, x[500:], ctx)
+    assert p.shape == (100, 3) and np.isfinite(p).all()
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-5)
+    with tempfile.TemporaryDirectory() as d:
+        name = hd.save(model, Path(d), "m")
+        back = hd.load(Path(d), name)
+        np.testing.assert_allclose(hd.predict(back, x[500:], ctx), p, rtol=1e-5, atol=1e-6)
 
 
 def test_a_tight_timeout_still_gives_a_boosted_run(

@@ -223,6 +223,20 @@ def _xgb_deadline(xgb: Any, ctx: FitContext) -> Any:
     return Deadline()
 
 
+def _xgb_best_iteration(booster: Any) -> int | None:
+    """The early-stopping best round, or None when early stopping never recorded one.
+
+    XGBoost's callbacks run in order and stop at the first that asks to: when the round deadline
+    ends training before the early-stopping callback has seen a round, ``best_iteration`` is not
+    set and reading it raises ``AttributeError`` (xgboost 3.x). The booster then keeps all its
+    rounds.
+    """
+    try:
+        return int(booster.best_iteration)
+    except AttributeError:
+        return None
+
+
 class XGBHead(Head):
     name = "xgb"
     needs_es = True
@@ -297,8 +311,9 @@ class XGBHead(Head):
             **kw,
         )
         _stopped(ctx)
-        if es is not None:
-            booster = booster[: booster.best_iteration + 1]
+        best = _xgb_best_iteration(booster) if es is not None else None
+        if best is not None:
+            booster = booster[: best + 1]
         return booster
 
     def rounds_used(self, model):
