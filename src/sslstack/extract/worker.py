@@ -124,7 +124,7 @@ def encode_shard(
         extents = shard.extents or measure_extents(spec, job, shard)
     report.model_loaded = True
     store = Store(Path(job.store_path))
-    with _part_writer(store, job.command) as writer:
+    with part_writer(store, job.command) as writer:
         _ShardRun(shard, job, spec, encoder, extents, writer, report, on_batch).go()
     return report
 
@@ -136,7 +136,7 @@ def measure_extents(spec: EncoderSpec, job: Job, shard: Shard) -> tuple[float, .
 
 
 @contextlib.contextmanager
-def _part_writer(store: Any, command: str) -> Iterator[Any]:
+def part_writer(store: Any, command: str) -> Iterator[Any]:
     """A writer of parts: the store's lock-free part writer where it has one (committed once by
     the driver), else its writer (which commits on exit)."""
     make = getattr(store, "part_writer", None) or store.writer
