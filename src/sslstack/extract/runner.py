@@ -172,7 +172,13 @@ class _Run:
         budget = BatchBudget(seconds)
         label = f"extract {self.spec.model.split('/')[-1]}"
         console = None if isinstance(progress, bool) else progress
-        self.bar = ProgressBar(len(todo), enabled=bool(progress), label=label, console=console)
+        self.bar = ProgressBar(
+            len(todo),
+            enabled=bool(progress),
+            label=label,
+            console=console,
+            total_amount=sum(durations.values()),
+        )
         events = decode_events(self.manifest, order, cfg, self.spec.sample_rate)
         stream = batches(events, budget, self.spec.sample_rate)
         try:
