@@ -169,6 +169,7 @@ def _on_batch(
     bar: ProgressBar, report: ShardReport, on_progress: Callable[[int, float], None] | None
 ) -> Callable[[int, float], None]:
     def on_batch(items: int, extent: float) -> None:
+        bar.total_amount = report.extent_total or None  # the ETA follows the extent left
         bar.advance(items, extent)
         if on_progress:
             on_progress(report.computed, report.extent)

@@ -62,7 +62,8 @@ class ShardReport:
 
     computed: int = 0
     failed: list[dict[str, str]] = field(default_factory=list)
-    extent: float = 0.0  # seconds of audio (the source's unit)
+    extent: float = 0.0  # seconds of audio (the source's unit) encoded
+    extent_total: float = 0.0  # of the shards begun
     forward_seconds: float = 0.0
     batch_seconds: float | None = None
     model_loaded: bool = False
@@ -123,6 +124,7 @@ def encode_shard(
     else:
         extents = shard.extents or measure_extents(spec, job, shard)
     report.model_loaded = True
+    report.extent_total += sum(extents)
     store = Store(Path(job.store_path))
     with part_writer(store, job.command) as writer:
         _ShardRun(shard, job, spec, encoder, extents, writer, report, on_batch).go()
