@@ -104,8 +104,9 @@ def extract(
         job = Job(cfg, manifest.kind, device, dtype, str(store.path))
         shards = make_shards(manifest, plan, executor.shards)
         _run_shards(executor, shards, job, spec, result, progress, on_progress)
-    if hasattr(store, "part_writer") and (plan.todo or plan.reuse):
-        store.commit()  # the parts the workers wrote become the store's, once
+    commit = getattr(store, "commit", None)  # a store with part writers commits once, here
+    if commit is not None and hasattr(store, "part_writer") and (plan.todo or plan.reuse):
+        commit()
     result.seconds = time.perf_counter() - t0
     return result
 
