@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..cache.item import ItemResult
 from ..cache.key import window_pool_name
-from ..cache.store import ItemResult
 
 Partial = dict[int, list[tuple[float | None, dict[str, np.ndarray]]]]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from ..cache.key import StoreKey
@@ -159,8 +160,12 @@ def resolve_dtype(dtype: str, device: str, allowed: Sequence[str] | None = None)
 
 
 def store_key(spec: EncoderSpec, cfg: ExtractConfig, dtype: str) -> StoreKey:
+    """The key of the store ``spec`` and ``cfg`` write. A local model (folder or file) is
+    keyed by its content fingerprint alone, never its path: a copy elsewhere shares its store.
+    """
+    local = Path(spec.model).is_absolute()
     return StoreKey(
-        model=spec.model,
+        model=spec.revision if local else spec.model,
         revision=spec.revision,
         sample_rate=spec.sample_rate,
         pools=cfg.pools,
@@ -172,3 +177,12 @@ def store_key(spec: EncoderSpec, cfg: ExtractConfig, dtype: str) -> StoreKey:
         dtype=dtype,
         storage=cfg.storage,
     )
+
+
+def legacy_store_keys(spec: EncoderSpec, cfg: ExtractConfig, dtype: str) -> list[StoreKey]:
+    """Keys an older sslstack gave the same store (a local model keyed by its absolute path):
+    ``extract`` keeps extending such a store instead of starting a new one."""
+    key = store_key(spec, cfg, dtype)
+    if key.model == spec.model:
+        return []
+    return [replace(key, model=spec.model)]

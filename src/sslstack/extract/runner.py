@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..audio import audio_duration
-from ..cache.store import Store, StoreWriter
+from ..cache import Store, StoreWriter
 from ..datasets import read_dataset_manifest, register_dataset
 from ..errors import AudioError
 from ..manifest import Manifest
@@ -32,6 +32,7 @@ from .batching import Batch, BatchBudget, batches, resolve_batch_seconds
 from .config import (
     ExtractConfig,
     ExtractResult,
+    legacy_store_keys,
     resolve_device,
     resolve_dtype,
     store_key,
@@ -39,7 +40,7 @@ from .config import (
 )
 from .decode import decode_events
 from .pipeline import run_pipeline
-from .plan import Plan, copy_reused, make_plan
+from .plan import Plan, make_plan
 from .resolve import resolve_encoder
 
 
@@ -85,7 +86,10 @@ def extract(
     dtype = resolve_dtype(cfg.dtype, device, spec.info.get("dtypes"))
     dataset = register_dataset(ws, manifest)
     store = Store.open_or_create(
-        ws.stores, store_key(spec, cfg, dtype), lambda: _provenance(spec, cfg)
+        ws.stores,
+        store_key(spec, cfg, dtype),
+        lambda: _provenance(spec, cfg),
+        aliases=legacy_store_keys(spec, cfg, dtype),
     )
     store.heal()  # quarantine damaged parts (recomputed below), clean a killed writer's leftovers
     plan = make_plan(store, manifest, ws, dataset)
@@ -98,14 +102,11 @@ def extract(
         computed=0,
         cached=plan.cached,
         failed=[{"id": i, "error": e} for i, e in plan.known_failed.items()],
+        reused=len(plan.reuse),
     )
-    if plan.todo or plan.reuse:
+    if plan.todo:
         with store.writer() as writer:
-            result.reused = copy_reused(store, plan, writer)
-            if plan.todo:
-                _Run(spec, cfg, device, dtype, manifest, plan, writer, result).go(
-                    progress, on_progress
-                )
+            _Run(spec, cfg, device, dtype, manifest, plan, writer, result).go(progress, on_progress)
     result.seconds = time.perf_counter() - t0
     return result
 
