@@ -15,7 +15,9 @@ working: a manifest whose files still hold the content recorded in such a datase
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
+import io
 import os
 import re
 import time
@@ -136,8 +138,7 @@ def register_dataset(ws: Workspace, manifest: Manifest, role: str | None = None)
     )
     cols = [c for c in manifest.frame.columns if c != "_line"]
     _write_if_changed(folder / "manifest.csv", manifest.frame[cols].to_csv(index=False))
-    rows = ["id,hash"] + [f"{_csv_cell(i)},{h}" for i, h in zip(manifest.ids, hashes, strict=True)]
-    _write_if_changed(folder / ITEMS, "\n".join(rows) + "\n")
+    _write_if_changed(folder / ITEMS, _items_csv(zip(manifest.ids, hashes, strict=True)))
     now = time.time()
     if old is None or _without_used(old) != _without_used(meta):
         atomic_write_json(meta_path, {**meta, "used": now})
@@ -150,8 +151,13 @@ def register_dataset(ws: Workspace, manifest: Manifest, role: str | None = None)
 _USED_EVERY_S = 60.0
 
 
-def _csv_cell(text: str) -> str:
-    return pd.Series([text]).to_csv(index=False, header=False).rstrip("\r\n")
+def _items_csv(pairs: Iterable[tuple[str, str]]) -> str:
+    """``id,hash`` rows as CSV (ids quoted where they need it)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(("id", "hash"))
+    w.writerows(pairs)
+    return buf.getvalue()
 
 
 def _write_if_changed(path: Path, text: str) -> None:
@@ -180,8 +186,10 @@ def item_hashes(ws: Workspace, dataset: str) -> dict[str, str]:
     folder = ws.dataset_dir(dataset)
     path = folder / ITEMS
     if path.exists():
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-        return dict(zip(frame["id"], frame["hash"], strict=True))
+        with open(path, encoding="utf-8", newline="") as fh:
+            rows = csv.reader(fh)
+            next(rows, None)
+            return {r[0]: r[1] for r in rows if len(r) == 2}
     manifest = load_dataset(ws, dataset)
     memo = _legacy_memo(folder)
     paths = manifest.frame["path"].tolist()
@@ -194,9 +202,8 @@ def item_hashes(ws: Workspace, dataset: str) -> dict[str, str]:
             f"run 'sslstack extract --data {manifest.source}' again"
         ) from None
     out = {i: memo[p] for i, p in zip(manifest.ids, paths, strict=True)}
-    rows = ["id,hash"] + [f"{_csv_cell(i)},{h}" for i, h in out.items()]
     with contextlib.suppress(OSError):  # a read-only workspace rebuilds it next time
-        atomic_write_text(path, "\n".join(rows) + "\n")
+        atomic_write_text(path, _items_csv(out.items()))
     return out
 
 

@@ -55,7 +55,7 @@ class ExtractResult:
     """What one extraction did (also the ``--json`` line of ``sslstack extract``).
 
     ``forward_seconds`` is the time the device loop spent in the encoder; ``reused`` counts items
-    whose audio the store already held under another id (copied, not recomputed).
+    whose content the store holds, or this run computes, under another id (not recomputed).
     """
 
     store: str
