@@ -10,7 +10,8 @@ revalidated by ``(size, mtime_ns, inode, ctime_ns)``. The inode catches a file r
 another (``mv``, an editor's save-as-rename); the change time catches a rewrite in place whose
 size and modification time were preserved (``rsync -a``, ``cp -p``, ``touch -r``): the kernel
 sets ``ctime`` on every write and every metadata change, and no user call can set it back.
-A rerun over 3000 cached files costs 3000 ``stat`` calls (docs/benchmarks.md).
+A rerun over 3000 cached files costs 3000 ``stat`` calls (docs/benchmarks.md). A file changed
+within :data:`RACY_NS` of being hashed is hashed again next time (file times tick coarsely).
 """
 
 from __future__ import annotations
@@ -18,12 +19,17 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from .workspace import Workspace, atomic_write_text
 
 MEMO_NAME = "file-hashes.csv"
+# File times tick coarsely (a jiffy, up to 10 ms): a file rewritten within the tick it was hashed
+# in keeps its stamp. As git does for its index, a file changed less than this long before it
+# was hashed is not memoized: it is hashed again next time, until it is older.
+RACY_NS = 2_000_000_000
 _HEADER = "path,size,mtime_ns,ino,ctime_ns,sha1"
 
 _Stamp = tuple[int, int, int, int]
@@ -80,9 +86,10 @@ def content_hashes(ws: Workspace, paths: Sequence[str | os.PathLike[str]]) -> li
             out.append(hit[1])
             continue
         digest = file_sha1(key)
-        memo[key] = (stamp, digest)
         out.append(digest)
-        changed = True
+        if time.time_ns() - stamp[3] > RACY_NS:  # see RACY_NS
+            memo[key] = (stamp, digest)
+            changed = True
     if changed:
         rows = [_HEADER] + [f"{p},{s[0]},{s[1]},{s[2]},{s[3]},{d}" for p, (s, d) in memo.items()]
         with contextlib.suppress(OSError):  # a read-only workspace: hash again next time

@@ -186,10 +186,17 @@ def item_hashes(ws: Workspace, dataset: str) -> dict[str, str]:
     folder = ws.dataset_dir(dataset)
     path = folder / ITEMS
     if path.exists():
-        with open(path, encoding="utf-8", newline="") as fh:
-            rows = csv.reader(fh)
-            next(rows, None)
-            return {r[0]: r[1] for r in rows if len(r) == 2}
+        try:
+            with open(path, encoding="utf-8", newline="") as fh:
+                rows = list(csv.reader(fh))[1:]
+        except (UnicodeDecodeError, csv.Error):
+            rows = [[]]
+        if any(len(r) != 2 for r in rows):
+            raise DataError(
+                f"{path} is damaged; delete it and run 'sslstack extract --data "
+                f"{load_dataset(ws, dataset).source}' to write it again"
+            )
+        return {r[0]: r[1] for r in rows}
     manifest = load_dataset(ws, dataset)
     memo = _legacy_memo(folder)
     paths = manifest.frame["path"].tolist()

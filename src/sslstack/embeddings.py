@@ -159,10 +159,11 @@ def load_embeddings(
         return [names[k] for k in keys], x
     from .datasets import hashes_of_ids, item_hashes, resolve_dataset
 
-    dataset = None if data is None else resolve_dataset(ws, data, labeled=False)[0]
-    if ids is None:
-        assert dataset is not None
-        ids = list(item_hashes(ws, dataset))
+    dataset = None
+    if data is not None:
+        dataset = resolve_dataset(ws, data, labeled=False)[0]
+        ids = list(item_hashes(ws, dataset)) if ids is None else ids
+    assert ids is not None  # both None returned above
     keys = hashes_of_ids(ws, ids, dataset)
     st.check_keys(keys, names=ids)
     return list(ids), st.read(layer, pool, keys)[1]

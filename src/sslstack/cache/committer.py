@@ -255,10 +255,6 @@ class StoreWriter:
         self.parts = PartWriter(store.path, store.key, command)
         self.command = self.parts.command
 
-    @property
-    def layer_names(self) -> list[str]:
-        return self.store.layer_names
-
     def __enter__(self) -> StoreWriter:
         self.parts.__enter__()
         return self

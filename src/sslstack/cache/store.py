@@ -40,7 +40,7 @@ from typing import Any
 
 from ..errors import SslstackWarning, StoreError, StoreLockedError
 from ..workspace import atomic_write_json
-from .committer import COMPACT_MAX_BYTES, StoreWriter, commit
+from .committer import COMPACT_MAX_BYTES, LOCK_WAIT_S, StoreWriter, commit
 from .item import ItemResult
 from .key import StoreKey
 from .leases import live_writers
@@ -107,10 +107,9 @@ class Store(StoreReader):
         driver calls :meth:`commit` once)."""
         return PartWriter(self.path, self.key, command)
 
-    def commit(self, command: str = "commit", *, wait: float | None = None) -> dict[str, int]:
-        """Clean up gone writers' files and compact, under the lock (:func:`.commit.commit`)."""
-        if wait is None:
-            return commit(self, command)
+    def commit(self, command: str = "commit", *, wait: float = LOCK_WAIT_S) -> dict[str, int]:
+        """Clean up gone writers' files and compact, under the lock, waiting up to ``wait``
+        seconds for another commit (:func:`sslstack.cache.committer.commit`)."""
         return commit(self, command, wait=wait)
 
     def writers(self) -> list[dict[str, Any]]:
