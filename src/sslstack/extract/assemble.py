@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..cache.key import window_pool_name
-from ..cache.store import ItemResult
+from ..cache.item import ItemResult
 from .pooling import Stats, pool_stats, stats_of
 
 
