@@ -273,6 +273,7 @@ def _shift(st: Any, a: list[str], b: list[str], seed: int) -> dict[str, Any]:
         "store": st.path.name,
         "pools": st.clip_pools(),
         "auc": s.auc,
+        "se": s.se,
         "verdict": s.verdict,
         "layer": lay,
         "layers": sorted(layers, key=lambda d: -abs(d["auc"] - 0.5)),

@@ -1,11 +1,15 @@
 """Near duplicates across two sets of vectors: the nearest training item of every test item.
 
-Exact top-1 cosine search by blocked matrix products over float32 chunks: memory is the two
-inputs plus one ``block x block`` product, time is one pass over all pairs in BLAS (no
-all-pairs Python loop, no index to build, no extra dependency). Vectors are standardised with
-the statistics of both sets together and then L2-normalised, so cosine compares how items
-differ from the typical item rather than their shared offset (log-mel means all point the same
-way and would all look alike).
+Exact top-1 cosine search by blocked matrix products over float32 chunks: memory is the inputs,
+one whitened copy of the training vectors and one ``block x block`` product; time is one pass
+over all pairs in BLAS (no all-pairs Python loop, no index to build, no extra dependency).
+
+Vectors are *whitened* before the cosine (centred and rotated onto the principal axes of both
+sets together, each axis scaled to unit variance, with a small ridge so near-empty axes do not
+turn noise into signal) and then L2-normalised. Without it, vectors that all share a direction
+(log-mel means, or any encoder's dominant axes) look alike: two takes of one word by one
+speaker scored 0.98 against 0.99 for a clip and its own 1 dB louder copy (fsdd-mini, log-mel
+mean and std); whitened, 0.76 against 0.98 and above.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 BLOCK = 4096
+RIDGE = 1e-3  # added to every axis' variance, as a share of the largest
 
 
 @dataclass(frozen=True)
@@ -43,30 +48,56 @@ def standardise(*mats: np.ndarray, block: int = BLOCK) -> tuple[np.ndarray, np.n
     return mean.astype(np.float32), std.astype(np.float32)
 
 
-def _unit(x: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    z = (np.asarray(x, dtype=np.float32) - mean) / scale
+def whitener(
+    *mats: np.ndarray, ridge: float = RIDGE, block: int = BLOCK
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and whitening matrix ``W`` (``(x - mean) @ W`` has about unit covariance) of the
+    rows of all ``mats``, the covariance accumulated in float64 chunk by chunk."""
+    d = mats[0].shape[1]
+    n, s, G = 0, np.zeros(d), np.zeros((d, d))
+    for m in mats:
+        for a in range(0, len(m), block):
+            x = np.asarray(m[a : a + block], dtype=np.float64)
+            n += len(x)
+            s += x.sum(axis=0)
+            G += x.T @ x
+    mean = s / max(n, 1)
+    cov = G / max(n, 1) - np.outer(mean, mean)
+    w, V = np.linalg.eigh(cov)
+    w = np.maximum(w, 0.0)
+    W = V / np.sqrt(w + ridge * max(float(w.max()), 1e-12))
+    return mean.astype(np.float32), W.astype(np.float32)
+
+
+def _unit(x: np.ndarray, mean: np.ndarray, W: np.ndarray) -> np.ndarray:
+    z = (np.asarray(x, dtype=np.float32) - mean) @ W
     norm = np.linalg.norm(z, axis=1, keepdims=True)
     norm[norm == 0] = 1.0
     return z / norm
 
 
 def nearest(train: np.ndarray, test: np.ndarray, *, block: int = BLOCK) -> Nearest:
-    """The nearest training row of every test row by cosine similarity (exact, blocked).
+    """The nearest training row of every test row by cosine similarity of whitened vectors
+    (exact, blocked).
 
     Args:
         train: ``(n_train, d)`` vectors.
         test: ``(n_test, d)`` vectors.
-        block: rows per chunk; peak extra memory is about ``3 * block * (block + d)`` floats.
+        block: rows per chunk; beyond a whitened float32 copy of ``train``, peak extra memory
+            is about ``block * (block + 2 d)`` floats.
     """
-    mean, scale = standardise(train, test, block=block)
+    mean, W = whitener(train, test, block=block)
+    ref = np.empty((len(train), train.shape[1]), dtype=np.float32)
+    for b in range(0, len(train), block):
+        ref[b : b + block] = _unit(train[b : b + block], mean, W)
     best = np.full(len(test), -np.inf, dtype=np.float32)
     arg = np.zeros(len(test), dtype=np.int64)
     for a in range(0, len(test), block):
-        q = _unit(test[a : a + block], mean, scale)
+        q = _unit(test[a : a + block], mean, W)
         top = best[a : a + len(q)]
         where = arg[a : a + len(q)]
         for b in range(0, len(train), block):
-            sims = q @ _unit(train[b : b + block], mean, scale).T
+            sims = q @ ref[b : b + block].T
             j = sims.argmax(axis=1)
             s = sims[np.arange(len(q)), j]
             better = s > top
@@ -75,4 +106,4 @@ def nearest(train: np.ndarray, test: np.ndarray, *, block: int = BLOCK) -> Neare
     return Nearest(arg, np.clip(best, -1.0, 1.0))
 
 
-__all__ = ["Nearest", "nearest", "standardise"]
+__all__ = ["Nearest", "nearest", "standardise", "whitener"]

@@ -25,17 +25,29 @@ VERDICTS = ((0.55, "no detectable shift"), (0.70, "mild shift"), (0.90, "shift")
 @dataclass(frozen=True)
 class Shift:
     """Out-of-fold AUC of telling test from train, its verdict, each test item's out-of-fold
-    "test-ness" score, and the features whose means differ most (standardised difference)."""
+    "test-ness" score, the features whose means differ most (standardised difference) and the
+    AUC's standard error."""
 
     auc: float
     verdict: str
     test_scores: np.ndarray
     features: list[tuple[int, float]] = field(default_factory=list)
+    se: float = 0.0
 
 
-def verdict(auc: float) -> str:
-    """One phrase for an adversarial AUC (symmetric: 0.3 tells the sets apart as 0.7 does)."""
+def auc_se(auc: float, n_train: int, n_test: int) -> float:
+    """Standard error of an AUC (Hanley and McNeil, 1982)."""
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    var = auc * (1 - auc) + (n_test - 1) * (q1 - auc**2) + (n_train - 1) * (q2 - auc**2)
+    return float(np.sqrt(max(var, 0.0) / max(n_train * n_test, 1)))
+
+
+def verdict(auc: float, se: float = 0.0) -> str:
+    """One phrase for an adversarial AUC (symmetric: 0.3 tells the sets apart as 0.7 does);
+    an AUC within two standard errors of 0.5 is no detectable shift, whatever its value."""
     a = max(auc, 1.0 - auc)
+    if a - 0.5 < 2 * se:
+        return VERDICTS[0][1]
     for bound, text in VERDICTS:
         if a < bound:
             return text
@@ -66,7 +78,7 @@ def adversarial(
     *,
     folds: int = 5,
     seed: int = 0,
-    alpha: float = 0.01,
+    alpha: float = 0.1,
     block: int = BLOCK,
     top: int = 5,
 ) -> Shift:
@@ -108,7 +120,9 @@ def adversarial(
         score[a : a + len(x)] = np.einsum("ij,ij->i", x, np.stack(W)[f])
     y = np.r_[np.zeros(n_tr), np.ones(n_te)]
     auc = float(roc_auc_score(y, score))
-    return Shift(auc, verdict(auc), score[n_tr:], _shifted(train, test, mean, scale, top, block))
+    se = auc_se(auc, n_tr, n_te)
+    feats = _shifted(train, test, mean, scale, top, block)
+    return Shift(auc, verdict(auc, se), score[n_tr:], feats, se)
 
 
 def _design(x: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
@@ -131,4 +145,4 @@ def _shifted(
     return [(int(i), float(diff[i])) for i in order]
 
 
-__all__ = ["Shift", "adversarial", "verdict"]
+__all__ = ["Shift", "adversarial", "auc_se", "verdict"]

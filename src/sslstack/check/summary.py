@@ -67,7 +67,7 @@ def summary_rows(found: dict[str, Any]) -> list[Row]:
         rows.append(
             (
                 f"shift, {s['encoder']}",
-                f"AUC {s['auc']:.3f}: {s['verdict']}",
+                f"AUC {s['auc']:.3f} ± {s.get('se', 0):.3f}: {s['verdict']}",
                 f"{layers}features of layer {s['layer']}: {feats}; least like training: {least}",
             )
         )
