@@ -52,15 +52,15 @@ def whitener(
     *mats: np.ndarray, ridge: float = RIDGE, block: int = BLOCK
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mean and whitening matrix ``W`` (``(x - mean) @ W`` has about unit covariance) of the
-    rows of all ``mats``, the covariance accumulated in float64 chunk by chunk."""
+    rows of all ``mats``, the covariance accumulated chunk by chunk."""
     d = mats[0].shape[1]
     n, s, G = 0, np.zeros(d), np.zeros((d, d))
     for m in mats:
         for a in range(0, len(m), block):
-            x = np.asarray(m[a : a + block], dtype=np.float64)
+            x = np.asarray(m[a : a + block], dtype=np.float32)
             n += len(x)
-            s += x.sum(axis=0)
-            G += x.T @ x
+            s += x.sum(axis=0, dtype=np.float64)
+            G += x.T @ x  # float32 within a chunk (BLAS speed), float64 across chunks
     mean = s / max(n, 1)
     cov = G / max(n, 1) - np.outer(mean, mean)
     w, V = np.linalg.eigh(cov)
