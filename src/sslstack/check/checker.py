@@ -89,7 +89,7 @@ def check(
     tr_name, tr = _dataset(ws, train, "train")
     te_name, te = _dataset(ws, test, "test") if test is not None else _latest_test(ws, tr_name)
     h_tr = item_hashes(ws, tr_name, tr, compute=True)
-    h_te = item_hashes(ws, te_name, te, compute=True) if te is not None else {}
+    h_te = item_hashes(ws, te_name, te, compute=True) if te_name and te is not None else {}
     res = CheckResult(
         train=tr_name,
         test=te_name,
