@@ -182,3 +182,9 @@ def test_label_problems_cli_json_and_report_section(tmp_path: Path) -> None:
     out = report(ws, out=tmp_path / "report.html")
     text = Path(out["out"]).read_text()
     assert "Leakage, shift and labels" in text and "label-noise candidates" in text
+
+
+def test_a_bad_threshold_is_one_line(tmp_path: Path) -> None:
+    r = CliRunner().invoke(app, ["check", "--threshold", "1.5", "-w", str(tmp_path / "ws")])
+    assert r.exit_code != 0
+    assert r.output.strip() == "error: --threshold 1.5: use a cosine similarity in (0, 1]"
