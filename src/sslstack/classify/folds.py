@@ -10,6 +10,10 @@ group_col, digest, created). Methods, looked up by name in :data:`SPLITTERS`:
 - ``multilabel-stratified``: iterative stratification (iterstrat); with a group column it
   stratifies groups by the union of their labels.
 
+Items with the same content (the content hash ``extract`` records, :mod:`sslstack.content`) are
+one group in every splitter, whatever their ids: a clip listed twice, or copied under another
+name, never trains and validates at once.
+
 ``None`` for ``k``, ``seed`` or ``group_col`` means "whatever the saved folds use" (defaults
 5, 0 and no groups when none are saved), so later commands need not repeat the flags. Asking for
 other settings than the saved ones is an error: delete the folds files to start over.
