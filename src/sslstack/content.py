@@ -20,8 +20,12 @@ import contextlib
 import hashlib
 import os
 import time
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from .workspace import Workspace, atomic_write_text
 
@@ -67,12 +71,19 @@ def _read_memo(path: Path) -> dict[str, tuple[_Stamp, str]]:
     return memo
 
 
-def content_hashes(ws: Workspace, paths: Sequence[str | os.PathLike[str]]) -> list[str]:
+def content_hashes(
+    ws: Workspace, paths: Sequence[str | os.PathLike[str]], *, gone_ok: bool = False
+) -> list[str]:
     """The content hash of every file in ``paths`` (absolute), in order; files whose stamp
     (size, mtime_ns, inode, ctime_ns) is unchanged since they were last hashed are not read.
 
     The memo is rewritten only when a file was hashed, and a read-only workspace only costs
     the hashing.
+
+    Args:
+        gone_ok: a file that no longer exists gets the hash it had when last seen (so stored
+            vectors stay usable after the audio was deleted); without a memo entry it is
+            still a FileNotFoundError.
     """
     memo_path = ws.root / MEMO_NAME
     memo = _read_memo(memo_path)
@@ -80,8 +91,14 @@ def content_hashes(ws: Workspace, paths: Sequence[str | os.PathLike[str]]) -> li
     changed = False
     for p in paths:
         key = str(p)
-        stamp = _stamp(os.stat(key))
         hit = memo.get(key)
+        try:
+            stamp = _stamp(os.stat(key))
+        except FileNotFoundError:
+            if gone_ok and hit is not None:
+                out.append(hit[1])
+                continue
+            raise
         if hit is not None and hit[0] == stamp:
             out.append(hit[1])
             continue
@@ -95,3 +112,73 @@ def content_hashes(ws: Workspace, paths: Sequence[str | os.PathLike[str]]) -> li
         with contextlib.suppress(OSError):  # a read-only workspace: hash again next time
             atomic_write_text(memo_path, "\n".join(rows) + "\n")
     return out
+
+
+def item_hashes(
+    ws: Workspace, dataset: str, manifest: Any, *, compute: bool = False
+) -> dict[str, str]:
+    """``id -> content hash`` of ``manifest``'s items in ``dataset`` (the leakage checks' one
+    way to the hashes: folds, ``predict``, ``check``).
+
+    The dataset's map (:func:`sslstack.datasets.item_hashes`) holds every item it was
+    registered with. Items it lacks, or every item when the map cannot be read (a legacy
+    dataset whose files are gone), are absent unless ``compute`` hashes their files.
+    """
+    from .datasets import item_hashes as dataset_map
+    from .errors import SslstackError
+
+    try:
+        known = dataset_map(ws, dataset)
+    except SslstackError:
+        known = {}
+    out = {i: known[i] for i in manifest.ids if i in known}
+    if compute and len(out) < len(manifest):
+        rows = [
+            (i, p)
+            for i, p in zip(manifest.ids, manifest.frame["path"], strict=True)
+            if i not in out and os.path.isfile(p)
+        ]
+        if rows:
+            digests = content_hashes(ws, [p for _, p in rows])
+            out.update({i: d for (i, _), d in zip(rows, digests, strict=True)})
+    return out
+
+
+def duplicate_sets(ids: Sequence[str], hashes: Mapping[str, str]) -> list[list[str]]:
+    """Sets of two or more ``ids`` with the same content hash, each in ``ids`` order."""
+    by_hash: dict[str, list[str]] = defaultdict(list)
+    for i in ids:
+        h = hashes.get(i)
+        if h is not None:
+            by_hash[h].append(i)
+    return [members for members in by_hash.values() if len(members) > 1]
+
+
+def content_groups(
+    ids: Sequence[str], hashes: Mapping[str, str], groups: Sequence[str] | None = None
+) -> np.ndarray:
+    """One group code per item: items with the same content hash share a code, and so do items
+    of the same ``groups`` value (speaker, recording); groups linked through shared content are
+    merged (union-find), so no split can separate any of them."""
+    parent = list(range(len(ids)))
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    first: dict[tuple[str, str], int] = {}
+    keys = [("h", hashes[i]) if i in hashes else None for i in ids]
+    for n in range(len(ids)):
+        for key in (keys[n], None if groups is None else ("g", str(groups[n]))):
+            if key is None:
+                continue
+            m = first.setdefault(key, n)
+            ra, rb = find(n), find(m)
+            if ra != rb:
+                parent[max(ra, rb)] = min(ra, rb)
+    roots = np.array([find(n) for n in range(len(ids))], dtype=np.int64)
+    return np.unique(roots, return_inverse=True)[1]
+
+

@@ -115,8 +115,9 @@ def register_dataset(ws: Workspace, manifest: Manifest, role: str | None = None)
     time differs (the last-used time itself is refreshed at most once a minute).
 
     Args:
-        role: ``train`` or ``test``. ``predict`` registers its data as ``test``; otherwise an
-            existing dataset keeps its role and a new one is ``train`` when it has labels.
+        role: ``train`` or ``test``, for a new dataset (``predict`` registers its data as
+            ``test``); an existing dataset keeps its role whatever the command, and a new one
+            without ``role`` is ``train`` when it has labels.
             Commands without ``--data`` work on the ``train`` dataset.
     """
     hashes = manifest_hashes(ws, manifest)
@@ -125,7 +126,8 @@ def register_dataset(ws: Workspace, manifest: Manifest, role: str | None = None)
     meta_path = folder / "dataset.json"
     old = read_json(meta_path) if meta_path.exists() else None
     meta = dict(old) if old else {"created": time.time()}
-    meta["role"] = role or meta.get("role") or ("train" if manifest.has_labels else "test")
+    # a role is how a command uses the data now: it names a new dataset, never changes one
+    meta["role"] = meta.get("role") or role or ("train" if manifest.has_labels else "test")
     meta.update(
         name=name,
         source=str(manifest.source),

@@ -23,6 +23,19 @@ from .sources import DEFAULT_KIND, SOURCES, all_extensions, kind_of, scan
 
 LABEL_SEP = ";"
 LABEL_COLUMNS = ("label", "labels")  # read in this order when no label column is named
+# cells that mean "no label" (pandas' own missing-value spellings): such items are unlabeled
+UNLABELED = frozenset(
+    {"", "nan", "NaN", "NAN", "-nan", "-NaN", "NA", "N/A", "n/a", "<NA>", "#N/A", "#NA"}
+    | {"NULL", "null", "None"}
+)
+
+
+def split_labels(value: object) -> list[str]:
+    """The labels of one cell (``a;b`` -> ``[a, b]``); empty and NaN-like parts (see
+    :data:`UNLABELED`) are dropped, so such a cell holds no label."""
+    return [p.strip() for p in str(value).split(LABEL_SEP) if p.strip() not in UNLABELED]
+
+
 _MAX_LISTED = 50
 
 
@@ -54,7 +67,7 @@ class Manifest:
 
     @property
     def has_labels(self) -> bool:
-        return "label" in self.frame and bool((self.frame["label"] != "").any())
+        return "label" in self.frame and any(self.label_lists())
 
     @property
     def multilabel(self) -> bool:
@@ -66,9 +79,7 @@ class Manifest:
         """Each item's labels as a list (empty when it has none)."""
         if "label" not in self.frame:
             return [[] for _ in range(len(self.frame))]
-        return [
-            [p.strip() for p in str(v).split(LABEL_SEP) if p.strip()] for v in self.frame["label"]
-        ]
+        return [split_labels(v) for v in self.frame["label"]]
 
     def describe_labels(self) -> str:
         """One line for the user: which column the labels come from, and what they hold."""
@@ -84,7 +95,13 @@ class Manifest:
         where = f"column '{self.label_col}'" if self.label_col else "class subfolders"
         labeled = sum(bool(labs) for labs in lists)
         ids = f"; ids: column '{self.id_col}'" if self.id_col else ""
-        return f"labels: {where} ({kind}, {classes} classes, {labeled} labeled items){ids}"
+        none = len(lists) - labeled
+        unlabeled = f", {none} unlabeled (empty or NaN-like; extracted, not trained on)" * bool(
+            none
+        )
+        return (
+            f"labels: {where} ({kind}, {classes} classes, {labeled} labeled items{unlabeled}){ids}"
+        )
 
     def line_of(self, item_id: str) -> int | None:
         """The CSV line (1-based, header = line 1) of an item, when it came from a CSV."""
@@ -173,7 +190,7 @@ def _read_csv(src: Path, label_col: str | None) -> tuple[pd.DataFrame, str | Non
             if "label" in frame:  # a named column wins over a 'label' column, kept aside
                 frame = frame.rename(columns={"label": "label_column"})
             frame = frame.rename(columns={used: "label"})
-        frame["label"] = frame["label"].str.strip()
+        frame["label"] = [v if split_labels(v) else "" for v in frame["label"].str.strip()]
     if "fold" in frame:  # any labels (1..5, 0..4, names): kept as written, see classify.folds
         frame["fold"] = frame["fold"].str.strip()
     return frame, used, id_col

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -206,10 +207,137 @@ def test_classes_smaller_than_the_folds_are_one_line(tmp_path: Path) -> None:
 
 
 def test_one_small_class_gets_folds_without_sklearn_warnings(tmp_path: Path) -> None:
-    import warnings
-
     ws, name, manifest = _dataset(tmp_path, ["a"] * 20 + ["b"] * 20 + ["c"] * 3)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         folds = get_folds(ws, name, manifest, k=5)
     assert folds.k == 5
+
+
+# -- duplicates: the same content under two ids is one group in every splitter ----------------
+
+
+def _dataset_with_copies(
+    root: Path, labels: list[str], moved: str | None = None, **cols: list
+) -> tuple:
+    """Items whose files hold distinct bytes, plus the same file listed a second time under
+    another id (``./x.wav`` beside ``x.wav``) and byte copies under new names; the content
+    hashes are recorded as ``extract`` records them. The copies take column ``moved`` (a
+    group) from another item, as a clip filed under two speakers would."""
+    from sslstack.extract.plan import content_hashes
+
+    audio = root / "audio"
+    audio.mkdir(parents=True, exist_ok=True)
+    n = len(labels)
+    paths = [f"a{i:04d}.wav" for i in range(n)]
+    for i, p in enumerate(paths):
+        (audio / p).write_bytes(f"clip {i}".encode())
+    # 8 copies under new names and 8 items listed again by another spelling of their path
+    copies = [(f"copy{i:04d}.wav", i) for i in range(0, 16, 2)]
+    for name, src in copies:
+        (audio / name).write_bytes(f"clip {src}".encode())
+    again = [(f"./a{i:04d}.wav", i) for i in range(1, 17, 2)]
+    extra = copies + again
+    rows = paths + [p for p, _ in extra]
+    frame = pd.DataFrame(
+        {
+            "path": rows,
+            "label": labels + [labels[s] for _, s in extra],
+            **{
+                c: v + [v[(s + (c == moved and p.startswith("copy"))) % n] for p, s in extra]
+                for c, v in cols.items()
+            },
+        }
+    )
+    csv = audio / "train.csv"
+    frame.to_csv(csv, index=False)
+    ws = Workspace.at(root / "ws")
+    manifest = read_manifest(csv)
+    name = register_dataset(ws, manifest)
+    content_hashes(ws, name, manifest)  # what extract records
+    pairs = [(p, paths[s]) for p, s in extra]
+    return ws, name, manifest, pairs
+
+
+def _assert_one_fold(folds, pairs: list[tuple[str, str]]) -> None:
+    where = dict(zip(folds.ids, folds.fold.tolist(), strict=True))
+    split = [(a, b) for a, b in pairs if where[a] != where[b]]
+    assert split == []
+
+
+@pytest.mark.parametrize("splitter", ["stratified", "stratified-group", "multilabel-stratified"])
+def test_duplicate_content_lands_in_one_fold_in_every_splitter(
+    tmp_path: Path, splitter: str
+) -> None:
+    rng = np.random.default_rng(3)
+    n = 80
+    cols: dict[str, list] = {}
+    group_col = None
+    if splitter == "multilabel-stratified":
+        y = (rng.random((n, 3)) < 0.4).astype(int)
+        y[y.sum(axis=1) == 0, 0] = 1
+        labels = [";".join(c for c, v in zip("abc", row, strict=True) if v) for row in y]
+    else:
+        labels = _labels(n, {"a": 40, "b": 40})
+    if splitter == "stratified-group":
+        cols["spk"] = [f"s{i % 40}" for i in range(n)]
+        group_col = "spk"
+    ws, name, manifest, pairs = _dataset_with_copies(tmp_path, labels, moved="spk", **cols)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        folds = get_folds(ws, name, manifest, k=4, group_col=group_col)
+    assert folds.method == splitter and len(np.unique(folds.fold)) == 4
+    _assert_one_fold(folds, pairs)
+    assert [str(w.message) for w in seen] == [
+        "16 set(s) of items share their content under other ids; each set is kept in one fold"
+    ]
+    if group_col:  # the speaker groups still hold
+        spk = dict(zip(manifest.ids, manifest.frame["spk"], strict=True))
+        per = pd.DataFrame({"g": [spk[i] for i in folds.ids], "f": folds.fold})
+        assert (per.groupby("g")["f"].nunique() == 1).all()
+
+
+def test_a_fold_column_that_splits_duplicates_is_one_warning(tmp_path: Path) -> None:
+    labels = _labels(40, {"a": 20, "b": 20})
+    fold = [str(i % 4) for i in range(40)]
+    ws, name, manifest, pairs = _dataset_with_copies(tmp_path, labels, fold=fold)
+    # the copies took their source's fold, except two that are moved to another fold
+    frame = pd.read_csv(manifest.source, dtype=str, keep_default_na=False)
+    frame.loc[40, "fold"] = str((int(frame.loc[40, "fold"]) + 1) % 4)
+    frame.loc[48, "fold"] = str((int(frame.loc[48, "fold"]) + 1) % 4)
+    frame.to_csv(manifest.source, index=False)
+    manifest = read_manifest(manifest.source)
+    with pytest.warns(UserWarning) as seen:
+        folds = get_folds(ws, name, manifest)
+    lines = [str(w.message) for w in seen if "more than one fold" in str(w.message)]
+    assert len(lines) == 1
+    assert (
+        "'fold' column puts 2 set(s) of items with the same content in more than one" in (lines[0])
+    )
+    assert folds.method == "manifest"
+
+
+def test_same_content_with_different_labels_is_one_line(tmp_path: Path) -> None:
+    labels = _labels(40, {"a": 20, "b": 20})
+    ws, name, manifest, pairs = _dataset_with_copies(tmp_path, labels)
+    frame = manifest.frame
+    copy_id = pairs[0][0]
+    row = frame.index[frame["id"] == copy_id][0]
+    other = "b" if frame.loc[row, "label"] == "a" else "a"
+    manifest.frame.loc[row, "label"] = other
+    with pytest.warns(UserWarning) as seen:
+        get_folds(ws, name, manifest, k=4)
+    clash = [str(w.message) for w in seen if "different labels" in str(w.message)]
+    assert len(clash) == 1 and clash[0].startswith("1 set(s) of items with the same content")
+    assert copy_id in clash[0]
+
+
+def test_nan_and_empty_labels_are_unlabeled_not_a_class(tmp_path: Path) -> None:
+    spellings = ["", "NaN", "nan", "NA", "N/A", "null", "None", "<NA>"]
+    labels = _labels(40, {"a": 20, "b": 20}) + spellings
+    ws, name, manifest = _dataset(tmp_path, labels)
+    assert sorted({lab for labs in manifest.label_lists() for lab in labs}) == ["a", "b"]
+    assert "40 labeled items, 8 unlabeled (empty or NaN-like" in manifest.describe_labels()
+    folds = get_folds(ws, name, manifest, k=4)
+    assert len(folds.ids) == 40  # the unlabeled items get no fold
+    assert set(folds.ids) == set(manifest.ids[:40])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -70,3 +72,28 @@ def test_encoding_round_trip_and_counts() -> None:
     single = LabelEncoding("multiclass", ("a", "b", "c"))
     with pytest.raises(DataError, match=r"fewer than 2 items: c \(1\)"):
         check_label_counts(single, np.array([0, 0, 1, 1, 2]))
+
+
+def test_nan_like_label_cells_are_unlabeled_in_every_task(tmp_path: Path) -> None:
+    """Empty and NaN-like cells are no class: such items are left out of the folds, the labels
+    and the out-of-fold file, and counted in one line."""
+    import pandas as pd
+
+    from sslstack.classify import fit_head
+    from sslstack.manifest import read_manifest
+    from sslstack.runs import load_run
+    from tests.classify_synth import make_synth
+
+    for task in ("binary", "multiclass", "multilabel"):
+        s = make_synth(tmp_path / task, task=task, n=60, layers=2)
+        frame = pd.read_csv(s.csv, dtype=str, keep_default_na=False)
+        spellings = ["", "NaN", "nan", "NA", "null", "None", "N/A", "<NA>"]
+        frame.loc[: len(spellings) - 1, "label"] = spellings
+        frame.to_csv(s.csv, index=False)
+        manifest = read_manifest(s.csv)
+        assert "52 labeled items, 8 unlabeled (empty or NaN-like" in manifest.describe_labels()
+        res = fit_head("logreg", "fake", data=s.csv, workspace=s.ws, trials=0, pool="mean")
+        run = load_run(s.ws, res.run)
+        assert not {"NaN", "nan", "NA", "None", "null"} & set(run.labels), task
+        oof = pd.read_csv(run.oof_path, dtype={"id": str})
+        assert len(oof) == 52 and not set(s.ids[:8]) & set(oof["id"])

@@ -10,6 +10,10 @@ group_col, digest, created). Methods, looked up by name in :data:`SPLITTERS`:
 - ``multilabel-stratified``: iterative stratification (iterstrat); with a group column it
   stratifies groups by the union of their labels.
 
+Items with the same content (the content hash ``extract`` records, :mod:`sslstack.content`) are
+one group in every splitter, whatever their ids: a clip listed twice, or copied under another
+name, never trains and validates at once.
+
 ``None`` for ``k``, ``seed`` or ``group_col`` means "whatever the saved folds use" (defaults
 5, 0 and no groups when none are saved), so later commands need not repeat the flags. Asking for
 other settings than the saved ones is an error: delete the folds files to start over.
@@ -22,13 +26,14 @@ text), so every reader maps the same labels to the same positions.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..errors import ConfigError, DataError
+from ..content import content_groups, duplicate_sets, item_hashes
+from ..errors import ConfigError, DataError, SslstackWarning
 from ..folds import Folds as Folds  # the fold contract, re-exported for the stages
 from ..folds import fold_codes as fold_codes
 from ..folds import fold_digest as fold_digest
@@ -36,7 +41,7 @@ from ..folds import fold_order as fold_order
 from ..folds import load_folds as load_folds
 from ..folds import read_folds as _load
 from ..folds import save_folds as _save
-from ..manifest import Manifest
+from ..manifest import Manifest, split_labels
 from ..registry import Registry
 from ..workspace import Workspace
 
@@ -106,11 +111,15 @@ def get_folds(
     group_col: str | None = None,
     create: bool = True,
     y: np.ndarray | None = None,
+    content: Mapping[str, str] | None = None,
 ) -> Folds:
     """The dataset's fold assignment: the saved one, or a new one made and saved now.
 
     Only labeled items get folds. ``y`` (class indices or a 0/1 matrix aligned with the labeled
     items) is used for stratification when given; otherwise it is read from the manifest.
+    Items with the same content (``content``: id -> content hash; default: the hashes
+    ``extract`` recorded) are one group in every splitter, whatever their ids; a manifest
+    ``fold`` column or saved folds that split them are reported (a warning with the count).
 
     Raises:
         DataError: saved folds made with other settings, folds that cannot be made (too few
@@ -124,13 +133,18 @@ def get_folds(
         else manifest.frame
     )
     ids = labeled["id"].tolist()
+    if content is None:
+        content = item_hashes(ws, dataset_name, manifest)
+    dups = duplicate_sets(ids, content)
     if (folder / "folds.json").exists():
         saved = _load(folder)
         _check_same(saved, k, seed, group_col, folder, dataset_name, ids)
+        _warn_split(dups, saved, f"the saved folds of {dataset_name}", f"delete {folder}/folds.*")
         return saved
     if not create:
         raise DataError(f"dataset {dataset_name} has no folds yet; run 'sslstack fit-head' first")
-    folds = _make(manifest, labeled, k, seed, group_col, y)
+    _warn_label_clash(dups, labeled)
+    folds = _make(manifest, labeled, k, seed, group_col, y, content if dups else None)
     _save(folder, folds)
     return folds
 
@@ -142,6 +156,7 @@ def _make(
     seed: int | None,
     group_col: str | None,
     y: np.ndarray | None,
+    content: Mapping[str, str] | None = None,
 ) -> Folds:
     asked_k = k
     k = DEFAULT_K if k is None else k
@@ -153,7 +168,7 @@ def _make(
             f"--group-col {group_col!r}: no such manifest column "
             f"(columns: {', '.join(cols) or 'none'})"
         )
-    lists = [[p.strip() for p in str(v).split(";") if p.strip()] for v in labeled.get("label", [])]
+    lists = [split_labels(v) for v in labeled.get("label", [])]
     multilabel = any(len(labs) > 1 for labs in lists) or (y is not None and y.ndim == 2)
     method = _method(manifest, multilabel, group_col)
     if method == "manifest":
@@ -170,14 +185,26 @@ def _make(
             )
         _check_manifest_folds(manifest, labeled, fold, k, asked_k, group_col)
         digest = fold_digest(ids, written)
-        return Folds(tuple(ids), fold, k, method, None, None, digest, tuple(names))
+        made = Folds(tuple(ids), fold, k, method, None, None, digest, tuple(names))
+        dups = duplicate_sets(ids, content or {})
+        _warn_split(dups, made, f"{manifest.source}'s 'fold' column", "fix the column")
+        return made
     if k < 2:
         raise ConfigError(f"--folds {k}: use at least 2 folds")
     if y is None:
         y = _labels_for_split(lists, multilabel)
     groups = labeled[group_col].astype(str).to_numpy() if group_col else None
-    _check_feasible(ids, groups, k, group_col)
-    fold = _split(method, y, groups, k, seed, lists)
+    units = None
+    if content:
+        units = content_groups(ids, content, groups)
+        warnings.warn(
+            f"{len(duplicate_sets(ids, content))} set(s) of items share their content under "
+            "other ids; each set is kept in one fold",
+            SslstackWarning,
+            stacklevel=3,
+        )
+    _check_feasible(ids, groups if units is None else units, k, group_col)
+    fold = _split(method, y, groups, k, seed, lists, units)
     if (fold < 0).any() or len(np.unique(fold)) != k:
         raise DataError(
             f"could not make {k} non-empty folds over {len(ids)} items; use fewer --folds"
@@ -192,12 +219,22 @@ def _split(
     k: int,
     seed: int,
     lists: list[list[str]],
+    units: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The splitter's folds; its refusal of small classes becomes one line naming them."""
+    """The splitter's folds; its refusal of small classes becomes one line naming them.
+
+    ``units`` (a group code per item, see :func:`content_groups`) keeps each unit in one fold:
+    the stratified splitter splits one representative per unit, the grouped ones take the units
+    as their groups."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The least populated class")
         try:
-            return SPLITTERS[method](y, groups, k, seed)
+            if units is None:
+                return SPLITTERS[method](y, groups, k, seed)
+            if method == "stratified":
+                first = np.unique(units, return_index=True)[1]
+                return SPLITTERS[method](y[first], None, k, seed)[units]
+            return SPLITTERS[method](y, units.astype(str), k, seed)
         except ValueError as e:
             small = _small_classes(lists, k)
             if not small:
@@ -233,9 +270,42 @@ def _check_feasible(
     if len(ids) < k:
         raise DataError(f"{len(ids)} labeled items cannot fill {k} folds; use fewer --folds")
     if groups is not None and len(set(groups)) < k:
+        what = f"--group-col {group_col}" if group_col else "items with distinct content"
         raise DataError(
-            f"--group-col {group_col}: {len(set(groups))} distinct groups cannot fill {k} folds; "
-            "use fewer --folds"
+            f"{what}: {len(set(groups))} distinct groups cannot fill {k} folds; use fewer --folds"
+        )
+
+
+def _warn_split(dups: list[list[str]], folds: Folds, where: str, fix: str) -> None:
+    """One warning when sets of items with the same content lie in more than one fold."""
+    pos = {i: n for n, i in enumerate(folds.ids)}
+    split = [s for s in dups if len({int(folds.fold[pos[i]]) for i in s if i in pos}) > 1]
+    if split:
+        shown = ", ".join("=".join(s[:2]) for s in split[:3])
+        warnings.warn(
+            f"{where} puts {len(split)} set(s) of items with the same content in more than one "
+            f"fold ({shown}); the same audio trains and validates — {fix}",
+            SslstackWarning,
+            stacklevel=3,
+        )
+
+
+def _warn_label_clash(dups: list[list[str]], labeled: pd.DataFrame) -> None:
+    """One warning for sets of items with the same content and different labels."""
+    if not dups or "label" not in labeled:
+        return
+    values = (tuple(sorted(split_labels(v))) for v in labeled["label"])
+    label = dict(zip(labeled["id"], values, strict=True))
+    clash = [s for s in dups if len({label.get(i) for i in s}) > 1]
+    if clash:
+        shown = "; ".join(
+            ", ".join(f"{i} ({';'.join(label.get(i) or ())})" for i in s[:2]) for s in clash[:3]
+        )
+        warnings.warn(
+            f"{len(clash)} set(s) of items with the same content have different labels "
+            f"({shown}); fix the labels or keep one item of each",
+            SslstackWarning,
+            stacklevel=3,
         )
 
 

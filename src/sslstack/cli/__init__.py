@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import ensemble, extract, heads
+from . import check, ensemble, extract, heads
 from .common import friendly, out_console
 
 app = typer.Typer(
@@ -64,6 +64,7 @@ app.command("stack")(friendly(ensemble.stack_cmd))
 app.command("predict")(friendly(ensemble.predict_cmd))
 app.command("report")(friendly(ensemble.report_cmd))
 app.command("blend")(friendly(ensemble.blend_cmd))
+app.command("check")(friendly(check.check_cmd))
 
 
 def main() -> None:

@@ -138,12 +138,16 @@ def predict_cmd(
         console.print(note, markup=False, soft_wrap=True)
     if res.scores:
         # the title on its own line: as a table title it wraps to the narrow table's width
-        out_console.print(f"test scores over {res.scored} labeled items", highlight=False)
+        leak = f", {res.leaked_scored} of them leaked from training" * bool(res.leaked_scored)
+        out_console.print(f"test scores over {res.scored} labeled items{leak}", highlight=False)
         table = Table()
         table.add_column("metric")
         table.add_column("score", justify="right")
+        clean = res.unleaked_scores
+        if clean is not None:
+            table.add_column("without leaked", justify="right")
         for k, v in res.scores.items():
-            table.add_row(k, _fmt(v))
+            table.add_row(k, _fmt(v), *([] if clean is None else [_fmt(clean.get(k))]))
         out_console.print(table)
     if json:
         emit_json(res.to_dict())

@@ -45,6 +45,9 @@ class PredictResult:
     skipped: list[dict[str, str]] = field(default_factory=list)  # --on-error skip: left out
     unseen: dict[str, int] = field(default_factory=dict)  # test label -> items, run never saw
     scored: int = 0  # labeled test items the scores are over
+    leaked: list[dict[str, str]] = field(default_factory=list)  # {id, train_id}: same content
+    leaked_scored: int = 0  # of the scored items, how many were leaked
+    unleaked_scores: dict[str, float] | None = None  # scores over the scored, unleaked items
 
     @property
     def notes(self) -> list[str]:
@@ -55,6 +58,12 @@ class PredictResult:
             out.append(
                 f"{len(self.skipped)} test item(s) could not be embedded and are left out of "
                 f"the submission (first: {shown})"
+            )
+        if self.leaked:
+            shown = ", ".join(f"{d['id']} = {d['train_id']}" for d in self.leaked[:3])
+            out.append(
+                f"{len(self.leaked)} of {self.items} test item(s) have the same content as a "
+                f"training item of the run ({shown}); their predictions are in-sample"
             )
         if self.unseen:
             shown = ", ".join(f"{lab} ({n})" for lab, n in list(self.unseen.items())[:10])
@@ -74,6 +83,9 @@ class PredictResult:
             "scores": self.scores,
             "scored": self.scored,
             "unseen": self.unseen,
+            "leaked": self.leaked,
+            "leaked_scored": self.leaked_scored,
+            "unleaked_scores": self.unleaked_scores,
             "skipped": self.skipped,
             "notes": self.notes,
             "extracted": self.extracted,
@@ -133,6 +145,8 @@ def predict(
     _validate(frame, manifest.ids, enc, label, cols, source=str(out or "submission"))
     path = write_csv(frame, out) if out is not None else None
     scores, scored, unseen = _scores(manifest, enc, P)
+    leaked = leaked_items(ws, chosen.meta["dataset"], dataset, manifest)
+    leaked_scored, unleaked = _leak_scores(manifest, enc, P, leaked, scores)
     return PredictResult(
         run=chosen.meta["id"],
         dataset=dataset,
@@ -145,7 +159,63 @@ def predict(
         skipped=failed,
         unseen=unseen,
         scored=scored,
+        leaked=leaked,
+        leaked_scored=leaked_scored,
+        unleaked_scores=unleaked,
     )
+
+
+def leaked_items(
+    ws: Workspace, train_dataset: str, test_dataset: str, manifest: Manifest
+) -> list[dict[str, str]]:
+    """Test items whose content equals a training item's: ``{id, train_id}`` in test order.
+
+    The training hashes are those ``extract`` recorded; test files without a recorded hash are
+    hashed now. A training dataset no longer in the workspace leaks nothing we can tell.
+    """
+    from ..content import item_hashes
+    from ..datasets import load_dataset
+
+    try:
+        train = item_hashes(ws, train_dataset, load_dataset(ws, train_dataset))
+    except DataError:
+        return []
+    by_content: dict[str, str] = {}
+    for item, h in train.items():
+        by_content.setdefault(h, item)
+    test = item_hashes(ws, test_dataset, manifest, compute=True)
+    return [
+        {"id": i, "train_id": by_content[test[i]]}
+        for i in manifest.ids
+        if i in test and test[i] in by_content
+    ]
+
+
+def _leak_scores(
+    manifest: Manifest,
+    enc: Encoding,
+    P: np.ndarray,
+    leaked: list[dict[str, str]],
+    scores: dict[str, float] | None,
+) -> tuple[int, dict[str, float] | None]:
+    """How many scored items were leaked, and the scores over the scored items that were not."""
+    if not leaked or scores is None:
+        return 0, None
+    gone = {d["id"] for d in leaked}
+    keep = np.array([i not in gone for i in manifest.ids])
+    lists = manifest.label_lists()
+    scorable = [
+        bool(labs) and (not enc.single_label or set(labs) <= set(enc.labels)) for labs in lists
+    ]
+    n_leaked = sum(1 for ok, k in zip(scorable, keep, strict=True) if ok and not k)
+    if not keep.any():
+        return n_leaked, None
+    rest = Manifest(
+        frame=manifest.frame[keep].reset_index(drop=True),
+        source=manifest.source,
+        name=manifest.name,
+    )
+    return n_leaked, _scores(rest, enc, P[keep])[0]
 
 
 def _extract_all(

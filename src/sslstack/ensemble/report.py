@@ -84,6 +84,9 @@ def report(
     with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
         parts.append(layers_section(ws, same, sc.name, sc.greater_is_better, figs, _figure, _img))
         parts.append(_focus_section(ws, focus, enc, sc, figs))
+    from ..check.summary import check_section  # the dataset's last 'sslstack check'
+
+    parts.append(check_section(ws, focus.meta.get("dataset")))
     body = "\n".join(parts)
     doc = (
         f"<!doctype html><html lang=en><head><meta charset=utf-8><title>sslstack report"
