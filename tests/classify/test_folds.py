@@ -21,7 +21,7 @@ def _dataset(root: Path, labels: list[str], **cols: list) -> tuple[Workspace, st
     audio.mkdir(parents=True, exist_ok=True)
     ids = [f"a{i:04d}.wav" for i in range(len(labels))]
     for i in ids:
-        (audio / i).touch()
+        (audio / i).write_bytes(i.encode())  # distinct content: distinct items
     csv = audio / "train.csv"
     pd.DataFrame({"path": ids, "label": labels, **cols}).to_csv(csv, index=False)
     ws = Workspace.at(root / "ws")
@@ -224,8 +224,6 @@ def _dataset_with_copies(
     another id (``./x.wav`` beside ``x.wav``) and byte copies under new names; the content
     hashes are recorded as ``extract`` records them. The copies take column ``moved`` (a
     group) from another item, as a clip filed under two speakers would."""
-    from sslstack.extract.plan import content_hashes
-
     audio = root / "audio"
     audio.mkdir(parents=True, exist_ok=True)
     n = len(labels)
@@ -253,8 +251,7 @@ def _dataset_with_copies(
     frame.to_csv(csv, index=False)
     ws = Workspace.at(root / "ws")
     manifest = read_manifest(csv)
-    name = register_dataset(ws, manifest)
-    content_hashes(ws, name, manifest)  # what extract records
+    name = register_dataset(ws, manifest)  # records every item's content hash
     pairs = [(p, paths[s]) for p, s in extra]
     return ws, name, manifest, pairs
 

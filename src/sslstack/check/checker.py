@@ -184,7 +184,7 @@ def _vectors(
     seed: int,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Near duplicates and shift, per store that holds enough items of both sets."""
-    from ..cache import list_stores
+    from ..embeddings import list_stores
 
     near, shift = [], []
     for st in list_stores(ws):
