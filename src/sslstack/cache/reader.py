@@ -22,6 +22,7 @@ from ..errors import StoreError
 from ..workspace import read_json
 from .item import ItemResult
 from .key import StoreKey, window_pool_name
+from .leases import gone_temporaries
 from .parts import DamagedPart, attr_json, leftovers, open_part, quarantine, verify_part
 
 T = TypeVar("T")
@@ -114,8 +115,10 @@ class StoreReader:
         return bad
 
     def leftovers(self) -> dict[str, Any]:
-        """Temporary, superseded and quarantined files: counts and wasted bytes."""
-        return leftovers(self.path, self._live_parts(), self._part_names())
+        """Temporary files of gone writers, superseded and quarantined parts: counts, bytes."""
+        return leftovers(
+            self.path, self._live_parts(), self._part_names(), gone_temporaries(self.path)
+        )
 
     # ---------------------------------------------------------------- the index
     def refresh(self) -> None:
