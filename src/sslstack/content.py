@@ -67,12 +67,19 @@ def _read_memo(path: Path) -> dict[str, tuple[_Stamp, str]]:
     return memo
 
 
-def content_hashes(ws: Workspace, paths: Sequence[str | os.PathLike[str]]) -> list[str]:
+def content_hashes(
+    ws: Workspace, paths: Sequence[str | os.PathLike[str]], *, gone_ok: bool = False
+) -> list[str]:
     """The content hash of every file in ``paths`` (absolute), in order; files whose stamp
     (size, mtime_ns, inode, ctime_ns) is unchanged since they were last hashed are not read.
 
     The memo is rewritten only when a file was hashed, and a read-only workspace only costs
     the hashing.
+
+    Args:
+        gone_ok: a file that no longer exists gets the hash it had when last seen (so stored
+            vectors stay usable after the audio was deleted); without a memo entry it is
+            still a FileNotFoundError.
     """
     memo_path = ws.root / MEMO_NAME
     memo = _read_memo(memo_path)
@@ -80,8 +87,14 @@ def content_hashes(ws: Workspace, paths: Sequence[str | os.PathLike[str]]) -> li
     changed = False
     for p in paths:
         key = str(p)
-        stamp = _stamp(os.stat(key))
         hit = memo.get(key)
+        try:
+            stamp = _stamp(os.stat(key))
+        except FileNotFoundError:
+            if gone_ok and hit is not None:
+                out.append(hit[1])
+                continue
+            raise
         if hit is not None and hit[0] == stamp:
             out.append(hit[1])
             continue
