@@ -60,6 +60,16 @@ class StoreReader:
         return sorted(p.name for p in parts.glob("part-*.h5")) if parts.exists() else []
 
     def _live_parts(self) -> list[str]:
+        """Parts not superseded by another part; listed again when a compaction removes a
+        part while it is being read (the merged part is then in the new listing)."""
+        for attempt in range(5):
+            try:
+                return self._list_live()
+            except FileNotFoundError:
+                time.sleep(0.05 * (attempt + 1))
+        return self._list_live()
+
+    def _list_live(self) -> list[str]:
         names = self._part_names()
         superseded: set[str] = set()
         damaged: list[str] = []
@@ -70,8 +80,6 @@ class StoreReader:
             except DamagedPart as e:
                 self._set_aside(e)
                 damaged.append(name)
-            except FileNotFoundError:
-                damaged.append(name)  # removed by a compaction since the listing
         return [n for n in names if n not in superseded and n not in damaged]
 
     def _size(self, name: str) -> int:
