@@ -58,12 +58,13 @@ def _legacy_name(manifest: Manifest) -> str:
 
 def manifest_hashes(ws: Workspace, manifest: Manifest) -> list[str]:
     """The content hash of every item of ``manifest``, in its order (memoized per workspace).
+    A file deleted since it was hashed keeps the hash it had (its vectors stay readable).
 
     Raises:
-        DataError: a file is missing or unreadable (named, with its manifest).
+        DataError: a file never hashed is missing, or a file is unreadable (named).
     """
     try:
-        return content_hashes(ws, manifest.frame["path"].tolist())
+        return content_hashes(ws, manifest.frame["path"].tolist(), gone_ok=True)
     except OSError as e:
         raise DataError(
             f"{manifest.source}: cannot read {e.filename} ({e.strerror}); fix the path or "

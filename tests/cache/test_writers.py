@@ -148,6 +148,7 @@ def test_a_dead_writers_temporaries_are_removed_and_a_live_writers_kept(tmp_path
     old = time.time() - 3600
     os.utime(no_lease, (old, old))
     try:
+        assert st.leftovers()["temporary"] == 3  # the gone writers' files only
         with st.writer() as w:  # a third writer works beside them; its commit cleans up
             w.write([ItemResult("b", "hb", 1.0, clip)], ["0"])
         assert live_tmp.exists() and remote_live.exists()  # live writers' files are kept

@@ -76,3 +76,21 @@ def test_ids_two_datasets_map_to_other_content_need_a_dataset(tmp_path: Path) ->
         hashes_of_ids(ws, ["x.wav"])
     with pytest.raises(DataError, match=r"id 'y.wav' is not in any dataset"):
         hashes_of_ids(ws, ["y.wav"])
+
+
+def test_a_dataset_whose_files_were_deleted_after_hashing_keeps_its_name_and_map(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Vectors stay usable after the audio is gone: ``fit-head --data m.csv`` reads the
+    manifest without its files and gets the same dataset."""
+    from sslstack.datasets import item_hashes, resolve_dataset
+
+    monkeypatch.setattr(content, "RACY_NS", -(10**12))  # as if the files were older
+    for n in "ab":
+        (tmp_path / f"{n}.wav").write_bytes(n.encode() * 10)
+    (tmp_path / "m.csv").write_text("path\na.wav\nb.wav\n")
+    ws = Workspace.at(tmp_path / "ws")
+    name = register_dataset(ws, read_manifest(tmp_path / "m.csv"))
+    (tmp_path / "a.wav").unlink()
+    assert resolve_dataset(ws, tmp_path / "m.csv", labeled=False)[0] == name
+    assert item_hashes(ws, name)["a.wav"] == hashlib.sha1(b"a" * 10).hexdigest()

@@ -32,8 +32,8 @@ import numpy as np
 
 from ..errors import DiskFullError, SslstackWarning, StoreLockedError
 from .item import ItemResult
-from .leases import remove_gone_leases, writer_gone
-from .parts import PART_SCHEMA, DamagedPart, open_part, set_attr_json, string_dataset, temp_owner
+from .leases import gone_temporaries, remove_gone_leases
+from .parts import PART_SCHEMA, DamagedPart, open_part, set_attr_json, string_dataset
 from .reader import StoreReader, extents
 from .writer import PartWriter, chunks_of, dataset, write_failures
 
@@ -100,22 +100,10 @@ def commit(
 
 def remove_gone_temporaries(path: Path) -> int:
     """Remove temporary parts whose writers are gone; how many. Call under the lock."""
-    folder = path / "parts"
-    n = 0
-    now = time.time()
-    for tmp in list(folder.glob(".*.tmp")) if folder.exists() else []:
-        token = temp_owner(tmp.name)
-        if token is None:
-            continue
-        try:
-            age = now - tmp.stat().st_mtime
-        except FileNotFoundError:
-            continue
-        # a schema-1 temporary's writer held this lock, which we hold: it is gone
-        if token == "" or writer_gone(path, token, age):
-            tmp.unlink(missing_ok=True)
-            n += 1
-    return n
+    gone = gone_temporaries(path)
+    for tmp in gone:
+        tmp.unlink(missing_ok=True)
+    return len(gone)
 
 
 def delete_superseded(store: StoreReader) -> int:

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .parts import WRITERS
+from .parts import WRITERS, temp_owner
 
 LEASE_S = 600.0
 RENEW_S = 30.0
@@ -121,3 +121,22 @@ def remove_gone_leases(store_path: Path) -> int:
             p.unlink(missing_ok=True)
             n += 1
     return n
+
+
+def gone_temporaries(store_path: Path) -> list[Path]:
+    """Temporary parts whose writers are gone (a temporary of an older sslstack counts as
+    gone: its writer held the lock, which the caller holds or is about to take)."""
+    folder = store_path / "parts"
+    out = []
+    now = time.time()
+    for tmp in sorted(folder.glob(".*.tmp")) if folder.exists() else []:
+        token = temp_owner(tmp.name)
+        if token is None:
+            continue
+        try:
+            age = now - tmp.stat().st_mtime
+        except FileNotFoundError:
+            continue
+        if token == "" or writer_gone(store_path, token, age):
+            out.append(tmp)
+    return out

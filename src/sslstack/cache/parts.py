@@ -223,9 +223,11 @@ def disk_full(e: BaseException) -> bool:
     return False
 
 
-def leftovers(store_path: Path, live: Sequence[str], all_parts: Sequence[str]) -> dict[str, Any]:
-    """Files that hold no live data: temporary parts of killed writers, superseded parts of a
-    killed compaction, quarantined parts. Sizes in bytes."""
+def leftovers(
+    store_path: Path, live: Sequence[str], all_parts: Sequence[str], temporaries: Sequence[Path]
+) -> dict[str, Any]:
+    """Files that hold no live data: ``temporaries`` (of writers that are gone), superseded
+    parts of a killed compaction, quarantined parts. Sizes in bytes."""
     parts = store_path / "parts"
     live_set = set(live)
 
@@ -235,7 +237,7 @@ def leftovers(store_path: Path, live: Sequence[str], all_parts: Sequence[str]) -
         except FileNotFoundError:
             return 0
 
-    tmp = [size(p) for p in parts.glob(".*.tmp")] if parts.exists() else []
+    tmp = [size(p) for p in temporaries]
     sup = [size(parts / n) for n in all_parts if n not in live_set]
     q = store_path / QUARANTINE
     bad = [size(p) for p in q.iterdir()] if q.exists() else []

@@ -22,6 +22,7 @@ from ..errors import StoreError
 from ..workspace import read_json
 from .item import ItemResult
 from .key import StoreKey, window_pool_name
+from .leases import gone_temporaries
 from .parts import DamagedPart, attr_json, leftovers, open_part, quarantine, verify_part
 
 T = TypeVar("T")
@@ -59,6 +60,16 @@ class StoreReader:
         return sorted(p.name for p in parts.glob("part-*.h5")) if parts.exists() else []
 
     def _live_parts(self) -> list[str]:
+        """Parts not superseded by another part; listed again when a compaction removes a
+        part while it is being read (the merged part is then in the new listing)."""
+        for attempt in range(5):
+            try:
+                return self._list_live()
+            except FileNotFoundError:
+                time.sleep(0.05 * (attempt + 1))
+        return self._list_live()
+
+    def _list_live(self) -> list[str]:
         names = self._part_names()
         superseded: set[str] = set()
         damaged: list[str] = []
@@ -69,8 +80,6 @@ class StoreReader:
             except DamagedPart as e:
                 self._set_aside(e)
                 damaged.append(name)
-            except FileNotFoundError:
-                damaged.append(name)  # removed by a compaction since the listing
         return [n for n in names if n not in superseded and n not in damaged]
 
     def _size(self, name: str) -> int:
@@ -114,8 +123,10 @@ class StoreReader:
         return bad
 
     def leftovers(self) -> dict[str, Any]:
-        """Temporary, superseded and quarantined files: counts and wasted bytes."""
-        return leftovers(self.path, self._live_parts(), self._part_names())
+        """Temporary files of gone writers, superseded and quarantined parts: counts, bytes."""
+        return leftovers(
+            self.path, self._live_parts(), self._part_names(), gone_temporaries(self.path)
+        )
 
     # ---------------------------------------------------------------- the index
     def refresh(self) -> None:

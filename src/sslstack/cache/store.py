@@ -173,4 +173,5 @@ class Store(StoreReader):
             "bytes": size,
             "wasted_bytes": waste["wasted_bytes"],
             "leftovers": waste,
+            "writers": len(self.writers()),
         }
