@@ -82,3 +82,22 @@ def test_every_encoder_family_has_a_tiny_test_model() -> None:
 
     covered = {v.rsplit("-", 1)[0] if v.endswith(("-group", "-layer")) else v for v in VARIANTS}
     assert set(FAMILIES.names()) <= covered, set(FAMILIES.names()) - covered
+
+
+def test_a_submodule_never_shadows_the_function_its_package_exports() -> None:
+    """``sslstack.ensemble.predict`` (a module) imported before the ``predict`` function was
+    first used made ``from sslstack.ensemble import predict`` give the module."""
+    import subprocess
+    import sys
+
+    code = (
+        "import importlib, inspect\n"
+        "importlib.import_module('sslstack.ensemble.predict')\n"
+        "importlib.import_module('sslstack.ensemble.stack')\n"
+        "from sslstack.ensemble import predict, stack\n"
+        "assert inspect.isfunction(predict) and inspect.isfunction(stack), (predict, stack)\n"
+        "from sslstack.ensemble.predict import predict as p2\n"
+        "assert p2 is predict\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr

@@ -190,13 +190,13 @@ def _vectors(
     for st in list_stores(ws):
         if models is not None and st.key.model not in models:
             continue
-        have = st.index
-        a = [i for i in tr.ids if i in have]
-        b = [i for i in te.ids if i in have]
+        have = st.index  # content hash -> row: the store is keyed by content
+        a = [i for i in tr.ids if h_tr.get(i) in have]
+        b = [i for i in te.ids if h_te.get(i) in have]
         if len(a) < MIN_ITEMS or len(b) < MIN_ITEMS:
             continue
         near.append(_near(st, a, b, h_tr, h_te, threshold, layer, len(tr), len(te)))
-        shift.append(_shift(st, a, b, seed))
+        shift.append(_shift(st, a, b, [h_tr[i] for i in a], [h_te[i] for i in b], seed))
     return near, shift
 
 
@@ -204,10 +204,10 @@ def _name(st: Any) -> str:
     return f"{st.key.model} ({st.path.name})"
 
 
-def _read(st: Any, layer: str, ids: list[str]) -> np.ndarray:
+def _read(st: Any, layer: str, keys: list[str]) -> np.ndarray:
     """One layer of ``ids`` with every clip pooling of the store side by side (mean and std
     together tell a clip from another far better than the mean alone)."""
-    return np.hstack([st.read(layer, pool, ids)[1] for pool in st.clip_pools()])
+    return np.hstack([st.read(layer, pool, keys)[1] for pool in st.clip_pools()])
 
 
 def _near(
@@ -222,7 +222,7 @@ def _near(
     n_te: int,
 ) -> dict[str, Any]:
     lay = st.layer_names[st.layer_index(layer)] if layer is not None else st.layer_names[0]
-    nn = nearest(_read(st, lay, a), _read(st, lay, b))
+    nn = nearest(_read(st, lay, [h_tr[i] for i in a]), _read(st, lay, [h_te[i] for i in b]))
     pairs = []
     for j in np.argsort(-nn.cosine, kind="stable"):
         if nn.cosine[j] < threshold:
@@ -254,14 +254,16 @@ def _feature(st: Any, column: int, width: int) -> str:
     return f"{st.clip_pools()[column // width]}[{column % width}]"
 
 
-def _shift(st: Any, a: list[str], b: list[str], seed: int) -> dict[str, Any]:
-    """Adversarial validation per layer; the encoder's verdict is its most shifted layer's.
-    Features are numbered across the store's poolings side by side (``pools``)."""
+def _shift(
+    st: Any, a: list[str], b: list[str], ka: list[str], kb: list[str], seed: int
+) -> dict[str, Any]:
+    """Adversarial validation per layer (``a``, ``b``: ids; ``ka``, ``kb``: their content
+    hashes); the encoder's verdict is its most shifted layer's. Features are numbered across the store's poolings side by side (``pools``)."""
     layers = []
     best = None
     for lay in st.layer_names:
-        x = _read(st, lay, a)
-        s = adversarial(x, _read(st, lay, b), seed=seed)
+        x = _read(st, lay, ka)
+        s = adversarial(x, _read(st, lay, kb), seed=seed)
         width = x.shape[1] // len(st.clip_pools())
         layers.append({"layer": lay, "auc": s.auc})
         if best is None or abs(s.auc - 0.5) > abs(best[1].auc - 0.5):
