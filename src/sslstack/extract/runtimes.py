@@ -247,7 +247,9 @@ class RuntimeEncoder(Encoder):
 
 class OnnxSession:
     """onnxruntime, with the CUDA execution provider when the device is CUDA and it is present.
-    Intermediate values named in the sidecar become extra graph outputs (needs ``onnx``)."""
+    Intermediate values named in the sidecar become extra graph outputs (needs ``onnx``).
+    ``threads`` sets the intra-op threads (None: onnxruntime's default, one per core); ``source``
+    runs these serialized bytes instead of the file (the file still names the model)."""
 
     def __init__(
         self,
@@ -257,6 +259,8 @@ class OnnxSession:
         device: str,
         model: str,
         install: str | None = None,
+        threads: int | None = None,
+        source: bytes | None = None,
     ) -> None:
         ort = import_runtime("onnxruntime", model=model, install=install or pip_extra("onnx"))
         providers = ["CPUExecutionProvider"]
@@ -264,12 +268,17 @@ class OnnxSession:
             providers.insert(0, "CUDAExecutionProvider")
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
-        sess = ort.InferenceSession(str(path), opts, providers=providers)
+        if threads:
+            # one pool of ``threads``, no spinning: on a shared CPU, threads that spin-wait
+            # between the many small kernels of these models take cores from everything else
+            opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        sess = ort.InferenceSession(source or str(path), opts, providers=providers)
         outputs = [o.name for o in sess.get_outputs()]
         missing = [n for n in (layers or ()) if n not in outputs]
         if missing:  # intermediate values: a second session on the amended graph
-            source = _with_outputs(path, missing, model, install)
-            sess = ort.InferenceSession(source, opts, providers=providers)
+            amended = _with_outputs(path, missing, model, install)
+            sess = ort.InferenceSession(amended, opts, providers=providers)
         self.sess = sess
         self.input = self.sess.get_inputs()[0]
         self.names = list(layers) if layers else outputs
