@@ -9,8 +9,11 @@ padded ever reaches a frame); a fixed-input model runs over windows, pooled as o
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
+import os
+import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -337,13 +340,31 @@ class TFLiteSession:
         n, full = x.shape[0], self.max_batch or x.shape[0]
         if n < full:
             x = np.concatenate([x, np.zeros((full - n, *x.shape[1:]), x.dtype)])
-        if self._shape != x.shape:
-            self.it.resize_tensor_input(self.input["index"], list(x.shape))
-            self.it.allocate_tensors()
-            self._shape = x.shape
-        self.it.set_tensor(self.input["index"], np.ascontiguousarray(x, np.float32))
-        self.it.invoke()
+        first = self._shape is None
+        with _native_stderr_quiet() if first else contextlib.nullcontext():
+            if self._shape != x.shape:
+                self.it.resize_tensor_input(self.input["index"], list(x.shape))
+                self.it.allocate_tensors()
+                self._shape = x.shape
+            self.it.set_tensor(self.input["index"], np.ascontiguousarray(x, np.float32))
+            self.it.invoke()
         return [np.array(self.it.get_tensor(self.index[i]))[:n] for i in keep]
+
+
+@contextlib.contextmanager
+def _native_stderr_quiet() -> Iterator[None]:
+    """File descriptor 2 to /dev/null: on its first invoke the TFLite runtime's C++ logger writes
+    "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." straight to it (no Python logger
+    or setting controls that line). Errors still raise as exceptions."""
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
 
 
 class TorchScriptSession:
