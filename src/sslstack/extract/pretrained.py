@@ -183,10 +183,12 @@ class SpeechEmbedding(Encoder):
         self.keep = keep
         self.layer_names = [SE_LAYERS[i][0] for i in keep]
         self._rows = [SE_LAYERS[i][2:] for i in keep]
-        kw = dict(device=device, model="speech-embedding", install=SE_INSTALL)
-        self.mel = OnnxSession(mel, None, threads=SE_THREADS, **kw)
+        kw: dict[str, Any] = dict(
+            device=device, model="speech-embedding", install=SE_INSTALL, threads=SE_THREADS
+        )
+        self.mel = OnnxSession(mel, None, **kw)
         graph = sliding_graph(emb, [SE_LAYERS[i][1] for i in keep])
-        self.emb = OnnxSession(emb, None, threads=SE_THREADS, source=graph, **kw)
+        self.emb = OnnxSession(emb, None, source=graph, **kw)
 
     def melspec(self, wave: np.ndarray) -> np.ndarray:
         """(frames, 32) mel features of :func:`se_input`, with openwakeword's ``x / 10 + 2``.
