@@ -209,6 +209,12 @@ def _run_all(args: argparse.Namespace, impls: dict[str, Path]) -> None:
             for _ in range(args.rounds):
                 for impl, src in impls.items():
                     got[impl].append(_spawn(enc, impl, src, args, kind))
+                    r = got[impl][-1]  # as it goes, so a cut-off run still says something
+                    print(
+                        f"{enc} {kind} {impl}: {r['audio_s'] / r['seconds']:.1f} audio-s/s",
+                        file=sys.stderr,
+                        flush=True,
+                    )
             _print_rows(enc, kind, got, args.extract)
 
 
