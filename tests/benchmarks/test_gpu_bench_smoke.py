@@ -30,7 +30,11 @@ def result(tmp_path_factory: pytest.TempPathFactory) -> dict:
     argv = ["--arch", *bench.ARCHS, "--tiny", "--data", str(MINI), "--hours", "0.002"]
     argv += ["--naive", "2", "--dtype", "fp32", "--flops", "--peak-tflops", "1"]
     argv += ["--workers", "1", "--threads", "1", "--json", str(out)]
-    res = bench.run(argv)
+    threads = torch.get_num_threads()
+    try:
+        res = bench.run(argv)
+    finally:  # --threads sets torch's threads for the process: give the other tests theirs back
+        torch.set_num_threads(threads)
     res["report"] = bench.report(res)
     res["json"] = out
     return res
