@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import transformers as tf
 
-from benchmarks.extract import ARCHS  # noqa: E402  (one definition of the configs)
+from benchmarks.extract import ARCHS, make_config  # noqa: E402  (one definition of the configs)
 from sslstack.extract.base import EncoderSpec
 from sslstack.extract.families import get_family
 from sslstack.extract.hf_model import HFEncoder
@@ -57,7 +57,7 @@ def main() -> None:
     args = ap.parse_args()
 
     torch.manual_seed(0)
-    cfg = ARCHS[args.arch]()
+    cfg = make_config(args.arch)
     model = tf.AutoModel.from_config(cfg).eval()
     fe = tf.Wav2Vec2FeatureExtractor(return_attention_mask=cfg.feat_extract_norm == "layer")
     rng = np.random.default_rng(0)

@@ -36,6 +36,7 @@ import torch
 import transformers as tf
 
 from benchmarks.extract import ARCHS as _EXTRACT_ARCHS  # noqa: E402
+from benchmarks.extract import make_config  # noqa: E402
 from sslstack.extract import hf_model as hf_encoder
 from sslstack.extract.base import EncoderSpec
 from sslstack.extract.families import Family, get_family
@@ -43,7 +44,7 @@ from sslstack.extract.hf_model import HFEncoder
 
 DEVICE = ["cpu"]
 ARCHS: dict[str, Callable[[], Any]] = {
-    **_EXTRACT_ARCHS,
+    **{a: (lambda a=a: make_config(a)) for a in _EXTRACT_ARCHS},
     "data2vec-audio-base": lambda: tf.Data2VecAudioConfig(),
     "sew-d-base": lambda: tf.SEWDConfig(),
     "conformer-base": lambda: tf.Wav2Vec2ConformerConfig(),

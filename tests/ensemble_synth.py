@@ -51,7 +51,7 @@ def make_dataset(
     audio.mkdir(parents=True, exist_ok=True)
     ids = [f"{name}_{i:04d}.wav" for i in range(n)]
     for i in ids:
-        (audio / i).touch()
+        (audio / i).write_bytes(i.encode())  # distinct content: distinct items
     if task == "multilabel":
         y = (rng.random((n, len(labels))) < 0.4).astype(np.int64)
         y[y.sum(axis=1) == 0, 0] = 1

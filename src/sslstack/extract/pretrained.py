@@ -23,13 +23,14 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import EncoderError
 from .base import Encoder, EncoderSpec, register_builtin, select_layers
-from .frames import as_frames, batched, frame_stats
-from .pooling import Stats, cut_pieces, finalize, merge_pieces, split_stats
+from .pooling import Stats, cat_stats, finalize
 from .runtimes import OnnxSession, RuntimeEncoder, Sidecar, TFLiteSession, check_dtype
 from .weights import (
     announce_licence,
     files_digest,
+    import_runtime,
     package_file,
     package_version,
     pip_extra,
@@ -54,15 +55,19 @@ SE_MIN_SAMPLES = 79 * 160  # gives 76 mel frames (one window); shorter clips are
 # FSDD, scaled logistic regression on the embedding's mean+std, leave-one-speaker-out: 0.607
 # without it, 0.973 with it.
 SE_CONTEXT = 12000  # samples (0.75 s) on each side
-SE_BATCH = 256  # windows per embedding forward
-# (layer name, ONNX value, feature axis): NCHW convolution outputs, then the NHWC embedding
+SE_FFT, SE_HOP = 512, 160  # the mel graph's frame length and hop (samples)
+# (layer name, ONNX value, rows per window, rows between windows): NCHW outputs of four of the
+# 96-channel convolutions (features on axis 1, time rows on axis 2) and of the last convolution
+# (the 96-d embedding, one row per window). The network's time stride is 8 frames, the windows'
+# step, so one run over a clip's whole spectrogram holds every window's rows (see SlidingNet).
 SE_LAYERS = (
-    ("conv12", "model/tf.math.maximum_12/Maximum:0", 1),
-    ("conv14", "model/tf.math.maximum_14/Maximum:0", 1),
-    ("conv16", "model/tf.math.maximum_16/Maximum:0", 1),
-    ("conv18", "model/tf.math.maximum_18/Maximum:0", 1),
-    ("embedding", "conv2d_19", -1),
+    ("conv12", "model/tf.math.maximum_12/Maximum:0", 12, 2),
+    ("conv14", "model/tf.math.maximum_14/Maximum:0", 10, 2),
+    ("conv16", "model/tf.math.maximum_16/Maximum:0", 8, 2),
+    ("conv18", "model/tf.math.maximum_18/Maximum:0", 6, 2),
+    ("embedding", "model/conv2d_19/Conv2D:0", 1, 1),
 )
+SE_THREADS = 1  # ONNX Runtime intra-op threads (docs/benchmarks.md, "Offline encoders")
 
 
 def _package_files(
@@ -80,7 +85,7 @@ def speech_embedding_spec() -> EncoderSpec:
         "package": f"{SE_DIST}=={package_version(SE_DIST)}",
         "weights": weight_records(files),
         "licence": SE_LICENCE,
-        "layers": [n for n, _, _ in SE_LAYERS],
+        "layers": [layer[0] for layer in SE_LAYERS],
         "window_s": SE_WINDOW / 100 + 0.015,
         "hop_s": SE_STEP / 100,
         "dtypes": ["fp32"],
@@ -112,44 +117,109 @@ def se_input(wave: np.ndarray) -> np.ndarray:
     return np.pad(x, (0, max(0, SE_MIN_SAMPLES - len(x))))
 
 
+def n_windows(frames: int) -> int:
+    """Windows openwakeword cuts from ``frames`` mel frames (every ``SE_STEP``, whole only)."""
+    return max(0, (frames - SE_WINDOW) // SE_STEP + 1)
+
+
+def sliding_graph(path: Path, values: Sequence[str]) -> bytes:
+    """The embedding model made to slide: any number of mel frames in, ``values`` out.
+
+    The exported graph takes (B, 76, 32, 1) and reshapes it to NCHW with a constant (B, 1, 76,
+    34) shape, then flattens the last convolution's (B, 96, 1, 1) to (B, 1, 1, 96). Its time
+    axis is otherwise convolutions without padding and poolings whose strides multiply to 8,
+    the windows' step: given a whole spectrogram, the last convolution's row k is window k's
+    embedding and every other layer holds window k's rows from row ``step * k``. So the input's
+    time axis is made free, the first reshape keeps it (``[0, 1, -1, 34]``) and the outputs are
+    the named values (the last convolution before its flattening).
+    """
+    onnx = import_runtime("onnx", model="speech-embedding", install=SE_INSTALL)
+    m = onnx.load(str(path))
+    m.graph.input[0].type.tensor_type.shape.dim[1].dim_param = "frames"
+    first = m.graph.node[1]
+    if first.op_type != "Reshape":
+        raise EncoderError(f"{path}: not the speech_embedding graph openwakeword 0.4.0 bundles")
+    shape = next(t for t in m.graph.initializer if t.name == first.input[1])
+    shape.CopyFrom(onnx.numpy_helper.from_array(np.array([0, 1, -1, 34], np.int64), shape.name))
+    del m.graph.output[:]
+    for v in values:
+        m.graph.output.append(onnx.helper.make_tensor_value_info(v, onnx.TensorProto.FLOAT, None))
+    return bytes(m.SerializeToString())
+
+
+def window_stats(maps: Sequence[np.ndarray], rows: Sequence[tuple[int, int]], n: int) -> Stats:
+    """Statistics over the frames of ``n`` windows, each layer given whole (1, D, R, W).
+
+    Window k of a layer with ``(length, step)`` in ``rows`` holds its rows ``step * k`` to
+    ``step * k + length``, each row W frames; rows shared by windows count once per window, as
+    when the windows run one by one. Sums are in float64.
+    """
+    import torch
+
+    counts, means, m2s, maxs = [], [], [], []
+    for a, (length, step) in zip(maps, rows, strict=True):
+        x = np.asarray(a, np.float64)[0, :, : step * (n - 1) + length]  # (D, R, W)
+        weight = np.zeros(x.shape[1])
+        for k in range(n):  # how many windows hold each row
+            weight[step * k : step * k + length] += 1
+        count = n * length * x.shape[2]
+        mean = np.einsum("drw,r->d", x, weight) / count
+        m2 = np.einsum("drw,r->d", (x - mean[:, None, None]) ** 2, weight)
+        counts.append([float(count)])
+        means.append(mean)
+        m2s.append(m2)
+        maxs.append(x.max(axis=(1, 2)))
+    return Stats(
+        *(torch.from_numpy(np.asarray(v, np.float32)[None]) for v in (counts, means, m2s, maxs))
+    )
+
+
 class SpeechEmbedding(Encoder):
-    """openwakeword's mel front end on each whole clip, then the embedding on 76-frame windows."""
+    """openwakeword's mel front end on each whole clip, then the embedding over all of its
+    windows in one run of the sliding graph (:func:`sliding_graph`)."""
 
     def __init__(self, mel: Path, emb: Path, keep: list[int], device: str) -> None:
         self.sample_rate, self.device, self.dtype = 16000, device, "fp32"
         self.keep = keep
         self.layer_names = [SE_LAYERS[i][0] for i in keep]
-        self._axes = [SE_LAYERS[i][2] for i in keep]
-        kw = dict(device=device, model="speech-embedding", install=SE_INSTALL)
+        self._rows = [SE_LAYERS[i][2:] for i in keep]
+        kw: dict[str, Any] = dict(
+            device=device, model="speech-embedding", install=SE_INSTALL, threads=SE_THREADS
+        )
         self.mel = OnnxSession(mel, None, **kw)
-        self.emb = OnnxSession(emb, [SE_LAYERS[i][1] for i in keep], **kw)
+        graph = sliding_graph(emb, [SE_LAYERS[i][1] for i in keep])
+        self.emb = OnnxSession(emb, None, source=graph, **kw)
 
     def melspec(self, wave: np.ndarray) -> np.ndarray:
-        """(frames, 32) mel features of one clip, with openwakeword's ``x / 10 + 2`` transform."""
-        spec = np.squeeze(self.mel.run(se_input(wave)[None, :], [0])[0])
+        """(frames, 32) mel features of :func:`se_input`, with openwakeword's ``x / 10 + 2``.
+
+        Frames wholly inside the silence around the clip are equal (the mel graph's only
+        cross-frame step is a floor 80 dB under the loudest frame), so the graph runs on the
+        clip with one silent frame on each side and those two are repeated outward.
+        """
+        x = se_input(wave)
+        frames = (len(x) - SE_FFT) // SE_HOP + 1
+        first = (SE_CONTEXT - SE_FFT) // SE_HOP  # the last frame before the clip, all silence
+        last = -(-(SE_CONTEXT + len(wave)) // SE_HOP)  # the first frame after it
+        last = min(last, frames - 1)
+        spec = np.squeeze(self.mel.run(x[None, first * SE_HOP : last * SE_HOP + SE_FFT], [0])[0])
+        spec = np.concatenate(
+            [np.repeat(spec[:1], first, 0), spec, np.repeat(spec[-1:], frames - 1 - last, 0)]
+        )
         return (spec / 10 + 2).astype(np.float32)
 
-    def windows(self, spec: np.ndarray) -> list[np.ndarray]:
-        return [
-            spec[i : i + SE_WINDOW]
-            for i in range(0, spec.shape[0], SE_STEP)
-            if spec[i : i + SE_WINDOW].shape[0] == SE_WINDOW
-        ]
+    def clip_stats(self, wave: np.ndarray) -> Stats:
+        """Statistics of one clip's windows, every kept layer."""
+        spec = self.melspec(wave)
+        maps = self.emb.run(spec[None, :, :, None], range(len(self.keep)))
+        return window_stats(maps, self._rows, n_windows(spec.shape[0]))
 
     def encode(
         self, waves: Sequence[np.ndarray], pools: Sequence[str]
     ) -> list[dict[str, np.ndarray]]:
         if not waves:
             return []
-        pieces, owners = cut_pieces(waves, lambda w: self.windows(self.melspec(w)))
-        stats: list[Stats] = []
-        for idx in batched(len(pieces), SE_BATCH):
-            x = np.stack([pieces[j] for j in idx])[..., None]
-            arrays = self.emb.run(x, range(len(self.keep)))
-            stats += split_stats(
-                frame_stats([as_frames(a, ax) for a, ax in zip(arrays, self._axes, strict=True)])
-            )
-        return finalize(merge_pieces(stats, owners, len(waves)), pools)
+        return finalize(cat_stats([self.clip_stats(w) for w in waves]), pools)
 
 
 # --- birdnet ---------------------------------------------------------------------------------

@@ -9,8 +9,11 @@ padded ever reaches a frame); a fixed-input model runs over windows, pooled as o
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
+import os
+import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -247,7 +250,9 @@ class RuntimeEncoder(Encoder):
 
 class OnnxSession:
     """onnxruntime, with the CUDA execution provider when the device is CUDA and it is present.
-    Intermediate values named in the sidecar become extra graph outputs (needs ``onnx``)."""
+    Intermediate values named in the sidecar become extra graph outputs (needs ``onnx``).
+    ``threads`` sets the intra-op threads (None: onnxruntime's default, one per core); ``source``
+    runs these serialized bytes instead of the file (the file still names the model)."""
 
     def __init__(
         self,
@@ -257,6 +262,8 @@ class OnnxSession:
         device: str,
         model: str,
         install: str | None = None,
+        threads: int | None = None,
+        source: bytes | None = None,
     ) -> None:
         ort = import_runtime("onnxruntime", model=model, install=install or pip_extra("onnx"))
         providers = ["CPUExecutionProvider"]
@@ -264,12 +271,17 @@ class OnnxSession:
             providers.insert(0, "CUDAExecutionProvider")
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
-        sess = ort.InferenceSession(str(path), opts, providers=providers)
+        if threads:
+            # one pool of ``threads``, no spinning: on a shared CPU, threads that spin-wait
+            # between the many small kernels of these models take cores from everything else
+            opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        sess = ort.InferenceSession(source or str(path), opts, providers=providers)
         outputs = [o.name for o in sess.get_outputs()]
         missing = [n for n in (layers or ()) if n not in outputs]
         if missing:  # intermediate values: a second session on the amended graph
-            source = _with_outputs(path, missing, model, install)
-            sess = ort.InferenceSession(source, opts, providers=providers)
+            amended = _with_outputs(path, missing, model, install)
+            sess = ort.InferenceSession(amended, opts, providers=providers)
         self.sess = sess
         self.input = self.sess.get_inputs()[0]
         self.names = list(layers) if layers else outputs
@@ -328,13 +340,31 @@ class TFLiteSession:
         n, full = x.shape[0], self.max_batch or x.shape[0]
         if n < full:
             x = np.concatenate([x, np.zeros((full - n, *x.shape[1:]), x.dtype)])
-        if self._shape != x.shape:
-            self.it.resize_tensor_input(self.input["index"], list(x.shape))
-            self.it.allocate_tensors()
-            self._shape = x.shape
-        self.it.set_tensor(self.input["index"], np.ascontiguousarray(x, np.float32))
-        self.it.invoke()
+        first = self._shape is None
+        with _native_stderr_quiet() if first else contextlib.nullcontext():
+            if self._shape != x.shape:
+                self.it.resize_tensor_input(self.input["index"], list(x.shape))
+                self.it.allocate_tensors()
+                self._shape = x.shape
+            self.it.set_tensor(self.input["index"], np.ascontiguousarray(x, np.float32))
+            self.it.invoke()
         return [np.array(self.it.get_tensor(self.index[i]))[:n] for i in keep]
+
+
+@contextlib.contextmanager
+def _native_stderr_quiet() -> Iterator[None]:
+    """File descriptor 2 to /dev/null: on its first invoke the TFLite runtime's C++ logger writes
+    "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." straight to it (no Python logger
+    or setting controls that line). Errors still raise as exceptions."""
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
 
 
 class TorchScriptSession:
