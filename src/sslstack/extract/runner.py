@@ -50,6 +50,8 @@ def extract(
     workspace: str | os.PathLike[str] | Workspace | None = None,
     progress: Any = False,
     on_progress: Callable[[int, float], None] | None = None,
+    executor: str = "local",
+    executor_options: Any = None,
     **settings: Any,
 ) -> ExtractResult:
     """Extract every layer's pooled embeddings of ``model`` for the items of ``data``.
@@ -99,7 +101,17 @@ def extract(
         cached=plan.cached,
         failed=[{"id": i, "error": e} for i, e in plan.known_failed.items()],
     )
-    if plan.todo or plan.reuse:
+    if plan.todo and executor == "ray":
+        from .ray_executor import RayOptions, extract_on_ray
+
+        if plan.reuse:
+            with store.writer() as writer:
+                result.reused = copy_reused(store, plan, writer)
+        opts = executor_options or RayOptions()
+        opts = RayOptions(**opts) if isinstance(opts, dict) else opts
+        args = (spec, cfg, device, dtype, manifest, plan, store, result)
+        extract_on_ray(*args, progress, on_progress, opts)
+    elif plan.todo or plan.reuse:
         with store.writer() as writer:
             result.reused = copy_reused(store, plan, writer)
             if plan.todo:
