@@ -504,19 +504,35 @@ class _Progress:
         return self.items, self.audio
 
 
-def _poll(progress: Any, advance: Callable[[int, float], None], stop: threading.Event) -> None:
-    seen_items, seen_audio = 0, 0.0
-    while True:
-        finished = stop.wait(0.5)
-        try:
-            items, audio = ray.get(progress.get.remote(), timeout=5)
-        except Exception:  # the cluster is going away (Ctrl-C, end of run)
-            return
-        if items > seen_items:
-            advance(items - seen_items, audio - seen_audio)
-            seen_items, seen_audio = items, audio
-        if finished:
-            return
+class _Poller:
+    """Moves the driver's progress bar from the counts of the progress actor (a thread)."""
+
+    def __init__(self, progress: Any, advance: Callable[[int, float], None]) -> None:
+        self.progress, self.advance = progress, advance
+        self.items, self.audio = 0, 0.0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="sslstack-ray-progress", daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while not self.stop.wait(0.5):
+            try:  # the actor's first answer waits for its worker process to start
+                items, audio = ray.get(self.progress.get.remote(), timeout=30)
+            except Exception:  # slow to start, or the cluster is going away
+                continue
+            self._to(items, audio)
+
+    def _to(self, items: int, audio: float) -> None:
+        if items > self.items:
+            self.advance(items - self.items, audio - self.audio)
+            self.items, self.audio = items, audio
+
+    def close(self, summary: dict[str, Any] | None) -> None:
+        """Stop polling; with the run's summary, bring the bar to its exact end."""
+        self.stop.set()
+        self.thread.join()
+        if summary is not None:
+            self._to(summary["computed"] + len(summary["failed"]), summary["audio"])
 
 
 def _resources(opts: RayOptions, device: str) -> tuple[int, float, float]:
@@ -596,22 +612,14 @@ def _pipeline(
         num_cpus=cpus,
         batch_format="numpy",
     )
-    stop = threading.Event()
-    poller = None
-    if on_progress is not None:
-        poller = threading.Thread(
-            target=_poll,
-            args=(progress, on_progress, stop),
-            name="sslstack-ray-progress",
-            daemon=True,
-        )
-        poller.start()
+    poller = _Poller(progress, on_progress) if on_progress is not None else None
+    summary = None
     try:
         ds.write_datasink(sink, ray_remote_args={"num_cpus": 0.25})
+        summary = sink.summary
     finally:
-        stop.set()
         if poller is not None:
-            poller.join()
+            poller.close(summary)
     return {**sink.summary, "workers": workers}
 
 

@@ -1,0 +1,56 @@
+"""What the scale-out tests share: comparing two workspaces' stores, counting stored copies."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from sslstack.cache import find_store
+
+ACTOR_TITLE = b"MapWorker(MapBatches(EncoderActor"
+
+
+def assert_same_store(
+    a: Path, b: Path, model: str, atol: float = 1e-6, **settings: object
+) -> int:
+    """Two workspaces' stores hold the same items: hashes, durations, every pooling of every
+    layer and every window equal to ``atol`` (fp32). Returns the number of items."""
+    sa, sb = find_store(model, a, **settings), find_store(model, b, **settings)
+    ids = sorted(sa.ids())
+    assert sorted(sb.ids()) == ids and ids
+    for x, y in zip(sa.read_items(ids), sb.read_items(ids), strict=True):
+        assert (x.id, x.hash, x.window_starts) == (y.id, y.hash, y.window_starts)
+        assert abs(x.duration - y.duration) < 1e-6
+        assert sorted(x.clip) == sorted(y.clip) and sorted(x.windows) == sorted(y.windows)
+        for pool in x.clip:
+            np.testing.assert_allclose(y.clip[pool], x.clip[pool], rtol=0, atol=atol)
+        for pool in x.windows:
+            np.testing.assert_allclose(y.windows[pool], x.windows[pool], rtol=0, atol=atol)
+    return len(ids)
+
+
+def stored_copies(ws: Path, model: str) -> Counter[str]:
+    """How many times each id is stored across the part files on disk."""
+    counts: Counter[str] = Counter()
+    for part in (find_store(model, ws).path / "parts").glob("part-*.h5"):
+        with h5py.File(part, "r") as f:
+            counts.update(f["ids"].asstr()[:])
+    return counts
+
+
+def encoder_actor_pids() -> list[int]:
+    """Processes of Ray's encoder actors (their process title names the actor's class)."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        try:
+            if ACTOR_TITLE in (d / "cmdline").read_bytes():
+                pids.append(int(d.name))
+        except OSError:
+            continue
+    return pids
