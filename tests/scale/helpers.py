@@ -14,9 +14,7 @@ from sslstack.cache import find_store
 ACTOR_TITLE = b"MapWorker(MapBatches(EncoderActor"
 
 
-def assert_same_store(
-    a: Path, b: Path, model: str, atol: float = 1e-6, **settings: object
-) -> int:
+def assert_same_store(a: Path, b: Path, model: str, atol: float = 1e-6, **settings: object) -> int:
     """Two workspaces' stores hold the same items: hashes, durations, every pooling of every
     layer and every window equal to ``atol`` (fp32). Returns the number of items."""
     sa, sb = find_store(model, a, **settings), find_store(model, b, **settings)

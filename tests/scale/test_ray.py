@@ -31,8 +31,14 @@ def _both(man: Path, model: str, tmp: Path, atol: float = 1e-6, **kw: object) ->
     """Extract with the local executor and with Ray; the stores must be equal."""
     local = extract(man, model, workspace=tmp / "local", storage="float32", dtype="fp32", **kw)
     on_ray = extract(
-        man, model, workspace=tmp / "ray", storage="float32", dtype="fp32",
-        executor="ray", executor_options=OPTS, **kw,
+        man,
+        model,
+        workspace=tmp / "ray",
+        storage="float32",
+        dtype="fp32",
+        executor="ray",
+        executor_options=OPTS,
+        **kw,
     )
     assert on_ray.computed == local.computed == local.items and not on_ray.failed
     assert abs(on_ray.audio_seconds - local.audio_seconds) < 1e-6
@@ -54,3 +60,82 @@ def test_ray_equals_local_tiny_transformers(tmp_path: Path, tiny_model) -> None:
     model = str(tiny_model("wav2vec2-layer"))
     _both(man, model, tmp_path / "alike", pools=("mean", "max"), batch_seconds=0.01)
     _both(man, model, tmp_path / "batched", 1e-5, pools=("mean", "max"), batch_seconds=4)
+
+
+def _parts(ws: Path) -> int:
+    return len(list(ws.glob("stores/*/parts/part-*.h5")))
+
+
+def test_actor_killed_mid_run_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:
+    man = write_dataset(tmp_path / "d", 30, sr=8000, min_s=0.2, max_s=0.5)
+    ws, before = tmp_path / "ray", set(encoder_actor_pids())
+    killed: list[tuple[int, int]] = []
+
+    def kill_an_actor_once_parts_appear() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            pids = [p for p in encoder_actor_pids() if p not in before]
+            if pids and _parts(ws) >= 2:
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append((pids[0], _parts(ws)))
+            time.sleep(0.005)
+
+    killer = threading.Thread(target=kill_an_actor_once_parts_appear)
+    killer.start()
+    opts = {"workers": 1, "cpus_per_worker": 0.5, "items_per_call": 1}
+    res = extract(
+        man, "logmel", workspace=ws, storage="float32", executor="ray", executor_options=opts
+    )
+    killer.join()
+    assert killed and killed[0][1] < 30  # killed while items were still to come
+    assert res.computed == 30 and not res.failed
+    extract(man, "logmel", workspace=tmp_path / "local", storage="float32")
+    assert assert_same_store(tmp_path / "local", ws, "logmel") == 30
+    assert set(stored_copies(ws, "logmel").values()) == {1}
+
+
+_DRIVER = """
+import sys
+from sslstack import extract
+try:
+    extract(sys.argv[1], "logmel", workspace=sys.argv[2], storage="float32", executor="ray",
+            executor_options={"address": sys.argv[3], "workers": 1, "cpus_per_worker": 0.5,
+                              "items_per_call": 1})
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(130)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["killed", "ctrl-c"])
+def test_driver_stopped_keeps_parts_and_rerun_computes_only_the_rest(
+    tmp_path: Path, ray_cluster: str, sig: int
+) -> None:
+    """The driver killed (or Ctrl-C): the cluster's work for it stops, every part written so
+    far stays, and a rerun computes exactly the items the store lacks."""
+    man = write_dataset(tmp_path / "d", 40, sr=8000, min_s=0.2, max_s=0.5)
+    ws, before = tmp_path / "ray", set(encoder_actor_pids())
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}"}
+    cmd = [sys.executable, "-c", _DRIVER, str(man), str(ws), ray_cluster]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while _parts(ws) < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+    proc.send_signal(sig)
+    out = proc.communicate(timeout=60)[0].decode()
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130 and "interrupted" in out, out
+    while [p for p in encoder_actor_pids() if p not in before] and time.monotonic() < deadline:
+        time.sleep(0.1)  # the cluster stops the driver's actors
+    assert not [p for p in encoder_actor_pids() if p not in before]
+    time.sleep(1.0)  # a write task in flight when the driver went finishes or is gone
+    kept = len(find_store("logmel", ws).ids())
+    assert 0 < kept < 40
+    rerun = extract(
+        man, "logmel", workspace=ws, storage="float32", executor="ray", executor_options=OPTS
+    )
+    assert (rerun.cached, rerun.computed) == (kept, 40 - kept)
+    extract(man, "logmel", workspace=tmp_path / "local", storage="float32")
+    assert assert_same_store(tmp_path / "local", ws, "logmel") == 40
+    assert set(stored_copies(ws, "logmel").values()) == {1}
