@@ -156,8 +156,6 @@ def _executor_options(
     """The Ray flags as the executor's options; refused in one line with another executor."""
     from ..errors import ConfigError
 
-    if executor not in ("local", "ray"):
-        raise ConfigError(f"--executor {executor}: choose local or ray")
     if executor == "ray":
         return {
             "address": address,
