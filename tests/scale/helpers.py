@@ -52,3 +52,15 @@ def encoder_actor_pids() -> list[int]:
         except OSError:
             continue
     return pids
+
+
+def actors_gone(within: float = 60.0) -> bool:
+    """Whether every encoder actor process has ended, waiting up to ``within`` seconds."""
+    import time
+
+    deadline = time.monotonic() + within
+    while encoder_actor_pids():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
