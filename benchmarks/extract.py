@@ -40,7 +40,7 @@ import transformers as tf
 
 from sslstack import extract
 from sslstack.audio import load_audio
-from sslstack.cache import find_store
+from sslstack.embeddings import find_store
 
 FSDD = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd"
 PEAK_BF16 = {"H100": 790e12, "H200": 790e12, "A100": 312e12, "L4": 121e12, "L40S": 362e12}
@@ -226,12 +226,13 @@ class BusyPoller:
 def rel_l2(ws: Path, model_dir: Path, ref: dict[str, np.ndarray]) -> tuple[float, float]:
     """Max and mean relative L2 distance of the stored mean vectors from the naive ones."""
     store = find_store(str(model_dir), workspace=ws)
-    ids = [p for p in ref if p in store.index]
+    key_of = {name: key for key, name in store.names().items()}  # rows are keyed by content
+    ids = [p for p in ref if p in key_of]
     rels = []
     for col, layer in enumerate(store.layer_names):
         if layer == "final":
             continue
-        _, ours = store.read(layer, "mean", ids)
+        _, ours = store.read(layer, "mean", [key_of[i] for i in ids])
         theirs = np.stack([ref[i][col] for i in ids])
         rels.append(
             np.linalg.norm(ours - theirs, axis=-1)

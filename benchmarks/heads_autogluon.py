@@ -28,6 +28,7 @@ from sslstack.cache import ItemResult, Store, StoreKey
 from sslstack.classify import fit_head
 from sslstack.classify.features import FeatureChoice, FeatureReader
 from sslstack.classify.folds import load_folds
+from sslstack.content import file_sha1
 from sslstack.datasets import resolve_dataset
 from sslstack.errors import RunError
 from sslstack.workspace import Workspace
@@ -57,7 +58,7 @@ def _synth(ws: Workspace, seed: int) -> tuple[Path, str | None]:
     audio.mkdir(parents=True, exist_ok=True)
     ids = [f"s{i:04d}.wav" for i in range(len(y))]
     for i in ids:
-        (audio / i).touch()
+        (audio / i).write_text(i)  # distinct content: stores are keyed by content hash
     csv = audio / "synth50.csv"
     pd.DataFrame({"path": ids, "label": [f"c{v:02d}" for v in y]}).to_csv(csv, index=False)
     key = StoreKey(model="synth50", revision="x", sample_rate=16000, pools=("mean", "std", "max"))
@@ -65,8 +66,9 @@ def _synth(ws: Workspace, seed: int) -> tuple[Path, str | None]:
     if len(Store(store.path).index) < len(ids):
         xs = x.astype(np.float32)
         items = [
-            ItemResult(i, f"h{r}", 1.0, {p: xs[r, 64 * j : 64 * (j + 1)][None] for j, p in
-                                         enumerate(("mean", "std", "max"))})
+            ItemResult(i, file_sha1(audio / i), 1.0,
+                       {p: xs[r, 64 * j : 64 * (j + 1)][None] for j, p in
+                        enumerate(("mean", "std", "max"))})
             for r, i in enumerate(ids)
         ]  # fmt: skip
         with store.writer() as w:
@@ -97,12 +99,14 @@ def build(task: str, ws: Workspace, seed: int) -> tuple[Path, str, str | None]:
 
 def export(ws: Workspace, csv: Path, model: str, out: Path) -> tuple[int, int, int]:
     """Write the concatenated features, integer labels and fold numbers to ``out`` (.npz)."""
-    from sslstack.cache import find_store
+    from sslstack.datasets import item_hashes
+    from sslstack.embeddings import find_store
 
     name, manifest = resolve_dataset(ws, csv)
     folds = load_folds(ws, name)
     ids = manifest.ids
-    x = FeatureReader(find_store(model, ws), ids).matrix(CONCAT)
+    hashes = item_hashes(ws, name)
+    x = FeatureReader(find_store(model, ws), [hashes[i] for i in ids]).matrix(CONCAT)
     labels = sorted(set(manifest.frame["label"]))
     y = np.array([labels.index(v) for v in manifest.frame["label"]])
     fold_of = dict(zip(folds.ids, folds.fold, strict=True))

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from sslstack.cache import ItemResult, Store, StoreKey
+from sslstack.content import file_sha1
 from sslstack.workspace import Workspace
 
 
@@ -24,6 +25,7 @@ class SynthData:
     labels: list[str]
     y: np.ndarray
     store: Store
+    keys: list[str]  # content hashes of ``ids``: what the store is read by
 
 
 def make_synth(
@@ -44,7 +46,7 @@ def make_synth(
     audio.mkdir(parents=True, exist_ok=True)
     ids = [f"item_{i:04d}.wav" for i in range(n)]
     for i in ids:
-        (audio / i).touch()
+        (audio / i).write_text(i)  # distinct content: the store is keyed by content hash
     names = [f"c{j}" for j in range(n_classes)]
     if task == "multilabel":
         y = (rng.random((n, n_classes)) < 0.35).astype(np.int8)
@@ -82,7 +84,9 @@ def make_synth(
             ]
         ).astype(np.float32)
         std = np.abs(rng.normal(size=(layers, dim))).astype(np.float32)
-        items.append(ItemResult(item, f"h{r}", 1.0, {"mean": mean, "std": std}))
+        key = file_sha1(audio / item) if r < n else f"h{r}"
+        items.append(ItemResult(item, key, 1.0, {"mean": mean, "std": std}))
     with store.writer() as w:
         w.write(items, layer_names=[str(i) for i in range(layers)])
-    return SynthData(ws, csv, ids, text, y, Store(store.path))
+    keys = [it.hash for it in items[:n]]
+    return SynthData(ws, csv, ids, text, y, Store(store.path), keys)

@@ -12,17 +12,17 @@ from typing import TYPE_CHECKING, Any
 from ._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from .cache import export_embeddings, find_store, list_stores, load_embeddings
+    from .embeddings import export_embeddings, find_store, list_stores, load_embeddings
     from .errors import SslstackError
     from .extract import ExtractConfig, ExtractResult, extract
 
 # Names are imported on first use, so `sslstack --help` and `--version` do not pay for
 # scikit-learn, Optuna, pandas or torch (see docs/benchmarks.md, "CLI start-up").
 _LAZY = {
-    "export_embeddings": ".cache",
-    "find_store": ".cache",
-    "list_stores": ".cache",
-    "load_embeddings": ".cache",
+    "export_embeddings": ".embeddings",
+    "find_store": ".embeddings",
+    "list_stores": ".embeddings",
+    "load_embeddings": ".embeddings",
     "SslstackError": ".errors",
     "ExtractConfig": ".extract",
     "ExtractResult": ".extract",

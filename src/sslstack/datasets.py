@@ -1,7 +1,15 @@
-"""Datasets registered in a workspace: the manifest as read, kept so later stages need no --data.
+"""Datasets registered in a workspace: the manifest as read, and what each item *is*.
 
-A dataset's name is the manifest's stem plus a short digest of its ids, so the same CSV maps to
-the same dataset every time and a changed one gets a new name (and new folds).
+A dataset maps its ids to content hashes (:mod:`sslstack.content`); every reader of vectors
+goes through that map (:func:`item_hashes`), so two datasets with the same ids and other files
+never see each other's vectors. A dataset's name is the manifest's stem plus a short digest of
+its ids *and* their content hashes: the same CSV over the same files maps to the same dataset
+every time, and a CSV whose files changed (or another CSV with the same ids) gets its own name
+(and its own folds).
+
+Workspaces made before content-named datasets (named by a digest of the ids alone) keep
+working: a manifest whose files still hold the content recorded in such a dataset's
+``hashes.csv`` keeps its old name, folds and runs.
 """
 
 from __future__ import annotations
@@ -11,19 +19,24 @@ import hashlib
 import os
 import re
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pandas as pd
 
+from .content import content_hashes
 from .errors import DataError
 from .manifest import Manifest, read_manifest
 from .workspace import Workspace, atomic_write_json, atomic_write_text, read_json
 
+ITEMS = "items.csv"  # id,hash of every item: the dataset's map to the store
+LEGACY_MEMO = "hashes.csv"  # path,size,mtime_ns,sha1 written by extract before content naming
 
-def _digest_ids(ids: list[str]) -> str:
+
+def _digest(values: Iterable[str]) -> str:
     h = hashlib.sha1()
-    for i in ids:
-        h.update(i.encode("utf-8") + b"\0")
+    for v in values:
+        h.update(v.encode("utf-8") + b"\0")
     return h.hexdigest()[:8]
 
 
@@ -31,23 +44,81 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "data"
 
 
-def dataset_name(manifest: Manifest) -> str:
-    return f"{_slug(manifest.name)}-{_digest_ids(manifest.ids)}"
+def dataset_name(manifest: Manifest, hashes: Sequence[str]) -> str:
+    """``<stem>-<digest of ids and content hashes>``."""
+    pairs = (f"{i}\0{h}" for i, h in zip(manifest.ids, hashes, strict=True))
+    return f"{_slug(manifest.name)}-{_digest(pairs)}"
+
+
+def _legacy_name(manifest: Manifest) -> str:
+    return f"{_slug(manifest.name)}-{_digest(manifest.ids)}"
+
+
+def manifest_hashes(ws: Workspace, manifest: Manifest) -> list[str]:
+    """The content hash of every item of ``manifest``, in its order (memoized per workspace).
+
+    Raises:
+        DataError: a file is missing or unreadable (named, with its manifest).
+    """
+    try:
+        return content_hashes(ws, manifest.frame["path"].tolist())
+    except OSError as e:
+        raise DataError(
+            f"{manifest.source}: cannot read {e.filename} ({e.strerror}); fix the path or "
+            "remove the row"
+        ) from None
+
+
+def _adopt_legacy(ws: Workspace, manifest: Manifest, hashes: Sequence[str]) -> str | None:
+    """The name of a dataset registered before content naming that this manifest *is*: same
+    ids and paths, and every file still holds the content that dataset recorded."""
+    folder = ws.dataset_dir(_legacy_name(manifest))
+    if (folder / ITEMS).exists() or not (folder / "manifest.csv").exists():
+        return None
+    try:
+        saved = pd.read_csv(folder / "manifest.csv", dtype=str, keep_default_na=False)
+        memo = _legacy_memo(folder)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    paths = manifest.frame["path"].tolist()
+    if saved.get("id") is None or saved["id"].tolist() != manifest.ids:
+        return None
+    if saved.get("path") is None or saved["path"].tolist() != paths:
+        return None
+    if any(memo.get(p) != h for p, h in zip(paths, hashes, strict=True)):
+        return None
+    return folder.name
+
+
+def _legacy_memo(folder: Path) -> dict[str, str]:
+    """path -> SHA-1 from a pre-content dataset's ``hashes.csv`` (empty when absent)."""
+    path = folder / LEGACY_MEMO
+    if not path.exists():
+        return {}
+    memo: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines()[1:]:
+        parts = line.rsplit(",", 3)
+        if len(parts) == 4:
+            memo[parts[0]] = parts[3]
+    return memo
 
 
 def register_dataset(ws: Workspace, manifest: Manifest, role: str | None = None) -> str:
     """Record a manifest in the workspace (idempotent) and return the dataset's name.
 
-    Only what changed is written, so a rerun on a read-only workspace works: the manifest copy
-    when its content differs, ``dataset.json`` when a field other than the last-used time
-    differs (the last-used time itself is refreshed when it can be, at most once a minute).
+    Hashes the items' files (memoized: a rerun costs a ``stat`` per file), names the dataset
+    by its ids and their content, and writes its map ``items.csv`` (id, hash). Only what
+    changed is written, so a rerun on a read-only workspace works: the manifest copy and the
+    map when their content differs, ``dataset.json`` when a field other than the last-used
+    time differs (the last-used time itself is refreshed at most once a minute).
 
     Args:
         role: ``train`` or ``test``. ``predict`` registers its data as ``test``; otherwise an
             existing dataset keeps its role and a new one is ``train`` when it has labels.
             Commands without ``--data`` work on the ``train`` dataset.
     """
-    name = dataset_name(manifest)
+    hashes = manifest_hashes(ws, manifest)
+    name = _adopt_legacy(ws, manifest, hashes) or dataset_name(manifest, hashes)
     folder = ws.dataset_dir(name)
     meta_path = folder / "dataset.json"
     old = read_json(meta_path) if meta_path.exists() else None
@@ -61,12 +132,12 @@ def register_dataset(ws: Workspace, manifest: Manifest, role: str | None = None)
         multilabel=manifest.multilabel,
         label_col=manifest.label_col,
         id_col=manifest.id_col,
+        ids_digest=_digest(manifest.ids),
     )
     cols = [c for c in manifest.frame.columns if c != "_line"]
-    text = manifest.frame[cols].to_csv(index=False)
-    csv_path = folder / "manifest.csv"
-    if not csv_path.exists() or csv_path.read_text(encoding="utf-8") != text:
-        atomic_write_text(csv_path, text)
+    _write_if_changed(folder / "manifest.csv", manifest.frame[cols].to_csv(index=False))
+    rows = ["id,hash"] + [f"{_csv_cell(i)},{h}" for i, h in zip(manifest.ids, hashes, strict=True)]
+    _write_if_changed(folder / ITEMS, "\n".join(rows) + "\n")
     now = time.time()
     if old is None or _without_used(old) != _without_used(meta):
         atomic_write_json(meta_path, {**meta, "used": now})
@@ -79,8 +150,83 @@ def register_dataset(ws: Workspace, manifest: Manifest, role: str | None = None)
 _USED_EVERY_S = 60.0
 
 
+def _csv_cell(text: str) -> str:
+    return pd.Series([text]).to_csv(index=False, header=False).rstrip("\r\n")
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    try:
+        same = path.read_text(encoding="utf-8") == text
+    except (FileNotFoundError, UnicodeDecodeError):
+        same = False
+    if not same:
+        atomic_write_text(path, text)
+
+
 def _without_used(meta: dict) -> dict:
     return {k: v for k, v in meta.items() if k != "used"}
+
+
+def item_hashes(ws: Workspace, dataset: str) -> dict[str, str]:
+    """The dataset's map: item id -> content hash, the key of its vectors in every store.
+
+    A dataset registered before content naming has no map yet: it is rebuilt from the hashes
+    its extraction recorded (``hashes.csv``), hashing files only where none was recorded, and
+    saved.
+
+    Raises:
+        DataError: no such dataset, or a file to hash is gone (named).
+    """
+    folder = ws.dataset_dir(dataset)
+    path = folder / ITEMS
+    if path.exists():
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        return dict(zip(frame["id"], frame["hash"], strict=True))
+    manifest = load_dataset(ws, dataset)
+    memo = _legacy_memo(folder)
+    paths = manifest.frame["path"].tolist()
+    todo = [p for p in paths if p not in memo]
+    try:
+        memo.update(zip(todo, content_hashes(ws, todo), strict=True))
+    except FileNotFoundError as e:
+        raise DataError(
+            f"dataset {dataset}: {e.filename} is gone and its content was never recorded; "
+            f"run 'sslstack extract --data {manifest.source}' again"
+        ) from None
+    out = {i: memo[p] for i, p in zip(manifest.ids, paths, strict=True)}
+    rows = ["id,hash"] + [f"{_csv_cell(i)},{h}" for i, h in out.items()]
+    with contextlib.suppress(OSError):  # a read-only workspace rebuilds it next time
+        atomic_write_text(path, "\n".join(rows) + "\n")
+    return out
+
+
+def hashes_of_ids(ws: Workspace, ids: Sequence[str], dataset: str | None = None) -> list[str]:
+    """Content hashes of ``ids``: through ``dataset``'s map, or else through every dataset of
+    the workspace (an id two datasets map to different content is refused: pass a dataset).
+
+    Raises:
+        DataError: an id no dataset knows, or one that is ambiguous (both named).
+    """
+    if dataset is not None:
+        maps = {dataset: item_hashes(ws, dataset)}
+    else:
+        maps = {m["name"]: item_hashes(ws, m["name"]) for m in list_datasets(ws)}
+    out = []
+    for i in ids:
+        seen = {n: m[i] for n, m in maps.items() if i in m}
+        if not seen:
+            where = f"dataset {dataset}" if dataset else f"any dataset of {ws.root}"
+            raise DataError(
+                f"id {i!r} is not in {where}; extract its manifest first ('sslstack extract "
+                "--data ...')"
+            )
+        if len(set(seen.values())) > 1:
+            raise DataError(
+                f"id {i!r} names different files in datasets {', '.join(sorted(seen))}; "
+                "say which dataset (data=/--data)"
+            )
+        out.append(next(iter(seen.values())))
+    return out
 
 
 def list_datasets(ws: Workspace) -> list[dict]:
@@ -159,37 +305,19 @@ def read_dataset_manifest(
     manifest = read_manifest(data, check_files=check_files, label_col=label_col)
     if label_col is not None:
         return manifest
-    meta_path = ws.dataset_dir(dataset_name(manifest)) / "dataset.json"
-    if not meta_path.exists():
-        return manifest
-    saved = read_json(meta_path).get("label_col")
+    saved = _saved_label_col(ws, manifest)
     if not saved or saved == manifest.label_col or saved not in manifest.frame.columns:
         return manifest
     return read_manifest(data, check_files=check_files, label_col=saved)
 
 
-def foreign_items(
-    ws: Workspace, dataset: str, manifest: Manifest, stored: dict[str, str]
-) -> list[str]:
-    """Ids whose stored vectors were computed from other audio than this dataset's file.
-
-    Two datasets can share an id (the same relative path in two folders, or the same value in
-    their ``id`` columns); extracting one replaces the other's vectors in a shared store. The
-    audio hashes ``extract`` memoizes per dataset (``hashes.csv``) tell them apart. Items
-    without a memo entry are not judged.
-
-    Args:
-        stored: the store's ``id -> audio hash`` (:meth:`Store.hashes`).
-    """
-    memo_path = ws.dataset_dir(dataset) / "hashes.csv"
-    if not memo_path.exists():
-        return []
-    memo: dict[str, str] = {}
-    for line in memo_path.read_text(encoding="utf-8").splitlines()[1:]:
-        path, _, _, digest = line.rsplit(",", 3)
-        memo[path] = digest
-    return [
-        i
-        for i, path in zip(manifest.ids, manifest.frame["path"], strict=True)
-        if i in stored and path in memo and memo[path] != stored[i]
-    ]
+def _saved_label_col(ws: Workspace, manifest: Manifest) -> str | None:
+    """The label column the most recent dataset with this manifest's source and ids was
+    registered with (None when there is none)."""
+    digest, legacy, source = _digest(manifest.ids), _legacy_name(manifest), str(manifest.source)
+    for meta in list_datasets(ws):
+        if meta.get("source") == source and (
+            meta.get("ids_digest") == digest or meta.get("name") == legacy
+        ):
+            return meta.get("label_col")
+    return None

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from sslstack.cache import export_embeddings, list_stores, load_embeddings, remove_store
 from sslstack.cli import app
+from sslstack.embeddings import export_embeddings, list_stores, load_embeddings, remove_store
 from sslstack.errors import StoreError
 from tests.classify_synth import make_synth
 

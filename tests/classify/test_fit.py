@@ -57,7 +57,7 @@ def _features(s, meta) -> np.ndarray:
     from sslstack.classify.features import FeatureChoice, read_features
 
     fc = meta["feature_choice"]
-    return read_features(s.store, FeatureChoice(fc["layer"], fc["pool"]), s.ids)
+    return read_features(s.store, FeatureChoice(fc["layer"], fc["pool"]), s.keys)
 
 
 def test_logreg_finds_the_informative_layer(tmp_path: Path) -> None:

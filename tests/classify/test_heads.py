@@ -30,6 +30,7 @@ from sslstack.classify.metrics import get_metric
 from sslstack.classify.trials import BestTrial, TrialLoop
 from sslstack.classify.tuning import open_storage
 from sslstack.classify.warm import screen_features
+from sslstack.content import file_sha1
 from sslstack.errors import RunError
 from sslstack.workspace import Workspace
 from tests.classify_synth import make_synth
@@ -87,7 +88,7 @@ def _two_part_store(root: Path, n: int = 160) -> tuple[Workspace, Path]:
     audio.mkdir(parents=True)
     ids = [f"i{i:03d}.wav" for i in range(n)]
     for i in ids:
-        (audio / i).touch()
+        (audio / i).write_text(i)  # distinct content: the store is keyed by content hash
     csv = audio / "train.csv"
     csv.write_text("path,label\n" + "".join(f"{i},c{v}\n" for i, v in zip(ids, y, strict=True)))
     ws = Workspace.at(root / "ws")
@@ -97,7 +98,7 @@ def _two_part_store(root: Path, n: int = 160) -> tuple[Workspace, Path]:
     for r, i in enumerate(ids):
         mean = (3.0 * (y[r] & 1) + rng.normal(size=(2, 4))).astype(np.float32)
         std = (3.0 * (y[r] >> 1) + rng.normal(size=(2, 4))).astype(np.float32)
-        items.append(ItemResult(i, f"h{r}", 1.0, {"mean": mean, "std": std}))
+        items.append(ItemResult(i, file_sha1(audio / i), 1.0, {"mean": mean, "std": std}))
     with store.writer() as w:
         w.write(items, layer_names=["0", "1"])
     return ws, csv
@@ -162,7 +163,7 @@ def test_search_space_covers_layer_and_pooling_concatenations(tmp_path: Path, he
     assert "0+2+3" in layers or any("+" in la for la in layers)
     assert any(".." in la for la in layers)
     # every choice reads: a concatenation is as wide as its parts together
-    reader = FeatureReader(s.store, s.ids)
+    reader = FeatureReader(s.store, s.keys)
     assert reader.matrix(FeatureChoice("0", "mean+std")).shape[1] == 16
     assert reader.matrix(FeatureChoice("0+1+3", "mean")).shape[1] == 24
 

@@ -208,7 +208,7 @@ def test_store_key_follows_the_file_and_its_sidecar(tmp_path: Path) -> None:
 
 
 def test_a_model_file_extracts_and_reruns_from_the_cache(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
-    from sslstack.cache.api import find_store
+    from sslstack.embeddings import find_store
     from sslstack.extract import extract
     from tests.audio_fixtures import write_dataset
 
@@ -251,7 +251,7 @@ def test_missing_onnxruntime_gives_the_install_hint(tmp_path: Path, monkeypatch)
 def test_built_in_names_and_model_files_are_normalized(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
     """``predict`` passes ``--revision`` only to hub ids: before, a run on ``speech-embedding``
     was taken for a hub id and its re-extraction refused the revision."""
-    from sslstack.cache.api import normalize_model
+    from sslstack.embeddings import normalize_model
     from sslstack.ensemble.predict import _is_hub_id
 
     for name in ("logmel", "speech-embedding", "birdnet", "ge2e"):

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from sslstack import extract, load_embeddings
-from sslstack.cache import Store, find_store
+from sslstack.cache import Store
+from sslstack.embeddings import find_store
 from sslstack.errors import EncoderError
 from sslstack.extract.base import Encoder
 from sslstack.extract.batching import (
@@ -210,7 +211,7 @@ def _all_layers(ws: Path, model: str, pools: tuple[str, ...]) -> dict[str, np.nd
     store = find_store(model, workspace=ws)
     out = {}
     for p in pools:
-        ids = store.ids()
+        ids = store.keys()
         out[p] = np.stack([store.read(layer, p, ids)[1] for layer in store.layer_names], 1)
     return out
 
@@ -253,7 +254,7 @@ def test_ctrl_c_keeps_every_written_batch_and_a_rerun_equals_an_uninterrupted_ru
     kw = dict(pools=("mean",), storage="float32", batch_seconds=2.0)
     with pytest.raises(KeyboardInterrupt):
         extract(man, "logmel", workspace=tmp_path / "ws", on_progress=interrupt, **kw)
-    kept = Store(find_store("logmel", workspace=tmp_path / "ws").path).ids()
+    kept = Store(find_store("logmel", workspace=tmp_path / "ws").path).keys()
     assert len(kept) == calls[-1] and 0 < len(kept) < 16
     rest = extract(man, "logmel", workspace=tmp_path / "ws", **kw)
     assert rest.computed == 16 - len(kept) and rest.cached == len(kept)

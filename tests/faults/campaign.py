@@ -77,7 +77,7 @@ def _run_json(cmd: list[str]) -> dict[str, Any]:
 
 def _vectors(ws: Path) -> dict[str, dict[str, np.ndarray]]:
     from sslstack import load_embeddings
-    from sslstack.cache import list_stores
+    from sslstack.embeddings import list_stores
 
     if not list_stores(ws):
         return {}
@@ -183,8 +183,8 @@ def extract_kills(root: Path, n: int, rng: random.Random) -> dict[str, Any]:
 
 _NO_COMPACT = """
 import sys
-import sslstack.cache.writer as store
-store.StoreWriter.compact = lambda self: None
+import sslstack.cache.committer as committer
+committer.compact_parts = lambda store, command="": 0
 from sslstack import extract
 extract(sys.argv[1], "logmel", workspace=sys.argv[2], batch_seconds=0.5, pools=("mean", "max"))
 """
@@ -192,7 +192,7 @@ extract(sys.argv[1], "logmel", workspace=sys.argv[2], batch_seconds=0.5, pools=(
 _COMPACT = """
 import os, signal, sys
 import sslstack.cache.writer as store
-from sslstack.cache import find_store
+from sslstack.embeddings import find_store
 mode, arg = sys.argv[2], float(sys.argv[3])
 die = lambda: os.kill(os.getpid(), signal.SIGKILL)
 if mode == "write":  # killed with a fraction `arg` of the merged part written
@@ -201,14 +201,14 @@ if mode == "write":  # killed with a fraction `arg` of the merged part written
         die()
     store._write_bytes = write
 elif mode == "delete":  # killed after deleting a fraction `arg` of the merged parts
-    def delete(self):
-        st = self.store
+    def delete(st):
         live = set(st._live_parts())
         gone = [n for n in st._part_names() if n not in live]
         for name in gone[: int(len(gone) * arg)]:
             (st.path / "parts" / name).unlink()
         die()
-    store.StoreWriter._delete_superseded = delete
+    import sslstack.cache.committer as committer
+    committer.delete_superseded = delete
 st = find_store("logmel", sys.argv[1])
 st.verify()
 print("go", flush=True)
@@ -224,7 +224,7 @@ def compaction_kills(root: Path, n: int, rng: random.Random) -> dict[str, Any]:
     _run_json(_extract_cmd(man, ref_ws))
     subprocess.run([PY, "-c", _NO_COMPACT, str(man), str(template)], env=env(), check=True)
     ref = _vectors(ref_ws)
-    from sslstack.cache import find_store
+    from sslstack.embeddings import find_store
 
     n_parts = len(parts_of(find_store("logmel", template).path))
     shutil.copytree(template, root / "timing")
@@ -435,7 +435,7 @@ def damage(root: Path, rng: random.Random, n: int) -> dict[str, Any]:
     _run_json(_extract_cmd(man, ref_ws))
     ref = _vectors(ref_ws)
     fig: dict[str, Any] = {}
-    from sslstack.cache import find_store
+    from sslstack.embeddings import find_store
 
     harms = {
         "truncated": lambda p: truncate(p, rng.uniform(0.05, 0.95)),

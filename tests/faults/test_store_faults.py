@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from sslstack import extract, load_embeddings
-from sslstack.cache import Store, find_store
+from sslstack.cache import Store
+from sslstack.embeddings import find_store
 from sslstack.errors import SslstackWarning, StoreError
 from tests.audio_fixtures import write_dataset
 from tests.faults.helpers import (
@@ -102,7 +103,8 @@ _KILL_IN_COMPACTION = textwrap.dedent(
     if sys.argv[3] == "before-rename":
         store._write_bytes = half_then_die
     else:  # after the merged part is in place, before the superseded parts are deleted
-        store.StoreWriter._delete_superseded = lambda self: os.kill(os.getpid(), signal.SIGKILL)
+        import sslstack.cache.committer as committer
+        committer.delete_superseded = lambda st: os.kill(os.getpid(), signal.SIGKILL)
     extract(sys.argv[1], "logmel", workspace=sys.argv[2], batch_seconds=1.0, pools=("mean", "max"))
     """
 )

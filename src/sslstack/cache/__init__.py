@@ -1,30 +1,22 @@
-"""The embedding cache: HDF5 stores keyed by every setting that changes values."""
+"""The embedding store: HDF5 folders keyed by every setting that changes values, whose rows
+belong to content hashes. Nothing here knows datasets, runs or encoders (those helpers are
+:mod:`sslstack.embeddings`)."""
 
-from .api import (
-    export_embeddings,
-    find_store,
-    list_stores,
-    load_embeddings,
-    normalize_model,
-    remove_store,
-)
+from .committer import StoreWriter, commit
 from .features import FeatureChoice, FeatureReader
+from .item import ItemResult
 from .key import SCHEMA_VERSION, StoreKey
-from .store import ItemResult, Store
-from .writer import StoreWriter
+from .store import Store
+from .writer import PartWriter
 
 __all__ = [
     "SCHEMA_VERSION",
     "FeatureChoice",
     "FeatureReader",
     "ItemResult",
+    "PartWriter",
     "Store",
     "StoreKey",
     "StoreWriter",
-    "export_embeddings",
-    "find_store",
-    "list_stores",
-    "load_embeddings",
-    "normalize_model",
-    "remove_store",
+    "commit",
 ]

@@ -1,4 +1,4 @@
-"""Feature matrices as heads see them: a layer choice and a pooling choice, read by id.
+"""Feature matrices as heads see them: a layer choice and a pooling choice, read by content hash.
 
 A layer choice is text, so it can be an Optuna category: ``"12"`` (one layer), ``"6..12"`` (the
 mean of layers 6 to 12) or ``"4+8+12"`` (a concatenation). A pooling choice is one pooling
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .store import Store
+from .reader import StoreReader as Store
 
 
 @dataclass(frozen=True)
@@ -46,17 +46,23 @@ class FeatureChoice:
 
 
 class FeatureReader:
-    """Reads feature matrices of one store for a fixed list of ids, caching each layer/pool."""
+    """Reads feature matrices of one store for a fixed list of items, caching each layer/pool.
 
-    def __init__(self, store: Store, ids: Sequence[str]) -> None:
+    Args:
+        store: the store.
+        keys: the items' content hashes, in row order (a dataset's ids map to them through
+            :func:`sslstack.datasets.item_hashes`).
+    """
+
+    def __init__(self, store: Store, keys: Sequence[str]) -> None:
         self.store = store
-        self.ids = list(ids)
+        self.keys = list(keys)
         self._cache: dict[tuple[str, str], np.ndarray] = {}
 
     def _layer(self, layer: str, pool: str) -> np.ndarray:
         key = (layer, pool)
         if key not in self._cache:
-            self._cache[key] = self.store.read(layer, pool, self.ids)[1]
+            self._cache[key] = self.store.read(layer, pool, self.keys)[1]
         return self._cache[key]
 
     def matrix(self, choice: FeatureChoice) -> np.ndarray:
@@ -71,6 +77,6 @@ class FeatureReader:
         return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def read_features(store: Store, choice: FeatureChoice, ids: Sequence[str]) -> np.ndarray:
-    """One feature matrix for ``ids`` (no caching)."""
-    return FeatureReader(store, ids).matrix(choice)
+def read_features(store: Store, choice: FeatureChoice, keys: Sequence[str]) -> np.ndarray:
+    """One feature matrix for the content hashes ``keys`` (no caching)."""
+    return FeatureReader(store, keys).matrix(choice)

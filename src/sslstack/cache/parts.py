@@ -5,7 +5,8 @@ Two checksums guard a part:
 - every dataset is written with HDF5's ``fletcher32`` filter and the metadata (superblock,
   object headers, attributes) in the v110 format, which checksums it too: any flipped bit in
   what a reader reads makes HDF5 refuse the read instead of returning a different number;
-- the CRC-32 of the whole file is in its name (``part-<time>-<pid>-<n>-c<crc>.h5``), so
+- the CRC-32 of the whole file is in its name (``part-<time>-<host>-<pid>-<token>-<n>-c<crc>.h5``;
+  parts of schema 1 were ``part-<time>-<pid>-<n>-c<crc>.h5``), so
   ``extract`` verifies every byte of the store at file-read speed (``verify_part``), faster
   than reading every chunk through the filter (docs/benchmarks.md has both).
 
@@ -36,6 +37,8 @@ from ..errors import SslstackWarning
 
 LIBVER = ("v110", "v110")  # metadata checksums, readable by HDF5 1.10 and later
 QUARANTINE = "quarantine"
+WRITERS = "writers"  # one lease file per live part writer
+PART_SCHEMA = 2  # 1: rows keyed by id, "durations"; 2: rows keyed by content hash, "extents"
 
 
 class DamagedPart(Exception):
@@ -114,6 +117,27 @@ def string_dataset(f: h5py.File, name: str, values: Sequence[str]) -> None:
 
 
 _CRC = re.compile(r"-c([0-9a-f]{8})\.h5$")
+_TMP = re.compile(r"^\.part-\d+-[A-Za-z0-9]+-\d+-([0-9a-f]{16})-\d+\.tmp$")
+
+
+def host_slug(host: str) -> str:
+    """The host name as it appears in part names (letters and digits only)."""
+    return re.sub(r"[^A-Za-z0-9]+", "", host)[:32] or "host"
+
+
+def part_base(time_ns: int, host: str, pid: int, token: str, seq: int) -> str:
+    """A part's name before its checksum: unique across hosts, processes and writers, and
+    sorted by time first (where one content has two parts, the newest is read)."""
+    return f"part-{time_ns:020d}-{host_slug(host)}-{pid}-{token}-{seq:06d}"
+
+
+def temp_owner(name: str) -> str | None:
+    """The writer token of a temporary part's file name; ``""`` for a temporary of an older
+    writer (no token: it held the store lock while writing), None for no temporary file."""
+    if not (name.startswith(".") and name.endswith(".tmp")):
+        return None
+    m = _TMP.match(name)
+    return m.group(1) if m else ""
 
 
 def part_name(base: str, crc: int) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..cache import find_store
+from ..embeddings import find_store
 from ..errors import RunError
 from ..runs import Run, load_run
 from ..workspace import Workspace
@@ -18,10 +18,16 @@ from .heads import get_head
 from .labels import LabelEncoding
 
 
-def predict_head(ws: Any, run: Run | str | int, ids: Sequence[str]) -> np.ndarray:
+def predict_head(
+    ws: Any, run: Run | str | int, ids: Sequence[str], keys: Sequence[str] | None = None
+) -> np.ndarray:
     """Probabilities ``(n, n_labels)`` of a head run for ``ids``, averaged over its fold models.
 
     The items must already be extracted with the run's encoder (same store).
+
+    Args:
+        keys: the items' content hashes; by default looked up in the workspace's datasets
+            (:func:`sslstack.datasets.hashes_of_ids`).
 
     Raises:
         RunError: the run is not a head run or its models are missing.
@@ -35,7 +41,12 @@ def predict_head(ws: Any, run: Run | str | int, ids: Sequence[str]) -> np.ndarra
     enc = LabelEncoding.from_dict(r.meta)
     fc = r.meta["feature_choice"]
     st = find_store(r.meta["encoder"], w, store=fc["store"])
-    x = FeatureReader(st, list(ids)).matrix(FeatureChoice(fc["layer"], fc["pool"]))
+    if keys is None:
+        from ..datasets import hashes_of_ids
+
+        keys = hashes_of_ids(w, ids)
+    st.check_keys(keys, names=ids)
+    x = FeatureReader(st, keys).matrix(FeatureChoice(fc["layer"], fc["pool"]))
     models: list[FoldModel] = load_models(hd, r.dir / "models", r.meta.get("models", []))
     if not models:
         raise RunError(f"run {r.id}: no fold models in {r.dir / 'models'}")

@@ -360,8 +360,8 @@ def _recipe(
     ctx: FitContext,
 ) -> dict[str, Any]:
     """Everything that determines a head run's result, the audio of its items included."""
-    hashes = prob.store.hashes()
-    items = "\n".join(f"{i}\t{hashes.get(i)}" for i in prob.ids)
+    keys = prob.reader.keys
+    items = "\n".join(f"{i}\t{h}" for i, h in zip(prob.ids, keys, strict=True))
     return {
         "head": head,
         "store": prob.store.path.name,

@@ -10,8 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from ..cache import Store, find_store
-from ..datasets import resolve_dataset
+from ..cache import Store
+from ..datasets import item_hashes, resolve_dataset
+from ..embeddings import find_store, store_model
 from ..errors import DataError
 from ..manifest import Manifest
 from ..parsing import parse_csv_list, parse_int_list
@@ -66,19 +67,19 @@ def prepare_problem(
     )
     st = find_store(model, ws, store=store)
     ids = frame["id"][labeled].tolist()
+    hashes = item_hashes(ws, dataset)
     have = st.index
-    failed = st.failures
-    gone = [i for i in ids if i not in have and i in failed]
-    missing = [i for i in ids if i not in have and i not in failed]
+    failed = {i for i in ids if hashes[i] not in have and hashes[i] in st.failures}
+    missing = [i for i in ids if hashes[i] not in have and i not in failed]
     if missing:
         raise DataError(
             f"{len(missing)} of {len(ids)} labeled item(s) of {dataset} have no embeddings in "
             f"store {st.path.name} (first: {', '.join(missing[:5])}); run 'sslstack extract "
-            f"--data {manifest.source} --model {model}' first"
+            f"--data {manifest.source} --model {store_model(st)}' first"
         )
+    gone = [i for i in ids if i in failed]
     if gone:
         notes.append(f"{len(gone)} item(s) whose extraction failed are left out (first: {gone[0]})")
-    _refuse_foreign(ws, dataset, manifest, st, ids)
     sub = Manifest(
         frame=frame[labeled].reset_index(drop=True), source=manifest.source, name=manifest.name
     )
@@ -100,27 +101,8 @@ def prepare_problem(
     if gcol is not None:
         gmap = dict(zip(frame["id"], frame[gcol].astype(str), strict=True))
         groups = np.array([gmap[i] for i in ids])
-    return Problem(
-        ws, dataset, st, enc, ids, y_all, fo, splits, groups, FeatureReader(st, ids), notes
-    )
-
-
-def _refuse_foreign(
-    ws: Workspace, dataset: str, manifest: Manifest, st: Store, ids: list[str]
-) -> None:
-    """Refuse vectors that another dataset's audio overwrote (same ids, other files)."""
-    from ..datasets import foreign_items
-
-    want = set(ids)
-    stored = {i: h for i, h in st.hashes().items() if i in want}
-    foreign = foreign_items(ws, dataset, manifest, stored)
-    if foreign:
-        raise DataError(
-            f"{len(foreign)} item(s) of {dataset} hold embeddings of other audio in store "
-            f"{st.path.name} (first: {', '.join(foreign[:5])}): another dataset uses the same "
-            f"ids; run 'sslstack extract --data {manifest.source} --model {st.key.model}' "
-            "again, and give the datasets distinct ids (an 'id' column or other paths)"
-        )
+    reader = FeatureReader(st, [hashes[i] for i in ids])
+    return Problem(ws, dataset, st, enc, ids, y_all, fo, splits, groups, reader, notes)
 
 
 def _check_splits(

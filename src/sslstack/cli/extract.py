@@ -180,7 +180,7 @@ def _executor_options(
 @friendly
 def cache_ls(workspace: WorkspaceOpt = None, json: JsonOpt = False) -> None:
     """List the stores of the workspace."""
-    from ..cache import list_stores
+    from ..embeddings import list_stores
 
     infos = [s.info() for s in list_stores(workspace)]
     table = Table("store", "encoder", "items", "failed", "layers", "dim", "pools", "window", "size")
@@ -252,7 +252,7 @@ def cache_export(
     json: JsonOpt = False,
 ) -> None:
     """Write one feature matrix (ids, labels when known) to .npz or .parquet."""
-    from ..cache import export_embeddings
+    from ..embeddings import export_embeddings
 
     res = export_embeddings(
         model, layer, pool, out, workspace, store=store, data=data, all_items=all_items
@@ -283,7 +283,7 @@ def cache_rm(
     json: JsonOpt = False,
 ) -> None:
     """Remove a store the workspace no longer needs."""
-    from ..cache import remove_store
+    from ..embeddings import remove_store
 
     res = remove_store(store, workspace, dry_run=dry_run, force=force)
     verb = "would remove" if dry_run else "removed"

@@ -226,8 +226,10 @@ def predict_run(
         return _imported(run, manifest.ids, enc)
     _ensure_features(ws, run, manifest, extracted if extracted is not None else [], progress)
     from ..classify import predict_head
+    from ..datasets import manifest_hashes
 
-    return np.asarray(predict_head(ws, run, manifest.ids), dtype=np.float64)
+    keys = manifest_hashes(ws, manifest)
+    return np.asarray(predict_head(ws, run, manifest.ids, keys), dtype=np.float64)
 
 
 def _ensure_features(
@@ -240,7 +242,7 @@ def _ensure_features(
 ) -> list[dict[str, str]]:
     """Extract the test items into every store the head run reads (once per store); the items
     that could not be embedded (with ``on_error="skip"``; ``stop`` raises)."""
-    from ..cache import find_store
+    from ..embeddings import find_store, store_model
     from ..extract import extract
 
     failed: list[dict[str, str]] = []
@@ -251,10 +253,11 @@ def _ensure_features(
         store = find_store(feat["model"], ws, store=feat["store"])
         key = store.key
         settings = {k: getattr(key, k) for k in _KEY_SETTINGS}
-        if _is_hub_id(key.model):
+        model = store_model(store)
+        if _is_hub_id(model):
             settings["revision"] = key.revision
         res = extract(
-            manifest, key.model, workspace=ws, progress=progress, on_error=on_error, **settings
+            manifest, model, workspace=ws, progress=progress, on_error=on_error, **settings
         )
         if res.store != store.path.name:
             raise StoreError(
@@ -271,7 +274,7 @@ def _ensure_features(
         failed += res.failed
         done.add(res.store)
         extracted.append(
-            {"store": res.store, "model": key.model, "computed": res.computed, "cached": res.cached}
+            {"store": res.store, "model": model, "computed": res.computed, "cached": res.cached}
         )
     return failed
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from ..cache.key import StoreKey
@@ -163,13 +164,16 @@ def store_key(spec: EncoderSpec, cfg: ExtractConfig, dtype: str) -> StoreKey:
     """The store of these settings: the encoder's identity and poolings, the item source's own
     fields (audio: sample rate, window, hop, crop), and the chunk length long inputs are
     encoded in when chunking changes values (never for log-mel; only when an input can be
-    longer than one chunk)."""
+    longer than one chunk). A local model (folder or file) is keyed by its content fingerprint
+    alone, never its path: a copy elsewhere shares its store.
+    """
     from ..sources import Settings, get_source
 
     settings = Settings(window=cfg.window, hop=cfg.hop, max_seconds=cfg.max_seconds, crop=cfg.crop)
     fields = get_source(spec.input_kind).key_fields(spec.sample_rate, settings)
+    local = Path(spec.model).is_absolute()
     return StoreKey(
-        model=spec.model,
+        model=spec.revision if local else spec.model,
         revision=spec.revision,
         pools=cfg.pools,
         layers=cfg.layers,
@@ -188,3 +192,12 @@ def _chunk_key(spec: EncoderSpec, cfg: ExtractConfig) -> float | None:
     if bounded and min(bounded) <= chunk:  # no input is ever longer than one chunk
         return None
     return chunk
+
+
+def legacy_store_keys(spec: EncoderSpec, cfg: ExtractConfig, dtype: str) -> list[StoreKey]:
+    """Keys an older sslstack gave the same store (a local model keyed by its absolute path):
+    ``extract`` keeps extending such a store instead of starting a new one."""
+    key = store_key(spec, cfg, dtype)
+    if key.model == spec.model:
+        return []
+    return [replace(key, model=spec.model)]

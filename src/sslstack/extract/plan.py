@@ -1,93 +1,53 @@
 """The plan of an extraction, made before any model loads: which rows still need the encoder.
 
-Items whose id and audio hash the store holds are skipped; items whose *audio* the store holds
-under another id (the same file listed by another path, a test clip that is also a training
-clip) are copied from the stored record instead of recomputed; known failures with unchanged
-audio are reported again, not retried.
+The store is keyed by content hash, so a row is done when the store holds its content, under
+whatever name and from whatever dataset. Of several rows with one content (the same file
+listed twice, a test clip that is also a training clip) only the first is computed: the others
+are *reused*. Known failures with unchanged content are reported again, not retried.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, field
 
-from ..audio import file_digest
-from ..cache.store import Store, StoreWriter
+from ..cache import Store
+from ..datasets import item_hashes
 from ..manifest import Manifest
-from ..workspace import Workspace, atomic_write_text
+from ..workspace import Workspace
 
 
 @dataclass
 class Plan:
     """What an extraction will do, row by row of the manifest."""
 
-    todo: list[int]  # rows the encoder must compute
-    hashes: dict[str, str]  # id -> SHA-1 of the audio file, for every item
+    todo: list[int]  # rows the encoder must compute (one per content)
+    hashes: dict[str, str]  # id -> content hash, for every item
     known_failed: dict[str, str] = field(default_factory=dict)  # id -> stored error
-    reuse: dict[str, str] = field(default_factory=dict)  # id -> stored id with the same audio
+    reuse: dict[str, str] = field(default_factory=dict)  # id -> the other name of its content
 
     @property
     def cached(self) -> int:
         return len(self.hashes) - len(self.todo) - len(self.known_failed) - len(self.reuse)
 
 
-def _hash_memo_path(ws: Workspace, dataset: str) -> Path:
-    return ws.dataset_dir(dataset) / "hashes.csv"
-
-
-def content_hashes(ws: Workspace, dataset: str, manifest: Manifest) -> dict[str, str]:
-    """SHA-1 of every file, reusing the memo when size and mtime are unchanged."""
-    memo_path = _hash_memo_path(ws, dataset)
-    memo: dict[str, tuple[int, int, str]] = {}
-    if memo_path.exists():
-        for line in memo_path.read_text().splitlines()[1:]:
-            path, size, mtime, digest = line.rsplit(",", 3)
-            memo[path] = (int(size), int(mtime), digest)
-    out: dict[str, str] = {}
-    changed = False
-    for item, path in zip(manifest.ids, manifest.frame["path"], strict=True):
-        st = os.stat(path)
-        hit = memo.get(path)
-        if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
-            out[item] = hit[2]
-            continue
-        digest = file_digest(path)
-        memo[path] = (st.st_size, st.st_mtime_ns, digest)
-        out[item] = digest
-        changed = True
-    if changed:
-        rows = ["path,size,mtime_ns,sha1"] + [f"{p},{s},{m},{d}" for p, (s, m, d) in memo.items()]
-        atomic_write_text(memo_path, "\n".join(rows) + "\n")
-    return out
-
-
 def make_plan(store: Store, manifest: Manifest, ws: Workspace, dataset: str) -> Plan:
-    """Rows still to compute, every item's hash, known failures, and items to copy by audio."""
-    hashes = content_hashes(ws, dataset, manifest)
-    stored = store.hashes()
-    by_audio = {h: i for i, h in stored.items()}
+    """Rows still to compute, every item's content hash, known failures, and items whose
+    content is stored (or computed in this run) under another name."""
+    hashes = item_hashes(ws, dataset)
+    names = store.names()
     failed = store.failures
-    plan = Plan([], hashes)
+    plan = Plan([], {i: hashes[i] for i in manifest.ids})
+    first: dict[str, str] = {}  # content -> the first id of this run computing it
     for row, item in enumerate(manifest.ids):
         h = hashes[item]
-        if stored.get(item) == h:
-            continue
-        if h in by_audio:
-            plan.reuse[item] = by_audio[h]
-        elif item in failed and failed[item][0] == h:
-            plan.known_failed[item] = failed[item][1]
+        if h in names:
+            if names[h] != item:
+                plan.reuse[item] = names[h]
+        elif h in first:
+            plan.reuse[item] = first[h]
+        elif h in failed:
+            plan.known_failed[item] = failed[h][1]
         else:
+            first[h] = item
             plan.todo.append(row)
     return plan
-
-
-def copy_reused(store: Store, plan: Plan, writer: StoreWriter) -> int:
-    """Write the stored records of ``plan.reuse`` under their new ids; returns how many."""
-    if not plan.reuse:
-        return 0
-    items = list(plan.reuse.items())
-    records = store.read_items([src for _, src in items])
-    copies = [replace(rec, id=new) for (new, _), rec in zip(items, records, strict=True)]
-    writer.write(copies, store.layer_names)
-    return len(copies)

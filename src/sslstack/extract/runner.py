@@ -28,15 +28,16 @@ from .base import EncoderSpec, select_layers
 from .config import (
     ExtractConfig,
     ExtractResult,
+    legacy_store_keys,
     resolve_device,
     resolve_dtype,
     store_key,
     validate_config,
 )
 from .executors import get_executor
-from .plan import Plan, copy_reused, make_plan
+from .plan import Plan, make_plan
 from .resolve import resolve_encoder
-from .worker import Job, Shard, ShardReport, _part_writer
+from .worker import Job, Shard, ShardReport
 
 
 def extract(
@@ -86,7 +87,10 @@ def extract(
     dtype = resolve_dtype(cfg.dtype, device, spec.info.get("dtypes"))
     dataset = register_dataset(ws, manifest)
     store = Store.open_or_create(
-        ws.stores, store_key(spec, cfg, dtype), lambda: _provenance(spec, cfg)
+        ws.stores,
+        store_key(spec, cfg, dtype),
+        lambda: _provenance(spec, cfg),
+        aliases=legacy_store_keys(spec, cfg, dtype),
     )
     store.heal()  # quarantine damaged parts (recomputed below), clean a killed writer's leftovers
     plan = make_plan(store, manifest, ws, dataset)
@@ -99,10 +103,8 @@ def extract(
         computed=0,
         cached=plan.cached,
         failed=[{"id": i, "error": e} for i, e in plan.known_failed.items()],
+        reused=len(plan.reuse),
     )
-    if plan.reuse:
-        with _part_writer(store, "sslstack extract") as writer:
-            result.reused = copy_reused(store, plan, writer)
     if plan.todo:
         job = Job(cfg, manifest.kind, device, dtype, str(store.path))
         shards = make_shards(manifest, plan, executor.shards)
@@ -117,7 +119,7 @@ def extract(
         finally:
             _add_report(result, report)
     commit = getattr(store, "commit", None)
-    if commit is not None and (plan.todo or plan.reuse) and hasattr(store, "part_writer"):
+    if commit is not None and plan.todo and hasattr(store, "part_writer"):
         commit()  # the parts the workers wrote become the store's, once
     result.seconds = time.perf_counter() - t0
     return result

@@ -201,7 +201,7 @@ def encoded_columns(
 
 def items_of(cols: dict[str, np.ndarray]) -> tuple[list[Any], list[tuple[str, str, str]]]:
     """Encoded columns back into store items and ``(id, hash, error)`` failures."""
-    from ...cache.store import ItemResult
+    from ...cache.item import ItemResult
 
     keys, pools = json.loads(str(cols["keys"][0]))
     items, failures = [], []

@@ -1,4 +1,7 @@
-"""Finding stores in a workspace and reading embeddings out of them (the notebook API)."""
+"""Finding stores in a workspace and reading a dataset's embeddings out of them (the notebook
+API). This module knows what the store does not: datasets (whose ids map to the content hashes
+the store is keyed by), runs (which read stores) and encoders (how ``--model`` names a store).
+"""
 
 from __future__ import annotations
 
@@ -10,17 +13,16 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, StoreError, StoreLockedError
-from ..workspace import Workspace
-from .features import FeatureChoice, FeatureReader
-from .key import StoreKey
-from .store import Store
+from .cache import FeatureChoice, FeatureReader, Store, StoreKey
+from .cache.leases import live_writers
+from .errors import ConfigError, StoreError, StoreLockedError
+from .workspace import Workspace
 
 
 def normalize_model(model: str) -> str:
     """Hub ids and built-in names stay as written; an existing local folder or model file
     becomes its absolute path."""
-    from ..extract.resolve import builtin_names
+    from .extract.resolve import builtin_names
 
     p = Path(model).expanduser()
     if model in builtin_names():
@@ -28,6 +30,30 @@ def normalize_model(model: str) -> str:
     if p.is_dir() or p.is_file() or model.startswith((".", "/", "~")):
         return str(p.resolve())
     return model
+
+
+def _fingerprint(model: str) -> str | None:
+    """The store-key model of a local folder or model file (its content fingerprint: a copy
+    elsewhere shares its stores); None for hub ids, built-ins and unreadable paths."""
+    p = Path(model).expanduser()
+    if not (p.is_dir() or p.is_file()):
+        return None
+    from .errors import EncoderError
+    from .extract.resolve import resolve_encoder
+
+    try:
+        return resolve_encoder(str(p)).revision
+    except EncoderError:
+        return None
+
+
+def store_model(store: Store) -> str:
+    """What to pass as ``--model`` to extract more items into ``store``: its key's model, or
+    for a local model (keyed by its fingerprint) the path it was last extracted from."""
+    key = store.key
+    if key.model == key.revision and store.provenance.get("model"):
+        return str(store.provenance["model"])
+    return key.model
 
 
 def list_stores(workspace: str | os.PathLike[str] | Workspace | None = None) -> list[Store]:
@@ -67,7 +93,10 @@ def find_store(
             f"unknown store setting(s) {', '.join(unknown)}; use {', '.join(sorted(key_fields))}"
         )
     norm = normalize_model(model)
-    hits = [s for s in stores if s.key.model in (model, norm)]
+    names = {model, norm}
+    if Path(norm).is_absolute():
+        names.add(_fingerprint(norm) or norm)
+    hits = [s for s in stores if s.key.model in names]
     for name, value in settings.items():
         if value is None:
             continue
@@ -102,17 +131,41 @@ def load_embeddings(
     pool: str = "mean",
     workspace: str | os.PathLike[str] | Workspace | None = None,
     *,
+    data: str | os.PathLike[str] | None = None,
     ids: Sequence[str] | None = None,
     store: str | None = None,
     **settings: Any,
 ) -> tuple[list[str], np.ndarray]:
     """Embeddings of one layer and pooling: ``(ids, X)`` with ``X`` float32 of shape (n, dim).
 
+    Vectors are read through a dataset's map from ids to content hashes, so two datasets with
+    the same ids get their own vectors.
+
+    Args:
+        data: the dataset (manifest, folder or dataset name) whose items to read, in its order.
+        ids: the items to read (of ``data`` when given, else of whichever dataset of the
+            workspace knows them). Without ``data`` and ``ids``: every stored item, named by
+            the first id its content was stored under.
+
     Example:
         >>> ids, X = load_embeddings(model="microsoft/wavlm-large", layer=12, pool="mean",
-        ...                          workspace="ws")
+        ...                          workspace="ws", data="train.csv")
     """
-    return find_store(model, workspace, store=store, **settings).read(layer, pool, ids)
+    ws = Workspace.at(workspace)
+    st = find_store(model, ws, store=store, **settings)
+    if data is None and ids is None:
+        keys, x = st.read(layer, pool)
+        names = st.names()
+        return [names[k] for k in keys], x
+    from .datasets import hashes_of_ids, item_hashes, resolve_dataset
+
+    dataset = None if data is None else resolve_dataset(ws, data, labeled=False)[0]
+    if ids is None:
+        assert dataset is not None
+        ids = list(item_hashes(ws, dataset))
+    keys = hashes_of_ids(ws, ids, dataset)
+    st.check_keys(keys, names=ids)
+    return list(ids), st.read(layer, pool, keys)[1]
 
 
 def export_embeddings(
@@ -145,8 +198,8 @@ def export_embeddings(
     ws = Workspace.at(workspace)
     st = find_store(model, ws, store=store)
     choice = _choice(st, layer, pool)
-    ids, labels, missing, dataset = _export_items(ws, st, data, all_items)
-    x = FeatureReader(st, ids).matrix(choice)
+    ids, keys, labels, missing, dataset = _export_items(ws, st, data, all_items)
+    x = FeatureReader(st, keys).matrix(choice)
     _write_matrix(out, ids, labels, x)
     return {
         "out": str(out),
@@ -164,7 +217,7 @@ def _choice(st: Store, layer: int | str, pool: str) -> FeatureChoice:
     """A checked feature choice: every layer and pooling it names is in the store."""
     choice = FeatureChoice(str(layer), pool)
     for layers, p in choice.blocks():
-        st._check_pool(p)
+        st.check_pool(p)
         for la in layers:
             st.layer_index(int(la) if la.lstrip("-").isdigit() else la)
     if str(layer).lstrip("-").isdigit() and int(layer) < 0:  # -1: the last layer, by name
@@ -174,24 +227,28 @@ def _choice(st: Store, layer: int | str, pool: str) -> FeatureChoice:
 
 def _export_items(
     ws: Workspace, st: Store, data: Any, all_items: bool
-) -> tuple[list[str], list[str] | None, int, str | None]:
-    """Ids to export, their labels (None without), how many lack embeddings, the dataset."""
+) -> tuple[list[str], list[str], list[str] | None, int, str | None]:
+    """Ids to export, their content hashes, labels (None without), how many lack embeddings,
+    the dataset."""
     if all_items:
-        return st.ids(), None, 0, None
-    from ..datasets import resolve_dataset
+        names = st.names()
+        keys = st.keys()
+        return [names[k] for k in keys], keys, None, 0, None
+    from .datasets import item_hashes, resolve_dataset
 
     dataset, manifest = resolve_dataset(ws, data, labeled=False)
+    hashes = item_hashes(ws, dataset)
     have = st.index
-    keep = [n for n, i in enumerate(manifest.ids) if i in have]
+    keep = [n for n, i in enumerate(manifest.ids) if hashes[i] in have]
     if not keep:
         raise StoreError(
             f"none of the {len(manifest)} item(s) of dataset {dataset} are in store "
             f"{st.path.name}; run 'sslstack extract --data {manifest.source} --model "
-            f"{st.key.model}' first, or pass --all-items for the store's own items"
+            f"{store_model(st)}' first, or pass --all-items for the store's own items"
         )
     ids = [manifest.ids[n] for n in keep]
     labels = [str(manifest.frame["label"].iloc[n]) for n in keep] if manifest.has_labels else None
-    return ids, labels, len(manifest) - len(keep), dataset
+    return ids, [hashes[i] for i in ids], labels, len(manifest) - len(keep), dataset
 
 
 def _write_matrix(out: Path, ids: list[str], labels: list[str] | None, x: np.ndarray) -> None:
@@ -249,6 +306,13 @@ def remove_store(
         "runs": users,
         "removed": False,
     }
+    writing = live_writers(st.path)
+    if writing:
+        who = writing[0]
+        raise StoreLockedError(
+            f"{st.path.name} is being written by pid {who.get('pid')} on {who.get('host')} "
+            f"({who.get('command')}); wait for it to finish"
+        )
     if users and not force:
         raise StoreError(
             f"store {st.path.name} is read by run(s) {', '.join(users[:10])}, which predict "
@@ -261,7 +325,7 @@ def remove_store(
 
 
 def _runs_reading(ws: Workspace, store: str) -> list[str]:
-    from ..runs import list_runs
+    from .runs import list_runs
 
     return [
         r.id
