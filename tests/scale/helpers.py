@@ -9,34 +9,34 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from sslstack.cache import find_store
+from sslstack.embeddings import find_store
 
 ACTOR_TITLE = b"MapWorker(MapBatches(EncoderActor"
 
 
 def assert_same_store(a: Path, b: Path, model: str, atol: float = 1e-6, **settings: object) -> int:
     """Two workspaces' stores hold the same items: hashes, durations, every pooling of every
-    layer and every window equal to ``atol`` (fp32). Returns the number of items."""
+    layer and every window equal to ``atol`` (fp32). Returns the number of items (contents)."""
     sa, sb = find_store(model, a, **settings), find_store(model, b, **settings)
-    ids = sorted(sa.ids())
-    assert sorted(sb.ids()) == ids and ids
-    for x, y in zip(sa.read_items(ids), sb.read_items(ids), strict=True):
+    keys = sa.keys()
+    assert sb.keys() == keys and keys
+    for x, y in zip(sa.read_items(keys), sb.read_items(keys), strict=True):
         assert (x.id, x.hash, x.window_starts) == (y.id, y.hash, y.window_starts)
-        assert abs(x.duration - y.duration) < 1e-6
+        assert abs(x.extent - y.extent) < 1e-6
         assert sorted(x.clip) == sorted(y.clip) and sorted(x.windows) == sorted(y.windows)
         for pool in x.clip:
             np.testing.assert_allclose(y.clip[pool], x.clip[pool], rtol=0, atol=atol)
         for pool in x.windows:
             np.testing.assert_allclose(y.windows[pool], x.windows[pool], rtol=0, atol=atol)
-    return len(ids)
+    return len(keys)
 
 
 def stored_copies(ws: Path, model: str) -> Counter[str]:
-    """How many times each id is stored across the part files on disk."""
+    """How many times each content is stored across the part files on disk."""
     counts: Counter[str] = Counter()
     for part in (find_store(model, ws).path / "parts").glob("part-*.h5"):
         with h5py.File(part, "r") as f:
-            counts.update(f["ids"].asstr()[:])
+            counts.update(f["hashes"].asstr()[:])
     return counts
 
 

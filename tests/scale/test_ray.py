@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from sslstack import extract
-from sslstack.cache import find_store
+from sslstack.embeddings import find_store
 from tests.audio_fixtures import write_dataset
 
 from .helpers import actors_gone, assert_same_store, encoder_actor_pids, stored_copies
@@ -137,11 +137,11 @@ def test_ctrl_c_then_driver_killed_keep_parts_and_rerun_computes_only_the_rest(
     proc = _driver(man, ws, ray_cluster)
     out = _stop_after(proc, ws, 3, signal.SIGINT)
     assert proc.returncode == 130 and "interrupted" in out, out
-    after_ctrl_c = len(find_store("logmel", ws).ids())
+    after_ctrl_c = len(find_store("logmel", ws).keys())
     proc = _driver(man, ws, ray_cluster)
     _stop_after(proc, ws, _parts(ws) + 3, signal.SIGKILL)
     time.sleep(1.0)  # a write task in flight when the driver went finishes or is gone
-    kept = len(find_store("logmel", ws).ids())
+    kept = len(find_store("logmel", ws).keys())
     assert 0 < after_ctrl_c < kept < 40
     rerun = extract(
         man, "logmel", workspace=ws, storage="float32", executor="ray", executor_options=OPTS

@@ -177,7 +177,7 @@ def encoded_columns(
         clip = np.stack([it.clip[p] for p in keys]).astype(np.float32)
         win = np.stack([it.windows[p] for p in pools]).astype(np.float32) if it.windows else none4
         starts = np.asarray(it.window_starts, np.float64)
-        rows.append((it.id, it.hash, it.duration, clip, starts, win, ""))
+        rows.append((it.id, it.hash, it.extent, clip, starts, win, ""))
     for k, err in enumerate(batch["error"]):
         if err:
             line = int(batch["line"][k])
@@ -249,7 +249,7 @@ class PartSink(Datasink):
                 layers = json.loads(str(cols["layers"][0]))
                 # with --on-error stop a failure is not stored: the rerun tries the item again
                 writer.write(items, layers, failures if self.on_error == "skip" else [])
-                extent = float(sum(it.duration for it in items))
+                extent = float(sum(it.extent for it in items))
                 out["computed"] += len(items)
                 out["extent"] += extent
                 out["failed"] += [[i, e] for i, _, e in failures]
