@@ -169,7 +169,8 @@ def check_shared_workspace(folder: Path) -> None:
                 )
     finally:
         for f in folder.glob(f"{token}*"):
-            f.unlink(missing_ok=True)
+            if f.is_file():
+                f.unlink(missing_ok=True)
 
 
 def _probe_folder(folder: str, token: str) -> tuple[str, str]:
