@@ -105,6 +105,8 @@ def connect(opts: RayOptions, need_cpus: float = 0.0) -> bool:
     # store) at error level; sslstack reports the run's errors itself
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     quiet = dict(log_to_driver=False, logging_level=logging.ERROR, include_dashboard=False)
+    if address:
+        _use_token_if_any()
     try:
         with _stderr_silenced():  # the core's "log level set" line: init errors still raise
             if address:
@@ -114,10 +116,23 @@ def connect(opts: RayOptions, need_cpus: float = 0.0) -> bool:
                 ray.init(num_cpus=cpus, **quiet)
     except ConnectionError as e:
         raise RayExecutorError(
-            f"--address {address}: cannot reach a Ray cluster there ({e}); start one with "
-            "'ray start --head' or leave --address out for a local cluster"
+            f"--address {address}: cannot join a Ray cluster there ({e}); start one with "
+            "'ray start --head', give this machine the cluster's token (~/.ray/auth_token or "
+            "RAY_AUTH_TOKEN) when it uses one, or leave --address out for a local cluster"
         ) from None
     return True
+
+
+def _use_token_if_any() -> None:
+    """Send this machine's Ray token when it has one, as ``ray start`` does (Ray 2.5x starts
+    clusters with token authentication; a client joining one does not look for the token)."""
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # a Ray without token authentication
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
 @contextlib.contextmanager
@@ -157,7 +172,14 @@ def check_shared_workspace(folder: Path) -> None:
             ).remote(str(folder), token)
             for n in nodes
         ]
-        for node, (host, err) in zip(nodes, ray.get(refs, timeout=120), strict=True):
+        try:
+            answers = ray.get(refs, timeout=120)
+        except ray.exceptions.RayError as e:
+            raise RayExecutorError(
+                f"the Ray cluster cannot run sslstack's tasks ({_first_line(e)}); install the "
+                "same sslstack on every node: pip install 'sslstack[ray]'"
+            ) from None
+        for node, (host, err) in zip(nodes, answers, strict=True):
             if not err and not (folder / f"{token}-{host}").exists():
                 err = "its file did not appear here"
             if err:
@@ -365,12 +387,35 @@ def _pipeline(
     poller = _Poller(progress, report, on_batch)
     try:
         ds.write_datasink(sink, ray_remote_args={"num_cpus": 0.25})
+    except Exception as e:
+        user = _user_error(e)
+        if user is None:
+            raise
+        raise user from None
     finally:
         poller.close()
     # the sums of the write tasks' results are exact (the actor's counts are only for the bar)
     report.computed += sink.summary["computed"] - poller.computed
     report.extent += sink.summary["extent"] - poller.extent
     report.failed += [{"id": i, "error": e} for i, e in sink.summary["failed"]]
+
+
+def _user_error(e: BaseException) -> BaseException | None:
+    """The sslstack or OS error a worker raised (a model that does not load, a full disk),
+    unwrapped from Ray's task errors, so the CLI says it in one line; None for anything else."""
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, (SslstackError, OSError)) and not isinstance(e, ray.exceptions.RayError):
+            return e
+        e = getattr(e, "cause", None) or e.__cause__  # type: ignore[assignment]
+    return None
+
+
+def _first_line(e: BaseException) -> str:
+    cause = getattr(e, "cause", None) or e
+    text = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {text[-1] if text else ''}"
 
 
 def _decoded_bytes(rjob: RayJob, items: int) -> int:
