@@ -73,3 +73,14 @@ def test_a_workspace_a_worker_cannot_write_is_refused_in_one_line(
     assert "\n" not in msg and "cannot write into" in msg
     assert "a filesystem every worker sees at the same path" in msg
     assert not [p for p in parts.iterdir() if p.is_file()]  # the probe cleans up after itself
+
+
+def test_an_address_nothing_answers_is_one_line_not_a_wait() -> None:
+    pytest.importorskip("ray")
+    from sslstack.extract.executors.ray import RayExecutorError, _check_reachable
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(RayExecutorError, match=rf"^--address 127.0.0.1:{port}: nothing answers"):
+        _check_reachable(f"127.0.0.1:{port}")

@@ -106,14 +106,15 @@ def connect(opts: RayOptions, need_cpus: float = 0.0) -> bool:
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     quiet = dict(log_to_driver=False, logging_level=logging.ERROR, include_dashboard=False)
     if address:
-        _use_token_if_any()
+        _check_reachable(address)
     try:
         with _stderr_silenced():  # the core's "log level set" line: init errors still raise
             if address:
+                _use_token_if_any()
                 ray.init(address=address, **quiet)
             else:
                 cpus = opts.num_cpus or max(float(os.cpu_count() or 1), need_cpus)
-                ray.init(num_cpus=cpus, **quiet)
+                ray.init(address="local", num_cpus=cpus, **quiet)  # never a stray `ray start`
     except ConnectionError as e:
         raise RayExecutorError(
             f"--address {address}: cannot join a Ray cluster there ({e}); start one with "
@@ -121,6 +122,23 @@ def connect(opts: RayOptions, need_cpus: float = 0.0) -> bool:
             "RAY_AUTH_TOKEN) when it uses one, or leave --address out for a local cluster"
         ) from None
     return True
+
+
+def _check_reachable(address: str) -> None:
+    """Refuse an address nothing listens on (Ray would wait for it without end)."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto", a name Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=10).close()
+    except OSError as e:
+        raise RayExecutorError(
+            f"--address {address}: nothing answers there ({e.strerror or e}); start a cluster "
+            "with 'ray start --head' (it prints the address to join), or leave --address out "
+            "for a local cluster"
+        ) from None
 
 
 def _use_token_if_any() -> None:
