@@ -84,3 +84,14 @@ def test_an_address_nothing_answers_is_one_line_not_a_wait() -> None:
         port = s.getsockname()[1]
     with pytest.raises(RayExecutorError, match=rf"^--address 127.0.0.1:{port}: nothing answers"):
         _check_reachable(f"127.0.0.1:{port}")
+
+
+def test_more_gpus_than_the_cluster_has_is_one_line(tmp_path: Path, ray_cluster: str) -> None:
+    """Actors the cluster cannot hold would wait for resources without end: refused instead."""
+    from sslstack import extract
+
+    man = write_dataset(tmp_path / "d", 2)
+    with pytest.raises(SslstackError, match=r"needs 1 GPU\(s\); the Ray cluster has 0: ") as e:
+        extract(man, "logmel", workspace=tmp_path / "ws", executor="ray",
+                executor_options={"gpus_per_worker": 1, "cpus_per_worker": 0.5})  # fmt: skip
+    assert "\n" not in str(e.value)

@@ -80,6 +80,18 @@ class RayOptions:
     decode_cpus: float = 0.5
     num_cpus: float | None = None
 
+    def __post_init__(self) -> None:
+        checks = (
+            ("--ray-workers", self.workers, self.workers is None or self.workers >= 1),
+            ("--gpus-per-worker", self.gpus_per_worker, (self.gpus_per_worker or 0) >= 0),  # 0: CPU
+            ("--cpus-per-worker", self.cpus_per_worker, self.cpus_per_worker > 0),
+            ("items_per_call", self.items_per_call, self.items_per_call >= 1),
+            ("decode_cpus", self.decode_cpus, self.decode_cpus > 0),
+        )
+        for flag, value, ok in checks:
+            if not ok:
+                raise ConfigError(f"{flag} {value}: must be positive")
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -278,16 +290,36 @@ class _Poller:
 
 
 def _resources(opts: RayOptions, device: str) -> tuple[int, float, float]:
-    """(actors, GPUs per actor, CPUs per actor) from the options and the cluster."""
+    """(actors, GPUs per actor, CPUs per actor) from the options and the cluster.
+
+    Raises:
+        RayExecutorError: the cluster cannot hold the actors asked for (they would wait for
+            resources without end).
+    """
     gpus = opts.gpus_per_worker
     if gpus is None:
         gpus = 1.0 if device.startswith("cuda") else 0.0
+    have = ray.cluster_resources()
     workers = opts.workers
     if workers is None:
-        have = float(ray.cluster_resources().get("GPU", 0)) if gpus else 0.0
-        workers = max(1, int(have // gpus)) if gpus else 1
-    if workers < 1:
-        raise ConfigError(f"--ray-workers {workers}: give 1 or more")
+        workers = max(1, int(float(have.get("GPU", 0)) // gpus)) if gpus else 1
+    cpus = opts.cpus_per_worker
+    needs = (  # the CPUs of one decoding task too: actors holding every CPU starve decoding
+        ("GPU", workers * gpus, f"--ray-workers {workers} x --gpus-per-worker {gpus:g}"),
+        (
+            "CPU",
+            workers * cpus + opts.decode_cpus,
+            f"--ray-workers {workers} x --cpus-per-worker "
+            f"{cpus:g} (+ {opts.decode_cpus:g} to decode)",
+        ),
+    )
+    for name, need, what in needs:
+        total = float(have.get(name, 0))
+        if need > total:
+            raise RayExecutorError(
+                f"{what} needs {need:g} {name}(s); the Ray cluster has {total:g}: ask for fewer "
+                "or smaller workers" + (", or use --device cpu" if name == "GPU" else "")
+            )
     return workers, float(gpus), float(opts.cpus_per_worker)
 
 
