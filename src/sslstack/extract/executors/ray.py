@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import sys
 import threading
@@ -40,7 +41,7 @@ from . import Executor
 try:
     import ray
 except ImportError:  # the extra is not installed: connect() says how to install it
-    ray = None
+    ray = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from ..base import EncoderSpec
@@ -116,7 +117,9 @@ def connect(opts: RayOptions, need_cpus: float = 0.0) -> bool:
     # Ray's C++ core logs a warning about every actor pool (constructor arguments in the object
     # store) at error level; sslstack reports the run's errors itself
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
-    quiet = dict(log_to_driver=False, logging_level=logging.ERROR, include_dashboard=False)
+    quiet: dict[str, Any] = dict(
+        log_to_driver=False, logging_level=logging.ERROR, include_dashboard=False
+    )
     if address:
         _check_reachable(address)
     try:
@@ -125,7 +128,7 @@ def connect(opts: RayOptions, need_cpus: float = 0.0) -> bool:
                 _use_token_if_any()
                 ray.init(address=address, **quiet)
             else:
-                cpus = opts.num_cpus or max(float(os.cpu_count() or 1), need_cpus)
+                cpus = math.ceil(opts.num_cpus or max(float(os.cpu_count() or 1), need_cpus))
                 ray.init(address="local", num_cpus=cpus, **quiet)  # never a stray `ray start`
     except ConnectionError as e:
         raise RayExecutorError(
@@ -413,7 +416,7 @@ def _pipeline(
     rjob = RayJob(job, spec.sample_rate, float(longest or 1.0), max(1, int(cpus)))
     per_call = max(1, opts.items_per_call)
     progress = ray.remote(num_cpus=0)(_Progress).remote()
-    ds = ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // per_call)))
+    ds: Any = ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // per_call)))
     ds = ds.map_batches(
         decode_batch,
         fn_kwargs={"rjob": rjob},

@@ -264,17 +264,9 @@ class PartSink(Datasink):
 
 @contextlib.contextmanager
 def part_writer(store_path: str, command: str) -> Iterator[Any]:
-    """The store's lock-free part writer (it never touches another writer's files); the driver
-    commits. A store without one (before the many-writers store) gets its writer's ``write``
-    without the lock, which only compaction and clean-up need (the driver does both once)."""
+    """The store's lock-free part writer (it never touches another writer's files; the driver
+    commits), opened in the worker from the store's folder."""
     from ...cache.store import Store
 
-    store = Store(Path(store_path))
-    make = getattr(store, "part_writer", None)
-    if make is not None:
-        with make(command) as writer:
-            yield writer
-        return
-    from ...cache.writer import StoreWriter
-
-    yield StoreWriter(store, command)
+    with Store(Path(store_path)).part_writer(command) as writer:
+        yield writer
