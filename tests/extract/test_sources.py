@@ -129,3 +129,15 @@ def test_a_manifest_of_two_kinds_is_refused_in_one_line(vectors, tmp_path):
     with pytest.raises(ManifestError, match="several kinds: (audio|vector) .*one kind") as e:
         read_manifest(vectors)
     assert "\n" not in str(e.value)
+
+
+def test_a_csv_manifest_takes_its_kind_from_its_files(vectors, tmp_path):
+    from sslstack.errors import ManifestError
+
+    (vectors / "m.csv").write_text("path,label\na/0.npy,a\nb/0.npy,b\n")
+    assert read_manifest(vectors / "m.csv").kind == "vector"
+    audio = write_dataset(tmp_path / "d", 1)
+    (vectors / "x.wav").write_bytes((audio.parent / "wav" / "000.wav").read_bytes())
+    (vectors / "mixed.csv").write_text("path\na/0.npy\nx.wav\n")
+    with pytest.raises(ManifestError, match=r"mixed.csv: holds items of several kinds"):
+        read_manifest(vectors / "mixed.csv")
