@@ -95,3 +95,23 @@ def test_more_gpus_than_the_cluster_has_is_one_line(tmp_path: Path, ray_cluster:
         extract(man, "logmel", workspace=tmp_path / "ws", executor="ray",
                 executor_options={"gpus_per_worker": 1, "cpus_per_worker": 0.5})  # fmt: skip
     assert "\n" not in str(e.value)
+
+
+def test_without_ray_installed_the_ray_executor_is_one_line(tmp_path: Path) -> None:
+    man = write_dataset(tmp_path / "d", 2)
+    code = (
+        "import sys\n"
+        "sys.modules['ray'] = None  # as if the extra were not installed\n"
+        "from sslstack.cli import main\n"
+        f"sys.argv = ['sslstack', 'extract', '-m', 'logmel', '-d', {str(man)!r},"
+        f" '-w', {str(tmp_path / 'ws')!r}, '--executor', 'ray']\n"
+        "main()\n"
+    )
+    env = {"PYTHONPATH": f"{REPO / 'src'}:{REPO}", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode != 0
+    err = out.stderr.strip().splitlines()
+    assert (
+        err[-1] == "error: --executor ray: the Ray executor needs Ray: pip install 'sslstack[ray]'"
+    )
+    assert "Traceback" not in out.stderr

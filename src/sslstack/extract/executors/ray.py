@@ -332,6 +332,8 @@ class RayExecutor(Executor):
     shards = 1
 
     def __init__(self, **options: Any) -> None:
+        if ray is None:  # said before the plan hashes anything
+            raise ConfigError(f"--executor ray: {INSTALL_HINT}")
         try:
             self.options = RayOptions(**options)
         except TypeError as e:
