@@ -12,10 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
+import soundfile as sf
 
 from sslstack import extract
 from sslstack.embeddings import find_store
-from tests.audio_fixtures import write_dataset
+from tests.audio_fixtures import tone, write_dataset
 
 from .helpers import actors_gone, assert_same_store, encoder_actor_pids, stored_copies
 
@@ -48,7 +49,12 @@ def _both(man: Path, model: str, tmp: Path, atol: float = 1e-6, **kw: object) ->
 
 
 def test_ray_equals_local_logmel_clips_and_windows(tmp_path: Path) -> None:
+    """Clips, a 40 s recording (longer than log-mel's 30 s chunk: decoded whole in the task,
+    cut into chunks by the actor, against the local stream), and windows."""
     man = write_dataset(tmp_path / "d", 14, sr=8000)
+    sf.write(tmp_path / "d" / "wav" / "long.wav", tone(40.0, 8000, seed=99), 8000)
+    with man.open("a") as fh:
+        fh.write("wav/long.wav,a\n")
     _both(man, "logmel", tmp_path / "clips", pools=POOLS)
     _both(man, "logmel", tmp_path / "windows", pools=POOLS, window=0.4, hop=0.25)
 
