@@ -49,10 +49,10 @@ def _both(man: Path, model: str, tmp: Path, atol: float = 1e-6, **kw: object) ->
 
 
 def test_ray_equals_local_logmel_clips_and_windows(tmp_path: Path) -> None:
-    """Clips, a 40 s recording (longer than log-mel's 30 s chunk: decoded whole in the task,
+    """Clips, a 70 s recording (longer than log-mel's 60 s chunk: decoded whole in the task,
     cut into chunks by the actor, against the local stream), and windows."""
     man = write_dataset(tmp_path / "d", 14, sr=8000)
-    sf.write(tmp_path / "d" / "wav" / "long.wav", tone(40.0, 8000, seed=99), 8000)
+    sf.write(tmp_path / "d" / "wav" / "long.wav", tone(70.0, 8000, seed=99), 8000)
     with man.open("a") as fh:
         fh.write("wav/long.wav,a\n")
     _both(man, "logmel", tmp_path / "clips", pools=POOLS)
