@@ -43,8 +43,8 @@ def two_workers():
 def test_local_is_the_default_and_an_unknown_executor_is_one_line(tmp_path):
     assert isinstance(get_executor("local"), LocalExecutor)
     man = write_dataset(tmp_path / "d", 2)
-    with pytest.raises(ConfigError, match=r"^--executor ray: unknown executor; choose from local"):
-        extract(man, "logmel", workspace=tmp_path / "ws", executor="ray")
+    with pytest.raises(ConfigError, match=r"^--executor dask: unknown executor; choose from "):
+        extract(man, "logmel", workspace=tmp_path / "ws", executor="dask")
 
 
 def test_shards_and_the_worker_travel_as_plain_data(tmp_path):

@@ -63,13 +63,41 @@ def extract_cmd(
         str | None,
         typer.Option(help="Manifest column of the labels \\[default: label, else labels]."),
     ] = None,
-    executor: Annotated[
-        str, typer.Option(help="What runs the encoding: local (this process).")
-    ] = "local",
     trust_remote_code: Annotated[bool, typer.Option(help="Allow the model's own code.")] = False,
     allow_unsafe_weights: Annotated[
         bool, typer.Option(help="Load pickle-based .bin weights when no safetensors exist.")
     ] = False,
+    executor: Annotated[
+        str,
+        typer.Option(
+            help="What runs the encoding: local (this process) or ray (a Ray cluster: "
+            "pip install 'sslstack[ray]'; docs/scaling.md)."
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="--executor ray: the cluster to join \\[default: $RAY_ADDRESS, else a local one]",
+            show_default=False,
+        ),
+    ] = None,
+    ray_workers: Annotated[
+        int | None,
+        typer.Option(
+            help="--executor ray: encoder actors (one model each) \\[default: a GPU each; CPU: 1]",
+            show_default=False,
+        ),
+    ] = None,
+    gpus_per_worker: Annotated[
+        float | None,
+        typer.Option(
+            help="--executor ray: GPUs per encoder actor \\[default: 1 with CUDA, else 0]",
+            show_default=False,
+        ),
+    ] = None,
+    cpus_per_worker: Annotated[
+        float, typer.Option(help="--executor ray: CPUs per encoder actor (its torch threads).")
+    ] = 1.0,
     workspace: WorkspaceOpt = None,
     json: JsonOpt = False,
 ) -> None:
@@ -97,9 +125,12 @@ def extract_cmd(
         device=device,
         workers=workers,
         on_error=on_error,
-        executor=executor,
         trust_remote_code=trust_remote_code,
         allow_unsafe_weights=allow_unsafe_weights,
+        executor=executor,
+        executor_options=_executor_options(
+            executor, address, ray_workers, gpus_per_worker, cpus_per_worker
+        ),
     )
     msg = (
         f"{res.items} items: {res.computed} computed, {res.cached} cached, {len(res.failed)} failed"
@@ -114,6 +145,37 @@ def extract_cmd(
         console.print(f"[yellow]failed[/] {escape(f['id'])}: {escape(f['error'])}")
     if json:
         emit_json(res.to_dict())
+
+
+def _executor_options(
+    executor: str,
+    address: str | None,
+    workers: int | None,
+    gpus: float | None,
+    cpus: float,
+) -> dict | None:
+    """The Ray flags as the executor's options; refused in one line with another executor."""
+    from ..errors import ConfigError
+
+    if executor == "ray":
+        return {
+            "address": address,
+            "workers": workers,
+            "gpus_per_worker": gpus,
+            "cpus_per_worker": cpus,
+        }
+    given = [
+        f
+        for f, v in (
+            ("--address", address),
+            ("--ray-workers", workers),
+            ("--gpus-per-worker", gpus),
+        )
+        if v is not None
+    ]
+    if given:
+        raise ConfigError(f"{given[0]} needs --executor ray")
+    return None
 
 
 @friendly

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..cache.key import window_pool_name
 from ..cache.item import ItemResult
+from ..cache.key import window_pool_name
 from .pooling import Stats, pool_stats, stats_of
 
 

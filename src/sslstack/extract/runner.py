@@ -47,6 +47,7 @@ def extract(
     workspace: str | os.PathLike[str] | Workspace | None = None,
     progress: Any = False,
     on_progress: Callable[[int, float], None] | None = None,
+    executor_options: dict[str, Any] | None = None,
     **settings: Any,
 ) -> ExtractResult:
     """Extract every layer's pooled embeddings of ``model`` for the items of ``data``.
@@ -58,6 +59,8 @@ def extract(
         progress: show a rich progress bar on stderr (True, or the rich Console to draw on).
         on_progress: called with (items done, audio seconds done) after every batch is written
             (from the pipeline's writer thread).
+        executor_options: options of ``executor`` (``ray``: address, workers, gpus_per_worker,
+            cpus_per_worker, … of :class:`~sslstack.extract.executors.ray.RayOptions`).
         **settings: any :class:`ExtractConfig` field (pools, layers, window, hop, max_seconds,
             crop, dtype, storage, batch_seconds, device, workers, on_error, executor, revision…).
 
@@ -69,7 +72,7 @@ def extract(
     if isinstance(settings.get("pools"), str):
         settings["pools"] = tuple(parse_csv_list(settings["pools"]) or ())
     cfg = validate_config(ExtractConfig(model=model, **settings))
-    executor = get_executor(cfg.executor)
+    executor = get_executor(cfg.executor, executor_options)
     manifest = data if isinstance(data, Manifest) else read_dataset_manifest(ws, data)
     spec = resolve_encoder(
         cfg.model,

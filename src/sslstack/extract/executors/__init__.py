@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ...registry import Registry
 
@@ -39,13 +39,23 @@ class Executor(ABC):
         """Encode every shard into the store's parts; add what was done to ``report``."""
 
 
-EXECUTORS: Registry[Callable[[], Executor]] = Registry("executor", flag="--executor")
+EXECUTORS: Registry[Callable[..., Executor]] = Registry("executor", flag="--executor")
 
 
-def get_executor(name: str) -> Executor:
+def _ray(**options: Any) -> Executor:
+    from .ray import RayExecutor  # imports Ray: only when asked for
+
+    return RayExecutor(**options)
+
+
+EXECUTORS.register("ray", _ray)
+
+
+def get_executor(name: str, options: dict[str, Any] | None = None) -> Executor:
+    """The executor ``name``, made with ``options`` (the Ray executor's: address, workers…)."""
     from . import local  # noqa: F401  (registers itself)
 
-    return EXECUTORS[name]()
+    return EXECUTORS[name](**(options or {}))
 
 
 __all__ = ["EXECUTORS", "Executor", "get_executor"]

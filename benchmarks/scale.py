@@ -1,0 +1,128 @@
+"""The Ray executor's overhead on one machine: the same extraction with ``local`` and ``ray``.
+
+Self-contained: a random-initialized encoder built from a config (no hub; see
+``benchmarks/extract.py``), FSDD clips as they are (``--files``) or synthesised 4-12 s clips
+(``--hours``). In one process, on the same files, into fresh workspaces, in the order
+local, ray, local (so drift on a shared machine hits both sides): the wall time of each whole
+``sslstack.extract`` call (the Ray run starts its local cluster and actors inside it; the time
+of that start is reported apart), the overhead of Ray against the mean of the two local runs,
+and the largest difference between the two executors' vectors.
+
+    python benchmarks/scale.py                                       # CPU: all cores, one actor
+    python benchmarks/scale.py --device cuda --hours 1 --arch wavlm-large      # one GPU
+
+On CUDA the Ray executor runs one actor on the GPU (``--gpus-per-worker 1``); both executors use
+``--batch-seconds auto``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.extract import FSDD, build_model, fsdd_manifest, synth_manifest  # noqa: E402
+from sslstack import extract  # noqa: E402
+from sslstack.embeddings import find_store  # noqa: E402
+
+
+def _run(man: Path, model: Path, ws: Path, args: argparse.Namespace, **kw: Any) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    res = extract(
+        man,
+        str(model),
+        workspace=ws,
+        device=args.device,
+        dtype=args.dtype,
+        storage="float32",
+        batch_seconds=args.batch_seconds,
+        **kw,
+    )
+    wall = time.perf_counter() - t0
+    assert res.computed == res.items and not res.failed, res
+    return {"wall_s": round(wall, 2), "items": res.computed, "audio_s": round(res.audio_seconds, 1)}
+
+
+def _max_diff(a: Path, b: Path, model: Path) -> float:
+    sa, sb = find_store(str(model), a), find_store(str(model), b)
+    keys = sa.keys()
+    assert sb.keys() == keys
+    worst = 0.0
+    for x, y in zip(sa.read_items(keys), sb.read_items(keys), strict=True):
+        for pool in x.clip:
+            worst = max(worst, float(np.abs(x.clip[pool] - y.clip[pool]).max()))
+    return worst
+
+
+def _ray_start_seconds(cpus: float) -> float:
+    """Seconds to start (and stop) a local Ray cluster, measured alone."""
+    import ray
+
+    t0 = time.perf_counter()
+    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    up = time.perf_counter() - t0
+    ray.shutdown()
+    return up
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--arch", default="wav2vec2-base", help="an arch of benchmarks/extract.py")
+    ap.add_argument("--files", type=int, default=1000, help="FSDD files as they are")
+    ap.add_argument("--hours", type=float, default=None, help="synthesise this much 4-12 s audio")
+    ap.add_argument("--data", type=Path, default=FSDD)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="auto", help="auto: fp32 on CPU, bf16 on CUDA")
+    ap.add_argument("--batch-seconds", default="auto")
+    ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    args = ap.parse_args()
+    cores = os.cpu_count() or 1
+    cuda = args.device.startswith("cuda")
+    # one actor with every core (CPU) or the GPU: the same device work as the local executor
+    opts = {"workers": 1, "cpus_per_worker": 1.0 if cuda else float(cores)}
+    with tempfile.TemporaryDirectory(prefix="sslstack-scale-") as tmp:
+        root = Path(tmp)
+        model = build_model(args.arch, root / "models")
+        if args.hours:
+            man = synth_manifest(args.hours, root / "data", args.data)
+        else:
+            man = fsdd_manifest(args.files, root, args.data)
+        runs = {
+            "local_1": _run(man, model, root / "l1", args),
+            "ray": _run(man, model, root / "r", args, executor="ray", executor_options=opts),
+            "local_2": _run(man, model, root / "l2", args),
+        }
+        diff = _max_diff(root / "l1", root / "r", model)
+        start = _ray_start_seconds(opts["cpus_per_worker"] + 1)
+    local = (runs["local_1"]["wall_s"] + runs["local_2"]["wall_s"]) / 2
+    out = {
+        "arch": args.arch,
+        "device": torch.cuda.get_device_name(0) if cuda else platform.processor() or "cpu",
+        "cores": cores,
+        "workload": {"files": runs["ray"]["items"], "audio_s": runs["ray"]["audio_s"]},
+        "runs": runs,
+        "ray_overhead": round(runs["ray"]["wall_s"] / local - 1, 4),
+        "ray_cluster_start_s": round(start, 2),
+        "ray_overhead_after_start": round((runs["ray"]["wall_s"] - start) / local - 1, 4),
+        "max_abs_diff_vs_local": diff,
+        "load_average": os.getloadavg(),
+    }
+    line = json.dumps(out)
+    print(line)
+    if args.out:
+        args.out.write_text(line + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,480 @@
+"""``--executor ray``: extraction across the GPUs and machines of a Ray cluster.
+
+A Ray Data pipeline (stages in :mod:`.ray_stages`) with the same results as ``local``::
+
+    item list (only what the store lacks: ids, paths, content hashes, extents)
+      -> decode_batch   CPU tasks: items -> arrays through their source (windows, crops)
+      -> EncoderActor   ActorPoolStrategy: one model per actor (one GPU, or some CPUs)
+      -> PartSink       a Datasink: write() runs in the workers and writes store parts with
+                        the part writer; the driver commits the store once at the end
+
+Parts are written where they are computed, so the workspace must be on a filesystem every worker
+sees at the same path (NFS, a cluster filesystem, or one machine); :func:`check_shared_workspace`
+refuses in one line, before any model loads, when a node cannot see or write it.
+
+Faults: Ray restarts a killed actor and retries its call; a part is renamed into place whole, so
+a retried write at worst stores an item twice, and readers and compaction keep one copy (items
+are addressed by content). A killed driver leaves every part written so far: a rerun plans only
+the rest. Ctrl-C stops the pipeline (and the cluster's actors of this run); parts are kept.
+
+This module is imported only for ``--executor ray``: the base install and ``local`` never
+import Ray.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import sys
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ...errors import AudioError, ConfigError, SslstackError
+from . import Executor
+
+try:
+    import ray
+except ImportError:  # the extra is not installed: connect() says how to install it
+    ray = None  # type: ignore[assignment]
+
+if TYPE_CHECKING:
+    from ..base import EncoderSpec
+    from ..worker import Job, OnBatch, Shard, ShardReport
+    from .ray_stages import RayJob
+
+INSTALL_HINT = "the Ray executor needs Ray: pip install 'sslstack[ray]'"
+
+
+class RayExecutorError(SslstackError):
+    """The Ray cluster cannot run this extraction (unreachable, or the workspace is not shared)."""
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """How the Ray executor uses the cluster (none of this changes a stored value).
+
+    Attributes:
+        address: cluster to join (``ray://host:10001`` or ``host:6379``); None joins
+            ``$RAY_ADDRESS`` when set, else starts a local cluster for this run.
+        workers: encoder actors (one model each); None: one per GPU of the cluster for CUDA
+            (``gpus_per_worker`` each), one on the CPU.
+        gpus_per_worker: GPUs per encoder actor (fractions share a GPU); None: 1 for CUDA, 0
+            on the CPU.
+        cpus_per_worker: CPUs reserved per encoder actor; also its torch threads (at least 1).
+        items_per_call: items per actor call (the actor cuts them into device batches by
+            ``--batch-seconds`` as the local executor does).
+        decode_cpus: CPUs reserved per decoding task.
+        num_cpus: logical CPUs of a local cluster started for this run (None: the machine's).
+    """
+
+    address: str | None = None
+    workers: int | None = None
+    gpus_per_worker: float | None = None
+    cpus_per_worker: float = 1.0
+    items_per_call: int = 32
+    decode_cpus: float = 0.5
+    num_cpus: float | None = None
+
+    def __post_init__(self) -> None:
+        checks = (
+            ("--ray-workers", self.workers, self.workers is None or self.workers >= 1),
+            ("--gpus-per-worker", self.gpus_per_worker, (self.gpus_per_worker or 0) >= 0),  # 0: CPU
+            ("--cpus-per-worker", self.cpus_per_worker, self.cpus_per_worker > 0),
+            ("items_per_call", self.items_per_call, self.items_per_call >= 1),
+            ("decode_cpus", self.decode_cpus, self.decode_cpus > 0),
+        )
+        for flag, value, ok in checks:
+            if not ok:
+                raise ConfigError(f"{flag} {value}: must be positive")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ------------------------------------------------------------------ the driver
+def connect(opts: RayOptions, need_cpus: float = 0.0) -> bool:
+    """Join the cluster of ``opts.address`` (or ``$RAY_ADDRESS``), or start a local one.
+
+    Returns:
+        True when this call connected (the caller disconnects at the end); False when Ray was
+        already initialized in this process (a notebook or a test that manages it).
+
+    Raises:
+        ConfigError: Ray is not installed.
+        RayExecutorError: the cluster cannot be reached.
+    """
+    if ray is None:
+        raise ConfigError(f"--executor ray: {INSTALL_HINT}")
+    if ray.is_initialized():
+        return False
+    address = opts.address or os.environ.get("RAY_ADDRESS") or None
+    # Ray's C++ core logs a warning about every actor pool (constructor arguments in the object
+    # store) at error level; sslstack reports the run's errors itself
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    quiet: dict[str, Any] = dict(
+        log_to_driver=False, logging_level=logging.ERROR, include_dashboard=False
+    )
+    if address:
+        _check_reachable(address)
+    try:
+        with _stderr_silenced():  # the core's "log level set" line: init errors still raise
+            if address:
+                _use_token_if_any()
+                ray.init(address=address, **quiet)
+            else:
+                cpus = math.ceil(opts.num_cpus or max(float(os.cpu_count() or 1), need_cpus))
+                ray.init(address="local", num_cpus=cpus, **quiet)  # never a stray `ray start`
+    except ConnectionError as e:
+        raise RayExecutorError(
+            f"--address {address}: cannot join a Ray cluster there ({e}); start one with "
+            "'ray start --head', give this machine the cluster's token (~/.ray/auth_token or "
+            "RAY_AUTH_TOKEN) when it uses one, or leave --address out for a local cluster"
+        ) from None
+    return True
+
+
+def _check_reachable(address: str) -> None:
+    """Refuse an address nothing listens on (Ray would wait for it without end)."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto", a name Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=10).close()
+    except OSError as e:
+        raise RayExecutorError(
+            f"--address {address}: nothing answers there ({e.strerror or e}); start a cluster "
+            "with 'ray start --head' (it prints the address to join), or leave --address out "
+            "for a local cluster"
+        ) from None
+
+
+def _use_token_if_any() -> None:
+    """Send this machine's Ray token when it has one, as ``ray start`` does (Ray 2.5x starts
+    clusters with token authentication; a client joining one does not look for the token)."""
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # a Ray without token authentication
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
+@contextlib.contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 to /dev/null (the C++ core writes there, not to ``sys.stderr``)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def check_shared_workspace(folder: Path) -> None:
+    """Refuse unless every alive node of the cluster sees ``folder`` and can write into it.
+
+    The driver leaves a token file; a task pinned to each node checks that it sees the token
+    (same filesystem, same path) and writes its own, which the driver then must see.
+
+    Raises:
+        RayExecutorError: one line naming the node and what it could not do.
+    """
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    token = f".ray-probe-{uuid.uuid4().hex}"
+    (folder / token).write_text("sslstack")
+    probe = ray.remote(num_cpus=0, max_retries=0)(_probe_folder)
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    try:
+        refs = [
+            probe.options(
+                scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+            ).remote(str(folder), token)
+            for n in nodes
+        ]
+        try:
+            answers = ray.get(refs, timeout=120)
+        except ray.exceptions.RayError as e:
+            raise RayExecutorError(
+                f"the Ray cluster cannot run sslstack's tasks ({_first_line(e)}); install the "
+                "same sslstack on every node: pip install 'sslstack[ray]'"
+            ) from None
+        for node, (host, err) in zip(nodes, answers, strict=True):
+            if not err and not (folder / f"{token}-{host}").exists():
+                err = "its file did not appear here"
+            if err:
+                raise RayExecutorError(
+                    f"workspace {folder.parent.parent.parent}: Ray node {host} "
+                    f"({node.get('NodeManagerAddress', '?')}) {err}; the workspace must be on "
+                    "a filesystem every worker sees at the same path (NFS or a cluster "
+                    "filesystem), or run on one machine"
+                )
+    finally:
+        for f in folder.glob(f"{token}*"):
+            if f.is_file():
+                f.unlink(missing_ok=True)
+
+
+def _probe_folder(folder: str, token: str) -> tuple[str, str]:
+    import socket
+
+    host = socket.gethostname()
+    if not os.path.exists(os.path.join(folder, token)):
+        return host, f"does not see {folder} (not the same filesystem)"
+    try:
+        with open(os.path.join(folder, f"{token}-{host}"), "w") as fh:
+            fh.write("sslstack")
+    except OSError as e:
+        return host, f"cannot write into {folder} ({e.strerror})"
+    return host, ""
+
+
+class _Progress:
+    """What the write tasks have written (an actor the driver polls)."""
+
+    def __init__(self) -> None:
+        self.counts = (0, 0, 0.0)  # items computed, items failed, extent
+
+    def add(self, computed: int, failed: int, extent: float) -> None:
+        c, f, e = self.counts
+        self.counts = (c + computed, f + failed, e + extent)
+
+    def get(self) -> tuple[int, int, float]:
+        return self.counts
+
+
+class _Poller:
+    """A thread that adds the progress actor's counts to the report and calls ``on_batch``
+    (which moves the progress bar) with what is new."""
+
+    def __init__(self, progress: Any, report: ShardReport, on_batch: OnBatch | None) -> None:
+        self.progress, self.report, self.on_batch = progress, report, on_batch
+        self.computed, self.failed, self.extent = 0, 0, 0.0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="sslstack-ray-progress", daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while not self.stop.wait(0.5):
+            self._poll(timeout=30)  # the actor's first answer waits for its process to start
+
+    def _poll(self, timeout: float) -> None:
+        try:
+            computed, failed, extent = ray.get(self.progress.get.remote(), timeout=timeout)
+        except Exception:  # slow to start, or the cluster is going away
+            return
+        if computed + failed <= self.computed + self.failed:
+            return
+        new, extent_new = computed + failed - self.computed - self.failed, extent - self.extent
+        self.report.computed += computed - self.computed
+        self.report.extent += extent_new
+        self.computed, self.failed, self.extent = computed, failed, extent
+        if self.on_batch is not None:
+            self.on_batch(new, extent_new)
+
+    def close(self) -> None:
+        """Stop polling, after one last look (the bar ends where the run ended)."""
+        self.stop.set()
+        self.thread.join()
+        self._poll(timeout=5)
+
+
+def _resources(opts: RayOptions, device: str) -> tuple[int, float, float]:
+    """(actors, GPUs per actor, CPUs per actor) from the options and the cluster.
+
+    Raises:
+        RayExecutorError: the cluster cannot hold the actors asked for (they would wait for
+            resources without end).
+    """
+    gpus = opts.gpus_per_worker
+    if gpus is None:
+        gpus = 1.0 if device.startswith("cuda") else 0.0
+    have = ray.cluster_resources()
+    workers = opts.workers
+    if workers is None:
+        workers = max(1, int(float(have.get("GPU", 0)) // gpus)) if gpus else 1
+    cpus = opts.cpus_per_worker
+    needs = (  # the CPUs of one decoding task too: actors holding every CPU starve decoding
+        ("GPU", workers * gpus, f"--ray-workers {workers} x --gpus-per-worker {gpus:g}"),
+        (
+            "CPU",
+            workers * cpus + opts.decode_cpus,
+            f"--ray-workers {workers} x --cpus-per-worker "
+            f"{cpus:g} (+ {opts.decode_cpus:g} to decode)",
+        ),
+    )
+    for name, need, what in needs:
+        total = float(have.get(name, 0))
+        if need > total:
+            raise RayExecutorError(
+                f"{what} needs {need:g} {name}(s); the Ray cluster has {total:g}: ask for fewer "
+                "or smaller workers" + (", or use --device cpu" if name == "GPU" else "")
+            )
+    return workers, float(gpus), float(opts.cpus_per_worker)
+
+
+class RayExecutor(Executor):
+    """Runs the items of every shard as one Ray Data pipeline (see the module docstring)."""
+
+    shards = 1
+
+    def __init__(self, **options: Any) -> None:
+        if ray is None:  # said before the plan hashes anything
+            raise ConfigError(f"--executor ray: {INSTALL_HINT}")
+        try:
+            self.options = RayOptions(**options)
+        except TypeError as e:
+            names = ", ".join(RayOptions.__dataclass_fields__)
+            raise ConfigError(f"--executor ray: {e}; the options are {names}") from None
+
+    def run(
+        self,
+        shards: Sequence[Shard],
+        job: Job,
+        spec: EncoderSpec,
+        report: ShardReport,
+        on_batch: OnBatch | None = None,
+    ) -> ShardReport:
+        """Encode every shard's items on the cluster into the store's parts.
+
+        Raises:
+            RayExecutorError: the cluster is unreachable or the workspace is not shared.
+            AudioError: ``--on-error stop`` and an item could not be decoded (the others are
+                kept).
+            KeyboardInterrupt: the cluster's work for this run is stopped; parts are kept.
+        """
+        from ..worker import measure_extents
+
+        items = []
+        for shard in shards:
+            extents = shard.extents or measure_extents(spec, job, shard)
+            items += _item_rows(shard, extents)
+        if not items:
+            return report
+        items.sort(key=lambda x: (x["extent"], x["id"]))  # similar lengths share a batch
+        opts = self.options
+        started = connect(opts, need_cpus=(opts.workers or 1) * opts.cpus_per_worker + 1)
+        try:
+            check_shared_workspace(Path(job.store_path) / "parts")
+            _pipeline(job, spec, items, opts, report, on_batch)
+        finally:
+            if started:
+                ray.shutdown()
+        if job.cfg.on_error == "stop" and report.failed:
+            raise AudioError(
+                f"{report.failed[0]['error']}; {report.computed} item(s) extracted are kept; "
+                "fix or remove the file, or rerun with --on-error skip"
+            )
+        return report
+
+
+def _item_rows(shard: Shard, extents: Sequence[float]) -> list[dict[str, Any]]:
+    """The item list: one small record per item (what travels to the decoding tasks)."""
+    lines = shard.lines or (None,) * len(shard)
+    return [
+        {
+            "id": i,
+            "path": str(p),
+            "hash": h,
+            "extent": float(e),
+            "line": -1 if ln is None else int(ln),
+        }
+        for i, p, h, e, ln in zip(shard.ids, shard.paths, shard.hashes, extents, lines, strict=True)
+    ]
+
+
+def _pipeline(
+    job: Job,
+    spec: EncoderSpec,
+    items: list[dict[str, Any]],
+    opts: RayOptions,
+    report: ShardReport,
+    on_batch: OnBatch | None,
+) -> None:
+    from ray.data import ActorPoolStrategy, DataContext
+
+    from .ray_stages import EncoderActor, PartSink, RayJob, decode_batch
+
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    workers, gpus, cpus = _resources(opts, job.device)
+    cfg = job.cfg
+    longest = cfg.window if cfg.window is not None else max(x["extent"] for x in items)
+    rjob = RayJob(job, spec.sample_rate, float(longest or 1.0), max(1, int(cpus)))
+    per_call = max(1, opts.items_per_call)
+    progress = ray.remote(num_cpus=0)(_Progress).remote()
+    ds: Any = ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // per_call)))
+    ds = ds.map_batches(
+        decode_batch,
+        fn_kwargs={"rjob": rjob},
+        batch_size=per_call,
+        batch_format="numpy",
+        num_cpus=opts.decode_cpus,
+        # the memory a decoded batch holds; as the encoders reserve none, the two stages are
+        # never fused: decoding runs in its own tasks, beside the forwards, on any node's CPUs
+        memory=_decoded_bytes(rjob, per_call),
+    )
+    ds = ds.map_batches(
+        type("EncoderActor", (EncoderActor,), {"rjob": rjob}),
+        batch_size=per_call,
+        compute=ActorPoolStrategy(size=workers),
+        num_gpus=gpus,
+        num_cpus=cpus,
+        batch_format="numpy",
+    )
+    sink = PartSink(job.store_path, f"{job.command} --executor ray", cfg.on_error, progress)
+    report.model_loaded = True
+    poller = _Poller(progress, report, on_batch)
+    try:
+        ds.write_datasink(sink, ray_remote_args={"num_cpus": 0.25})
+    except Exception as e:
+        user = _user_error(e)
+        if user is None:
+            raise
+        raise user from None
+    finally:
+        poller.close()
+    # the sums of the write tasks' results are exact (the actor's counts are only for the bar)
+    report.computed += sink.summary["computed"] - poller.computed
+    report.extent += sink.summary["extent"] - poller.extent
+    report.failed += [{"id": i, "error": e} for i, e in sink.summary["failed"]]
+
+
+def _user_error(e: BaseException) -> BaseException | None:
+    """The sslstack or OS error a worker raised (a model that does not load, a full disk),
+    unwrapped from Ray's task errors, so the CLI says it in one line; None for anything else."""
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, (SslstackError, OSError)) and not isinstance(e, ray.exceptions.RayError):
+            return e
+        e = getattr(e, "cause", None) or e.__cause__  # type: ignore[assignment]
+    return None
+
+
+def _first_line(e: BaseException) -> str:
+    cause = getattr(e, "cause", None) or e
+    text = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {text[-1] if text else ''}"
+
+
+def _decoded_bytes(rjob: RayJob, items: int) -> int:
+    """Bytes of one decoded batch (float32 at the encoder's rate), between 16 MiB and 1 GiB."""
+    longest = rjob.job.cfg.max_seconds or rjob.longest
+    need = int(items * longest * rjob.rate * 4)
+    return min(max(need, 16 << 20), 1 << 30)

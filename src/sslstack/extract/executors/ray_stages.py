@@ -1,0 +1,272 @@
+"""The three stages of the Ray executor's pipeline, as they run in the cluster's workers.
+
+* :func:`decode_batch` — a CPU task: a batch of items, read through their source, becomes one
+  row per item holding its units (the whole item, or its windows) back to back.
+* :class:`EncoderActor` — one loaded encoder per actor: the units of a call go through the
+  local executor's steps (chunks of long units, batches by padded extent, ``prepare`` then
+  ``forward``, statistics merged and pooled by the :class:`~sslstack.extract.assemble.Assembler`)
+  so an item's vectors are the local executor's.
+* :class:`PartSink` — a Ray Data ``Datasink``: ``write()`` runs in the workers and writes each
+  block of encoded items as one store part with the part writer (no lock, a name unique across
+  hosts and processes); ``on_write_complete`` sums the runs' reports on the driver, which then
+  commits the store once.
+
+Everything here travels as plain data (:class:`RayJob`); Ray is imported by the caller.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ray.data import Datasink
+
+from ..worker import Job, settings_of
+
+
+@dataclass(frozen=True)
+class RayJob:
+    """What every stage shares: the extraction's :class:`~sslstack.extract.worker.Job` and what
+    the driver resolved for it (no open file, no loaded model)."""
+
+    job: Job
+    rate: int  # the encoder's sample rate (the source's unit per second)
+    longest: float  # extent of the longest item (or the window): sizes `--batch-seconds auto`
+    torch_threads: int = 1
+
+
+# ------------------------------------------------------------------ stage 1: decode (CPU tasks)
+def decode_batch(batch: dict[str, np.ndarray], rjob: RayJob) -> dict[str, Any]:
+    """Decode a batch of items through their source (a Ray Data CPU task).
+
+    Each item becomes one row: its units (the whole item, or its windows) concatenated in
+    ``wave`` with their ``lengths`` and ``starts`` (NaN: not windowed); an item that cannot be
+    decoded has no units and its one-line ``error``.
+    """
+    from ...sources import get_source
+    from ..decode import _decode_error
+
+    source, settings = get_source(rjob.job.kind), settings_of(rjob.job.cfg)
+    waves, lengths, starts, errors = [], [], [], []
+    for path in batch["path"]:
+        try:
+            if settings.window is not None:
+                units = [(float(s), w) for s, w in source.windows(path, rjob.rate, settings)]
+            else:
+                units = [(float("nan"), source.load(path, rjob.rate, settings))]
+            err = ""
+        except Exception as e:  # a decoder crash on a corrupt file must name the file
+            units, err = [], str(_decode_error(str(path), e, source.kind))
+        waves.append(np.concatenate([w for _, w in units]) if units else np.zeros(0, np.float32))
+        lengths.append(np.array([len(w) for _, w in units], np.int64))
+        starts.append(np.array([s for s, _ in units], np.float64))
+        errors.append(err)
+    return {
+        **{k: batch[k] for k in ("id", "hash", "extent", "line")},
+        "wave": ragged(waves),
+        "lengths": ragged(lengths),
+        "starts": ragged(starts),
+        "error": np.array(errors, dtype=object),
+    }
+
+
+def ragged(arrays: list[np.ndarray]) -> np.ndarray:
+    """An object array of arrays (Ray Data stores it as a variable-shaped tensor column)."""
+    out = np.empty(len(arrays), dtype=object)
+    for i, a in enumerate(arrays):
+        out[i] = a
+    return out
+
+
+# ------------------------------------------------------------------ stage 2: encode (actors)
+class EncoderActor:
+    """One loaded encoder (on one GPU, or some CPUs), called with batches of decoded items.
+
+    The driver subclasses it with ``rjob`` set (constructor arguments would sit in the object
+    store, where a restarted actor may not find them: ray-project/ray#53727).
+    """
+
+    rjob: RayJob
+
+    def __init__(self) -> None:
+        import torch
+
+        from ..batching import BatchBudget, resolve_batch_seconds
+        from ..resolve import resolve_encoder
+        from ..worker import stream_of
+
+        torch.set_num_threads(max(1, self.rjob.torch_threads))
+        job, cfg = self.rjob.job, self.rjob.job.cfg
+        spec = resolve_encoder(
+            cfg.model,
+            cfg.revision,
+            trust_remote_code=cfg.trust_remote_code,
+            allow_unsafe_weights=cfg.allow_unsafe_weights,
+        )
+        self.encoder = spec.load(device=job.device, dtype=job.dtype, layers=cfg.layers)
+        self.stream = stream_of(spec, self.encoder, self.rjob.rate)
+        longest = self.rjob.longest
+        if self.stream is not None:
+            longest = min(longest, self.stream.size / self.rjob.rate)
+        seconds = resolve_batch_seconds(
+            cfg.batch_seconds, job.device, self.encoder, self.rjob.rate, longest
+        )
+        self.budget = BatchBudget(seconds)
+        self.layers_json = json.dumps(list(self.encoder.layer_names))
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+        from ..assemble import Assembler
+        from ..batching import batches
+        from ..pipeline import run_pipeline
+        from ..pooling import STAT_POOLS
+
+        cfg = self.rjob.job.cfg
+        ids = [str(x) for x in batch["id"]]
+        hashes = [str(h) for h in batch["hash"]]
+        extents = [float(x) for x in batch["extent"]]
+        asm = Assembler(cfg.pools, cfg.window is not None)
+        done: list[Any] = []
+
+        def sink(b: Any, outs: list[dict[str, np.ndarray]]) -> None:
+            for u, out in zip(b.units, outs, strict=True):
+                asm.add(u.row, u.start, out)
+            for r, _ in b.fails:
+                asm.drop(r)
+            done.extend(asm.finish([r for r in b.done if r in asm.open], ids, hashes, extents))
+
+        stream = batches(self._events(batch), self.budget, self.rjob.rate)
+        threaded = cfg.workers > 0
+        run_pipeline(self.encoder, stream, STAT_POOLS, sink, self.budget, threaded=threaded)
+        return encoded_columns(done, batch, cfg.pools, self.layers_json)
+
+    def _events(self, batch: dict[str, np.ndarray]) -> Iterator[tuple[str, int, Any]]:
+        """The decode events of the local executor, units longer than a chunk in chunks."""
+        from ...errors import AudioError
+        from ..decode import Unit
+
+        for k in range(len(batch["id"])):
+            if batch["error"][k]:
+                yield ("fail", k, AudioError(str(batch["error"][k])))
+                continue
+            wave, offset = batch["wave"][k], 0
+            for length, start in zip(batch["lengths"][k], batch["starts"][k], strict=True):
+                unit = wave[offset : offset + int(length)]
+                offset += int(length)
+                s = None if np.isnan(start) else float(start)
+                cuts = self.stream.starts(len(unit)) if self.stream is not None else [0]
+                size = self.stream.size if self.stream is not None else len(unit)
+                for c in cuts:
+                    yield ("unit", k, Unit(k, s, unit[c : c + size]))
+            yield ("done", k, None)
+
+
+def encoded_columns(
+    items: list[Any], batch: dict[str, np.ndarray], pools: tuple[str, ...], layers_json: str
+) -> dict[str, Any]:
+    """Items (and the batch's failures) as columns: ``clip`` (P, L, D) and ``windows``
+    (P, w, L, D) per item, empty for a failure."""
+    keys = list(items[0].clip) if items else list(pools)
+    none3, none4 = np.zeros((0, 0, 0), np.float32), np.zeros((0, 0, 0, 0), np.float32)
+    rows = []
+    for it in items:
+        clip = np.stack([it.clip[p] for p in keys]).astype(np.float32)
+        win = np.stack([it.windows[p] for p in pools]).astype(np.float32) if it.windows else none4
+        starts = np.asarray(it.window_starts, np.float64)
+        rows.append((it.id, it.hash, it.extent, clip, starts, win, ""))
+    for k, err in enumerate(batch["error"]):
+        if err:
+            line = int(batch["line"][k])
+            where = f" (line {line} of the manifest)" if line >= 0 else ""
+            item = (str(batch["id"][k]), str(batch["hash"][k]), float(batch["extent"][k]))
+            rows.append((*item, none3, np.zeros(0), none4, f"{err}{where}"))
+    cols = list(zip(*rows, strict=True)) if rows else [()] * 7
+    n = len(rows)
+    return {
+        "id": np.array(cols[0], dtype=object),
+        "hash": np.array(cols[1], dtype=object),
+        "extent": np.array(cols[2], dtype=np.float64),
+        "clip": ragged(list(cols[3])),
+        "starts": ragged(list(cols[4])),
+        "windows": ragged(list(cols[5])),
+        "error": np.array(cols[6], dtype=object),
+        "layers": np.array([layers_json] * n, dtype=object),
+        "keys": np.array([json.dumps([keys, list(pools)])] * n, dtype=object),
+    }
+
+
+def items_of(cols: dict[str, np.ndarray]) -> tuple[list[Any], list[tuple[str, str, str]]]:
+    """Encoded columns back into store items and ``(id, hash, error)`` failures."""
+    from ...cache.item import ItemResult
+
+    keys, pools = json.loads(str(cols["keys"][0]))
+    items, failures = [], []
+    for k in range(len(cols["id"])):
+        item, digest, err = str(cols["id"][k]), str(cols["hash"][k]), str(cols["error"][k])
+        if err:
+            failures.append((item, digest, err))
+            continue
+        clip = np.asarray(cols["clip"][k], np.float32)
+        starts = [float(s) for s in np.asarray(cols["starts"][k])]
+        win = np.asarray(cols["windows"][k], np.float32)
+        items.append(
+            ItemResult(
+                item,
+                digest,
+                float(cols["extent"][k]),
+                {p: clip[j] for j, p in enumerate(keys)},
+                starts,
+                {p: win[j] for j, p in enumerate(pools)} if starts else {},
+            )
+        )
+    return items, failures
+
+
+# ------------------------------------------------------------------ stage 3: write (Datasink)
+class PartSink(Datasink):
+    """Each block of encoded items becomes one store part, written in the worker that holds the
+    block; ``summary`` holds what every write did once the last one is done (on the driver)."""
+
+    def __init__(self, store_path: str, command: str, on_error: str, progress: Any) -> None:
+        self.store_path, self.command = store_path, command
+        self.on_error, self.progress = on_error, progress
+        self.summary: dict[str, Any] = {"computed": 0, "extent": 0.0, "failed": []}
+
+    def write(self, blocks: Iterable[Any], ctx: Any) -> dict[str, Any]:
+        from ray.data.block import BlockAccessor
+
+        out: dict[str, Any] = {"computed": 0, "extent": 0.0, "failed": []}
+        with part_writer(self.store_path, self.command) as writer:
+            for block in blocks:
+                cols = BlockAccessor.for_block(block).to_batch_format("numpy")
+                if not len(cols["id"]):
+                    continue
+                items, failures = items_of(cols)
+                layers = json.loads(str(cols["layers"][0]))
+                # with --on-error stop a failure is not stored: the rerun tries the item again
+                writer.write(items, layers, failures if self.on_error == "skip" else [])
+                extent = float(sum(it.extent for it in items))
+                out["computed"] += len(items)
+                out["extent"] += extent
+                out["failed"] += [[i, e] for i, _, e in failures]
+                self.progress.add.remote(len(items), len(failures), extent)
+        return out
+
+    def on_write_complete(self, write_result: Any) -> None:
+        for r in write_result.write_returns:
+            for k in self.summary:
+                self.summary[k] += r[k]
+
+
+@contextlib.contextmanager
+def part_writer(store_path: str, command: str) -> Iterator[Any]:
+    """The store's lock-free part writer (it never touches another writer's files; the driver
+    commits), opened in the worker from the store's folder."""
+    from ...cache.store import Store
+
+    with Store(Path(store_path)).part_writer(command) as writer:
+        yield writer
