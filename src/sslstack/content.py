@@ -180,5 +180,3 @@ def content_groups(
                 parent[max(ra, rb)] = min(ra, rb)
     roots = np.array([find(n) for n in range(len(ids))], dtype=np.int64)
     return np.unique(roots, return_inverse=True)[1]
-
-

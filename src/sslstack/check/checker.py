@@ -258,7 +258,8 @@ def _shift(
     st: Any, a: list[str], b: list[str], ka: list[str], kb: list[str], seed: int
 ) -> dict[str, Any]:
     """Adversarial validation per layer (``a``, ``b``: ids; ``ka``, ``kb``: their content
-    hashes); the encoder's verdict is its most shifted layer's. Features are numbered across the store's poolings side by side (``pools``)."""
+    hashes); the encoder's verdict is its most shifted layer's. Features are numbered across
+    the store's poolings side by side (``pools``)."""
     layers = []
     best = None
     for lay in st.layer_names:
