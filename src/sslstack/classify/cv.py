@@ -129,7 +129,8 @@ def fit_fold(
         probe.es_rounds = rounds
         if rounds is None or not refit:
             return probe
-    full = max(1, min(ctx.max_rounds, math.ceil(rounds / (1.0 - ES_FRACTION))))
+    scaled = math.ceil(rounds / (1.0 - ES_FRACTION)) if head.scales_rounds else rounds
+    full = max(1, min(ctx.max_rounds, scaled))
     fm = _fit_once(head, x, y, enc, params, replace(ctx, max_rounds=full), pca, everything, None)
     fm.es_rounds = rounds
     return fm

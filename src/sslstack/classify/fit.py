@@ -98,7 +98,7 @@ def resolve_device(device: str, head: str, task: str = "multiclass") -> tuple[st
     hd = get_head(head)
     if device == "cuda":
         return "cuda", f"cuda for {head} (--device cuda)"
-    if device == "cpu" or not hd.needs_es:
+    if device == "cpu" or not hd.gpu_capable:
         return "cpu", f"cpu for {head}" + (" (--device cpu)" if device == "cpu" else "")
     if not _torch_sees_gpu():
         return "cpu", f"cpu for {head} (no GPU seen)"
@@ -126,7 +126,7 @@ def _pca_choices(pca: str | int, head: Head, dim: int) -> list[int]:
         # PCA mixes the columns trees split on: on 768-wide wav2vec2 features, PCA trials
         # scored 0.24-0.28 against 0.32-0.35 at full width (docs/benchmarks.md), so only very
         # wide inputs (concatenated layers or poolings) get the narrow widths as options
-        if not head.needs_es or dim <= PCA_AUTO_ABOVE:
+        if not head.trees or dim <= PCA_AUTO_ABOVE:
             return [0]
         return [0] + list(PCA_WIDTHS)
     if pca == "tune":

@@ -73,8 +73,10 @@ class Head(ABC):
     """One family of classifiers."""
 
     name: str = ""
-    needs_es = False  # wants an early-stopping set (a boosted head: rounds, PCA widths to try)
+    needs_es = False  # wants an early-stopping set (boosting rounds, an MLP's epochs)
+    trees = False  # splits on columns: `--pca auto` offers it PCA widths on very wide inputs
     standardizes = False  # the 'standardize' parameter belongs to the preprocessing
+    scales_rounds = True  # the refit on the whole part scales the early-stopped rounds by 1/0.85
 
     @abstractmethod
     def space(self, trial: Any) -> dict[str, Any]:
@@ -240,6 +242,7 @@ def _xgb_best_iteration(booster: Any) -> int | None:
 class XGBHead(Head):
     name = "xgb"
     needs_es = True
+    trees = True
     max_bin = 32
 
     def space(self, trial: Any) -> dict[str, Any]:
@@ -378,6 +381,7 @@ CAT_PARAMS = ("depth", "learning_rate", "l2_leaf_reg", "border_count", "rsm")
 class CatBoostHead(Head):
     name = "catboost"
     needs_es = True
+    trees = True
 
     def space(self, trial: Any) -> dict[str, Any]:
         return {
@@ -499,6 +503,7 @@ class LGBMHead(Head):
 
     name = "lgbm"
     needs_es = True
+    trees = True
 
     def space(self, trial: Any) -> dict[str, Any]:
         return {
@@ -637,6 +642,8 @@ def _lgb_rounds(booster: Any) -> int:
 HEADS: Registry[Head] = Registry("head", flag="HEAD")
 for _h in (LogRegHead(), XGBHead(), CatBoostHead(), LGBMHead()):
     HEADS.register(_h.name, _h)
+
+from . import mlp  # noqa: E402, F401  (registers the MLP head, kept in its own module)
 
 
 def names() -> list[str]:
