@@ -18,13 +18,12 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import DataError
-from .heads import HEADS, FitContext, Head, _stopped, balanced_weights
+from .heads import HEADS, Head, _stopped, balanced_weights
 
 MAX_EPOCHS = 300  # an MLP epoch is a pass over the data, not a boosting round: capped lower
 PATIENCE = 20  # epochs without a better early-stopping loss before stopping
