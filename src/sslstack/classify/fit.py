@@ -36,6 +36,9 @@ PCA_WIDTHS = (32, 64, 128, 256)
 PCA_AUTO_ABOVE = 2048  # `--pca auto` offers PCA widths to boosted heads above this width
 DEVICES = ("auto", "cpu", "cuda")
 ES_ROUNDS_ATTR = "es_rounds"  # trial attribute: per fold, the rounds early stopping chose
+CUT_ATTR = (
+    "budget_cut"  # trial attribute: folds whose boosting the budget ended, not early stopping
+)
 
 
 @dataclass
@@ -58,6 +61,7 @@ class FitResult:
     encoder: str = ""
     warnings: list[str] = field(default_factory=list)
     trial_score: float | None = None  # the best trial's fold mean (boosted heads: before refit)
+    refit: bool = False  # the fold models were refit on each whole training part after tuning
 
     def to_dict(self) -> dict[str, Any]:
         """The ``--json`` object: ``run``, ``metric``, ``score``, ``scores``, ``oof`` and more."""
@@ -76,6 +80,7 @@ class FitResult:
             "encoder": self.encoder,
             "warnings": self.warnings,
             "trial_score": _num(self.trial_score),
+            "refit": self.refit,
         }
 
 
@@ -283,9 +288,11 @@ def fit_head(
         # a study whose trials all failed (stopped by a budget, killed) still starts warm
         if all(t.state == TrialState.FAIL for t in st.trials) and hd.warm_start():
             warm, source = _warm_features(prob, met, layers, pools)
-            st.enqueue_trial(_warm_params(hd, warm, layers, pools, pcas))
+            st.enqueue_trial(_warm_params(hd, warm, layers, pools, pcas, budget.seconds))
             note = f"first trial: features {warm.layer}/{warm.pool} ({source})"
             loop.emit(stage="note", trial=None, fold=None, score=None, message=note)
+
+        cut_trials: list[int] = []
 
         def run_trial(trial: Any, deadline: float | None) -> Any:
             la = _suggest(trial, "layer", layers)
@@ -302,6 +309,9 @@ def fit_head(
                          soft_seconds=loop.trial_share(deadline))  # fmt: skip
             if all(r is not None for r in out.es_rounds):
                 trial.set_user_attr(ES_ROUNDS_ATTR, out.es_rounds)
+            if any(out.cut):
+                trial.set_user_attr(CUT_ATTR, int(sum(out.cut)))
+                cut_trials.append(trial.number)
             return out
 
         optimize(st, loop.objective(run_trial), trials, None, loop.after_trial,
@@ -316,6 +326,8 @@ def fit_head(
         trial_score = st.best_value
         if loop.keeps_best(bt.number) and loop.best is not None:
             kept = loop.best.outcome
+        if cut_trials:
+            notes.append(_cut_note(timeout, cut_trials, bt, rounds, len(prob.splits)))
         if loop.stopped is not None:
             notes.append(
                 f"--timeout {timeout:g}: trial stopped at the budget after {loop.stopped} of "
@@ -333,7 +345,7 @@ def fit_head(
                    lambda: run_cv(choice, params, int(best["pca"]), keep_models=True,
                                   rounds=rounds))  # fmt: skip
     prob.warnings.extend(notes)
-    return _save(
+    result = _save(
         prob,
         hd,
         met.name,
@@ -348,6 +360,8 @@ def fit_head(
         trial_score,
         recipe_digest(recipe),
     )
+    result.refit = hd.needs_es and final is not kept
+    return result
 
 
 def _recipe(
@@ -444,6 +458,24 @@ def _final(
         return kept
 
 
+def _cut_note(
+    timeout: float | None, cut_trials: list[int], bt: Any, rounds: Any, folds: int
+) -> str:
+    """One line: the budget, not early stopping, ended the boosting (of which trials)."""
+    best = int(bt.user_attrs.get(CUT_ATTR, 0))
+    what = f"{len(cut_trials)} trial(s)"
+    if best:
+        span = ""
+        if isinstance(rounds, list) and all(isinstance(r, int) for r in rounds):
+            span = f" at {min(rounds)}-{max(rounds)} rounds"
+        what += f", the best (#{bt.number}) in {best} of {folds} folds{span}"
+    return (
+        f"--timeout {timeout:g}: the budget, not early stopping, ended the boosting of {what}; "
+        "those models had not converged (raise --timeout, or --pca 64 / --pool mean for "
+        "cheaper rounds)"
+    )
+
+
 def _no_trial(loop: TrialLoop, timeout: float | None, study_name: str | None) -> str:
     """One line for a study without a complete trial: what happened and what to change."""
     if loop.stopped is not None and timeout:
@@ -470,10 +502,16 @@ def _warm_features(
 
 
 def _warm_params(
-    hd: Head, warm: FeatureChoice, layers: list[str], pools: list[str], pcas: list[int]
+    hd: Head,
+    warm: FeatureChoice,
+    layers: list[str],
+    pools: list[str],
+    pcas: list[int],
+    budget_s: float | None = None,
 ) -> dict[str, Any]:
-    """The first trial of a new study: the head's known-good parameters on ``warm``."""
-    start: dict[str, Any] = dict(hd.warm_start())
+    """The first trial of a new study: the head's known-good parameters on ``warm`` (with its
+    fast start under a time budget)."""
+    start: dict[str, Any] = {**hd.warm_start(), **(hd.fast_start() if budget_s else {})}
     if len(layers) > 1:
         start["layer"] = warm.layer
     if len(pools) > 1:

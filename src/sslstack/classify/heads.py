@@ -105,6 +105,11 @@ class Head(ABC):
         """A configuration known to work well, tried first by a new study (inside ``space``)."""
         return {}
 
+    def fast_start(self) -> dict[str, Any]:
+        """What changes in the first trial under ``--timeout``: fewer, larger steps, so that it
+        converges in its share of the budget and leaves time for more trials."""
+        return {}
+
     def gpu_support(self, task: str) -> tuple[bool, str]:
         """Whether this head can fit ``task`` on a GPU here, and if not, why."""
         return False, f"the {self.name} head runs on the CPU"
@@ -345,6 +350,9 @@ class XGBHead(Head):
             "class_weight": "none",
         }
 
+    def fast_start(self) -> dict[str, Any]:
+        return {"learning_rate": 0.3, "colsample_bytree": 0.2}
+
     def predict(self, model, x, ctx):
         xgb = _xgb()
         p = model.predict(xgb.DMatrix(x))
@@ -448,6 +456,9 @@ class CatBoostHead(Head):
             "class_weight": "none",
         }
 
+    def fast_start(self) -> dict[str, Any]:
+        return {"learning_rate": 0.3, "rsm": 0.1}
+
     def gpu_support(self, task: str) -> tuple[bool, str]:
         if task == "multilabel":
             return False, "CatBoost's MultiLogloss runs on the CPU only"
@@ -541,6 +552,9 @@ class LGBMHead(Head):
             "max_bin": 31,
             "class_weight": "none",
         }
+
+    def fast_start(self) -> dict[str, Any]:
+        return {"learning_rate": 0.3, "feature_fraction": 0.2}
 
     def _params(self, params: dict[str, Any], ctx: FitContext, objective: str) -> dict[str, Any]:
         bag = float(params.get("bagging_fraction", 1.0))

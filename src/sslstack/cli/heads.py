@@ -58,12 +58,6 @@ StoreOpt = Annotated[
 ]
 
 
-def _boosted(head: str) -> bool:
-    from ..classify.heads import get_head
-
-    return get_head(head).needs_es
-
-
 def _fmt(v: Any, digits: int = 4) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "-"
@@ -198,11 +192,12 @@ def fit_head_cmd(
             f"best {res.best_params}; {res.time_s:.1f} s; oof: {res.oof_path}"
         )
     )
-    if res.trial_score is not None and _boosted(res.head):
+    if res.trial_score is not None and res.refit:
+        # without a refit a warning above says the run keeps the best trial's own fold models
         console.print(
-            f"the best trial scored {_fmt(res.trial_score)} with early-stopped boosters (85 % of "
-            "each training part); the run refits them on the whole part. The best of many "
-            "trials is optimistic, the run's score is a fresh estimate",
+            f"the best trial scored {_fmt(res.trial_score)} with models early-stopped on 85 % of "
+            "each training part; the run refit it on each fold's whole training part and scores "
+            f"{_fmt(res.score)} (a fresh estimate: the best of many trials is optimistic)",
             highlight=False,
         )
     if json:
