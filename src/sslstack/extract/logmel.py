@@ -88,6 +88,9 @@ class LogMelEncoder(Encoder):
         return finalize(masked_stats([feats], mask), pools)
 
 
+DEFAULT_POOLS = ("mean", "std", "max")
+
+
 def _load(spec: EncoderSpec, *, device: str = "cpu", dtype: str = "fp32", layers=None) -> Encoder:
     return LogMelEncoder(device=device)
 
@@ -95,5 +98,12 @@ def _load(spec: EncoderSpec, *, device: str = "cpu", dtype: str = "fp32", layers
 @register_builtin("logmel")
 def logmel_spec() -> EncoderSpec:
     return EncoderSpec(
-        "logmel", VERSION, SAMPLE_RATE, "logmel", _load, {"n_mels": N_MELS, "n_hidden": 1}
+        "logmel",
+        VERSION,
+        SAMPLE_RATE,
+        "logmel",
+        _load,
+        # the classic log-mel baseline: on FSDD (docs/encoders.md) mean alone scored 0.483,
+        # mean,std,max concatenated 0.592 (speaker-grouped digits, a scaled logistic probe)
+        {"n_mels": N_MELS, "n_hidden": 1, "pools": DEFAULT_POOLS},
     )

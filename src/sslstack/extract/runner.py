@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,7 @@ from .batching import Batch, BatchBudget, batches, resolve_batch_seconds
 from .config import (
     ExtractConfig,
     ExtractResult,
+    default_pools,
     resolve_device,
     resolve_dtype,
     store_key,
@@ -79,6 +80,8 @@ def extract(
         trust_remote_code=cfg.trust_remote_code,
         allow_unsafe_weights=cfg.allow_unsafe_weights,
     )
+    if not cfg.pools:  # the encoder's declared default poolings
+        cfg = replace(cfg, pools=default_pools(spec))
     if cfg.layers and spec.info.get("n_hidden"):  # before anything is created on disk
         select_layers(int(spec.info["n_hidden"]), cfg.layers)
     device = resolve_device(cfg.device)
