@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 from optuna.trial import TrialState
 
+from ..cache.key import is_window_pool
 from ..errors import ConfigError, RunError
 from ..runs import Run, RunRecord, find_run, new_run_id, recipe_digest, save_run
 from ..workspace import Workspace
@@ -31,6 +32,7 @@ from .problem import Problem, cores, int_list, prepare_problem, str_list
 from .trials import TrialLoop
 from .tuning import finished_trials, open_study, optimize, report_fold, storage_label
 from .warm import probe_choice, screen_features
+from .windows import WindowData, check_windows, cross_validate_windows, window_matrix
 
 PCA_WIDTHS = (32, 64, 128, 256)
 PCA_AUTO_ABOVE = 2048  # `--pca auto` offers PCA widths to boosted heads above this width
@@ -172,6 +174,7 @@ class FitConfig:
     store: str | None = None
     max_rounds: int | None = None
     threads: int | None = None
+    windows: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -223,6 +226,9 @@ def fit_head(
         max_rounds: cap on boosting rounds (default 1000, with early stopping).
         threads: CPU threads (BLAS, XGBoost, CatBoost); default: all cores for the boosted
             heads; for logreg one on small data (under 2 million feature values).
+        windows: ``mean`` or ``max``: fit on a windowed store's per-window vectors (each with
+            its clip's label, in its clip's fold) and aggregate each clip's window
+            probabilities by their mean or max (:mod:`.windows`).
         progress: called with a :class:`FitProgress` after each fold and trial, for notes
             (the device chosen, the warm start) and before the refit.
 
@@ -231,7 +237,8 @@ def fit_head(
     """
     cfg = head if isinstance(head, FitConfig) else FitConfig(head, str(model), **settings)
     (head, model, data, layer, pool, trials, metric, timeout, task, positive, group_col, folds,
-     seed, device, storage, pca, study, store, max_rounds, threads) = _values(cfg)  # fmt: skip
+     seed, device, storage, pca, study, store, max_rounds, threads,
+     windows) = _values(cfg)  # fmt: skip
     head, model = str(head), str(model)
     t0 = time.time()
     budget = Budget.of(timeout)
@@ -241,8 +248,11 @@ def fit_head(
         raise ConfigError(f"--trials {trials}: use 0 (defaults) or more")
     prob = prepare_problem(ws, model, data, task, positive, group_col, folds, seed, store)
     met = get_metric(metric or DEFAULT_METRIC[prob.enc.task], prob.enc.task)
+    windows = check_windows(windows, prob.store)
     layers = layer_choices(prob.store, int_list(layer))
     pools = pool_choices(prob.store, str_list(pool))
+    if windows:  # windows hold the extracted poolings, not the clip-level max over windows
+        pools = [p for p in pools if not any(is_window_pool(q) for q in p.split("+"))]
     first = prob.reader.matrix(FeatureChoice(layers[0], pools[0].split("+")[0]))
     pcas = _pca_choices(pca, hd, first.shape[1])
     dev, why = resolve_device(device, head, prob.enc.task)
@@ -259,9 +269,18 @@ def fit_head(
     if hd.gpu_capable:
         loop.emit(stage="note", trial=None, fold=None, score=None, message=f"device: {why}")
 
+    window_data: dict[FeatureChoice, WindowData] = {}
+
     def run_cv(choice: FeatureChoice, params: dict[str, Any], width: int, **kw: Any) -> Any:
-        x = prob.reader.matrix(choice)
         c = replace(ctx, deadline=kw.pop("deadline", budget.deadline))
+        if windows:
+            if choice not in window_data:
+                window_data[choice] = window_matrix(prob.store, prob.ids, choice)
+            return cross_validate_windows(
+                hd, window_data[choice], prob.y, prob.enc, prob.splits, met, params, c,
+                how=windows, pca=width, **kw,
+            )  # fmt: skip
+        x = prob.reader.matrix(choice)
         return cross_validate(
             hd, x, prob.y, prob.enc, prob.splits, met, params, c, pca=width, groups=prob.groups,
             **kw,
@@ -274,6 +293,8 @@ def fit_head(
         best = {**hd.defaults(), "layer": choice.layer, "pool": choice.pool, "pca": pcas[0]}
     else:
         space: dict[str, Any] = {"layers": layers, "pools": pools, "pca": pcas}
+        if windows:
+            space["windows"] = windows
         if hd.needs_es:
             space["max_rounds"] = ctx.max_rounds
         study_name = study or _study_name(prob, head, met.name, space)
@@ -334,11 +355,13 @@ def fit_head(
                 f"{len(prob.splits)} folds (not counted); kept the best finished trial "
                 f"#{bt.number} ({_fmt(trial_score)})"
             )
+    if windows:
+        best["windows"] = windows  # in run.json's params: predict_head aggregates windows too
     recipe = _recipe(prob, hd.name, met.name, best, study_name, n_trials, ctx)
     if (same := find_run(ws, recipe)) is not None:  # a finished study rerun: nothing new
         return _reused(same, prob, t0)
     choice = FeatureChoice(str(best["layer"]), str(best["pool"]))
-    params = {k: v for k, v in best.items() if k not in ("layer", "pool", "pca")}
+    params = {k: v for k, v in best.items() if k not in ("layer", "pool", "pca", "windows")}
     if not isinstance(rounds, list) or len(rounds) != len(prob.splits):
         rounds = None
     final = _final(loop, hd, kept, notes, timeout,

@@ -110,7 +110,9 @@ class _ProgressPrinter:
 
 
 def fit_head_cmd(
-    head: Annotated[str, typer.Argument(help="The head to tune: logreg, xgb, catboost or lgbm.")],
+    head: Annotated[
+        str, typer.Argument(help="The head to tune: logreg, xgb, catboost, lgbm or mlp.")
+    ],
     model: ModelOpt,
     data: DataOpt = None,
     layer: LayerOpt = None,
@@ -144,6 +146,13 @@ def fit_head_cmd(
         int | None,
         typer.Option(help="CPU threads of the fits \\[default: all cores, split over folds]."),
     ] = None,
+    windows: Annotated[
+        str | None,
+        typer.Option(
+            help="mean or max: fit on a windowed store's windows (extract --window), each with "
+            "its clip's label, and aggregate each clip's window probabilities."
+        ),
+    ] = None,
     workspace: WorkspaceOpt = None,
     json: JsonOpt = False,
 ) -> None:
@@ -173,6 +182,7 @@ def fit_head_cmd(
         store=store,
         max_rounds=max_rounds,
         threads=threads,
+        windows=windows,
     )
     res = fit_head(cfg, workspace=workspace, progress=progress)
     for note in res.warnings:
