@@ -491,8 +491,8 @@ def test_the_result_says_whether_the_run_refit(tmp_path: Path, head: str, refit:
     s = make_synth(tmp_path, n=60, layers=2)
     res = fit_head(head, "fake", data=s.csv, workspace=s.ws, trials=1, folds=3, max_rounds=10)
     assert res.refit is refit and res.to_dict()["refit"] is refit
-    out = CliRunner().invoke(app, ["fit-head", head, "--model", "fake", "--trials", "2",
-                                   "--max-rounds", "10", "--workspace", str(s.ws.root)])  # fmt: skip
+    args = ["fit-head", head, "--model", "fake", "--trials", "2", "--max-rounds", "10"]
+    out = CliRunner().invoke(app, [*args, "--workspace", str(s.ws.root)])
     assert out.exit_code == 0, out.output
     assert ("the run refit it on each fold's whole training part" in out.output) is refit
     assert "no time left to refit" not in out.output
