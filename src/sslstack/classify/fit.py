@@ -348,7 +348,7 @@ def fit_head(
         if loop.keeps_best(bt.number) and loop.best is not None:
             kept = loop.best.outcome
         if cut_trials:
-            notes.append(_cut_note(timeout, cut_trials, bt, rounds, len(prob.splits)))
+            notes.append(_cut_note(timeout, cut_trials, bt, rounds, len(prob.splits), hd))
         if loop.stopped is not None:
             notes.append(
                 f"--timeout {timeout:g}: trial stopped at the budget after {loop.stopped} of "
@@ -482,18 +482,19 @@ def _final(
 
 
 def _cut_note(
-    timeout: float | None, cut_trials: list[int], bt: Any, rounds: Any, folds: int
+    timeout: float | None, cut_trials: list[int], bt: Any, rounds: Any, folds: int, hd: Head
 ) -> str:
     """One line: the budget, not early stopping, ended the boosting (of which trials)."""
+    unit, what_ended = ("rounds", "boosting") if hd.trees else ("epochs", "training")
     best = int(bt.user_attrs.get(CUT_ATTR, 0))
     what = f"{len(cut_trials)} trial(s)"
     if best:
         span = ""
         if isinstance(rounds, list) and all(isinstance(r, int) for r in rounds):
-            span = f" at {min(rounds)}-{max(rounds)} rounds"
+            span = f" at {min(rounds)}-{max(rounds)} {unit}"
         what += f", the best (#{bt.number}) in {best} of {folds} folds{span}"
     return (
-        f"--timeout {timeout:g}: the budget, not early stopping, ended the boosting of {what}; "
+        f"--timeout {timeout:g}: the budget, not early stopping, ended the {what_ended} of {what}; "
         "those models had not converged (raise --timeout, or --pca 64 / --pool mean for "
         "cheaper rounds)"
     )
