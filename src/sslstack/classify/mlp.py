@@ -34,12 +34,14 @@ WIDTHS = (128, 256, 512)
 
 @dataclass
 class MLPModel:
-    """Weights and biases of each layer (``w``: (out, in)), and the output kind."""
+    """Weights and biases of each layer (``w``: (out, in)), the output kind, and the optional
+    linear skip from the inputs to the output (``(n_out, in)``)."""
 
     weights: list[np.ndarray]
     biases: list[np.ndarray]
     kind: str  # softmax | multisigmoid
     epochs: int  # epochs trained (the early-stopping best when an early-stopping set was given)
+    skip: np.ndarray | None = None
 
 
 def _torch() -> Any:
@@ -52,8 +54,13 @@ class _Net:
     """Linear -> ReLU -> dropout blocks and a linear output, with dropout masks drawn from the
     fit's own generator."""
 
-    def __init__(self, torch: Any, dims: list[int], dropout: float, gen: Any, dev: str) -> None:
+    def __init__(
+        self, torch: Any, dims: list[int], dropout: float, gen: Any, dev: str, skip: bool
+    ) -> None:
         self.torch, self.dropout, self.gen = torch, dropout, gen
+        # a linear path from the inputs to the logits, starting at zero: the network holds a
+        # logistic regression and learns what the hidden layers add to it
+        self.skip = torch.zeros(dims[-1], dims[0], device=dev).requires_grad_() if skip else None
         self.layers = []
         for d_in, d_out in zip(dims[:-1], dims[1:], strict=True):
             w = torch.empty(d_out, d_in, device=dev)
@@ -63,22 +70,25 @@ class _Net:
             self.layers.append((w.requires_grad_(), b.requires_grad_()))
 
     def params(self) -> list[Any]:
-        return [t for wb in self.layers for t in wb]
+        extra = [self.skip] if self.skip is not None else []
+        return [t for wb in self.layers for t in wb] + extra
 
     def __call__(self, x: Any, train: bool) -> Any:
         torch = self.torch
+        lin = x @ self.skip.T if self.skip is not None else 0.0
         for w, b in self.layers[:-1]:
             x = torch.relu(x @ w.T + b)
             if train and self.dropout > 0:
                 keep = torch.rand(x.shape, generator=self.gen, device=x.device) >= self.dropout
                 x = x * keep / (1.0 - self.dropout)
         w, b = self.layers[-1]
-        return x @ w.T + b
+        return x @ w.T + b + lin
 
-    def arrays(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    def arrays(self) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray | None]:
         ws = [w.detach().cpu().numpy().astype(np.float32) for w, _ in self.layers]
         bs = [b.detach().cpu().numpy().astype(np.float32) for _, b in self.layers]
-        return ws, bs
+        skip = None if self.skip is None else self.skip.detach().cpu().numpy().astype(np.float32)
+        return ws, bs, skip
 
 
 class MLPHead(Head):
@@ -99,6 +109,7 @@ class MLPHead(Head):
             "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-1, log=True),
             "standardize": trial.suggest_categorical("standardize", [True, False]),
             "class_weight": trial.suggest_categorical("class_weight", ["none", "balanced"]),
+            "skip": trial.suggest_categorical("skip", [True, False]),
         }
 
     def defaults(self) -> dict[str, Any]:
@@ -110,6 +121,7 @@ class MLPHead(Head):
             "weight_decay": 1e-4,
             "standardize": True,
             "class_weight": "none",
+            "skip": True,
         }
 
     def warm_start(self) -> dict[str, Any]:
@@ -131,7 +143,7 @@ class MLPHead(Head):
         gen = torch.Generator(device=dev).manual_seed(int(ctx.seed))
         multilabel = ctx.task == "multilabel"
         dims = [x.shape[1]] + [int(params["width"])] * int(params["depth"]) + [ctx.n_out]
-        net = _Net(torch, dims, float(params["dropout"]), gen, dev)
+        net = _Net(torch, dims, float(params["dropout"]), gen, dev, bool(params.get("skip", False)))
         opt = torch.optim.AdamW(
             net.params(), lr=float(params["lr"]), weight_decay=float(params["weight_decay"])
         )
@@ -159,8 +171,8 @@ class MLPHead(Head):
                 break
         _stopped(ctx)
         # at least one epoch always runs: a deadline passed before the first keeps that one
-        ws, bs = best_state if best_state is not None else net.arrays()
-        return MLPModel(ws, bs, "multisigmoid" if multilabel else "softmax", best)
+        ws, bs, skip = best_state if best_state is not None else net.arrays()
+        return MLPModel(ws, bs, "multisigmoid" if multilabel else "softmax", best, skip)
 
     def rounds_used(self, model):
         return int(model.epochs)
@@ -174,6 +186,8 @@ class MLPHead(Head):
         name = f"{stem}.mlp.safetensors"
         tensors = {f"w{i}": w for i, w in enumerate(model.weights)}
         tensors.update({f"b{i}": b for i, b in enumerate(model.biases)})
+        if model.skip is not None:
+            tensors["skip"] = model.skip
         meta = {"kind": model.kind, "layers": str(len(model.weights)), "epochs": str(model.epochs)}
         save_file(tensors, str(folder / name), metadata=meta)
         return name
@@ -186,12 +200,13 @@ class MLPHead(Head):
             n = int(meta.get("layers", "0"))
             ws = [f.get_tensor(f"w{i}") for i in range(n)]
             bs = [f.get_tensor(f"b{i}") for i in range(n)]
+            skip = f.get_tensor("skip") if "skip" in f.keys() else None  # noqa: SIM118
         if not n or meta.get("kind") not in ("softmax", "multisigmoid"):
             raise DataError(
                 f"{folder / name}: not an MLP model of sslstack (metadata {json.dumps(meta)}); "
                 "fit the run again"
             )
-        return MLPModel(ws, bs, str(meta["kind"]), int(meta.get("epochs", "0")))
+        return MLPModel(ws, bs, str(meta["kind"]), int(meta.get("epochs", "0")), skip)
 
 
 def mlp_proba(model: MLPModel, x: np.ndarray) -> np.ndarray:
@@ -200,6 +215,8 @@ def mlp_proba(model: MLPModel, x: np.ndarray) -> np.ndarray:
     for w, b in zip(model.weights[:-1], model.biases[:-1], strict=True):
         h = np.maximum(h @ w.T + b, 0.0)
     z = (h @ model.weights[-1].T + model.biases[-1]).astype(np.float64)
+    if model.skip is not None:
+        z += np.asarray(x, dtype=np.float32) @ model.skip.T
     if model.kind == "multisigmoid":
         return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
     z -= z.max(axis=1, keepdims=True)
