@@ -1,10 +1,11 @@
-"""The head registry: logistic regression, XGBoost, CatBoost and LightGBM behind one interface.
+"""The head registry: logistic regression, XGBoost, CatBoost, LightGBM and (in its own module,
+:mod:`.mlp`) a shallow MLP behind one interface.
 
 A head knows its Optuna search space, its default parameters, how to fit on one fold's training
 part (with an early-stopping set carved out of that training part, never the validation part),
 how to predict probabilities, and how to save and load a fitted model in a safe native format:
 logistic coefficients in ``.npz``, XGBoost ``.ubj``, CatBoost ``.cbm``, LightGBM's text models
-in ``.lgbm.json``.
+in ``.lgbm.json``, the MLP's weights in ``.mlp.safetensors``.
 
 Labels reach a head already remapped to the classes present in the training part: class indices
 ``0..n_out-1`` (single-label) or a 0/1 matrix without constant columns (multilabel).
