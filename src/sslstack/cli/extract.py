@@ -32,7 +32,7 @@ def extract_cmd(
         str | None,
         typer.Option(
             help="Poolings over valid frames, e.g. mean,std,max \\[default: the encoder's: "
-            "logmel mean,std,max; the others mean]."
+            "logmel and ge2e mean,std,max; the others mean]."
         ),
     ] = None,
     layers: Annotated[
