@@ -152,7 +152,7 @@ def test_warm_start_follows_the_probe(tmp_path: Path) -> None:
     assert st.trials[0].params["pool"] == "mean+std"
 
 
-@pytest.mark.parametrize("head", ["logreg", "xgb", "catboost", "lgbm"])
+@pytest.mark.parametrize("head", ["logreg", "xgb", "catboost", "lgbm", "mlp"])
 def test_search_space_covers_layer_and_pooling_concatenations(tmp_path: Path, head: str) -> None:
     s = make_synth(tmp_path, n=60, layers=4)
     res = fit_head(head, "fake", data=s.csv, workspace=s.ws, trials=1, folds=3, max_rounds=10)
@@ -225,7 +225,7 @@ def test_concurrent_folds_are_capped_by_memory(monkeypatch: pytest.MonkeyPatch) 
     assert cv.fold_workers(8, 5, x) == (1, 8)
 
 
-@pytest.mark.parametrize("head", ["logreg", "xgb", "catboost", "lgbm"])
+@pytest.mark.parametrize("head", ["logreg", "xgb", "catboost", "lgbm", "mlp"])
 def test_folds_side_by_side_equal_folds_one_by_one(head: str) -> None:
     x, y = _blobs(240, k=4)
     fold = np.arange(len(y)) % 4
@@ -308,7 +308,7 @@ def test_a_pruned_trial_stops_the_folds_still_running() -> None:
     assert len(started) <= 3  # folds not started yet were cancelled
 
 
-@pytest.mark.parametrize("head", ["xgb", "catboost", "lgbm"])
+@pytest.mark.parametrize("head", ["xgb", "catboost", "lgbm", "mlp"])
 def test_past_the_round_deadline_a_fit_keeps_its_rounds(head: str) -> None:
     """The share of a --timeout: a fit stops adding rounds and returns a usable model."""
     x, y = _blobs(2000)
@@ -324,7 +324,7 @@ def test_past_the_round_deadline_a_fit_keeps_its_rounds(head: str) -> None:
     assert (p.argmax(axis=1) == y[1700:]).mean() > 0.6
 
 
-@pytest.mark.parametrize("head", ["xgb", "catboost", "lgbm"])
+@pytest.mark.parametrize("head", ["xgb", "catboost", "lgbm", "mlp"])
 @pytest.mark.parametrize("with_es", [True, False])
 def test_a_round_deadline_passed_before_the_first_round_keeps_one(head: str, with_es: bool) -> None:
     """A deadline that cuts the first trial at its first round (xgboost 3.x raised
@@ -350,7 +350,9 @@ def test_a_tight_timeout_still_gives_a_boosted_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Fits that never stop early under --timeout: the trial's folds stop adding rounds at their
-    share of the budget, the trial finishes, and a run is saved within the budget."""
+    share of the budget, the trial finishes, and a run is saved within the budget. The first
+    trials share the budget, so several run (the first took 90 % of it before), and one line
+    says that the budget, not early stopping, ended the boosting."""
     from sslstack.classify import heads
 
     monkeypatch.setattr(heads, "EARLY_STOPPING", 10**6)  # only the round deadline ends a fit
@@ -361,7 +363,9 @@ def test_a_tight_timeout_still_gives_a_boosted_run(
         layer=1, pool="mean", folds=3, threads=1,
     )  # fmt: skip
     assert time.monotonic() - t0 < 8 + 4
-    assert res.trials >= 1 and res.score > 0.5
+    assert res.trials >= 3 and res.score > 0.5
+    cut = [w for w in res.warnings if "the budget, not early stopping, ended the boosting" in w]
+    assert len(cut) == 1 and "--timeout 8:" in cut[0] and "the best (#" in cut[0]
 
 
 class _SlowLogReg(LogRegHead):
@@ -463,6 +467,36 @@ def test_without_time_to_refit_the_run_keeps_the_best_trials_models() -> None:
     notes.clear()
     assert fit._final(loop, XGBHead(), kept, notes, 10.0, stopped) is kept
     assert "refit was stopped at the budget" in notes[0]
+
+
+def test_the_refit_tuning_stopped_for_is_done() -> None:
+    """Tuning stops when what is left reaches the refit's reserve (1.3 x the best trial); the
+    refit must then run (it was refused, the run kept the trial's models, and the CLI said both
+    that no time was left to refit and that the run refit them)."""
+    loop = TrialLoop(Budget.of(10.0), 3, 5, True, needs_refit=True)
+    kept = object()
+    loop.best = BestTrial(0, 0.5, kept, seconds=8.5)  # type: ignore[arg-type]
+    assert loop.budget.left() <= (loop.refit_s() or 0.0)  # where after_trial stops tuning
+    refitted = object()
+    notes: list[str] = []
+    assert fit._final(loop, XGBHead(), kept, notes, 10.0, lambda: refitted) is refitted
+    assert notes == []
+
+
+@pytest.mark.parametrize(("head", "refit"), [("logreg", False), ("xgb", True), ("mlp", True)])
+def test_the_result_says_whether_the_run_refit(tmp_path: Path, head: str, refit: bool) -> None:
+    from typer.testing import CliRunner
+
+    from sslstack.cli import app
+
+    s = make_synth(tmp_path, n=60, layers=2)
+    res = fit_head(head, "fake", data=s.csv, workspace=s.ws, trials=1, folds=3, max_rounds=10)
+    assert res.refit is refit and res.to_dict()["refit"] is refit
+    args = ["fit-head", head, "--model", "fake", "--trials", "2", "--max-rounds", "10"]
+    out = CliRunner().invoke(app, [*args, "--workspace", str(s.ws.root)])
+    assert out.exit_code == 0, out.output
+    assert ("the run refit it on each fold's whole training part" in out.output) is refit
+    assert "no time left to refit" not in out.output
 
 
 def test_progress_reports_every_fold_and_trial(tmp_path: Path) -> None:

@@ -30,14 +30,17 @@ def _three_runs(tmp_path: Path, task: str) -> tuple[Synth, list[str]]:
 def test_stack_table_and_saved_run(tmp_path: Path, task: str) -> None:
     s, base = _three_runs(tmp_path, task)
     res = stack(s.ws, method="logreg")
-    assert set(res.table) == {"best_single", "mean", "rank", "greedy", "greedy_nested", "logreg"}
+    # every method once (greedy_nested is greedy's other name), best_single first
+    assert list(res.table) == ["best_single", "mean", "rank", "greedy", "logreg"]
     assert res.table["best_single"]["run"] in base
     assert res.score == res.table["logreg"]["score"]
     assert len(res.table["logreg"]["fold_scores"]) == 5
-    # greedy starts from the best single run and keeps the best iteration
-    assert res.table["greedy"]["score"] >= res.table["best_single"]["score"] - 1e-12 or (
+    # in-sample greedy starts from the best single run and keeps its best iteration
+    assert res.table["greedy"]["in_sample"] >= res.table["best_single"]["in_sample"] - 1e-12 or (
         res.metric in ("log_loss", "brier")
     )
+    # no combination learns from its rows: honest and in-sample agree
+    assert res.table["mean"]["score"] == res.table["mean"]["in_sample"]
     run = load_run(s.ws, res.run)
     assert run.meta["kind"] == "stack" and run.meta["base_runs"] == base
     assert run.meta["method"] == "logreg" and run.meta["folds_digest"] == s.digest
@@ -114,4 +117,41 @@ def test_cli_stack_json(tmp_path: Path) -> None:
     assert out["method"] == "logreg" and "logreg+platt" in out["table"]
     assert pd.read_csv(out["oof"]).shape == (200, 2 + len(s.enc.labels))
     bad = CliRunner().invoke(app, ["stack", "--workspace", str(s.ws.root), "--method", "median"])
-    assert bad.exit_code == 2 and "mean, rank, greedy, greedy_nested, logreg" in bad.output
+    assert bad.exit_code == 2 and "best_single, mean, rank, greedy, greedy_nested, logreg" in (
+        bad.output
+    )
+
+
+def test_auto_saves_the_best_honest_stack(tmp_path: Path) -> None:
+    """By default the method with the best honest score is saved, with that score."""
+    s, base = _three_runs(tmp_path, "multiclass")
+    res = stack(s.ws)
+    honest = {k: v["score"] for k, v in res.table.items()}
+    assert res.method == max(honest, key=honest.get) and res.method != "best_single"
+    assert res.score == pytest.approx(honest[res.method]) and not res.notes
+    run = load_run(s.ws, res.run)
+    assert run.meta["method"] == res.method and run.meta["score"] == pytest.approx(res.score)
+
+
+def test_when_no_stack_beats_the_best_run_honestly_the_run_is_kept(tmp_path: Path) -> None:
+    """One strong run among pure noise: greedy weights chosen on all rows look better than the
+    strong run alone (they fit the noise), honestly nothing beats it; the saved stack is that one
+    run alone, so predict applies only it."""
+    s = make_dataset(tmp_path, "multiclass", n=200)
+    good = add_run(s, probs(s, 1.2, seed=0), "good")
+    for j in range(1, 12):
+        add_run(s, probs(s, 0.0, seed=j, noise=2.0), f"noise{j}")
+    res = stack(s.ws, metric="accuracy")
+    t = res.table
+    assert res.method == "best_single" and t["best_single"]["run"] == good
+    assert all(t[m]["score"] <= t["best_single"]["score"] for m in t)
+    assert t["greedy"]["in_sample"] > t["greedy"]["score"]  # the optimism the default avoids
+    assert len(res.notes) == 1 and "no stack beats the best single run honestly" in res.notes[0]
+    assert good in res.notes[0]
+    run = load_run(s.ws, res.run)
+    assert run.meta["base_runs"] == [good] and run.meta["weights"] == {good: 1.0}
+    from sslstack.ensemble.methods import get_method
+
+    P = load_run(s.ws, good).oof()[list(s.enc.labels)].to_numpy()
+    applied = get_method("best_single").apply(P[None], run.meta["params"], s.enc)
+    np.testing.assert_allclose(applied, P / P.sum(axis=1, keepdims=True))

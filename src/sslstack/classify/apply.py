@@ -16,6 +16,7 @@ from .cv import FoldModel, load_models, predict_fold
 from .features import FeatureChoice, FeatureReader
 from .heads import get_head
 from .labels import LabelEncoding
+from .windows import aggregate, window_matrix
 
 
 def predict_head(
@@ -46,10 +47,16 @@ def predict_head(
 
         keys = hashes_of_ids(w, ids)
     st.check_keys(keys, names=ids)
-    x = FeatureReader(st, keys).matrix(FeatureChoice(fc["layer"], fc["pool"]))
+    choice = FeatureChoice(fc["layer"], fc["pool"])
+    how = (r.meta.get("params") or {}).get("windows")
     models: list[FoldModel] = load_models(hd, r.dir / "models", r.meta.get("models", []))
     if not models:
         raise RunError(f"run {r.id}: no fold models in {r.dir / 'models'}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        if how:  # a window-level head: each window predicted, then aggregated to its clip
+            wd = window_matrix(st, list(keys), choice)
+            per = [predict_fold(hd, fm, wd.x, enc) for fm in models]
+            return np.mean([aggregate(p, wd.owner, len(ids), how, enc) for p in per], axis=0)
+        x = FeatureReader(st, list(keys)).matrix(choice)
         return np.mean([predict_fold(hd, fm, x, enc) for fm in models], axis=0)

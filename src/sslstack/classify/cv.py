@@ -22,7 +22,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ..errors import DataError
-from .budget import BudgetExceeded
+from .budget import BudgetExceeded, past
 from .heads import FitContext, Head
 from .labels import LabelEncoding
 from .metrics import Metric
@@ -38,6 +38,7 @@ class FoldModel:
     prep: Preprocessor
     model: Any
     es_rounds: int | None = None  # rounds early stopping chose on the inner split, if any
+    cut: bool = False  # the budget's round deadline, not early stopping, ended its boosting
 
 
 @dataclass
@@ -46,6 +47,7 @@ class CVOutcome:
     oof: np.ndarray
     models: list[FoldModel] = field(default_factory=list)
     es_rounds: list[int | None] = field(default_factory=list)
+    cut: list[bool] = field(default_factory=list)  # per fold: boosting ended by the budget
 
     @property
     def mean(self) -> float:
@@ -129,7 +131,8 @@ def fit_fold(
         probe.es_rounds = rounds
         if rounds is None or not refit:
             return probe
-    full = max(1, min(ctx.max_rounds, math.ceil(rounds / (1.0 - ES_FRACTION))))
+    scaled = math.ceil(rounds / (1.0 - ES_FRACTION)) if head.scales_rounds else rounds
+    full = max(1, min(ctx.max_rounds, scaled))
     fm = _fit_once(head, x, y, enc, params, replace(ctx, max_rounds=full), pca, everything, None)
     fm.es_rounds = rounds
     return fm
@@ -250,6 +253,7 @@ def cross_validate(
     scores: list[float] = []
     models: list[FoldModel] = []
     found: list[int | None] = []
+    cut: list[bool] = []
     workers, per_fit = fold_workers(ctx.threads, len(splits), x, ctx.device)
     stop = threading.Event()
     fctx = replace(ctx, threads=per_fit, stop=stop)
@@ -275,12 +279,14 @@ def cross_validate(
         fm = fit_fold(
             head, x[tr], y[tr], enc, params, c, pca=pca, groups=g, refit=refit, rounds=known
         )
+        fm.cut = past(c.round_deadline)
         return fm, predict_fold(head, fm, x[va], enc)
 
     def take(k: int, fm: FoldModel, proba: np.ndarray) -> None:
         va = splits[k][1]
         oof[va] = proba
         found.append(fm.es_rounds)
+        cut.append(fm.cut)
         try:
             scores.append(metric(y[va], oof[va], enc.task, enc.positive_index))
         except ValueError:
@@ -307,7 +313,7 @@ def cross_validate(
                     for fut in futures:
                         fut.cancel()
                     raise
-    return CVOutcome(scores, oof, models, found)
+    return CVOutcome(scores, oof, models, found, cut)
 
 
 def save_models(head: Head, models: list[FoldModel], folder: Path) -> list[str]:

@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 from optuna.trial import TrialState
 
+from ..cache.key import is_window_pool
 from ..errors import ConfigError, RunError
 from ..runs import Run, RunRecord, find_run, new_run_id, recipe_digest, save_run
 from ..workspace import Workspace
@@ -31,11 +32,15 @@ from .problem import Problem, cores, int_list, prepare_problem, str_list
 from .trials import TrialLoop
 from .tuning import finished_trials, open_study, optimize, report_fold, storage_label
 from .warm import probe_choice, screen_features
+from .windows import WindowData, check_windows, cross_validate_windows, window_matrix
 
 PCA_WIDTHS = (32, 64, 128, 256)
 PCA_AUTO_ABOVE = 2048  # `--pca auto` offers PCA widths to boosted heads above this width
 DEVICES = ("auto", "cpu", "cuda")
 ES_ROUNDS_ATTR = "es_rounds"  # trial attribute: per fold, the rounds early stopping chose
+CUT_ATTR = (
+    "budget_cut"  # trial attribute: folds whose boosting the budget ended, not early stopping
+)
 
 
 @dataclass
@@ -58,6 +63,7 @@ class FitResult:
     encoder: str = ""
     warnings: list[str] = field(default_factory=list)
     trial_score: float | None = None  # the best trial's fold mean (boosted heads: before refit)
+    refit: bool = False  # the fold models were refit on each whole training part after tuning
 
     def to_dict(self) -> dict[str, Any]:
         """The ``--json`` object: ``run``, ``metric``, ``score``, ``scores``, ``oof`` and more."""
@@ -76,6 +82,7 @@ class FitResult:
             "encoder": self.encoder,
             "warnings": self.warnings,
             "trial_score": _num(self.trial_score),
+            "refit": self.refit,
         }
 
 
@@ -98,7 +105,7 @@ def resolve_device(device: str, head: str, task: str = "multiclass") -> tuple[st
     hd = get_head(head)
     if device == "cuda":
         return "cuda", f"cuda for {head} (--device cuda)"
-    if device == "cpu" or not hd.needs_es:
+    if device == "cpu" or not hd.gpu_capable:
         return "cpu", f"cpu for {head}" + (" (--device cpu)" if device == "cpu" else "")
     if not _torch_sees_gpu():
         return "cpu", f"cpu for {head} (no GPU seen)"
@@ -126,7 +133,7 @@ def _pca_choices(pca: str | int, head: Head, dim: int) -> list[int]:
         # PCA mixes the columns trees split on: on 768-wide wav2vec2 features, PCA trials
         # scored 0.24-0.28 against 0.32-0.35 at full width (docs/benchmarks.md), so only very
         # wide inputs (concatenated layers or poolings) get the narrow widths as options
-        if not head.needs_es or dim <= PCA_AUTO_ABOVE:
+        if not head.trees or dim <= PCA_AUTO_ABOVE:
             return [0]
         return [0] + list(PCA_WIDTHS)
     if pca == "tune":
@@ -167,6 +174,7 @@ class FitConfig:
     store: str | None = None
     max_rounds: int | None = None
     threads: int | None = None
+    windows: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -218,6 +226,9 @@ def fit_head(
         max_rounds: cap on boosting rounds (default 1000, with early stopping).
         threads: CPU threads (BLAS, XGBoost, CatBoost); default: all cores for the boosted
             heads; for logreg one on small data (under 2 million feature values).
+        windows: ``mean`` or ``max``: fit on a windowed store's per-window vectors (each with
+            its clip's label, in its clip's fold) and aggregate each clip's window
+            probabilities by their mean or max (:mod:`.windows`).
         progress: called with a :class:`FitProgress` after each fold and trial, for notes
             (the device chosen, the warm start) and before the refit.
 
@@ -226,7 +237,8 @@ def fit_head(
     """
     cfg = head if isinstance(head, FitConfig) else FitConfig(head, str(model), **settings)
     (head, model, data, layer, pool, trials, metric, timeout, task, positive, group_col, folds,
-     seed, device, storage, pca, study, store, max_rounds, threads) = _values(cfg)  # fmt: skip
+     seed, device, storage, pca, study, store, max_rounds, threads,
+     windows) = _values(cfg)  # fmt: skip
     head, model = str(head), str(model)
     t0 = time.time()
     budget = Budget.of(timeout)
@@ -236,8 +248,11 @@ def fit_head(
         raise ConfigError(f"--trials {trials}: use 0 (defaults) or more")
     prob = prepare_problem(ws, model, data, task, positive, group_col, folds, seed, store)
     met = get_metric(metric or DEFAULT_METRIC[prob.enc.task], prob.enc.task)
+    windows = check_windows(windows, prob.store)
     layers = layer_choices(prob.store, int_list(layer))
     pools = pool_choices(prob.store, str_list(pool))
+    if windows:  # windows hold the extracted poolings, not the clip-level max over windows
+        pools = [p for p in pools if not any(is_window_pool(q) for q in p.split("+"))]
     first = prob.reader.matrix(FeatureChoice(layers[0], pools[0].split("+")[0]))
     pcas = _pca_choices(pca, hd, first.shape[1])
     dev, why = resolve_device(device, head, prob.enc.task)
@@ -254,9 +269,18 @@ def fit_head(
     if hd.gpu_capable:
         loop.emit(stage="note", trial=None, fold=None, score=None, message=f"device: {why}")
 
+    window_data: dict[FeatureChoice, WindowData] = {}
+
     def run_cv(choice: FeatureChoice, params: dict[str, Any], width: int, **kw: Any) -> Any:
-        x = prob.reader.matrix(choice)
         c = replace(ctx, deadline=kw.pop("deadline", budget.deadline))
+        if windows:
+            if choice not in window_data:
+                window_data[choice] = window_matrix(prob.store, prob.reader.keys, choice)
+            return cross_validate_windows(
+                hd, window_data[choice], prob.y, prob.enc, prob.splits, met, params, c,
+                how=windows, pca=width, **kw,
+            )  # fmt: skip
+        x = prob.reader.matrix(choice)
         return cross_validate(
             hd, x, prob.y, prob.enc, prob.splits, met, params, c, pca=width, groups=prob.groups,
             **kw,
@@ -269,6 +293,8 @@ def fit_head(
         best = {**hd.defaults(), "layer": choice.layer, "pool": choice.pool, "pca": pcas[0]}
     else:
         space: dict[str, Any] = {"layers": layers, "pools": pools, "pca": pcas}
+        if windows:
+            space["windows"] = windows
         if hd.needs_es:
             space["max_rounds"] = ctx.max_rounds
         study_name = study or _study_name(prob, head, met.name, space)
@@ -283,9 +309,11 @@ def fit_head(
         # a study whose trials all failed (stopped by a budget, killed) still starts warm
         if all(t.state == TrialState.FAIL for t in st.trials) and hd.warm_start():
             warm, source = _warm_features(prob, met, layers, pools)
-            st.enqueue_trial(_warm_params(hd, warm, layers, pools, pcas))
+            st.enqueue_trial(_warm_params(hd, warm, layers, pools, pcas, budget.seconds))
             note = f"first trial: features {warm.layer}/{warm.pool} ({source})"
             loop.emit(stage="note", trial=None, fold=None, score=None, message=note)
+
+        cut_trials: list[int] = []
 
         def run_trial(trial: Any, deadline: float | None) -> Any:
             la = _suggest(trial, "layer", layers)
@@ -302,6 +330,9 @@ def fit_head(
                          soft_seconds=loop.trial_share(deadline))  # fmt: skip
             if all(r is not None for r in out.es_rounds):
                 trial.set_user_attr(ES_ROUNDS_ATTR, out.es_rounds)
+            if any(out.cut):
+                trial.set_user_attr(CUT_ATTR, int(sum(out.cut)))
+                cut_trials.append(trial.number)
             return out
 
         optimize(st, loop.objective(run_trial), trials, None, loop.after_trial,
@@ -316,24 +347,28 @@ def fit_head(
         trial_score = st.best_value
         if loop.keeps_best(bt.number) and loop.best is not None:
             kept = loop.best.outcome
+        if cut_trials:
+            notes.append(_cut_note(timeout, cut_trials, bt, rounds, len(prob.splits), hd))
         if loop.stopped is not None:
             notes.append(
                 f"--timeout {timeout:g}: trial stopped at the budget after {loop.stopped} of "
                 f"{len(prob.splits)} folds (not counted); kept the best finished trial "
                 f"#{bt.number} ({_fmt(trial_score)})"
             )
+    if windows:
+        best["windows"] = windows  # in run.json's params: predict_head aggregates windows too
     recipe = _recipe(prob, hd.name, met.name, best, study_name, n_trials, ctx)
     if (same := find_run(ws, recipe)) is not None:  # a finished study rerun: nothing new
         return _reused(same, prob, t0)
     choice = FeatureChoice(str(best["layer"]), str(best["pool"]))
-    params = {k: v for k, v in best.items() if k not in ("layer", "pool", "pca")}
+    params = {k: v for k, v in best.items() if k not in ("layer", "pool", "pca", "windows")}
     if not isinstance(rounds, list) or len(rounds) != len(prob.splits):
         rounds = None
     final = _final(loop, hd, kept, notes, timeout,
                    lambda: run_cv(choice, params, int(best["pca"]), keep_models=True,
                                   rounds=rounds))  # fmt: skip
     prob.warnings.extend(notes)
-    return _save(
+    result = _save(
         prob,
         hd,
         met.name,
@@ -348,6 +383,8 @@ def fit_head(
         trial_score,
         recipe_digest(recipe),
     )
+    result.refit = hd.needs_es and final is not kept
+    return result
 
 
 def _recipe(
@@ -444,6 +481,25 @@ def _final(
         return kept
 
 
+def _cut_note(
+    timeout: float | None, cut_trials: list[int], bt: Any, rounds: Any, folds: int, hd: Head
+) -> str:
+    """One line: the budget, not early stopping, ended the boosting (of which trials)."""
+    unit, what_ended = ("rounds", "boosting") if hd.trees else ("epochs", "training")
+    best = int(bt.user_attrs.get(CUT_ATTR, 0))
+    what = f"{len(cut_trials)} trial(s)"
+    if best:
+        span = ""
+        if isinstance(rounds, list) and all(isinstance(r, int) for r in rounds):
+            span = f" at {min(rounds)}-{max(rounds)} {unit}"
+        what += f", the best (#{bt.number}) in {best} of {folds} folds{span}"
+    return (
+        f"--timeout {timeout:g}: the budget, not early stopping, ended the {what_ended} of {what}; "
+        "those models had not converged (raise --timeout, or --pca 64 / --pool mean for "
+        "cheaper rounds)"
+    )
+
+
 def _no_trial(loop: TrialLoop, timeout: float | None, study_name: str | None) -> str:
     """One line for a study without a complete trial: what happened and what to change."""
     if loop.stopped is not None and timeout:
@@ -470,10 +526,16 @@ def _warm_features(
 
 
 def _warm_params(
-    hd: Head, warm: FeatureChoice, layers: list[str], pools: list[str], pcas: list[int]
+    hd: Head,
+    warm: FeatureChoice,
+    layers: list[str],
+    pools: list[str],
+    pcas: list[int],
+    budget_s: float | None = None,
 ) -> dict[str, Any]:
-    """The first trial of a new study: the head's known-good parameters on ``warm``."""
-    start: dict[str, Any] = dict(hd.warm_start())
+    """The first trial of a new study: the head's known-good parameters on ``warm`` (with its
+    fast start under a time budget)."""
+    start: dict[str, Any] = {**hd.warm_start(), **(hd.fast_start() if budget_s else {})}
     if len(layers) > 1:
         start["layer"] = warm.layer
     if len(pools) > 1:

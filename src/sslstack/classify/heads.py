@@ -1,10 +1,11 @@
-"""The head registry: logistic regression, XGBoost, CatBoost and LightGBM behind one interface.
+"""The head registry: logistic regression, XGBoost, CatBoost, LightGBM and (in its own module,
+:mod:`.mlp`) a shallow MLP behind one interface.
 
 A head knows its Optuna search space, its default parameters, how to fit on one fold's training
 part (with an early-stopping set carved out of that training part, never the validation part),
 how to predict probabilities, and how to save and load a fitted model in a safe native format:
 logistic coefficients in ``.npz``, XGBoost ``.ubj``, CatBoost ``.cbm``, LightGBM's text models
-in ``.lgbm.json``.
+in ``.lgbm.json``, the MLP's weights in ``.mlp.safetensors``.
 
 Labels reach a head already remapped to the classes present in the training part: class indices
 ``0..n_out-1`` (single-label) or a 0/1 matrix without constant columns (multilabel).
@@ -73,8 +74,10 @@ class Head(ABC):
     """One family of classifiers."""
 
     name: str = ""
-    needs_es = False  # wants an early-stopping set (a boosted head: rounds, PCA widths to try)
+    needs_es = False  # wants an early-stopping set (boosting rounds, an MLP's epochs)
+    trees = False  # splits on columns: `--pca auto` offers it PCA widths on very wide inputs
     standardizes = False  # the 'standardize' parameter belongs to the preprocessing
+    scales_rounds = True  # the refit on the whole part scales the early-stopped rounds by 1/0.85
 
     @abstractmethod
     def space(self, trial: Any) -> dict[str, Any]:
@@ -101,6 +104,11 @@ class Head(ABC):
 
     def warm_start(self) -> dict[str, Any]:
         """A configuration known to work well, tried first by a new study (inside ``space``)."""
+        return {}
+
+    def fast_start(self) -> dict[str, Any]:
+        """What changes in the first trial under ``--timeout``: fewer, larger steps, so that it
+        converges in its share of the budget and leaves time for more trials."""
         return {}
 
     def gpu_support(self, task: str) -> tuple[bool, str]:
@@ -240,6 +248,7 @@ def _xgb_best_iteration(booster: Any) -> int | None:
 class XGBHead(Head):
     name = "xgb"
     needs_es = True
+    trees = True
     max_bin = 32
 
     def space(self, trial: Any) -> dict[str, Any]:
@@ -342,6 +351,9 @@ class XGBHead(Head):
             "class_weight": "none",
         }
 
+    def fast_start(self) -> dict[str, Any]:
+        return {"learning_rate": 0.3, "colsample_bytree": 0.2}
+
     def predict(self, model, x, ctx):
         xgb = _xgb()
         p = model.predict(xgb.DMatrix(x))
@@ -378,6 +390,7 @@ CAT_PARAMS = ("depth", "learning_rate", "l2_leaf_reg", "border_count", "rsm")
 class CatBoostHead(Head):
     name = "catboost"
     needs_es = True
+    trees = True
 
     def space(self, trial: Any) -> dict[str, Any]:
         return {
@@ -444,6 +457,9 @@ class CatBoostHead(Head):
             "class_weight": "none",
         }
 
+    def fast_start(self) -> dict[str, Any]:
+        return {"learning_rate": 0.3, "rsm": 0.1}
+
     def gpu_support(self, task: str) -> tuple[bool, str]:
         if task == "multilabel":
             return False, "CatBoost's MultiLogloss runs on the CPU only"
@@ -499,6 +515,7 @@ class LGBMHead(Head):
 
     name = "lgbm"
     needs_es = True
+    trees = True
 
     def space(self, trial: Any) -> dict[str, Any]:
         return {
@@ -536,6 +553,9 @@ class LGBMHead(Head):
             "max_bin": 31,
             "class_weight": "none",
         }
+
+    def fast_start(self) -> dict[str, Any]:
+        return {"learning_rate": 0.3, "feature_fraction": 0.2}
 
     def _params(self, params: dict[str, Any], ctx: FitContext, objective: str) -> dict[str, Any]:
         bag = float(params.get("bagging_fraction", 1.0))
@@ -637,6 +657,8 @@ def _lgb_rounds(booster: Any) -> int:
 HEADS: Registry[Head] = Registry("head", flag="HEAD")
 for _h in (LogRegHead(), XGBHead(), CatBoostHead(), LGBMHead()):
     HEADS.register(_h.name, _h)
+
+from . import mlp  # noqa: E402, F401  (registers the MLP head, kept in its own module)
 
 
 def names() -> list[str]:

@@ -26,6 +26,9 @@ REFIT_MARGIN = 1.3  # a refit on the whole training part costs about this much o
 # more rounds then do more for it than a refit on 15 % more rows: the first trial may take the
 # whole budget (the run then keeps its fold models); a later one leaves the best trial's refit
 SOFT_MARGIN = 0.9
+# under --timeout the first trials share what is left so that at least this many run: one trial
+# taking the whole budget left boosted heads untuned (1 trial in 300 s on 50 classes, 1024-d)
+MIN_TRIALS = 4
 
 
 @dataclass
@@ -74,7 +77,8 @@ class TrialLoop:
         no budget, or a head that does not boost)."""
         if deadline is None or self.budget.seconds is None or not self.needs_refit:
             return None
-        return max(0.0, SOFT_MARGIN * (deadline - time.monotonic()))
+        ahead = max(1, MIN_TRIALS - len(self.durations))
+        return max(0.0, SOFT_MARGIN * (deadline - time.monotonic()) / ahead)
 
     def emit(self, **kw: Any) -> None:
         if self.progress is None:
@@ -146,5 +150,7 @@ class TrialLoop:
         return self.best is not None and self.best.number == best_number
 
     def refit_fits(self) -> bool:
-        """Whether the refit's estimated time fits in what is left of the budget."""
-        return (self.refit_s() or 0.0) <= self.budget.left()
+        """Whether the refit fits in what is left of the budget: its estimate less the margin
+        that tuning reserved (tuning stops when the reserve is reached, so a test against the
+        whole reserve refused the refit tuning had stopped for)."""
+        return (self.refit_s() or 0.0) / REFIT_MARGIN <= self.budget.left()

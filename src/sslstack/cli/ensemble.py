@@ -40,8 +40,12 @@ def stack_cmd(
         str | None, typer.Option(help="Runs to stack, e.g. 3,7,9 \\[default: all].")
     ] = None,
     method: Annotated[
-        str, typer.Option(help="mean, rank, greedy, greedy_nested or logreg.")
-    ] = "greedy",
+        str,
+        typer.Option(
+            help="auto (the best honest out-of-fold score; best_single when no stack beats the "
+            "best run), best_single, mean, rank, greedy or logreg."
+        ),
+    ] = "auto",
     metric: MetricOpt = None,
     calibrate: Annotated[
         str | None, typer.Option(help="temperature, platt or isotonic (fitted out-of-fold).")
@@ -65,17 +69,31 @@ def stack_cmd(
         greedy_size=greedy_size,
         logreg_c=logreg_c,
     )
-    table = Table(title=f"stack of {len(res.base_runs)} runs (out-of-fold {res.metric})")
+    # the title on its own line: as a table title it wraps to the width of a narrow table
+    out_console.print(
+        f"stack of {len(res.base_runs)} runs: out-of-fold {res.metric}, honest (fitted on the "
+        "other folds) and in-sample (fitted on the rows scored)",
+        highlight=False,
+    )
+    table = Table()
     table.add_column("method")
-    table.add_column(res.metric, justify="right")
+    table.add_column(f"{res.metric} honest", justify="right")
     table.add_column("folds mean", justify="right")
+    table.add_column("in-sample", justify="right")
     chosen = res.method + (f"+{res.calibration['method']}" if res.calibration else "")
     for name, row in res.table.items():
         label = f"best single ({row['run']})" if name == "best_single" else name
         mark = " *" if name == chosen else ""
         folds = row["fold_scores"]
-        table.add_row(escape(label + mark), _fmt(row["score"]), _fmt(sum(folds) / len(folds)))
+        table.add_row(
+            escape(label + mark),
+            _fmt(row["score"]),
+            _fmt(sum(folds) / len(folds)),
+            _fmt(row.get("in_sample")),
+        )
     out_console.print(table)
+    for note in res.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}")
     if res.calibration:
         cal = Table(title=f"calibration: {res.calibration['method']} (out-of-fold)")
         for col in ("", "log_loss", "brier", "ece"):
@@ -86,7 +104,8 @@ def stack_cmd(
             )
         out_console.print(cal)
     console.print(
-        f"[green]saved[/] {escape(str(res.run))} ({escape(chosen)}, {res.metric} {_fmt(res.score)})"
+        f"[green]saved[/] {escape(str(res.run))} ({escape(chosen)}, honest out-of-fold "
+        f"{res.metric} {_fmt(res.score)})"
     )
     if json:
         emit_json(res.to_dict())

@@ -28,7 +28,13 @@ from .common import (
 def extract_cmd(
     model: ModelOpt,
     data: Annotated[str, typer.Option("--data", "-d", help="Manifest CSV or audio folder.")],
-    pool: Annotated[str, typer.Option(help="Poolings over valid frames: mean,std,max.")] = "mean",
+    pool: Annotated[
+        str | None,
+        typer.Option(
+            help="Poolings over valid frames, e.g. mean,std,max \\[default: the encoder's: "
+            "logmel and ge2e mean,std,max; the others mean]."
+        ),
+    ] = None,
     layers: Annotated[
         str | None,
         typer.Option("--layers", "--layer", help="Hidden states to keep, e.g. 0-12 or 6,12."),

@@ -58,12 +58,6 @@ StoreOpt = Annotated[
 ]
 
 
-def _boosted(head: str) -> bool:
-    from ..classify.heads import get_head
-
-    return get_head(head).needs_es
-
-
 def _fmt(v: Any, digits: int = 4) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "-"
@@ -116,7 +110,9 @@ class _ProgressPrinter:
 
 
 def fit_head_cmd(
-    head: Annotated[str, typer.Argument(help="The head to tune: logreg, xgb, catboost or lgbm.")],
+    head: Annotated[
+        str, typer.Argument(help="The head to tune: logreg, xgb, catboost, lgbm or mlp.")
+    ],
     model: ModelOpt,
     data: DataOpt = None,
     layer: LayerOpt = None,
@@ -150,6 +146,13 @@ def fit_head_cmd(
         int | None,
         typer.Option(help="CPU threads of the fits \\[default: all cores, split over folds]."),
     ] = None,
+    windows: Annotated[
+        str | None,
+        typer.Option(
+            help="mean or max: fit on a windowed store's windows (extract --window), each with "
+            "its clip's label, and aggregate each clip's window probabilities."
+        ),
+    ] = None,
     workspace: WorkspaceOpt = None,
     json: JsonOpt = False,
 ) -> None:
@@ -179,6 +182,7 @@ def fit_head_cmd(
         store=store,
         max_rounds=max_rounds,
         threads=threads,
+        windows=windows,
     )
     res = fit_head(cfg, workspace=workspace, progress=progress)
     for note in res.warnings:
@@ -198,11 +202,12 @@ def fit_head_cmd(
             f"best {res.best_params}; {res.time_s:.1f} s; oof: {res.oof_path}"
         )
     )
-    if res.trial_score is not None and _boosted(res.head):
+    if res.trial_score is not None and res.refit:
+        # without a refit a warning above says the run keeps the best trial's own fold models
         console.print(
-            f"the best trial scored {_fmt(res.trial_score)} with early-stopped boosters (85 % of "
-            "each training part); the run refits them on the whole part. The best of many "
-            "trials is optimistic, the run's score is a fresh estimate",
+            f"the best trial scored {_fmt(res.trial_score)} with models early-stopped on 85 % of "
+            "each training part; the run refit it on each fold's whole training part and scores "
+            f"{_fmt(res.score)} (a fresh estimate: the best of many trials is optimistic)",
             highlight=False,
         )
     if json:

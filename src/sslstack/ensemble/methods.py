@@ -1,15 +1,22 @@
-"""Stack methods, a registry keyed by name: ``mean``, ``rank``, ``greedy``, ``logreg``.
+"""Stack methods, a registry keyed by name: ``best_single``, ``mean``, ``rank``, ``greedy``,
+``logreg``.
 
 Every method has the same two steps. ``fit(P, y, folds, scorer, **opts)`` takes base
 out-of-fold probabilities ``P`` of shape ``(R, n, C)`` and returns the stack's own out-of-fold
 probabilities (n, C) and JSON-ready ``params``; ``apply(P, params, enc)`` combines new base
 predictions with those params (for test sets). Nothing here pickles: params are lists of floats.
 
+Every method's out-of-fold probabilities are honest: what a method learns from the rows (which
+run is best, greedy weights, meta-learner coefficients) is fitted on the other folds for each
+fold's rows. The params returned, used for new items, are fitted on all rows.
+
+- ``best_single``: the best base run (chosen per fold on the other folds).
 - ``mean``: plain average of probabilities.
 - ``rank``: average of per-column ranks (scaled to (0, 1]); single-label rows renormalized.
 - ``greedy``: ensemble selection with replacement (Caruana et al. 2004; AutoGluon's weighted
   ensemble): start empty, add the run that most improves the metric, weights = counts / size,
-  cut at the best iteration. Weights are fitted on all out-of-fold rows, as AutoGluon does.
+  cut at the best iteration. Each fold's rows use weights chosen on the other folds (the
+  former ``greedy_nested``, still a name of it); the saved weights are chosen on all rows.
 - ``logreg``: L2 logistic regression on the base runs' out-of-fold log-odds, fitted fold by fold
   on the same folds (fit on the other folds, predict this one), so its out-of-fold score is
   measured on rows it did not train on. Binary: one weight per run on the positive log-odds;
@@ -69,6 +76,43 @@ def get_method(name: str) -> StackMethod:
 
 
 # -- mean and rank ---------------------------------------------------------------------------
+
+
+def _weighted(P: np.ndarray, params: dict[str, Any], enc: Encoding) -> np.ndarray:
+    return finish(np.tensordot(np.asarray(params["weights"]), P, axes=1), enc)
+
+
+def best_run(P: np.ndarray, y: np.ndarray, scorer: Scorer) -> int:
+    """Index of the best-scoring run on these rows (ties: the lower index)."""
+    best, best_s = 0, scorer(y, P[0])
+    for j in range(1, len(P)):
+        s = scorer(y, P[j])
+        if scorer.better(s, best_s):
+            best, best_s = j, s
+    return best
+
+
+@register_method("best_single", "the best base run, chosen on the other folds for each fold")
+class _BestSingle:
+    """No combination: the best run. Picking the best of R runs on the rows it is scored on
+    flatters it as much as greedy weights do, so each fold's rows come from the run that was
+    best on the other folds; predictions use the run best on all rows (one weight of 1)."""
+
+    @staticmethod
+    def fit(P: np.ndarray, y: np.ndarray, folds: np.ndarray, scorer: Scorer, **_: Any):
+        def one_hot(rows: np.ndarray) -> dict[str, Any]:
+            w = np.zeros(len(P))
+            w[best_run(P[:, rows], y[rows], scorer)] = 1.0
+            return {"weights": w.tolist()}
+
+        oof = out_of_fold(
+            P, folds, one_hot, lambda Pv, params: _weighted(Pv, params, scorer.encoding)
+        )
+        return oof, one_hot(np.ones(len(y), dtype=bool))
+
+    @staticmethod
+    def apply(P: np.ndarray, params: dict[str, Any], enc: Encoding) -> np.ndarray:
+        return _weighted(P, params, enc)
 
 
 @register_method("mean", "average of probabilities")
@@ -151,27 +195,6 @@ def greedy_weights(
     return counts / counts.sum(), history
 
 
-@register_method("greedy", "ensemble selection with replacement (Caruana 2004)")
-class _Greedy:
-    @staticmethod
-    def fit(
-        P: np.ndarray,
-        y: np.ndarray,
-        folds: np.ndarray,
-        scorer: Scorer,
-        *,
-        greedy_size: int = 25,
-        **_: Any,
-    ):
-        w, history = greedy_weights(P, y, scorer, greedy_size)
-        params = {"weights": w.tolist(), "history": history, "size": greedy_size}
-        return _Greedy.apply(P, params, scorer.encoding), params
-
-    @staticmethod
-    def apply(P: np.ndarray, params: dict[str, Any], enc: Encoding) -> np.ndarray:
-        return finish(np.tensordot(np.asarray(params["weights"]), P, axes=1), enc)
-
-
 def out_of_fold(
     P: np.ndarray,
     folds: np.ndarray,
@@ -189,13 +212,12 @@ def out_of_fold(
     return oof
 
 
-@register_method("greedy_nested", "greedy, scored honestly: weights chosen on the other folds")
-class _GreedyNested:
-    """The same ensemble selection, but each fold's rows are predicted with weights chosen on
-    the other folds only, so its score is out-of-fold like ``logreg``'s. (``greedy`` picks its
-    weights on every OOF row, as AutoGluon does, which flatters its table score a little, as
-    picking the best single run flatters that row.) Predictions use the weights chosen on all
-    rows, exactly as ``greedy`` does."""
+class _Greedy:
+    """Ensemble selection, scored honestly: each fold's rows are predicted with weights chosen
+    on the other folds only, so its out-of-fold score is measured on rows the weights never saw
+    (as ``logreg``'s). Predictions use the weights chosen on all rows. (Weights chosen on every
+    out-of-fold row, as AutoGluon does, score those rows optimistically: the stack table shows
+    that figure beside the honest one.)"""
 
     @staticmethod
     def fit(
@@ -214,14 +236,20 @@ class _GreedyNested:
             lambda tr: {
                 "weights": greedy_weights(P[:, tr], y[tr], scorer, greedy_size)[0].tolist()
             },
-            lambda Pv, params: _Greedy.apply(Pv, params, enc),
+            lambda Pv, params: _weighted(Pv, params, enc),
         )
         w, history = greedy_weights(P, y, scorer, greedy_size)
         return oof, {"weights": w.tolist(), "history": history, "size": greedy_size}
 
     @staticmethod
     def apply(P: np.ndarray, params: dict[str, Any], enc: Encoding) -> np.ndarray:
-        return _Greedy.apply(P, params, enc)
+        return _weighted(P, params, enc)
+
+
+register_method("greedy", "ensemble selection with replacement (Caruana 2004), weights chosen "
+                "on the other folds for each fold's score")(_Greedy)  # fmt: skip
+# the name of ``greedy`` when only it was nested (stacks saved under it still predict)
+register_method("greedy_nested", "the same as greedy (its former honest variant)")(_Greedy)
 
 
 # -- logistic-regression meta-learner ---------------------------------------------------------

@@ -1,9 +1,14 @@
 """``stack``: combine base runs' out-of-fold predictions and save the chosen stack as a run.
 
-Every call scores, on the same folds, the best single run and each registered method (mean,
-rank, greedy, logreg), so the table shows what stacking bought; the chosen method (optionally
-calibrated out-of-fold) is saved as a run of kind ``stack`` that ``predict`` and ``report`` use
-like any other run.
+Every call scores, on the same folds, each registered method (best_single, mean, rank, greedy,
+logreg) honestly: whatever a method learns from the rows is fitted on the other folds for each
+fold's rows (:mod:`.methods`), so the table shows what stacking bought without flattering it.
+Beside it, the score of the saved parameters on the rows they were fitted on ("in-sample",
+optimistic for best_single, greedy and logreg). By default (``auto``) the method with the best
+honest score is saved; when that is ``best_single`` no stack beats the best run honestly, the
+result says so, and the saved run is that one base run alone (so ``predict`` uses it). The
+chosen method (optionally calibrated out-of-fold) is saved as a run of kind ``stack`` that
+``predict`` and ``report`` use like any other run.
 """
 
 from __future__ import annotations
@@ -24,13 +29,15 @@ from .base_runs import BaseSet, join_runs, load_runs
 from .calibrate import calibrate_oof
 from .encoding import Scorer, score_all, scorer
 
+AUTO = "auto"  # the method with the best honest (out-of-fold) score
+
 
 @dataclass(frozen=True)
 class StackConfig:
     """What to stack and how. ``runs=None`` means every run of the dataset."""
 
     runs: tuple[str, ...] | None = None
-    method: str = "greedy"
+    method: str = AUTO
     metric: str | None = None
     calibrate: str | None = None
     greedy_size: int = 25
@@ -63,6 +70,7 @@ class StackResult:
     calibration: dict[str, Any] | None = None
     scores: dict[str, float] = field(default_factory=dict)
     run_dir: str | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def oof_path(self) -> str | None:
@@ -82,6 +90,7 @@ class StackResult:
             "calibration": self.calibration,
             "scores": self.scores,
             "run_dir": self.run_dir,
+            "notes": self.notes,
         }
 
 
@@ -90,7 +99,7 @@ def stack(
     *,
     runs: Sequence[str | int] | None = None,
     data: str | None = None,
-    method: str = "greedy",
+    method: str = AUTO,
     metric: str | None = None,
     calibrate: str | None = None,
     greedy_size: int = 25,
@@ -103,8 +112,9 @@ def stack(
         workspace: the workspace folder (default ``$SSLSTACK_WORKSPACE`` or ``./.sslstack``).
         runs: run ids, numbers or unique prefixes (default: every run of the dataset).
         data: the dataset (name or manifest) whose runs to stack when the workspace has several.
-        method: one of :func:`sslstack.ensemble.methods.names` (mean, rank, greedy,
-            greedy_nested, logreg).
+        method: ``auto`` (default: the method with the best honest score, ``best_single``
+            when no stack beats the best run) or one of
+            :func:`sslstack.ensemble.methods.names` (best_single, mean, rank, greedy, logreg).
         metric: metric optimized by ``greedy`` and reported (default: the task's default).
         calibrate: ``temperature``, ``platt`` or ``isotonic``, fitted out-of-fold.
         greedy_size: iterations of ensemble selection.
@@ -135,7 +145,8 @@ def run_stack(
 ) -> StackResult:
     """:func:`stack` with a :class:`StackConfig`."""
     t0 = time.time()
-    chosen = _methods.get_method(cfg.method)
+    if cfg.method != AUTO:
+        _methods.get_method(cfg.method)
     if cfg.calibrate is not None:
         from .calibrate import get_calibrator
 
@@ -145,16 +156,17 @@ def run_stack(
         raise DataError("the runs' out-of-fold predictions hold fewer than two folds")
     sc = scorer(cfg.metric, base.encoding)
     table, fitted = _table(base, sc, cfg)
-    oof, params = fitted[chosen.name]
+    name, notes = _choose(table, sc, cfg.method)
+    oof, params = fitted[name]
     calibration = None
     if cfg.calibrate:
         oof, calibration = calibrate_oof(oof, base.y, base.folds, base.encoding, cfg.calibrate)
-        table[_chosen_key(cfg)] = _row(sc, base, oof)
+        table[_chosen_key(name, cfg)] = _row(sc, base, oof)
     frame = _oof_frame(base, oof)
     scores = score_all(base.encoding, base.y, oof)
     result = StackResult(
         run=None,
-        method=chosen.name,
+        method=name,
         metric=sc.name,
         score=sc(base.y, oof),
         table=table,
@@ -162,11 +174,40 @@ def run_stack(
         base_runs=base.run_ids,
         calibration=calibration,
         scores=scores,
+        notes=notes,
     )
     if save:
         meta = _stack_meta(base, cfg, result, params, sc, time.time() - t0)
-        result.run, result.run_dir = _save(ws, meta, frame, cfg)
+        result.run, result.run_dir = _save(ws, meta, frame, name, cfg)
     return result
+
+
+def _choose(table: dict[str, dict[str, Any]], sc: Scorer, method: str) -> tuple[str, list[str]]:
+    """The method to save (its table key) and notes: ``auto`` takes the best honest score,
+    ``best_single`` unless a stack beats it strictly."""
+    if method != AUTO:
+        return _canonical(method), []
+    best = "best_single"
+    for name, row in table.items():
+        if sc.better(row["score"], table[best]["score"]):
+            best = name
+    if best != "best_single":
+        return best, []
+    runner = max(
+        (n for n in table if n != "best_single"),
+        key=lambda n: table[n]["score"] if sc.greater_is_better else -table[n]["score"],
+    )
+    return best, [
+        f"no stack beats the best single run honestly (out-of-fold {sc.name}: best single "
+        f"{table[best]['score']:.4f}, best stack {runner} {table[runner]['score']:.4f}); the "
+        f"saved run keeps {table[best]['run']} alone as the submission's source"
+    ]
+
+
+def _canonical(method: str) -> str:
+    """A method's table key: aliases (``greedy_nested``) are scored under their first name."""
+    fit = _methods.get_method(method).fit
+    return next(n for n, m in _methods.METHODS.items() if m.fit is fit)
 
 
 def _dataset_name(ws: Workspace, data: str | None) -> str | None:
@@ -183,25 +224,29 @@ def _row(sc: Scorer, base: BaseSet, oof: np.ndarray, **extra: Any) -> dict[str, 
 
 
 def _table(base: BaseSet, sc: Scorer, cfg: StackConfig):
-    """Best single run and every method on the same rows; returns (table, fitted methods)."""
-    singles = [(sc(base.y, p), rid) for p, rid in zip(base.P, base.run_ids, strict=True)]
-    best = 0
-    for i, (s, _) in enumerate(singles):
-        if sc.better(s, singles[best][0]):
-            best = i
-    table = {"best_single": _row(sc, base, base.P[best], run=base.run_ids[best])}
+    """Every method on the same rows, best_single first: its honest out-of-fold score (the
+    ``score``) and its saved parameters' score on the rows they were fitted on
+    (``in_sample``); returns (table, fitted methods)."""
+    table: dict[str, dict[str, Any]] = {}
     fitted = {}
-    for name, m in _methods.METHODS.items():
+    names = ["best_single", *(n for n in _methods.METHODS if n != "best_single")]
+    for name in names:
+        if _canonical(name) != name:
+            continue  # an alias: scored under its first name
+        m = _methods.METHODS[name]
         oof, params = m.fit(
             base.P, base.y, base.folds, sc, greedy_size=cfg.greedy_size, logreg_c=cfg.logreg_c
         )
         fitted[name] = (oof, params)
-        table[name] = _row(sc, base, oof)
+        in_sample = sc(base.y, m.apply(base.P, params, base.encoding))
+        table[name] = _row(sc, base, oof, in_sample=in_sample)
+        if name == "best_single":
+            table[name]["run"] = base.run_ids[int(np.argmax(params["weights"]))]
     return table, fitted
 
 
-def _chosen_key(cfg: StackConfig) -> str:
-    return cfg.method + (f"+{cfg.calibrate}" if cfg.calibrate else "")
+def _chosen_key(name: str, cfg: StackConfig) -> str:
+    return name + (f"+{cfg.calibrate}" if cfg.calibrate else "")
 
 
 def _oof_frame(base: BaseSet, oof: np.ndarray) -> pd.DataFrame:
@@ -225,6 +270,10 @@ def _stack_meta(
             if f not in feats:
                 feats.append(f)
     weights = params.get("weights")
+    runs = base.run_ids
+    if res.method == "best_single":  # the best run alone: predict applies only that run
+        runs = [res.table["best_single"]["run"]]
+        params, weights = {"weights": [1.0]}, [1.0]
     return {
         "kind": "stack",
         "dataset": base.dataset,
@@ -237,13 +286,13 @@ def _stack_meta(
         "metric": sc.name,
         "score": res.score,
         "scores": res.scores,
-        "fold_scores": res.table[_chosen_key(cfg)]["fold_scores"],
+        "fold_scores": res.table[_chosen_key(res.method, cfg)]["fold_scores"],
         "trials": 0,
         "time_s": round(seconds, 3),
         "created": time.time(),
-        "base_runs": base.run_ids,
+        "base_runs": runs,
         "method": res.method,
-        "weights": None if weights is None else dict(zip(base.run_ids, weights, strict=True)),
+        "weights": None if weights is None else dict(zip(runs, weights, strict=True)),
         "calibration": res.calibration,
         "table": res.table,
         "config": cfg.to_dict(),
@@ -251,11 +300,11 @@ def _stack_meta(
 
 
 def _save(
-    ws: Workspace, meta: dict[str, Any], frame: pd.DataFrame, cfg: StackConfig
+    ws: Workspace, meta: dict[str, Any], frame: pd.DataFrame, method: str, cfg: StackConfig
 ) -> tuple[str, str]:
     from ..runs import RunRecord, new_run_id, save_run
 
-    tag = cfg.method + (f"-{cfg.calibrate}" if cfg.calibrate else "")
+    tag = method + (f"-{cfg.calibrate}" if cfg.calibrate else "")
     run_id, number = new_run_id(ws, "stack", tag)
     saved = save_run(ws, RunRecord.from_dict({"id": run_id, "number": number, **meta}), frame)
     run_dir = getattr(saved, "dir", None) or ws.run_dir(run_id)

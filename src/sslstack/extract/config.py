@@ -14,6 +14,7 @@ from ..errors import ConfigError
 from .base import EncoderSpec
 from .pooling import check_pools
 
+DEFAULT_POOLS = ("mean",)  # an encoder that declares no default poolings
 CPU_BATCH_SECONDS = 60.0  # measured on CPU: larger batches only add padding (docs/benchmarks.md)
 
 
@@ -27,7 +28,7 @@ class ExtractConfig:
 
     model: str
     revision: str | None = None
-    pools: tuple[str, ...] = ("mean",)
+    pools: tuple[str, ...] = ()  # empty: the encoder's default (spec.info["pools"], else mean)
     layers: tuple[int, ...] | None = None
     window: float | None = None
     hop: float | None = None
@@ -85,6 +86,12 @@ class ExtractResult:
         return d
 
 
+def default_pools(spec: EncoderSpec) -> tuple[str, ...]:
+    """The poolings an encoder extracts when ``--pool`` is not given: what its spec declares
+    (``info["pools"]``, chosen from measurements: docs/encoders.md), else ``mean``."""
+    return tuple(spec.info.get("pools") or DEFAULT_POOLS)
+
+
 def _check_choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(f"{flag} {value}: choose {', '.join(choices[:-1])} or {choices[-1]}")
@@ -92,7 +99,7 @@ def _check_choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
 
 def validate_config(cfg: ExtractConfig) -> ExtractConfig:
     """Check every setting and return the normalized config (sorted layers, hop = window)."""
-    pools = check_pools(cfg.pools)
+    pools = check_pools(cfg.pools) if cfg.pools else ()
     if cfg.hop is not None and cfg.window is None:
         raise ConfigError("--hop needs --window")
     hop = cfg.hop if cfg.hop is not None else cfg.window

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from ..cache import Store
@@ -28,6 +29,7 @@ from .base import EncoderSpec, select_layers
 from .config import (
     ExtractConfig,
     ExtractResult,
+    default_pools,
     legacy_store_keys,
     resolve_device,
     resolve_dtype,
@@ -81,6 +83,8 @@ def extract(
         allow_unsafe_weights=cfg.allow_unsafe_weights,
     )
     check_kind(spec, manifest)
+    if not cfg.pools:  # the encoder's declared default poolings
+        cfg = replace(cfg, pools=default_pools(spec))
     if cfg.layers and spec.info.get("n_hidden"):  # before anything is created on disk
         select_layers(int(spec.info["n_hidden"]), cfg.layers)
     device = resolve_device(cfg.device)
