@@ -80,21 +80,30 @@ def load_image(path: str | os.PathLike[str], *, max_pixels: int = MAX_PIXELS) ->
     """
     from PIL import Image, ImageOps
 
+    _quiet_pillow_bomb_warning()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(path)
-            with im:
-                _check_header(path, im, max_pixels)
-                im.load()
-                im = ImageOps.exif_transpose(im)
-                return to_rgb(im)
+        im = Image.open(path)
+        with im:
+            _check_header(path, im, max_pixels)
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            return to_rgb(im)
     except ImageError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+    except Image.DecompressionBombError as e:
         raise ImageError(f"{path}: {e} (a decompression bomb guard); shrink the image") from e
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as e:
         raise ImageError(f"{path}: cannot decode image ({_reason(e)})") from e
+
+
+def _quiet_pillow_bomb_warning() -> None:
+    """Pillow warns about images over its limit; :func:`_check_header` refuses them (with our
+    own ``max_pixels``) before any pixel is decoded, so the warning only adds noise. A filter
+    set once, because ``warnings.catch_warnings`` is not thread-safe and images are decoded in
+    threads."""
+    from PIL import Image
+
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 def _reason(e: BaseException) -> str:

@@ -1,0 +1,107 @@
+"""Every vision family's tiny random-init model, through sslstack's resolver and encoder, equals a
+reference forward: the transformers class run on one view at a time, its hidden states pooled
+with numpy (CLS token; mean, std and max over patch tokens or feature-map positions)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import transformers as tf
+
+from sslstack.errors import EncoderError
+from sslstack.extract.vision import resolve_transformers
+from sslstack.extract.vision_families import get_vision_family, vision_names
+from sslstack.images import make_views
+
+from .tiny_vision import FAMILIES, make_tiny_vision
+
+RNG = np.random.default_rng(1)
+IMAGES = [
+    RNG.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(40, 48), (36, 36), (50, 33)]
+]
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("tiny_vision")
+
+
+def test_every_registered_family_has_a_tiny_model() -> None:
+    assert sorted(FAMILIES) == vision_names()
+
+
+def _reference(folder: Path, family: str, view: np.ndarray, info: dict) -> dict[str, np.ndarray]:
+    fam = get_vision_family(family)
+    model = getattr(tf, fam.model_class).from_pretrained(folder).eval()
+    x = (view.astype(np.float64) / 255 - np.array(info["pixel_mean"])) / np.array(info["pixel_std"])
+    pv = torch.from_numpy(x.transpose(2, 0, 1)[None].astype(np.float32))
+    with torch.no_grad():
+        out = model(pixel_values=pv, output_hidden_states=True)
+    hs = [h[0].numpy().astype(np.float64) for h in out.hidden_states]
+    if info["final"]:
+        hs.append(out.last_hidden_state[0].numpy().astype(np.float64))
+    width = max(info["layer_dims"])
+    pools: dict[str, list[np.ndarray]] = {"mean": [], "std": [], "max": [], "cls": []}
+    for h in hs:
+        if fam.layout == "maps":
+            tokens, cls = h.reshape(h.shape[0], -1).T, None
+        else:
+            p = info["prefix"]
+            tokens, cls = h[p:], (h[0] if p else None)
+        vals = {"mean": tokens.mean(0), "std": tokens.std(0), "max": tokens.max(0), "cls": cls}
+        for k, v in vals.items():
+            if v is not None:
+                pools[k].append(np.pad(v, (0, width - len(v))))
+    return {k: np.stack(v) for k, v in pools.items() if v}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_tiny_family_equals_reference_forward(root: Path, family: str) -> None:
+    folder = make_tiny_vision(family, root)
+    spec = resolve_transformers(str(folder))
+    assert spec.family == family and spec.info["input"] == "image"
+    info = spec.info
+    enc = spec.load()
+    pools = ["mean", "std", "max"] + (["cls"] if info["has_cls"] else [])
+    views = [make_views(im, info["image_size"], info["resize"])[0] for im in IMAGES]
+    got = enc.encode(views, pools)  # one batch of three views
+    assert enc.layer_names == info["layers"]
+    for view, out in zip(views, got, strict=True):
+        ref = _reference(folder, family, view, info)
+        for p in pools:
+            assert out[p].shape == (len(info["layers"]), max(info["layer_dims"]))
+            scale = max(float(np.abs(ref[p]).max()), 1e-6)
+            assert float(np.abs(out[p] - ref[p]).max()) <= 2e-5 * scale, (family, p)
+    alone = enc.encode(views[1:2], pools)[0]  # batch-invariant: alone equals in a batch
+    for p in pools:
+        np.testing.assert_allclose(alone[p], got[1][p], rtol=1e-5, atol=1e-5)
+
+
+def test_layer_choice_and_geometry(root: Path) -> None:
+    spec = resolve_transformers(str(make_tiny_vision("convnext", root)))
+    assert (spec.info["image_size"], spec.info["resize"]) == (32, 37)  # crop_pct 0.875
+    assert spec.info["layer_dims"] == [8, 8, 12, 16, 24]
+    enc = spec.load(layers=[0, 4])
+    out = enc.encode([make_views(IMAGES[0], 32, 37)[0]], ["mean"])[0]["mean"]
+    full = spec.load().encode([make_views(IMAGES[0], 32, 37)[0]], ["mean"])[0]["mean"]
+    assert enc.layer_names == ["0", "4"] and out.shape == (2, 24)
+    np.testing.assert_allclose(out, full[[0, 4]], rtol=1e-6, atol=1e-6)
+    assert (out[0, 8:] == 0).all()  # an 8-wide stem is zero-padded to 24
+    vit = resolve_transformers(str(make_tiny_vision("vit", root))).info
+    assert (vit["image_size"], vit["resize"], vit["pixel_mean"]) == (32, 32, [0.5] * 3)
+    deit = resolve_transformers(str(make_tiny_vision("deit", root))).info
+    assert (deit["image_size"], deit["resize"], deit["prefix"]) == (32, 36, 2)
+
+
+def test_cls_refused_where_there_is_none(root: Path) -> None:
+    spec = resolve_transformers(str(make_tiny_vision("resnet", root)))
+    assert (spec.info["image_size"], spec.info["resize"]) == (224, 256)  # no processor file
+    enc = spec.load()
+    view = make_views(IMAGES[0], 224, 256)[0]
+    with pytest.raises(
+        EncoderError, match="--pool mean,cls: cls is not available .* mean, std, max"
+    ):
+        enc.encode([view], ["mean", "cls"])
