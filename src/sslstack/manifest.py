@@ -18,8 +18,9 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import ManifestError
+from .sources import AUDIO_EXTENSIONS as AUDIO_EXTENSIONS  # re-exported: older imports
+from .sources import DEFAULT_KIND, SOURCES, all_extensions, kind_of, scan
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aif", ".aiff", ".au", ".caf")
 LABEL_SEP = ";"
 LABEL_COLUMNS = ("label", "labels")  # read in this order when no label column is named
 _MAX_LISTED = 50
@@ -38,6 +39,7 @@ class Manifest:
     name: str
     label_col: str | None = None  # the source column the labels came from
     id_col: str | None = None  # "id" when the ids came from the manifest's own id column
+    kind: str = DEFAULT_KIND  # the item source (sslstack.sources) every item is read by
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -95,7 +97,7 @@ class Manifest:
 def read_manifest(
     data: str | os.PathLike[str], *, check_files: bool = True, label_col: str | None = None
 ) -> Manifest:
-    """Read a manifest CSV or an audio folder and validate it.
+    """Read a manifest CSV or a folder of items (audio files) and validate it.
 
     Args:
         data: path of a ``.csv`` manifest or of a folder of audio files.
@@ -114,12 +116,13 @@ def read_manifest(
             raise ManifestError(
                 f"--label-col {label_col}: {src} is a folder, whose labels are its subfolders"
             )
-        frame = _read_folder(src)
+        frame, kind = _read_folder(src)
         frame["path"] = frame["id"]
         base, used, id_col = src, ("label" if "label" in frame else None), None
     else:
         frame, used, id_col = _read_csv(src, label_col)
         base = src.parent
+        kind = kind_of(frame["path"].tolist(), src)
     written = frame["path"].tolist()
     frame["path"] = [
         str(Path(p) if Path(p).is_absolute() else (base / p).resolve()) for p in frame["path"]
@@ -134,6 +137,7 @@ def read_manifest(
         name=name,
         label_col=used,
         id_col=id_col,
+        kind=kind,
     )
 
 
@@ -194,13 +198,12 @@ def _label_column(frame: pd.DataFrame, src: Path, label_col: str | None) -> str 
     return label_col
 
 
-def _read_folder(src: Path) -> pd.DataFrame:
-    files = sorted(
-        p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS
-    )
-    if not files:
+def _read_folder(src: Path) -> tuple[pd.DataFrame, str]:
+    files, source = scan(src)
+    if not files or source is None:
         raise ManifestError(
-            f"{src}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in this folder or below"
+            f"{src}: no {' or '.join(SOURCES)} files ({', '.join(all_extensions())}) in this "
+            "folder or below"
         )
     rel = [p.relative_to(src) for p in files]
     nested = [r for r in rel if len(r.parts) > 1]
@@ -213,7 +216,7 @@ def _read_folder(src: Path) -> pd.DataFrame:
             f"{src}: mixes files in class subfolders with files at the top ({', '.join(flat)}); "
             "use root/<label>/<file> for labeled data or a flat folder for unlabeled data"
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows), source.kind
 
 
 def _check_duplicates(frame: pd.DataFrame, src: Path, id_col: str | None = None) -> None:

@@ -29,6 +29,8 @@ class StoreKey:
         dtype: compute dtype of the forward pass (``fp32`` or ``bf16``).
         storage: ``float16`` or ``float32``.
         schema: layout version of the store.
+        chunk: seconds long inputs are encoded in, when that changes values (None: not in the
+            key, so stores made before the field existed keep their folder).
     """
 
     model: str
@@ -43,9 +45,12 @@ class StoreKey:
     dtype: str = "fp32"
     storage: str = "float16"
     schema: int = SCHEMA_VERSION
+    chunk: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        if d["chunk"] is None:
+            del d["chunk"]
         d["pools"] = list(self.pools)
         d["layers"] = None if self.layers is None else list(self.layers)
         return d
@@ -74,7 +79,7 @@ class StoreKey:
 
     def differences(self, other: StoreKey) -> list[str]:
         a, b = self.to_dict(), other.to_dict()
-        return [f"{k}: {a[k]!r} != {b[k]!r}" for k in a if a[k] != b.get(k)]
+        return [f"{k}: {a.get(k)!r} != {b.get(k)!r}" for k in {**a, **b} if a.get(k) != b.get(k)]
 
 
 WINDOW_MAX_SUFFIX = "_wmax"

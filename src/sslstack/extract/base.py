@@ -21,13 +21,23 @@ from .pooling import Pooled
 
 class Encoder(ABC):
     """A loaded encoder. ``encode`` must be exact: a clip's pooled vectors may not depend on
-    which other clips share its call (padding never changes an embedding)."""
+    which other clips share its call (padding never changes an embedding).
+
+    ``input_kind`` names the item source whose arrays it takes (:mod:`sslstack.sources`).
+    Long inputs reach it in chunks (see :class:`sslstack.sources.Stream`): every
+    ``spec.stream_seconds``, each holding ``stream_overlap`` more samples (what completes the
+    last frame of a chunk), a last chunk only with at least ``stream_min`` samples. The engine asks
+    for the raw statistics (:data:`~sslstack.extract.pooling.STAT_POOLS`) and merges the chunks'.
+    """
 
     sample_rate: int
     layer_names: list[str]
+    input_kind: str = "audio"
     device: str = "cpu"
     dtype: str = "fp32"
     oom_splits: int = 0  # batches halved after a device out-of-memory (the pipeline reads it)
+    stream_overlap: int = 0
+    stream_min: int = 1
 
     @abstractmethod
     def encode(
@@ -50,7 +60,12 @@ class Encoder(ABC):
 
 @dataclass(frozen=True)
 class EncoderSpec:
-    """An encoder resolved without loading weights."""
+    """An encoder resolved without loading weights.
+
+    ``stream_seconds`` is the chunk length long inputs are encoded in (None: never cut);
+    ``stream_exact`` says the chunks' merged statistics equal the whole input's (frames that
+    never see past their own samples: log-mel), else the chunk length is part of the store key.
+    """
 
     model: str  # normalized: hub id, absolute local path, or a built-in name
     revision: str
@@ -58,6 +73,9 @@ class EncoderSpec:
     family: str
     loader: Callable[..., Encoder] = field(compare=False, repr=False)
     info: dict[str, Any] = field(default_factory=dict, compare=False)
+    input_kind: str = "audio"
+    stream_seconds: float | None = 30.0
+    stream_exact: bool = False
 
     def load(
         self, *, device: str = "cpu", dtype: str = "fp32", layers: Sequence[int] | None = None

@@ -38,6 +38,7 @@ class ExtractConfig:
     device: str = "auto"
     workers: int = 2
     on_error: str = "stop"
+    executor: str = "local"
     trust_remote_code: bool = False
     allow_unsafe_weights: bool = False
 
@@ -159,16 +160,31 @@ def resolve_dtype(dtype: str, device: str, allowed: Sequence[str] | None = None)
 
 
 def store_key(spec: EncoderSpec, cfg: ExtractConfig, dtype: str) -> StoreKey:
+    """The store of these settings: the encoder's identity and poolings, the item source's own
+    fields (audio: sample rate, window, hop, crop), and the chunk length long inputs are
+    encoded in when chunking changes values (never for log-mel; only when an input can be
+    longer than one chunk)."""
+    from ..sources import Settings, get_source
+
+    settings = Settings(window=cfg.window, hop=cfg.hop, max_seconds=cfg.max_seconds, crop=cfg.crop)
+    fields = get_source(spec.input_kind).key_fields(spec.sample_rate, settings)
     return StoreKey(
         model=spec.model,
         revision=spec.revision,
-        sample_rate=spec.sample_rate,
         pools=cfg.pools,
         layers=cfg.layers,
-        window=cfg.window,
-        hop=cfg.hop if cfg.window else None,
-        max_seconds=cfg.max_seconds,
-        crop=cfg.crop,
         dtype=dtype,
         storage=cfg.storage,
+        chunk=_chunk_key(spec, cfg),
+        **fields,
     )
+
+
+def _chunk_key(spec: EncoderSpec, cfg: ExtractConfig) -> float | None:
+    chunk = spec.stream_seconds
+    if chunk is None or spec.stream_exact:
+        return None
+    bounded = [s for s in (cfg.window, cfg.max_seconds) if s is not None]
+    if bounded and min(bounded) <= chunk:  # no input is ever longer than one chunk
+        return None
+    return chunk

@@ -1,8 +1,10 @@
-"""Decoding: manifest rows -> waveforms at the encoder's rate, produced ahead by background threads.
+"""Decoding: manifest rows -> the encoder's input arrays, produced ahead by background threads.
 
-Whole clips are decoded by a pool of ``workers`` threads a few files ahead. Windows of long
-recordings are streamed by one thread through a bounded queue, so a 2-hour recording never sits
-in memory. Either way the consumer sees one ordered stream of events.
+What an item is and how it is read belongs to its source (:mod:`sslstack.sources`); this module
+only schedules. Whole items are decoded by a pool of ``workers`` threads a few items ahead.
+Items longer than the encoder's chunk, and windows of long recordings, are streamed by one
+thread through a bounded queue, so a 10-hour recording never sits in memory. Either way the
+consumer sees one ordered stream of events; the chunks of one item (or window) are consecutive.
 """
 
 from __future__ import annotations
@@ -16,18 +18,18 @@ from typing import Any
 
 import numpy as np
 
-from ..audio import iter_windows, load_audio
 from ..errors import AudioError
-from ..manifest import Manifest
-from .config import ExtractConfig
+from ..sources import Settings, Source, Stream
+
+STREAM_DEPTH = 4  # chunks the streaming thread decodes ahead of the batcher
 
 
 @dataclass
 class Unit:
-    """One waveform sent to the encoder: a whole clip or one window of a clip."""
+    """One array sent to the encoder: a whole item, one window, or one chunk of either."""
 
     row: int
-    start: float | None
+    start: float | None  # the window's start (None: not windowed); chunks share their window's
     wave: np.ndarray
 
 
@@ -35,35 +37,69 @@ class Unit:
 Event = tuple[str, int, Any]
 
 
-def _decode_error(path: str, e: Exception) -> AudioError:
+def _decode_error(path: str, e: Exception, kind: str) -> AudioError:
     if isinstance(e, AudioError):
         return e
-    return AudioError(f"{path}: cannot decode audio ({type(e).__name__}: {e})")
+    return AudioError(f"{path}: cannot decode {kind} ({type(e).__name__}: {e})")
+
+
+@dataclass(frozen=True)
+class Reading:
+    """How a shard's items are read: by which source, at which rate, cut how."""
+
+    source: Source
+    rate: int
+    settings: Settings
+    stream: Stream | None
+    workers: int = 2
 
 
 def decode_events(
-    manifest: Manifest, rows: Sequence[int], cfg: ExtractConfig, sample_rate: int
+    reading: Reading, paths: Sequence[str], rows: Sequence[int], extents: dict[int, float]
 ) -> Iterator[Event]:
-    """Decoded units of the rows, in order (``cfg.workers`` 0: decoded in the calling thread)."""
-    paths = manifest.frame["path"].tolist()
-    if cfg.window is not None:
+    """Decoded units of the rows, in order (``workers`` 0: decoded in the calling thread).
+
+    ``paths`` and ``extents`` are indexed by row; a row whose extent holds more samples than
+    one chunk is streamed in chunks, the others are loaded whole.
+    """
+    if reading.settings.window is not None:
         _fixed_mmap_threshold()
-        yield from prefetch(_window_events(paths, rows, cfg, sample_rate), maxsize=64)
+        depth = _window_depth(reading)
+        yield from prefetch(_window_events(reading, paths, rows), maxsize=depth)
         return
+    size = reading.stream.size if reading.stream else None
+    long = [r for r in rows if size is not None and extents[r] * reading.rate > size]
+    whole = [r for r in rows if r not in set(long)]
 
     def load(row: int) -> Unit | AudioError:
         try:
-            wave = load_audio(paths[row], sample_rate, max_seconds=cfg.max_seconds, crop=cfg.crop)
-            return Unit(row, None, wave)
+            return Unit(row, None, reading.source.load(paths[row], reading.rate, reading.settings))
         except Exception as e:  # a decoder crash on a corrupt file must name the file
-            return _decode_error(paths[row], e)
+            return _decode_error(paths[row], e, reading.source.kind)
 
-    for row, got in _loaded(load, rows, cfg.workers):
+    for row, got in _loaded(load, whole, reading.workers):
         if isinstance(got, AudioError):
             yield ("fail", row, got)
         else:
             yield ("unit", row, got)
             yield ("done", row, None)
+    if long:
+        _fixed_mmap_threshold()
+        yield from prefetch(_chunk_events(reading, paths, long), maxsize=STREAM_DEPTH)
+
+
+def _chunk_events(reading: Reading, paths: Sequence[str], rows: Sequence[int]) -> Iterator[Event]:
+    assert reading.stream is not None
+    for row in rows:
+        try:
+            for chunk in reading.source.chunks(
+                paths[row], reading.rate, reading.settings, reading.stream
+            ):
+                yield ("unit", row, Unit(row, None, chunk))
+        except Exception as e:
+            yield ("fail", row, _decode_error(paths[row], e, reading.source.kind))
+            continue
+        yield ("done", row, None)
 
 
 def _loaded(load: Any, rows: Sequence[int], workers: int) -> Iterator[tuple[int, Any]]:
@@ -98,16 +134,26 @@ def _fixed_mmap_threshold() -> None:
         pass
 
 
-def _window_events(
-    paths: list[str], rows: Sequence[int], cfg: ExtractConfig, sample_rate: int
-) -> Iterator[Event]:
-    assert cfg.window is not None and cfg.hop is not None
+def _window_depth(reading: Reading) -> int:
+    """Windows decoded ahead: 64 short ones, fewer long ones (about four chunks' worth)."""
+    assert reading.settings.window is not None
+    win = max(int(reading.settings.window * reading.rate), 1)
+    size = reading.stream.size if reading.stream else win
+    return max(2, min(64, 4 * size // win))
+
+
+def _window_events(reading: Reading, paths: Sequence[str], rows: Sequence[int]) -> Iterator[Event]:
+    stream = reading.stream
     for row in rows:
         try:
-            for start, wave in iter_windows(paths[row], sample_rate, cfg.window, cfg.hop):
-                yield ("unit", row, Unit(row, start, wave))
+            for start, wave in reading.source.windows(paths[row], reading.rate, reading.settings):
+                if stream is None or len(wave) <= stream.size:
+                    yield ("unit", row, Unit(row, start, wave))
+                    continue
+                for s in stream.starts(len(wave)):  # a window longer than a chunk: in chunks
+                    yield ("unit", row, Unit(row, start, wave[s : s + stream.size]))
         except Exception as e:
-            yield ("fail", row, _decode_error(paths[row], e))
+            yield ("fail", row, _decode_error(paths[row], e, reading.source.kind))
             continue
         yield ("done", row, None)
 

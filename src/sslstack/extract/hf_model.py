@@ -141,6 +141,7 @@ class HFEncoder(Encoder):
         self._set_precision()
         self.batching = family.batching(self.cfg)
         self.min_samples = self._min_samples() if family.input == "waveform" else 400
+        self.stream_min = self.min_samples  # a shorter tail of a long input gives no frame
         self.info = {
             **spec.info,
             "layers": self.layer_names,

@@ -23,6 +23,7 @@ N_FFT = 400
 HOP = 160
 N_MELS = 64
 VERSION = "logmel-v1"
+STREAM_SECONDS = 60.0  # a multiple of the hop: chunks' frames tile the clip's exactly
 
 
 def _hz_to_mel(f: np.ndarray) -> np.ndarray:
@@ -54,6 +55,8 @@ class LogMelEncoder(Encoder):
 
         self.sample_rate = SAMPLE_RATE
         self.layer_names = ["0"]
+        # a chunk carries the 240 samples that complete its last frame; a tail holds a frame
+        self.stream_overlap, self.stream_min = N_FFT - HOP, N_FFT
         self.device = device
         self.dtype = "fp32"
         self._fb = torch.from_numpy(mel_filterbank()).to(device)
@@ -95,5 +98,12 @@ def _load(spec: EncoderSpec, *, device: str = "cpu", dtype: str = "fp32", layers
 @register_builtin("logmel")
 def logmel_spec() -> EncoderSpec:
     return EncoderSpec(
-        "logmel", VERSION, SAMPLE_RATE, "logmel", _load, {"n_mels": N_MELS, "n_hidden": 1}
+        "logmel",
+        VERSION,
+        SAMPLE_RATE,
+        "logmel",
+        _load,
+        {"n_mels": N_MELS, "n_hidden": 1},
+        stream_seconds=STREAM_SECONDS,
+        stream_exact=True,
     )

@@ -120,6 +120,39 @@ POOLINGS.register("std", _std)
 POOLINGS.register("max", lambda s: s.max)
 
 
+# The raw statistics, by the names an engine asks an encoder for instead of poolings: the engine
+# merges them across the chunks of a long input and pools on the host (see pool_stats).
+STAT_POOLS = ("stat:count", "stat:mean", "stat:m2", "stat:max")
+_STAT_FIELDS = dict(zip(STAT_POOLS, ("count", "mean", "m2", "max"), strict=True))
+
+
+def _pooling(name: str) -> Callable[[Stats], torch.Tensor]:
+    field = _STAT_FIELDS.get(name)
+    if field is not None:
+        return lambda s: getattr(s, field)
+    return POOLINGS[name]
+
+
+def stats_of(out: dict[str, np.ndarray]) -> Stats:
+    """One item's statistics from an encoder output holding :data:`STAT_POOLS` (host tensors)."""
+    import torch
+
+    try:
+        return Stats(*(torch.from_numpy(np.asarray(out[p]))[None] for p in STAT_POOLS))
+    except KeyError:
+        raise EncoderError(
+            "the encoder gave pooled vectors, not the statistics the engine asked for; an "
+            "encoder must pool through sslstack.extract.pooling (finalize or Pooled.from_stats)"
+        ) from None
+
+
+def pool_stats(stats: Sequence[Stats], pools: Sequence[str]) -> list[dict[str, np.ndarray]]:
+    """``{pool: (L, D) float32}`` per item of ``stats`` (one item each), pooled on the host."""
+    if not stats:
+        return []
+    return finalize(cat_stats(stats), pools)
+
+
 def pool_names() -> list[str]:
     return POOLINGS.names()
 
@@ -167,7 +200,7 @@ class Pooled:
     def from_stats(cls, stats: Stats, pools: Sequence[str], device: str) -> Pooled:
         import torch
 
-        arrays = {p: POOLINGS[p](stats).float() for p in pools}
+        arrays = {p: _pooling(p)(stats).float() for p in pools}
         if not device.startswith("cuda"):
             return cls(arrays, n=int(stats.mean.shape[0]))
         host = {}

@@ -1,10 +1,13 @@
-"""``extract``: manifest -> audio -> encoder -> pooled layers -> store, incremental and resumable.
+"""``extract``: manifest -> items -> encoder -> pooled layers -> store, incremental and resumable.
 
-The plan (:mod:`.plan`) is made before any model loads, so a rerun with everything cached never
-loads the model. The rest is sorted by length, decoded ahead by threads (:mod:`.decode`), cut
-into batches by padded audio seconds (:mod:`.batching`), and run through the pipeline
-(:mod:`.pipeline`) whose writer turns outputs into items (:mod:`.assemble`) and writes one atomic
-store part per batch.
+This is the driver. The plan (:mod:`.plan`) is made before any model loads, so a rerun with
+everything cached never loads the model. The rest becomes shards (plain data: ids, paths,
+hashes) that an executor (:mod:`.executors`, ``--executor``, ``local`` by default) runs through
+the worker function (:mod:`.worker`): items sorted by extent, decoded ahead through their source
+(:mod:`.decode`, :mod:`sslstack.sources`), long ones streamed in chunks, cut into batches by
+padded extent (:mod:`.batching`), run through the pipeline (:mod:`.pipeline`) whose writer
+turns outputs into items (:mod:`.assemble`) and writes one store part per batch. The driver
+commits the store once at the end.
 """
 
 from __future__ import annotations
@@ -12,23 +15,16 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from ..audio import audio_duration
-from ..cache.store import Store, StoreWriter
+from ..cache.store import Store
 from ..datasets import read_dataset_manifest, register_dataset
-from ..errors import AudioError
+from ..errors import ConfigError
 from ..manifest import Manifest
 from ..parsing import parse_csv_list
 from ..progress import ProgressBar
 from ..workspace import Workspace
-from .assemble import Partial, assemble
 from .base import EncoderSpec, select_layers
-from .batching import Batch, BatchBudget, batches, resolve_batch_seconds
 from .config import (
     ExtractConfig,
     ExtractResult,
@@ -37,10 +33,10 @@ from .config import (
     store_key,
     validate_config,
 )
-from .decode import decode_events
-from .pipeline import run_pipeline
+from .executors import get_executor
 from .plan import Plan, copy_reused, make_plan
 from .resolve import resolve_encoder
+from .worker import Job, Shard, ShardReport, _part_writer
 
 
 def extract(
@@ -55,14 +51,14 @@ def extract(
     """Extract every layer's pooled embeddings of ``model`` for the items of ``data``.
 
     Args:
-        data: manifest CSV, audio folder, or an already-read :class:`Manifest`.
+        data: manifest CSV, folder of items, or an already-read :class:`Manifest`.
         model: hub id, local model folder, or ``logmel``.
         workspace: workspace folder (default ``$SSLSTACK_WORKSPACE`` or ``./.sslstack``).
         progress: show a rich progress bar on stderr (True, or the rich Console to draw on).
         on_progress: called with (items done, audio seconds done) after every batch is written
             (from the pipeline's writer thread).
         **settings: any :class:`ExtractConfig` field (pools, layers, window, hop, max_seconds,
-            crop, dtype, storage, batch_seconds, device, workers, on_error, revision, …).
+            crop, dtype, storage, batch_seconds, device, workers, on_error, executor, revision…).
 
     Returns:
         An :class:`ExtractResult`; the store is readable with :func:`sslstack.load_embeddings`.
@@ -72,6 +68,7 @@ def extract(
     if isinstance(settings.get("pools"), str):
         settings["pools"] = tuple(parse_csv_list(settings["pools"]) or ())
     cfg = validate_config(ExtractConfig(model=model, **settings))
+    executor = get_executor(cfg.executor)
     manifest = data if isinstance(data, Manifest) else read_dataset_manifest(ws, data)
     spec = resolve_encoder(
         cfg.model,
@@ -79,6 +76,7 @@ def extract(
         trust_remote_code=cfg.trust_remote_code,
         allow_unsafe_weights=cfg.allow_unsafe_weights,
     )
+    check_kind(spec, manifest)
     if cfg.layers and spec.info.get("n_hidden"):  # before anything is created on disk
         select_layers(int(spec.info["n_hidden"]), cfg.layers)
     device = resolve_device(cfg.device)
@@ -99,15 +97,81 @@ def extract(
         cached=plan.cached,
         failed=[{"id": i, "error": e} for i, e in plan.known_failed.items()],
     )
-    if plan.todo or plan.reuse:
-        with store.writer() as writer:
+    if plan.reuse:
+        with _part_writer(store, "sslstack extract") as writer:
             result.reused = copy_reused(store, plan, writer)
-            if plan.todo:
-                _Run(spec, cfg, device, dtype, manifest, plan, writer, result).go(
-                    progress, on_progress
-                )
+    if plan.todo:
+        job = Job(cfg, manifest.kind, device, dtype, str(store.path))
+        shards = make_shards(manifest, plan, executor.shards)
+        report = ShardReport()
+        bar = _bar(progress, len(plan.todo), spec)
+        try:
+            with bar:
+                executor.run(shards, job, spec, report, _on_batch(bar, report, on_progress))
+        except KeyboardInterrupt:
+            result.interrupted = True
+            raise
+        finally:
+            _add_report(result, report)
+    commit = getattr(store, "commit", None)
+    if commit is not None and (plan.todo or plan.reuse) and hasattr(store, "part_writer"):
+        commit()  # the parts the workers wrote become the store's, once
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def check_kind(spec: EncoderSpec, manifest: Manifest) -> None:
+    """Refuse, in one line, items of a kind the encoder does not take."""
+    if spec.input_kind != manifest.kind:
+        raise ConfigError(
+            f"--model {spec.model} takes {spec.input_kind} items, but {manifest.source} holds "
+            f"{manifest.kind} items; choose an encoder of {manifest.kind}"
+        )
+
+
+def make_shards(manifest: Manifest, plan: Plan, n: int = 1) -> list[Shard]:
+    """The rows left to compute as ``n`` shards of plain data (consecutive rows each)."""
+    ids, paths = manifest.ids, manifest.frame["path"].tolist()
+    lines = manifest.frame["_line"].tolist() if "_line" in manifest.frame else None
+    size = -(-len(plan.todo) // max(n, 1))
+    shards = []
+    for a in range(0, len(plan.todo), max(size, 1)):
+        rows = plan.todo[a : a + size]
+        shards.append(
+            Shard(
+                ids=tuple(ids[r] for r in rows),
+                paths=tuple(paths[r] for r in rows),
+                hashes=tuple(plan.hashes[ids[r]] for r in rows),
+                lines=tuple(int(lines[r]) for r in rows) if lines else (),
+            )
+        )
+    return shards
+
+
+def _bar(progress: Any, total: int, spec: EncoderSpec) -> ProgressBar:
+    label = f"extract {spec.model.split('/')[-1]}"
+    console = None if isinstance(progress, bool) else progress
+    return ProgressBar(total, enabled=bool(progress), label=label, console=console)
+
+
+def _on_batch(
+    bar: ProgressBar, report: ShardReport, on_progress: Callable[[int, float], None] | None
+) -> Callable[[int, float], None]:
+    def on_batch(items: int, extent: float) -> None:
+        bar.advance(items, extent)
+        if on_progress:
+            on_progress(report.computed, report.extent)
+
+    return on_batch
+
+
+def _add_report(result: ExtractResult, report: ShardReport) -> None:
+    result.computed += report.computed
+    result.failed += report.failed
+    result.audio_seconds += report.extent
+    result.forward_seconds += report.forward_seconds
+    result.batch_seconds = report.batch_seconds
+    result.model_loaded = result.model_loaded or report.model_loaded
 
 
 def _provenance(spec: EncoderSpec, cfg: ExtractConfig) -> dict[str, Any]:
@@ -127,97 +191,6 @@ def _provenance(spec: EncoderSpec, cfg: ExtractConfig) -> dict[str, Any]:
         "encoder_info": spec.info,
         "config": cfg.to_dict(),
     }
-
-
-@dataclass
-class _Run:
-    """One extraction's computing part: load, pipeline, and the sink that writes the store."""
-
-    spec: EncoderSpec
-    cfg: ExtractConfig
-    device: str
-    dtype: str
-    manifest: Manifest
-    plan: Plan
-    writer: StoreWriter
-    result: ExtractResult
-    partial: Partial = field(default_factory=dict)
-    durations: dict[int, float] = field(default_factory=dict)
-    layer_names: list[str] = field(default_factory=list)
-    on_progress: Callable[[int, float], None] | None = None
-    bar: ProgressBar = field(default_factory=lambda: ProgressBar(0, enabled=False, label=""))
-
-    def go(self, progress: Any, on_progress: Callable[[int, float], None] | None) -> None:
-        cfg, todo = self.cfg, self.plan.todo
-        with ThreadPoolExecutor(1, thread_name_prefix="sslstack-load") as pool:
-            # the weights load while the files' durations are read
-            loading = pool.submit(
-                self.spec.load, device=self.device, dtype=self.dtype, layers=cfg.layers
-            )
-            paths = self.manifest.frame["path"].tolist()
-            durations = {r: audio_duration(paths[r]) for r in todo}
-            if cfg.max_seconds is not None:
-                durations = {r: min(d, cfg.max_seconds) for r, d in durations.items()}
-            encoder = loading.result()
-        self.durations = durations
-        self.on_progress = on_progress
-        order = sorted(todo, key=lambda r: durations[r])
-        self.result.model_loaded = True
-        self.layer_names = list(encoder.layer_names)
-        longest = cfg.window if cfg.window is not None else max(durations.values())
-        seconds = resolve_batch_seconds(
-            cfg.batch_seconds, self.device, encoder, self.spec.sample_rate, longest
-        )
-        self.result.batch_seconds = seconds
-        budget = BatchBudget(seconds)
-        label = f"extract {self.spec.model.split('/')[-1]}"
-        console = None if isinstance(progress, bool) else progress
-        self.bar = ProgressBar(len(todo), enabled=bool(progress), label=label, console=console)
-        events = decode_events(self.manifest, order, cfg, self.spec.sample_rate)
-        stream = batches(events, budget, self.spec.sample_rate)
-        try:
-            with self.bar:
-                self.result.forward_seconds = run_pipeline(
-                    encoder, stream, cfg.pools, self._sink, budget, threaded=cfg.workers > 0
-                )
-        except KeyboardInterrupt:
-            self.result.interrupted = True
-            raise
-
-    def _sink(self, batch: Batch, outs: list[dict[str, np.ndarray]]) -> None:
-        """Write one encoded batch (runs in the pipeline's writer thread, batches in order)."""
-        ids, hashes, res = self.manifest.ids, self.plan.hashes, self.result
-        for u, out in zip(batch.units, outs, strict=True):
-            self.partial.setdefault(u.row, []).append((u.start, out))
-        for r, _ in batch.fails:  # windows of a file that failed midway are dropped
-            self.partial.pop(r, None)
-        finished = [r for r in batch.done if r in self.partial]
-        items = assemble(
-            self.partial,
-            finished,
-            ids,
-            hashes,
-            self.durations,
-            self.cfg.pools,
-            self.cfg.window is not None,
-        )
-        stop = self.cfg.on_error == "stop" and bool(batch.fails)
-        failures = [] if stop else [(ids[r], hashes[ids[r]], str(e)) for r, e in batch.fails]
-        self.writer.write(items, self.layer_names, failures)
-        res.computed += len(items)
-        res.failed += [{"id": i, "error": e} for i, _, e in failures]
-        audio = sum(self.durations[r] for r in finished)
-        res.audio_seconds += audio
-        self.bar.advance(len(finished) + len(batch.fails), audio)
-        if self.on_progress:
-            self.on_progress(res.computed, res.audio_seconds)
-        if stop:
-            row, err = batch.fails[0]
-            raise AudioError(
-                f"{err} (line {self.manifest.line_of(ids[row]) or '?'} of the manifest); "
-                f"{res.computed} item(s) extracted before it are kept; fix or remove "
-                "the file, or rerun with --on-error skip"
-            )
 
 
 __all__ = ["ExtractConfig", "ExtractResult", "extract"]
