@@ -47,6 +47,7 @@ FORMATS = ("PNG", "JPEG", "MPO", "WEBP", "BMP", "TIFF")  # MPO: multi-picture JP
 MAX_PIXELS = 89_478_485  # Pillow's own default limit (about 0.25 GiB of 24-bit RGB)
 TTA_VIEWS = {"none": 1, "flip": 2, "five-crop": 5, "ten-crop": 10}
 BACKGROUND = (255, 255, 255)  # what transparent pixels become
+CROP_PCT = 0.875  # views: the crop is this share of the resized shorter side (ImageNet's 224/256)
 
 
 class ImageError(AudioError):
@@ -165,6 +166,12 @@ def check_tta(tta: str) -> str:
     if tta not in TTA_VIEWS:
         raise ConfigError(f"--tta {tta}: choose {', '.join(TTA_VIEWS)}")
     return tta
+
+
+def resize_for(size: int) -> int:
+    """The shorter side an image is resized to before its ``size`` crops: ``size / 0.875``
+    (ImageNet's 256 for 224), the same rule for every image encoder."""
+    return round(size / CROP_PCT)
 
 
 def resize_shorter(img: np.ndarray, shorter: int) -> np.ndarray:

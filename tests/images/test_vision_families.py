@@ -12,9 +12,9 @@ import torch
 import transformers as tf
 
 from sslstack.errors import EncoderError
-from sslstack.extract.vision import resolve_transformers
+from sslstack.extract.resolve import resolve_encoder
 from sslstack.extract.vision_families import get_vision_family, vision_names
-from sslstack.images import make_views
+from sslstack.images import make_views, resize_for
 
 from .tiny_vision import FAMILIES, make_tiny_vision
 
@@ -44,31 +44,32 @@ def _reference(folder: Path, family: str, view: np.ndarray, info: dict) -> dict[
     if info["final"]:
         hs.append(out.last_hidden_state[0].numpy().astype(np.float64))
     width = max(info["layer_dims"])
-    pools: dict[str, list[np.ndarray]] = {"mean": [], "std": [], "max": [], "cls": []}
+    rows: list[np.ndarray] = []  # (tokens, D) per stored layer, in the stored order
     for h in hs:
-        if fam.layout == "maps":
-            tokens, cls = h.reshape(h.shape[0], -1).T, None
-        else:
-            p = info["prefix"]
-            tokens, cls = h[p:], (h[0] if p else None)
-        vals = {"mean": tokens.mean(0), "std": tokens.std(0), "max": tokens.max(0), "cls": cls}
-        for k, v in vals.items():
-            if v is not None:
-                pools[k].append(np.pad(v, (0, width - len(v))))
-    return {k: np.stack(v) for k, v in pools.items() if v}
+        rows.append(h.reshape(h.shape[0], -1).T if fam.layout == "maps" else h[info["prefix"] :])
+    if info["has_cls"]:
+        rows += [h[:1] for h in hs]
+    pools = {"mean": [], "std": [], "max": []}
+    for t in rows:
+        for k, v in (("mean", t.mean(0)), ("std", t.std(0)), ("max", t.max(0))):
+            pools[k].append(np.pad(v, (0, width - len(v))))
+    return {k: np.stack(v) for k, v in pools.items()}
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_tiny_family_equals_reference_forward(root: Path, family: str) -> None:
     folder = make_tiny_vision(family, root)
-    spec = resolve_transformers(str(folder))
-    assert spec.family == family and spec.info["input"] == "image"
+    spec = resolve_encoder(str(folder))
+    assert spec.family == family and spec.input_kind == "image"
     info = spec.info
+    assert spec.sample_rate == info["image_size"] and info["resize"] == resize_for(spec.sample_rate)
     enc = spec.load()
-    pools = ["mean", "std", "max"] + (["cls"] if info["has_cls"] else [])
+    pools = ["mean", "std", "max"]
     views = [make_views(im, info["image_size"], info["resize"])[0] for im in IMAGES]
     got = enc.encode(views, pools)  # one batch of three views
     assert enc.layer_names == info["layers"]
+    n_hidden = len([n for n in info["layers"] if not n.startswith("cls")])
+    assert info["has_cls"] == (len(info["layers"]) == 2 * n_hidden)
     for view, out in zip(views, got, strict=True):
         ref = _reference(folder, family, view, info)
         for p in pools:
@@ -80,28 +81,35 @@ def test_tiny_family_equals_reference_forward(root: Path, family: str) -> None:
         np.testing.assert_allclose(alone[p], got[1][p], rtol=1e-5, atol=1e-5)
 
 
+def test_cls_layers_are_the_cls_token(root: Path) -> None:
+    folder = make_tiny_vision("deit", root)
+    spec = resolve_encoder(str(folder))
+    assert spec.info["layers"] == ["0", "1", "2", "final", "cls0", "cls1", "cls2", "clsfinal"]
+    view = make_views(IMAGES[0], 32, 37)[0]
+    out = spec.load().encode([view], ["mean", "max", "std"])[0]
+    np.testing.assert_array_equal(out["mean"][4:], out["max"][4:])  # one token: mean = max
+    assert (out["std"][4:] == 0).all()
+
+
 def test_layer_choice_and_geometry(root: Path) -> None:
-    spec = resolve_transformers(str(make_tiny_vision("convnext", root)))
-    assert (spec.info["image_size"], spec.info["resize"]) == (32, 37)  # crop_pct 0.875
+    spec = resolve_encoder(str(make_tiny_vision("convnext", root)))
+    assert (spec.info["image_size"], spec.info["resize"]) == (32, 37)
     assert spec.info["layer_dims"] == [8, 8, 12, 16, 24]
     enc = spec.load(layers=[0, 4])
-    out = enc.encode([make_views(IMAGES[0], 32, 37)[0]], ["mean"])[0]["mean"]
-    full = spec.load().encode([make_views(IMAGES[0], 32, 37)[0]], ["mean"])[0]["mean"]
+    view = make_views(IMAGES[0], 32, 37)[0]
+    out = enc.encode([view], ["mean"])[0]["mean"]
+    full = spec.load().encode([view], ["mean"])[0]["mean"]
     assert enc.layer_names == ["0", "4"] and out.shape == (2, 24)
     np.testing.assert_allclose(out, full[[0, 4]], rtol=1e-6, atol=1e-6)
     assert (out[0, 8:] == 0).all()  # an 8-wide stem is zero-padded to 24
-    vit = resolve_transformers(str(make_tiny_vision("vit", root))).info
-    assert (vit["image_size"], vit["resize"], vit["pixel_mean"]) == (32, 32, [0.5] * 3)
-    deit = resolve_transformers(str(make_tiny_vision("deit", root))).info
-    assert (deit["image_size"], deit["resize"], deit["prefix"]) == (32, 36, 2)
+    vit = resolve_encoder(str(make_tiny_vision("vit", root))).info
+    assert (vit["image_size"], vit["pixel_mean"], vit["prefix"]) == (32, [0.5] * 3, 1)
+    assert resolve_encoder(str(make_tiny_vision("deit", root))).info["prefix"] == 2
+    resnet = resolve_encoder(str(make_tiny_vision("resnet", root))).info
+    assert (resnet["image_size"], resnet["resize"]) == (224, 256)  # no processor file
 
 
-def test_cls_refused_where_there_is_none(root: Path) -> None:
-    spec = resolve_transformers(str(make_tiny_vision("resnet", root)))
-    assert (spec.info["image_size"], spec.info["resize"]) == (224, 256)  # no processor file
-    enc = spec.load()
-    view = make_views(IMAGES[0], 224, 256)[0]
-    with pytest.raises(
-        EncoderError, match="--pool mean,cls: cls is not available .* mean, std, max"
-    ):
-        enc.encode([view], ["mean", "cls"])
+def test_views_of_the_wrong_size_are_refused(root: Path) -> None:
+    enc = resolve_encoder(str(make_tiny_vision("vit", root))).load()
+    with pytest.raises(EncoderError, match=r"views must be 32x32 RGB, got \(16, 16, 3\)"):
+        enc.encode([np.zeros((16, 16, 3), np.uint8)], ["mean"])

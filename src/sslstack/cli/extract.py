@@ -39,6 +39,9 @@ def extract_cmd(
     hop: Annotated[float | None, typer.Option(help="Hop between windows in seconds.")] = None,
     max_seconds: Annotated[float | None, typer.Option(help="Crop clips to S seconds.")] = None,
     crop: Annotated[str, typer.Option(help="Where to crop: start or center.")] = "start",
+    tta: Annotated[
+        str, typer.Option(help="Image views: none, flip, five-crop or ten-crop (mean, max).")
+    ] = "none",
     revision: Annotated[
         str | None, typer.Option(help="Hub revision (branch, tag or commit).")
     ] = None,
@@ -87,6 +90,7 @@ def extract_cmd(
         hop=hop,
         max_seconds=max_seconds,
         crop=crop,
+        tta=tta,
         revision=revision,
         dtype=dtype,
         storage=storage,

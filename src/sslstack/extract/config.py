@@ -32,6 +32,7 @@ class ExtractConfig:
     hop: float | None = None
     max_seconds: float | None = None
     crop: str = "start"
+    tta: str = "none"
     dtype: str = "auto"
     storage: str = "float16"
     batch_seconds: float | str = "auto"
@@ -103,6 +104,7 @@ def validate_config(cfg: ExtractConfig) -> ExtractConfig:
     _check_choice("--dtype", cfg.dtype, ("auto", "fp32", "bf16"))
     _check_choice("--storage", cfg.storage, ("float16", "float32"))
     _check_choice("--on-error", cfg.on_error, ("stop", "skip"))
+    _check_choice("--tta", cfg.tta, ("none", "flip", "five-crop", "ten-crop"))
     batch = _batch_seconds(cfg.batch_seconds)
     if cfg.device not in ("auto", "cpu", "cuda") and not cfg.device.startswith("cuda:"):
         raise ConfigError(f"--device {cfg.device}: choose auto, cpu or cuda")
@@ -166,7 +168,7 @@ def store_key(spec: EncoderSpec, cfg: ExtractConfig, dtype: str) -> StoreKey:
     longer than one chunk)."""
     from ..sources import Settings, get_source
 
-    settings = Settings(window=cfg.window, hop=cfg.hop, max_seconds=cfg.max_seconds, crop=cfg.crop)
+    settings = Settings(cfg.window, cfg.hop, cfg.max_seconds, cfg.crop, cfg.tta)
     fields = get_source(spec.input_kind).key_fields(spec.sample_rate, settings)
     return StoreKey(
         model=spec.model,

@@ -4,8 +4,9 @@
 :func:`resolve_transformers` is what ``--model`` does for a hub id or a local folder: it reads
 ``config.json`` and sends a vision ``model_type`` (:mod:`.vision_families`) here and anything
 else to the audio resolver. A vision spec's info holds what the image source and the loaded
-encoder need: the view size and the resize before the centre crop, the pixel normalization (from
-``preprocessor_config.json`` when there is one, else ImageNet's), and each layer's name and width.
+encoder need: the view size (the shorter side is resized to size / 0.875 before the centre
+crop, for every image encoder), the pixel normalization (from ``preprocessor_config.json`` when
+there is one, else ImageNet's), and each layer's name and width.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EncoderError
+from ..images import resize_for
 from .base import EncoderSpec
 from .hf_resolve import _fingerprint, _read_json, _snapshot, _weight_files, resolve_hf
 from .vision_families import VisionFamily, get_vision_family, is_vision
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-CROP_PCT = 0.875  # ImageNet's resize-then-crop ratio (256 -> 224), when the processor names none
 
 
 def resolve_transformers(
@@ -55,10 +56,12 @@ def resolve_transformers(
     return EncoderSpec(
         model_id,
         rev or _fingerprint(folder, weights),
-        0,
+        int(info["image_size"]),  # an image encoder's "rate": its view size in pixels
         family.model_type,
         _load,
         info,
+        input_kind="image",
+        stream_seconds=None,
     )
 
 
@@ -98,6 +101,8 @@ def layer_table(family: VisionFamily, cfg: dict[str, Any]) -> tuple[list[str], l
     names = [str(i) for i in range(len(dims))]
     if family.final(_Cfg(c)):
         names, dims = names + ["final"], dims + [dims[-1]]
+    if family.has_cls(_Cfg(c)):
+        names, dims = names + [f"cls{n}" for n in names], dims + dims
     return names, dims
 
 
@@ -119,38 +124,25 @@ def _side(v: Any) -> int | None:
     return None
 
 
-def view_geometry(cfg: dict[str, Any], proc: dict[str, Any]) -> tuple[int, int]:
-    """(view size, shorter side before the centre crop), as the model's processor does it.
-
-    The size is the processor's crop size, else its size, else ``config.image_size``, else 224.
-    The shorter side is ``size / crop_pct`` when the processor names a crop ratio (ConvNeXt), its
-    ``shortest_edge`` when it crops (DINOv2, CLIP), the size itself when it only resizes (ViT:
-    the centre square), and ``size / 0.875`` when there is no processor file.
-    """
-    crops = bool(proc.get("do_center_crop", True))
-    crop = _side(proc.get("crop_size")) if crops else None
-    resize = _side(proc.get("size"))
-    size = crop or resize or _side(_tower(cfg).get("image_size")) or 224
-    if proc.get("crop_pct"):
-        return size, round(size / float(proc["crop_pct"]))
-    if crop and resize and resize >= size:
-        return size, resize
-    if proc:
-        return size, size
-    return size, round(size / CROP_PCT)
+def view_size(cfg: dict[str, Any], proc: dict[str, Any]) -> int:
+    """The model's input size: its processor's crop size, else its size, else
+    ``config.image_size``, else 224. (Every image encoder's views are cut the same way, see
+    :func:`sslstack.images.resize_for`; the processor's own resize rule is not copied.)"""
+    crop = _side(proc.get("crop_size")) if proc.get("do_center_crop", True) else None
+    return crop or _side(proc.get("size")) or _side(_tower(cfg).get("image_size")) or 224
 
 
 def vision_info(family: VisionFamily, cfg: dict[str, Any], proc: dict[str, Any]) -> dict[str, Any]:
     """A vision spec's info (no weights): geometry, normalization, layers."""
     names, dims = layer_table(family, cfg)
-    size, resize = view_geometry(cfg, proc)
+    size = view_size(cfg, proc)
     c = _Cfg(_tower(cfg))
     return {
         "input": "image",
         "model_type": family.model_type,
         "layout": family.layout,
         "image_size": size,
-        "resize": resize,
+        "resize": resize_for(size),
         "pixel_mean": list(proc.get("image_mean") or IMAGENET_MEAN),
         "pixel_std": list(proc.get("image_std") or IMAGENET_STD),
         "prefix": family.prefix(c) if family.layout == "tokens" else 0,
@@ -160,8 +152,9 @@ def vision_info(family: VisionFamily, cfg: dict[str, Any], proc: dict[str, Any])
         "layer_dims": dims,
         "n_hidden": len(names),
         "layer_semantics": (
-            "layer i = hidden_states[i] (0: the embedding/stem output; i: transformer layer or "
-            "CNN stage i); 'final' = the normalized last_hidden_state; widths are zero-padded "
+            "layer i = hidden_states[i] pooled over patch tokens or positions (0: the embedding "
+            "or stem output; i: transformer layer or CNN stage i); 'final' = the normalized "
+            "last_hidden_state; 'cls<i>' = the CLS token of layer i; widths are zero-padded "
             "to the widest layer (layer_dims gives each true width)"
         ),
         "dtypes": ["fp32", "bf16"],

@@ -11,7 +11,8 @@ parametrization (``tests/images/test_vision_families.py``).
 
 Pooling per layer (on the device, one forward): ``mean``, ``std`` and ``max`` over the patch
 tokens (CLS and distillation tokens excluded) or over a feature map's positions (global average
-and global max); ``cls``: the CLS token, for families that have one.
+and global max). Families with a CLS token also store it, for every hidden state, as layers
+``cls0``, ``cls1``, ... (``clsfinal`` after the final norm).
 """
 
 from __future__ import annotations

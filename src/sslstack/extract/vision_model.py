@@ -4,9 +4,11 @@
 Its items are *views*: ``(S, S, 3) uint8`` RGB crops at the encoder's size ``S`` (made by
 :func:`sslstack.images.make_views`). :meth:`~ViewEncoder.prepare` normalizes them on the host;
 :meth:`~ViewEncoder.forward` runs one forward on the device that returns every layer, and pools
-each layer there: ``mean`` / ``std`` / ``max`` over patch tokens or feature-map positions,
-``cls`` the class token. Layers of different widths (CNN stages) are zero-padded on the right
-to the widest (``layer_dims`` in the provenance gives each layer's true width). All views of an
+each layer there into the statistics the engine pools (``mean`` / ``std`` / ``max`` over patch
+tokens or feature-map positions). A family with a CLS token gives it as layers of their own,
+``cls<i>`` (a layer of one token, so its ``mean`` and ``max`` are the token itself). Layers of
+different widths (CNN stages) are zero-padded on the right to the widest (``layer_dims`` in the
+provenance gives each layer's true width). All views of an
 encoder have one size, so batches have no padding and an item's vectors never depend on which
 other items share its forward.
 
@@ -22,60 +24,29 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..errors import EncoderError
 from .base import Encoder, EncoderSpec, select_layers
-from .pooling import Pooled
+from .pooling import Pooled, Stats
 from .vision_families import VisionFamily, get_vision_family
 
-IMAGE_POOLS = ("mean", "std", "max", "cls")
 
-# (tokens (B, T, D), CLS token (B, D) or None) for one layer
-Layer = tuple[torch.Tensor, torch.Tensor | None]
-
-
-def check_image_pools(pools: Sequence[str], has_cls: bool, model: str) -> None:
-    """Refuse a pooling an image encoder cannot give, in one line."""
-    ok = [p for p in IMAGE_POOLS if has_cls or p != "cls"]
-    bad = [p for p in pools if p not in ok]
-    if bad:
-        raise EncoderError(
-            f"--pool {','.join(pools)}: {', '.join(bad)} is not available for {model} "
-            f"(it gives {', '.join(ok)})"
-        )
-
-
-def pool_layers(layers: Sequence[Layer], pools: Sequence[str], width: int) -> dict[str, Any]:
-    """``{pool: (B, L, width) float32}``: each layer pooled over its tokens, zero-padded."""
-    out: dict[str, list[torch.Tensor]] = {p: [] for p in pools}
-    for tokens, cls in layers:
+def layer_stats(layers: Sequence[torch.Tensor], width: int) -> Stats:
+    """Statistics of each layer's tokens (``(B, T_l, D_l)``) over its tokens, as ``(B, L,
+    width)`` tensors: widths zero-padded on the right, every token counted."""
+    counts, means, m2s, maxs = [], [], [], []
+    for tokens in layers:
         t = tokens.float()
-        for p in pools:
-            if p == "mean":
-                v = t.mean(dim=1)
-            elif p == "std":
-                v = t.var(dim=1, unbiased=False).clamp_min(0).sqrt()
-            elif p == "max":
-                v = t.amax(dim=1)
-            else:
-                if cls is None:  # pragma: no cover (check_image_pools refuses it first)
-                    raise EncoderError("--pool cls: this encoder has no class token")
-                v = cls.float()
-            out[p].append(torch.nn.functional.pad(v, (0, width - v.shape[-1])))
-    return {p: torch.stack(vs, dim=1) for p, vs in out.items()}
-
-
-def pooled(arrays: dict[str, torch.Tensor], n: int, device: str) -> Pooled:
-    """Pooled vectors, copied to the host without waiting on CUDA (as audio encoders do)."""
-    if not device.startswith("cuda"):
-        return Pooled(arrays, n=n)
-    host = {}
-    for p, t in arrays.items():
-        host[p] = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
-        host[p].copy_(t, non_blocking=True)
-    event = torch.cuda.Event()
-    event.record()
-    return Pooled(host, event, n)
+        mean = t.mean(dim=1)
+        pad = (0, width - t.shape[-1])
+        counts.append(torch.full_like(mean[:, :1], float(t.shape[1])))
+        means.append(F.pad(mean, pad))
+        m2s.append(F.pad(((t - mean.unsqueeze(1)) ** 2).sum(dim=1), pad))
+        maxs.append(F.pad(t.amax(dim=1), pad))
+    return Stats(
+        torch.stack(counts, 1), torch.stack(means, 1), torch.stack(m2s, 1), torch.stack(maxs, 1)
+    )
 
 
 class ViewEncoder(Encoder):
@@ -94,16 +65,11 @@ class ViewEncoder(Encoder):
     model_name: str = "?"
 
     @abstractmethod
-    def layers(self, x: torch.Tensor) -> list[Layer]:
-        """Every kept layer of a normalized ``(B, 3, S, S)`` batch, as (tokens, CLS token)."""
+    def layers(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every kept layer of a normalized ``(B, 3, S, S)`` batch, as tokens ``(B, T, D)``."""
 
     def prepare(self, waves: Sequence[np.ndarray]) -> torch.Tensor:
-        views = np.stack([np.asarray(v, dtype=np.uint8) for v in waves])
-        s = self.image_size
-        if views.shape[1:] != (s, s, 3):
-            raise EncoderError(
-                f"{self.model_name}: views must be {s}x{s} RGB, got {views.shape[1:]}"
-            )
+        views = np.stack([self._view(v) for v in waves])
         x = torch.from_numpy(views).permute(0, 3, 1, 2).float().div_(255.0)
         mean = torch.tensor(self.pixel_mean).view(1, 3, 1, 1)
         std = torch.tensor(self.pixel_std).view(1, 3, 1, 1)
@@ -111,15 +77,14 @@ class ViewEncoder(Encoder):
         return x.pin_memory() if self.device.startswith("cuda") else x
 
     def forward(self, prepared: torch.Tensor, pools: Sequence[str]) -> Pooled:
-        check_image_pools(pools, self.has_cls, self.model_name)
         x = prepared.to(self.device, non_blocking=True)
         bf16 = self.dtype == "bf16"
         with (
             torch.inference_mode(),
             torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16),
         ):
-            arrays = pool_layers(self.layers(x), pools, max(self.layer_dims))
-        return pooled(arrays, int(x.shape[0]), self.device)
+            stats = layer_stats(self.layers(x), max(self.layer_dims))
+        return Pooled.from_stats(stats, pools, self.device)
 
     def encode(
         self, waves: Sequence[np.ndarray], pools: Sequence[str]
@@ -128,12 +93,21 @@ class ViewEncoder(Encoder):
             return []
         return self.forward(self.prepare(waves), pools).get()
 
+    def _view(self, v: np.ndarray) -> np.ndarray:
+        s = self.image_size
+        if v.ndim == 1:  # the engine's batch-size trial sends waveforms: one grey view each
+            return np.full((s, s, 3), 128, np.uint8)
+        if v.shape != (s, s, 3):
+            raise EncoderError(f"{self.model_name}: views must be {s}x{s} RGB, got {v.shape}")
+        return np.asarray(v, dtype=np.uint8)
 
-def as_layer(h: torch.Tensor, layout: str, prefix: int) -> Layer:
-    """One hidden state as (patch tokens, CLS token): maps are flattened to positions."""
+
+def tokens_of(h: torch.Tensor, layout: str, prefix: int) -> torch.Tensor:
+    """One hidden state's patch tokens ``(B, T, D)``: a feature map's positions, or the tokens
+    after the ``prefix`` CLS/distillation tokens."""
     if layout == "maps":
-        return h.flatten(2).transpose(1, 2), None
-    return h[:, prefix:], (h[:, 0] if prefix > 0 else None)
+        return h.flatten(2).transpose(1, 2)
+    return h[:, prefix:]
 
 
 class HFVisionEncoder(ViewEncoder):
@@ -164,13 +138,15 @@ class HFVisionEncoder(ViewEncoder):
         self.layer_names = [names[i] for i in self.keep]
         self.layer_dims = [dims[i] for i in self.keep]
 
-    def layers(self, x: torch.Tensor) -> list[Layer]:
+    def layers(self, x: torch.Tensor) -> list[torch.Tensor]:
         out = self.model(pixel_values=x, output_hidden_states=True)
         hs = list(out.hidden_states)
         if self.final:
             hs.append(out.last_hidden_state)
-        layout = self.family.layout
-        return [as_layer(hs[i], layout, self.prefix) for i in self.keep]
+        every = [tokens_of(h, self.family.layout, self.prefix) for h in hs]
+        if self.has_cls:  # the CLS token of each hidden state: a layer of one token
+            every += [h[:, :1] for h in hs]
+        return [every[i] for i in self.keep]
 
 
 def load_vision(

