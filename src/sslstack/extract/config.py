@@ -92,6 +92,10 @@ def _check_choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
 
 def validate_config(cfg: ExtractConfig) -> ExtractConfig:
     """Check every setting and return the normalized config (sorted layers, hop = window)."""
+    from ..sources.image import views_from_key  # an image store's key read back (predict)
+
+    crop, window, hop, tta = views_from_key(cfg.crop, cfg.window, cfg.hop, cfg.tta)
+    cfg = replace(cfg, crop=crop, window=window, hop=hop, tta=tta)
     pools = check_pools(cfg.pools)
     if cfg.hop is not None and cfg.window is None:
         raise ConfigError("--hop needs --window")

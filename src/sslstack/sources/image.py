@@ -36,6 +36,17 @@ def _check(settings: Settings) -> None:
             )
 
 
+def views_from_key(
+    crop: str, window: float | None, hop: float | None, tta: str
+) -> tuple[str, float | None, float | None, str]:
+    """Settings read back from an image store's key (what ``predict`` passes to ``extract``)
+    as the ``--tta`` that made them: ``(crop, window, hop, tta)``; other settings unchanged."""
+    named = {v: k for k, v in TTA_CROP.items() if k != "none"}
+    if crop in named and window == float(TTA_VIEWS[named[crop]]) and hop in (None, 1.0):
+        return "center", None, None, named[crop]
+    return crop, window, hop, tta
+
+
 class ImageSource(Source):
     kind = "image"
     extensions = IMAGE_EXTENSIONS
@@ -61,11 +72,16 @@ class ImageSource(Source):
             yield float(i), view
 
     def key_fields(self, rate: int, settings: Settings) -> dict[str, Any]:
+        """The view size (as ``sample_rate``) and the views: with ``--tta`` the key's
+        ``window`` is the number of views per item and ``hop`` 1, so the store holds them as
+        windows (``read_windows``: one row per view, ``start`` = its index) and the
+        ``<pool>_wmax`` poolings."""
         _check(settings)
+        views = TTA_VIEWS[settings.tta]
         return {
             "sample_rate": rate,
-            "window": None,
-            "hop": None,
+            "window": float(views) if views > 1 else None,
+            "hop": 1.0 if views > 1 else None,
             "max_seconds": None,
             "crop": TTA_CROP[settings.tta],
         }
