@@ -4,8 +4,9 @@
                                                     # 25x25 crops, 100 faces and 100 non-faces
     python examples/make_image_data.py digits OUT   # scikit-learn's load_digits: 1797 8x8 digits
 
-OUT gets ``img/<name>.png`` and ``manifest.csv`` (path,label,fold): the folds are a stratified
-5-fold split (seed 0), so every run, encoder and the stack share them.
+OUT gets ``img/<name>_<i>.png``, ``train.csv`` (path,label,fold: 80 % of the items, in a
+stratified 5-fold split, seed 0, which every encoder, head and the stack share) and
+``test.csv`` (path,label: the other 20 %, stratified, held out of training for ``predict``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedKFold, train_test_split
 
 
 def _lfw() -> tuple[np.ndarray, list[str]]:
@@ -36,21 +37,26 @@ def _digits() -> tuple[np.ndarray, list[str]]:
 def write(name: str, out: Path) -> Path:
     images, labels = {"lfw": _lfw, "digits": _digits}[name]()
     (out / "img").mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, img in enumerate(images):
+        paths.append(f"img/{name}_{i:04d}.png")
+        Image.fromarray(img, "L").save(out / paths[-1])
+    rows = np.arange(len(labels))
+    train, test = train_test_split(rows, test_size=0.2, stratify=labels, random_state=0)
     folds = np.zeros(len(labels), int)
-    split = StratifiedKFold(5, shuffle=True, random_state=0).split(images, labels)
-    for k, (_, test) in enumerate(split):
-        folds[test] = k
-    rows = []
-    for i, (img, lab) in enumerate(zip(images, labels, strict=True)):
-        path = f"img/{name}_{i:04d}.png"
-        Image.fromarray(img, "L").save(out / path)
-        rows.append({"path": path, "label": lab, "fold": int(folds[i])})
-    manifest = out / "manifest.csv"
-    with manifest.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["path", "label", "fold"])
-        w.writeheader()
+    y = [labels[i] for i in train]
+    for k, (_, part) in enumerate(StratifiedKFold(5, shuffle=True, random_state=0).split(train, y)):
+        folds[train[part]] = k
+    _csv(out / "train.csv", [[paths[i], labels[i], int(folds[i])] for i in sorted(train)])
+    _csv(out / "test.csv", [[paths[i], labels[i]] for i in sorted(test)])
+    return out / "train.csv"
+
+
+def _csv(path: Path, rows: list[list[object]]) -> None:
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label", "fold"][: len(rows[0])])
         w.writerows(rows)
-    return manifest
 
 
 if __name__ == "__main__":

@@ -108,7 +108,8 @@ def extract_cmd(
     if res.reused:
         msg = msg.replace(" cached,", f" cached, {res.reused} reused (same audio, other id),")
     if res.computed:
-        msg += f" ({res.rate:.1f} audio-s/s overall)"
+        unit = "views/s" if manifest.kind == "image" else "audio-s/s"
+        msg += f" ({res.rate:.1f} {unit} overall)"
     console.print(f"[green]done[/] {msg}\nstore: {escape(rel_path(res.store_path))}")
     for f in res.failed[:10]:
         console.print(f"[yellow]failed[/] {escape(f['id'])}: {escape(f['error'])}")
