@@ -113,3 +113,32 @@ def test_views_of_the_wrong_size_are_refused(root: Path) -> None:
     enc = resolve_encoder(str(make_tiny_vision("vit", root))).load()
     with pytest.raises(EncoderError, match=r"views must be 32x32 RGB, got \(16, 16, 3\)"):
         enc.encode([np.zeros((16, 16, 3), np.uint8)], ["mean"])
+
+
+def test_batch_size_trial_waves_become_views(root: Path) -> None:
+    """``--batch-seconds auto`` on CUDA sends 1-D trial waves of k * S samples: k views each."""
+    from sslstack.extract.batching import auto_batch_seconds
+
+    enc = resolve_encoder(str(make_tiny_vision("vit", root))).load()
+    assert enc.prepare([np.zeros(32 * 3, np.float32)]).shape == (3, 3, 32, 32)
+
+    class Mem:
+        def __init__(self) -> None:
+            self.n = 0
+
+        def reset_peak(self) -> None: ...
+
+        def peak(self) -> int:
+            self.n += 1
+            return 1000 * self.n
+
+        def available(self) -> int:
+            return 10_000
+
+    runs: list[int] = []
+
+    def run(waves: list[np.ndarray]) -> None:
+        runs.append(len(enc.prepare(waves)))
+
+    auto_batch_seconds(run, Mem(), 32, 2.0)  # items of 2 views (--tta flip)
+    assert runs == [2, 4]

@@ -69,7 +69,7 @@ class ViewEncoder(Encoder):
         """Every kept layer of a normalized ``(B, 3, S, S)`` batch, as tokens ``(B, T, D)``."""
 
     def prepare(self, waves: Sequence[np.ndarray]) -> torch.Tensor:
-        views = np.stack([self._view(v) for v in waves])
+        views = np.concatenate([self._views(v) for v in waves])
         x = torch.from_numpy(views).permute(0, 3, 1, 2).float().div_(255.0)
         mean = torch.tensor(self.pixel_mean).view(1, 3, 1, 1)
         std = torch.tensor(self.pixel_std).view(1, 3, 1, 1)
@@ -93,13 +93,13 @@ class ViewEncoder(Encoder):
             return []
         return self.forward(self.prepare(waves), pools).get()
 
-    def _view(self, v: np.ndarray) -> np.ndarray:
+    def _views(self, v: np.ndarray) -> np.ndarray:
         s = self.image_size
-        if v.ndim == 1:  # the engine's batch-size trial sends waveforms: one grey view each
-            return np.full((s, s, 3), 128, np.uint8)
+        if v.ndim == 1:  # the engine's batch-size trial (a "wave" of k * S samples): k views
+            return np.full((max(1, len(v) // s), s, s, 3), 128, np.uint8)
         if v.shape != (s, s, 3):
             raise EncoderError(f"{self.model_name}: views must be {s}x{s} RGB, got {v.shape}")
-        return np.asarray(v, dtype=np.uint8)
+        return np.asarray(v, dtype=np.uint8)[None]
 
 
 def tokens_of(h: torch.Tensor, layout: str, prefix: int) -> torch.Tensor:
