@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -89,7 +90,9 @@ def main() -> None:
         rows = []
         for r in range(args.repeats):  # interleaved: the shared machine's load hits both
             t_naive = naive(paths, root / f"naive-{r}")
+            print(f"repeat {r}: naive {t_naive:.1f} s", file=sys.stderr, flush=True)
             t_eng, res = engine(root / "img", root / f"ws-{r}")
+            print(f"repeat {r}: sslstack {t_eng:.1f} s", file=sys.stderr, flush=True)
             assert res["computed"] == args.images
             rows.append({"naive_s": t_naive, "sslstack_s": t_eng})
         best_naive = min(r["naive_s"] for r in rows)

@@ -83,12 +83,10 @@ def load_image(path: str | os.PathLike[str], *, max_pixels: int = MAX_PIXELS) ->
 
     _quiet_pillow_bomb_warning()
     try:
-        im = Image.open(path)
-        with im:
-            _check_header(path, im, max_pixels)
-            im.load()
-            im = ImageOps.exif_transpose(im)
-            return to_rgb(im)
+        with Image.open(path) as opened:
+            _check_header(path, opened, max_pixels)
+            opened.load()
+            return to_rgb(ImageOps.exif_transpose(opened))
     except ImageError:
         raise
     except Image.DecompressionBombError as e:
