@@ -77,6 +77,15 @@ def engine(folder: Path, ws: Path) -> tuple[float, dict]:
     return time.perf_counter() - t0, res.to_dict()
 
 
+def rel_l2(ws: Path, naive_dir: Path) -> float:
+    """Max relative L2 distance of the stored head means (layer 8, float16) from the naive."""
+    from sslstack import load_embeddings
+
+    ids, x = load_embeddings("efficientnet-lite0", 8, "mean", ws)
+    ref = np.stack([np.load(naive_dir / f"{Path(i).stem}.npy") for i in ids])
+    return float((np.linalg.norm(x - ref, axis=1) / np.linalg.norm(ref, axis=1)).max())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=96)
@@ -94,7 +103,8 @@ def main() -> None:
             t_eng, res = engine(root / "img", root / f"ws-{r}")
             print(f"repeat {r}: sslstack {t_eng:.1f} s", file=sys.stderr, flush=True)
             assert res["computed"] == args.images
-            rows.append({"naive_s": t_naive, "sslstack_s": t_eng})
+            dist = rel_l2(root / f"ws-{r}", root / f"naive-{r}")
+            rows.append({"naive_s": t_naive, "sslstack_s": t_eng, "rel_l2_max": dist})
         best_naive = min(r["naive_s"] for r in rows)
         best_eng = min(r["sslstack_s"] for r in rows)
         summary = {
