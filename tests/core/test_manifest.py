@@ -141,3 +141,33 @@ def test_a_manifest_id_column_is_the_item_id(tmp_path: Path) -> None:
 def test_fold_column_is_text_as_written(tmp_path: Path) -> None:
     csv = _csv(tmp_path, "path,label,fold\na.wav,x,1\nb.wav,y,fold2\n")
     assert read_manifest(csv).frame["fold"].tolist() == ["1", "fold2"]
+
+
+def test_symlinked_class_folders_and_files_are_followed(tmp_path: Path) -> None:
+    # data kept elsewhere, linked into the dataset folder: the usual way to reuse a corpus
+    for lab in ("cat", "dog"):
+        (tmp_path / "store" / lab).mkdir(parents=True)
+        sf.write(tmp_path / "store" / lab / "1.wav", tone(0.2), 16000)
+    root = tmp_path / "data"
+    (root / "cat").mkdir(parents=True)
+    sf.write(root / "cat" / "0.wav", tone(0.2), 16000)
+    (root / "cat" / "2.wav").symlink_to(tmp_path / "store" / "cat" / "1.wav")
+    (root / "dog").symlink_to(tmp_path / "store" / "dog", target_is_directory=True)
+    m = read_manifest(root)
+    assert m.ids == ["cat/0.wav", "cat/2.wav", "dog/1.wav"]  # the linked class is not dropped
+    assert m.frame["label"].tolist() == ["cat", "cat", "dog"]
+    assert m.paths[2] == (tmp_path / "store" / "dog" / "1.wav").resolve()
+
+
+def test_symlink_loops_and_broken_links_are_refused_in_one_line(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    (root / "cat").mkdir(parents=True)
+    sf.write(root / "cat" / "0.wav", tone(0.2), 16000)
+    (root / "cat" / "again").symlink_to(root, target_is_directory=True)
+    with pytest.raises(ManifestError, match=r"cat/again: a symbolic link to .*data.*a loop") as e:
+        read_manifest(root)
+    assert "\n" not in str(e.value)
+    (root / "cat" / "again").unlink()
+    (root / "cat" / "gone.wav").symlink_to(tmp_path / "nowhere.wav")
+    with pytest.raises(ManifestError, match=r"cat/gone.wav: a broken symbolic link"):
+        read_manifest(root)

@@ -339,7 +339,7 @@ def test_a_cached_rerun_imports_no_runtime(tmp_path: Path) -> None:
         f"r = extract({wav!r}, 'speech-embedding', workspace={ws!r}); "
         "print(r.cached, r.model_loaded, 'torch' in sys.modules, 'onnxruntime' in sys.modules)"
     )
-    src = str(Path(__file__).resolve().parents[1] / "src")
+    src = str(Path(__file__).resolve().parents[2] / "src")
     env = {**os.environ, "PYTHONPATH": src}
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env

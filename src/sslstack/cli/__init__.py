@@ -10,6 +10,7 @@ start-up (the libraries they call are imported inside the commands), so ``--help
 from __future__ import annotations
 
 import os
+import sys
 from typing import Annotated
 
 import typer
@@ -67,6 +68,9 @@ app.command("blend")(friendly(ensemble.blend_cmd))
 
 def main() -> None:
     """The ``sslstack`` console script."""
+    if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
+        # piped or logged --help would be cut at rich's default of 80 columns
+        os.environ["COLUMNS"] = "200"
     app()
 
 

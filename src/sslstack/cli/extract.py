@@ -66,6 +66,9 @@ def extract_cmd(
         str | None,
         typer.Option(help="Manifest column of the labels \\[default: label, else labels]."),
     ] = None,
+    executor: Annotated[
+        str, typer.Option(help="What runs the encoding: local (this process).")
+    ] = "local",
     trust_remote_code: Annotated[bool, typer.Option(help="Allow the model's own code.")] = False,
     allow_unsafe_weights: Annotated[
         bool, typer.Option(help="Load pickle-based .bin weights when no safetensors exist.")
@@ -98,6 +101,7 @@ def extract_cmd(
         device=device,
         workers=workers,
         on_error=on_error,
+        executor=executor,
         trust_remote_code=trust_remote_code,
         allow_unsafe_weights=allow_unsafe_weights,
     )

@@ -69,7 +69,8 @@ def decode_events(
         return
     size = reading.stream.size if reading.stream else None
     long = [r for r in rows if size is not None and extents[r] * reading.rate > size]
-    whole = [r for r in rows if r not in set(long)]
+    streamed = set(long)
+    whole = [r for r in rows if r not in streamed]
 
     def load(row: int) -> Unit | AudioError:
         try:

@@ -34,10 +34,10 @@ from .config import (
     store_key,
     validate_config,
 )
-from .executors import get_executor
+from .executors import Executor, get_executor
 from .plan import Plan, copy_reused, make_plan
 from .resolve import resolve_encoder
-from .worker import Job, Shard, ShardReport, _part_writer
+from .worker import Job, Shard, ShardReport, part_writer
 
 
 def extract(
@@ -99,26 +99,38 @@ def extract(
         failed=[{"id": i, "error": e} for i, e in plan.known_failed.items()],
     )
     if plan.reuse:
-        with _part_writer(store, "sslstack extract") as writer:
+        with part_writer(store, "sslstack extract") as writer:
             result.reused = copy_reused(store, plan, writer)
     if plan.todo:
         job = Job(cfg, manifest.kind, device, dtype, str(store.path))
         shards = make_shards(manifest, plan, executor.shards)
-        report = ShardReport()
-        bar = _bar(progress, len(plan.todo), spec)
-        try:
-            with bar:
-                executor.run(shards, job, spec, report, _on_batch(bar, report, on_progress))
-        except KeyboardInterrupt:
-            result.interrupted = True
-            raise
-        finally:
-            _add_report(result, report)
-    commit = getattr(store, "commit", None)
-    if commit is not None and (plan.todo or plan.reuse) and hasattr(store, "part_writer"):
-        commit()  # the parts the workers wrote become the store's, once
+        _run_shards(executor, shards, job, spec, result, progress, on_progress)
+    commit = getattr(store, "commit", None)  # a store with part writers commits once, here
+    if commit is not None and hasattr(store, "part_writer") and (plan.todo or plan.reuse):
+        commit()
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _run_shards(
+    executor: Executor,
+    shards: list[Shard],
+    job: Job,
+    spec: EncoderSpec,
+    result: ExtractResult,
+    progress: Any,
+    on_progress: Callable[[int, float], None] | None,
+) -> None:
+    report = ShardReport()
+    bar = _bar(progress, sum(map(len, shards)), spec)
+    try:
+        with bar:
+            executor.run(shards, job, spec, report, _on_batch(bar, report, on_progress))
+    except KeyboardInterrupt:
+        result.interrupted = True
+        raise
+    finally:
+        _add_report(result, report)
 
 
 def check_kind(spec: EncoderSpec, manifest: Manifest) -> None:
@@ -161,6 +173,7 @@ def _on_batch(
     bar: ProgressBar, report: ShardReport, on_progress: Callable[[int, float], None] | None
 ) -> Callable[[int, float], None]:
     def on_batch(items: int, extent: float) -> None:
+        bar.total_amount = report.extent_total or None  # the ETA follows the extent left
         bar.advance(items, extent)
         if on_progress:
             on_progress(report.computed, report.extent)

@@ -62,7 +62,8 @@ class ShardReport:
 
     computed: int = 0
     failed: list[dict[str, str]] = field(default_factory=list)
-    extent: float = 0.0  # seconds of audio (the source's unit)
+    extent: float = 0.0  # seconds of audio (the source's unit) encoded
+    extent_total: float = 0.0  # of the shards begun
     forward_seconds: float = 0.0
     batch_seconds: float | None = None
     model_loaded: bool = False
@@ -123,8 +124,9 @@ def encode_shard(
     else:
         extents = shard.extents or measure_extents(spec, job, shard)
     report.model_loaded = True
+    report.extent_total += sum(extents)
     store = Store(Path(job.store_path))
-    with _part_writer(store, job.command) as writer:
+    with part_writer(store, job.command) as writer:
         _ShardRun(shard, job, spec, encoder, extents, writer, report, on_batch).go()
     return report
 
@@ -136,7 +138,7 @@ def measure_extents(spec: EncoderSpec, job: Job, shard: Shard) -> tuple[float, .
 
 
 @contextlib.contextmanager
-def _part_writer(store: Any, command: str) -> Iterator[Any]:
+def part_writer(store: Any, command: str) -> Iterator[Any]:
     """A writer of parts: the store's lock-free part writer where it has one (committed once by
     the driver), else its writer (which commits on exit)."""
     make = getattr(store, "part_writer", None) or store.writer

@@ -52,7 +52,7 @@ def scan_folder(root: Path, sources: list[Source]) -> tuple[list[Path], Source |
 
 
 def _mixed(files: list[Path], sources: list[Source]) -> str:
-    examples = {}
+    examples: dict[str, str] = {}
     for f in files:
         for s in sources:
             if s.claims(f):
