@@ -79,7 +79,7 @@ class EfficientNetLite(_CNNEncoder):
 
     def __init__(self, net: nn.Module, spec: EncoderSpec, **kw: Any) -> None:
         super().__init__(spec, **kw)
-        self.net = net.to(self.device).eval()
+        self.net: Any = net.to(self.device).eval()  # the package's EfficientNet (untyped)
         ends, n = [], 0
         for k in _stage_sizes(net):
             n += k
@@ -128,7 +128,7 @@ class InvertedResidual(nn.Module):
         super().__init__()
         hidden = cin * expand
         self.use_res = stride == 1 and cin == cout
-        layers = [_cbr(cin, hidden, 1)] if expand != 1 else []
+        layers: list[nn.Module] = [_cbr(cin, hidden, 1)] if expand != 1 else []
         layers += [_cbr(hidden, hidden, 3, stride, hidden), nn.Conv2d(hidden, cout, 1, bias=False)]
         self.conv = nn.Sequential(*layers, nn.BatchNorm2d(cout))
 

@@ -23,6 +23,7 @@ licence is printed on first load and kept in the provenance.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -139,7 +140,7 @@ def _eff_spec(name: str) -> EncoderSpec:
 
 
 for _n in EFF_SIZES:
-    register_builtin(_n)(lambda n=_n: _eff_spec(n))
+    register_builtin(_n)(functools.partial(_eff_spec, _n))
 
 
 @register_builtin("mobilenet-v2")
