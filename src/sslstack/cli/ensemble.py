@@ -176,13 +176,16 @@ def report_cmd(
     out: Annotated[str, typer.Option(help="HTML file to write.")] = "report.html",
     run: Annotated[str | None, typer.Option(help="Run shown in detail.")] = None,
     metric: MetricOpt = None,
+    data: Annotated[
+        str | None, typer.Option(help="The image manifest: show misclassified thumbnails.")
+    ] = None,
     workspace: WorkspaceOpt = None,
     json: JsonOpt = False,
 ) -> None:
     """Write one self-contained HTML report of the workspace's runs."""
     from ..ensemble.report import report
 
-    res = report(workspace, out=out, run=run, metric=metric)
+    res = report(workspace, out=out, run=run, metric=metric, data=data)
     console.print(
         f"[green]wrote[/] {escape(str(res['out']))}: {res['runs']} runs, {res['plots']} plots"
     )

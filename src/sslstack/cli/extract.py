@@ -45,6 +45,9 @@ def extract_cmd(
     hop: Annotated[float | None, typer.Option(help="Hop between windows in seconds.")] = None,
     max_seconds: Annotated[float | None, typer.Option(help="Crop clips to S seconds.")] = None,
     crop: Annotated[str, typer.Option(help="Where to crop: start or center.")] = "start",
+    tta: Annotated[
+        str, typer.Option(help="Image views: none, flip, five-crop or ten-crop (mean, max).")
+    ] = "none",
     revision: Annotated[
         str | None, typer.Option(help="Hub revision (branch, tag or commit).")
     ] = None,
@@ -124,6 +127,7 @@ def extract_cmd(
         hop=hop,
         max_seconds=max_seconds,
         crop=crop,
+        tta=tta,
         revision=revision,
         dtype=dtype,
         storage=storage,
@@ -145,7 +149,8 @@ def extract_cmd(
     if res.reused:
         msg = msg.replace(" cached,", f" cached, {res.reused} reused (same audio, other id),")
     if res.computed:
-        msg += f" ({res.rate:.1f} audio-s/s overall)"
+        unit = "views/s" if manifest.kind == "image" else "audio-s/s"
+        msg += f" ({res.rate:.1f} {unit} overall)"
     console.print(f"[green]done[/] {msg}\nstore: {escape(rel_path(res.store_path))}")
     for f in res.failed[:10]:
         console.print(f"[yellow]failed[/] {escape(f['id'])}: {escape(f['error'])}")

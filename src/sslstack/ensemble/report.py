@@ -44,6 +44,7 @@ def report(
     out: str | os.PathLike[str] = "report.html",
     run: str | int | None = None,
     metric: str | None = None,
+    data: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Write the HTML report of a workspace.
 
@@ -52,6 +53,7 @@ def report(
         out: the HTML file to write.
         run: the run shown in detail (default: the most recent stack, else the best run).
         metric: metric of the leaderboard and layer plots (default: the run's metric).
+        data: the run's image manifest: shows thumbnails of misclassified images.
 
     Returns:
         ``{"out", "run", "runs", "plots"}`` (``plots``: number of embedded images).
@@ -84,6 +86,11 @@ def report(
     with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
         parts.append(layers_section(ws, same, sc.name, sc.greater_is_better, figs, _figure, _img))
         parts.append(_focus_section(ws, focus, enc, sc, figs))
+        if data is not None:
+            from .report_images import misclassified_section
+
+            base = join_runs(ws, [focus])
+            parts.append(misclassified_section(data, base.ids, base.y, base.P[0], enc, figs, _img))
     from ..check.summary import check_section  # the dataset's last 'sslstack check'
 
     parts.append(check_section(ws, focus.meta.get("dataset")))

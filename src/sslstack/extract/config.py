@@ -34,6 +34,7 @@ class ExtractConfig:
     hop: float | None = None
     max_seconds: float | None = None
     crop: str = "start"
+    tta: str = "none"
     dtype: str = "auto"
     storage: str = "float16"
     batch_seconds: float | str = "auto"
@@ -99,6 +100,10 @@ def _check_choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
 
 def validate_config(cfg: ExtractConfig) -> ExtractConfig:
     """Check every setting and return the normalized config (sorted layers, hop = window)."""
+    from ..sources.image import views_from_key  # an image store's key read back (predict)
+
+    crop, window, hop, tta = views_from_key(cfg.crop, cfg.window, cfg.hop, cfg.tta)
+    cfg = replace(cfg, crop=crop, window=window, hop=hop, tta=tta)
     pools = check_pools(cfg.pools) if cfg.pools else ()
     if cfg.hop is not None and cfg.window is None:
         raise ConfigError("--hop needs --window")
@@ -111,6 +116,7 @@ def validate_config(cfg: ExtractConfig) -> ExtractConfig:
     _check_choice("--dtype", cfg.dtype, ("auto", "fp32", "bf16"))
     _check_choice("--storage", cfg.storage, ("float16", "float32"))
     _check_choice("--on-error", cfg.on_error, ("stop", "skip"))
+    _check_choice("--tta", cfg.tta, ("none", "flip", "five-crop", "ten-crop"))
     batch = _batch_seconds(cfg.batch_seconds)
     if cfg.device not in ("auto", "cpu", "cuda") and not cfg.device.startswith("cuda:"):
         raise ConfigError(f"--device {cfg.device}: choose auto, cpu or cuda")
@@ -175,7 +181,7 @@ def store_key(spec: EncoderSpec, cfg: ExtractConfig, dtype: str) -> StoreKey:
     alone, never its path: a copy elsewhere shares its store."""
     from ..sources import Settings, get_source
 
-    settings = Settings(window=cfg.window, hop=cfg.hop, max_seconds=cfg.max_seconds, crop=cfg.crop)
+    settings = Settings(cfg.window, cfg.hop, cfg.max_seconds, cfg.crop, cfg.tta)
     fields = get_source(spec.input_kind).key_fields(spec.sample_rate, settings)
     local = Path(spec.model).is_absolute()
     return StoreKey(

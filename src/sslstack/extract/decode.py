@@ -62,7 +62,7 @@ def decode_events(
     ``paths`` and ``extents`` are indexed by row; a row whose extent holds more samples than
     one chunk is streamed in chunks, the others are loaded whole.
     """
-    if reading.settings.window is not None:
+    if reading.settings.windowed:
         _fixed_mmap_threshold()
         depth = _window_depth(reading)
         yield from prefetch(_window_events(reading, paths, rows), maxsize=depth)
@@ -137,7 +137,8 @@ def _fixed_mmap_threshold() -> None:
 
 def _window_depth(reading: Reading) -> int:
     """Windows decoded ahead: 64 short ones, fewer long ones (about four chunks' worth)."""
-    assert reading.settings.window is not None
+    if reading.settings.window is None:  # image views (--tta): small, all of one size
+        return 64
     win = max(int(reading.settings.window * reading.rate), 1)
     size = reading.stream.size if reading.stream else win
     return max(2, min(64, 4 * size // win))

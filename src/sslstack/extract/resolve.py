@@ -13,7 +13,7 @@ from .base import BUILTINS, EncoderSpec
 
 
 def _register_builtins() -> None:
-    from . import ge2e, logmel, pretrained  # noqa: F401  (each registers its built-ins)
+    from . import ge2e, logmel, pretrained, vision_pretrained  # noqa: F401  (register built-ins)
 
 
 def builtin_names() -> list[str]:
@@ -47,10 +47,10 @@ def resolve_encoder(
             raise EncoderError(f"--revision {revision}: {model} is a model file, not a hub id")
         return resolve_file(model)
     try:
-        from .hf_resolve import resolve_hf
+        from .vision import resolve_transformers  # vision model types; the rest to hf_resolve
     except ImportError as e:  # pragma: no cover
         raise EncoderError(f"transformers encoders are unavailable: {e}") from e
-    return resolve_hf(
+    return resolve_transformers(
         model,
         revision,
         trust_remote_code=trust_remote_code,

@@ -24,6 +24,7 @@ from ..errors import ConfigError
 from ..manifest import Manifest
 from ..parsing import parse_csv_list
 from ..progress import ProgressBar
+from ..sources import get_source
 from ..workspace import Workspace
 from .base import EncoderSpec, select_layers
 from .config import (
@@ -171,7 +172,9 @@ def make_shards(manifest: Manifest, plan: Plan, n: int = 1) -> list[Shard]:
 def _bar(progress: Any, total: int, spec: EncoderSpec) -> ProgressBar:
     label = f"extract {spec.model.split('/')[-1]}"
     console = None if isinstance(progress, bool) else progress
-    return ProgressBar(total, enabled=bool(progress), label=label, console=console)
+    unit = get_source(spec.input_kind).unit
+    rate = "audio-s/s" if unit == "s" else f"{unit}/s"
+    return ProgressBar(total, enabled=bool(progress), label=label, console=console, rate_unit=rate)
 
 
 def _on_batch(

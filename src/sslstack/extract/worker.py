@@ -74,7 +74,7 @@ OnBatch = Callable[[int, float], None]
 
 
 def settings_of(cfg: ExtractConfig) -> Settings:
-    return Settings(window=cfg.window, hop=cfg.hop, max_seconds=cfg.max_seconds, crop=cfg.crop)
+    return Settings(cfg.window, cfg.hop, cfg.max_seconds, cfg.crop, cfg.tta)
 
 
 def stream_of(spec: EncoderSpec, encoder: Encoder, rate: int) -> Stream | None:
@@ -160,7 +160,7 @@ class _ShardRun:
     def go(self) -> None:
         cfg, enc, rate = self.job.cfg, self.encoder, self.spec.sample_rate
         self.layer_names = list(enc.layer_names)
-        self.assembler = Assembler(cfg.pools, cfg.window is not None)
+        self.assembler = Assembler(cfg.pools, settings_of(cfg).windowed)
         order = sorted(range(len(self.shard)), key=lambda i: self.extents[i])
         stream = stream_of(self.spec, enc, rate)
         longest = cfg.window if cfg.window is not None else max(self.extents, default=1.0)

@@ -16,9 +16,11 @@ from ..registry import Registry
 from .audio import AUDIO_EXTENSIONS, AudioSource
 from .base import Settings, Source, Stream
 from .discover import scan_folder
+from .image import ImageSource
 
 SOURCES: Registry[Source] = Registry("item source", flag="--source")
 SOURCES.register("audio", AudioSource())
+SOURCES.register("image", ImageSource())
 DEFAULT_KIND = "audio"  # a manifest whose paths no source claims by extension is audio
 
 
@@ -69,6 +71,7 @@ __all__ = [
     "AUDIO_EXTENSIONS",
     "SOURCES",
     "AudioSource",
+    "ImageSource",
     "Settings",
     "Source",
     "Stream",

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ConfigError
 from .base import Settings, Source, Stream
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aif", ".aiff", ".au", ".caf")
@@ -57,6 +58,8 @@ class AudioSource(Source):
         yield from iter_windows(path, rate, settings.window, settings.hop)
 
     def key_fields(self, rate: int, settings: Settings) -> dict[str, Any]:
+        if settings.tta != "none":
+            raise ConfigError(f"--tta {settings.tta}: applies to image items; these are audio")
         return {
             "sample_rate": rate,
             "window": settings.window,

@@ -53,6 +53,12 @@ class Settings:
     hop: float | None = None
     max_seconds: float | None = None
     crop: str = "start"
+    tta: str = "none"  # image views (sslstack.sources.image): stored like windows
+
+    @property
+    def windowed(self) -> bool:
+        """Whether an item becomes several units stored like windows (``--window``, ``--tta``)."""
+        return self.window is not None or self.tta != "none"
 
 
 class Source(ABC):

@@ -1,0 +1,1 @@
+"""Images as a second item source: decoding, views, vision encoders."""
