@@ -5,6 +5,7 @@ the store is keyed by), runs (which read stores) and encoders (how ``--model`` n
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import fields
@@ -113,6 +114,8 @@ def find_store(
             f"no embeddings of '{model}' in {ws.stores} (stores hold: "
             f"{', '.join(known) or 'nothing yet'}); run 'sslstack extract --model {model}' first"
         )
+    if len(hits) > 1 and (current := _current_layout(hits)) is not None:
+        return current
     if len(hits) > 1:
         rows = "; ".join(
             f"{s.path.name} ({', '.join(d for d in s.key.differences(hits[0].key)) or 'same key'})"
@@ -123,6 +126,18 @@ def find_store(
             f"such as window=/max_seconds=: {rows}"
         )
     return hits[0]
+
+
+def _current_layout(hits: list[Store]) -> Store | None:
+    """Of stores that differ only in ``chunk``, the one ``extract`` writes now (chunked).
+
+    Stores made before long inputs were streamed have no ``chunk`` in their key; extracting the
+    same model again makes a chunked store beside the old one, which then answers.
+    """
+    if len({dataclasses.replace(s.key, chunk=None) for s in hits}) != 1:
+        return None
+    chunked = [s for s in hits if s.key.chunk is not None]
+    return chunked[0] if len(chunked) == 1 else None
 
 
 def load_embeddings(

@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from sslstack import extract, load_embeddings
@@ -17,6 +18,7 @@ from sslstack.cache import Store
 from sslstack.content import file_sha1
 from sslstack.datasets import item_hashes, resolve_dataset
 from sslstack.embeddings import find_store
+from sslstack.errors import StoreError
 from sslstack.workspace import Workspace
 from tests.audio_fixtures import tone, write_dataset
 
@@ -130,3 +132,24 @@ def test_a_schema2_workspace_from_85abd07_reads_and_extends(tmp_path: Path) -> N
     np.testing.assert_allclose(got[1], ref[1], atol=2e-3, rtol=2e-3)
     keys, starts, _ = find_store("logmel", ws, store=windowed).read_windows(0, "mean")
     assert set(keys) == {file_sha1(p) for p in wav} and len(starts) > len(wav)
+
+
+def test_a_store_from_before_streaming_gives_way_to_the_chunked_one(tmp_path: Path) -> None:
+    """A transformers store made before long inputs were streamed has no ``chunk`` in its
+    key; extracting again makes a chunked store beside it, and finding the model's store then
+    answers with the chunked one instead of 'several stores match'."""
+    from sslstack.cache import Store, StoreKey
+    from sslstack.embeddings import find_store
+
+    ws = tmp_path / "ws"
+    old = StoreKey(model="org/enc", revision="r", sample_rate=16000, pools=("mean",))
+    new = StoreKey(model="org/enc", revision="r", sample_rate=16000, pools=("mean",), chunk=30.0)
+    other = StoreKey(model="org/enc", revision="r", sample_rate=16000, pools=("mean",), window=2.0)
+    Store.open_or_create(ws / "stores", old, dict)
+    assert find_store("org/enc", ws).key == old
+    Store.open_or_create(ws / "stores", new, dict)
+    assert find_store("org/enc", ws).key == new
+    Store.open_or_create(ws / "stores", other, dict)  # differs in more than chunk: ambiguous
+    with pytest.raises(StoreError, match="several stores"):
+        find_store("org/enc", ws)
+    assert find_store("org/enc", ws, window=2.0).key == other
