@@ -15,6 +15,7 @@ from sslstack.classify.heads import FitContext, LogRegHead
 from sslstack.classify.labels import LabelEncoding
 from sslstack.classify.metrics import get_metric
 from sslstack.classify.windows import WindowData, aggregate, cross_validate_windows
+from sslstack.content import file_sha1
 from sslstack.errors import ConfigError
 from sslstack.workspace import Workspace
 
@@ -31,7 +32,7 @@ def _windowed(root: Path, n: int = 90, seed: int = 0) -> tuple[Workspace, Path, 
     audio.mkdir(parents=True)
     ids = [f"w{i:03d}.wav" for i in range(n)]
     for i in ids:
-        (audio / i).touch()
+        (audio / i).write_bytes(i.encode())  # distinct content: distinct items
     csv = audio / "train.csv"
     pd.DataFrame({"path": ids, "label": [f"{'abc'[v]}" for v in y]}).to_csv(csv, index=False)
     ws = Workspace.at(root / "ws")
@@ -44,8 +45,8 @@ def _windowed(root: Path, n: int = 90, seed: int = 0) -> tuple[Workspace, Path, 
         win = rng.normal(size=(w, 1, 6)).astype(np.float32)
         win[int(rng.integers(0, w)), 0, :3] += 4.0 * np.eye(3)[y[r]]
         clip = {"mean": win.mean(axis=0), "mean_wmax": win.max(axis=0)}
-        items.append(ItemResult(i, f"h{r}", float(w), clip, [float(s) for s in range(w)],
-                                {"mean": win}))  # fmt: skip
+        starts = [float(s) for s in range(w)]
+        items.append(ItemResult(i, file_sha1(audio / i), float(w), clip, starts, {"mean": win}))
     with store.writer() as wr:
         wr.write(items, layer_names=["0"])
     return ws, csv, ids

@@ -64,11 +64,13 @@ def test_tta_views_pool_as_mean_and_max_and_are_kept(folder: Path, tmp_path: Pat
     extract(folder, "pixels", workspace=ws, tta="flip", storage="float32")
     store = find_store("pixels", ws)
     assert (store.key.window, store.key.crop) == (2.0, "center+flip")
-    ids, mean = store.read(0, "mean")
+    ids, mean = store.read(0, "mean")  # content hashes; names() gives the ids they came as
     _, wmax = store.read(0, "mean_wmax")
     win_ids, starts, views = store.read_windows(0, "mean")
+    names = store.names()
     for i in (0, 7):
-        v = make_views(np.asarray(Image.open(folder / ids[i]).convert("RGB")), 32, 37, "flip")
+        img = Image.open(folder / names[ids[i]]).convert("RGB")
+        v = make_views(np.asarray(img), 32, 37, "flip")
         flat = v.reshape(2, -1) / 255.0
         np.testing.assert_allclose(mean[i], flat.mean(0), atol=1e-6)
         np.testing.assert_allclose(wmax[i], flat.max(0), atol=1e-6)

@@ -43,7 +43,7 @@ def stack_cmd(
         str,
         typer.Option(
             help="auto (the best honest out-of-fold score; best_single when no stack beats the "
-            "best run), best_single, mean, rank, greedy or logreg."
+            "best run), best_single, mean, rank, greedy (also greedy_nested) or logreg."
         ),
     ] = "auto",
     metric: MetricOpt = None,
