@@ -253,10 +253,21 @@ def _stack_meta(
 def _save(
     ws: Workspace, meta: dict[str, Any], frame: pd.DataFrame, cfg: StackConfig
 ) -> tuple[str, str]:
-    from ..runs import RunRecord, new_run_id, save_run
+    """Save the stack as a run, unless a saved stack holds the same result (same base runs,
+    method, parameters and out-of-fold predictions): then that run is returned."""
+    from ..runs import RunRecord, recipe_digest, save_once
 
     tag = cfg.method + (f"-{cfg.calibrate}" if cfg.calibrate else "")
-    run_id, number = new_run_id(ws, "stack", tag)
-    saved = save_run(ws, RunRecord.from_dict({"id": run_id, "number": number, **meta}), frame)
-    run_dir = getattr(saved, "dir", None) or ws.run_dir(run_id)
-    return run_id, str(run_dir)
+    recipe = recipe_digest(
+        {
+            "kind": "stack",
+            "base_runs": meta["base_runs"],
+            "method": meta["method"],
+            "params": meta["params"],
+            "calibration": meta["calibration"],
+            "oof": frame.to_csv(index=False, float_format="%.9g"),
+        }
+    )
+    record = RunRecord.from_dict({"id": "", "number": 0, **meta, "tag": tag})
+    saved, _new = save_once(ws, record, frame, recipe)
+    return saved.id, str(saved.dir)
