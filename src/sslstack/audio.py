@@ -13,6 +13,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from .audio_checks import check_container, check_samples
 from .errors import AudioError
 
 _BLOCK_SECONDS = 60.0
@@ -58,6 +59,7 @@ def load_audio(
     Raises:
         AudioError: the file cannot be decoded or holds no samples.
     """
+    check_container(path)  # what libsndfile and mpg123 read silently (sslstack.audio_checks)
     try:
         with sf.SoundFile(str(path)) as fh:
             sr = fh.samplerate
@@ -72,9 +74,8 @@ def load_audio(
         raise AudioError(f"{path}: cannot decode audio ({e})") from e
     if x.shape[0] == 0:
         raise AudioError(f"{path}: the file holds no audio samples")
+    check_samples(path, x)
     y = _to_mono(x)
-    if not np.isfinite(y).all():
-        raise AudioError(f"{path}: the audio holds NaN or infinite samples")
     if sr != sample_rate:
         y = soxr.resample(y, sr, sample_rate, quality="HQ").astype(np.float32, copy=False)
     return y
@@ -101,6 +102,7 @@ def iter_windows(
     win, step = int(round(window * sample_rate)), int(round(hop * sample_rate))
     if win <= 0 or step <= 0:
         raise AudioError(f"{path}: --window and --hop must be positive")
+    check_container(path)
     try:
         fh = sf.SoundFile(str(path))
     except (RuntimeError, sf.LibsndfileError, OSError) as e:
@@ -125,6 +127,7 @@ def iter_windows(
             except (RuntimeError, sf.LibsndfileError) as e:
                 raise AudioError(f"{path}: cannot decode audio ({e})") from e
             done = x.shape[0] < block
+            check_samples(path, x)
             y = _to_mono(x)
             if stream is not None:
                 y = stream.resample_chunk(y, last=done)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import h5py
 import numpy as np
 
+from ..audio_checks import check_item
 from ..errors import DiskFullError, SslstackWarning, StoreLockedError
 from .key import SCHEMA_VERSION, StoreKey
 from .parts import (
@@ -105,6 +106,8 @@ class StoreWriter:
         if not items and not failures:
             return None
         dtype = np.float16 if self.store.key.storage == "float16" else np.float32
+        for item in items:  # the last guard: no NaN or infinity ever enters a store
+            check_item(item, dtype)
         name = self._atomic_part(
             lambda f: self._write_part(f, items, list(layer_names), failures, dtype)
         )
