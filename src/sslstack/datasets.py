@@ -13,11 +13,17 @@ import re
 import time
 from pathlib import Path
 
-import pandas as pd
-
 from .errors import DataError
 from .manifest import Manifest, read_manifest
-from .workspace import Workspace, atomic_write_json, atomic_write_text, read_json
+from .workspace import (
+    Workspace,
+    atomic_write_json,
+    atomic_write_text,
+    read_csv,
+    read_derived,
+    read_json,
+    read_text,
+)
 
 
 def _digest_ids(ids: list[str]) -> str:
@@ -50,7 +56,7 @@ def register_dataset(ws: Workspace, manifest: Manifest, role: str | None = None)
     name = dataset_name(manifest)
     folder = ws.dataset_dir(name)
     meta_path = folder / "dataset.json"
-    old = read_json(meta_path) if meta_path.exists() else None
+    old = read_derived(meta_path, read_json)  # damaged: set aside, written again from the manifest
     meta = dict(old) if old else {"created": time.time()}
     meta["role"] = role or meta.get("role") or ("train" if manifest.has_labels else "test")
     meta.update(
@@ -65,7 +71,7 @@ def register_dataset(ws: Workspace, manifest: Manifest, role: str | None = None)
     cols = [c for c in manifest.frame.columns if c != "_line"]
     text = manifest.frame[cols].to_csv(index=False)
     csv_path = folder / "manifest.csv"
-    if not csv_path.exists() or csv_path.read_text(encoding="utf-8") != text:
+    if not csv_path.exists() or _text_or_none(csv_path) != text:  # damaged: written again
         atomic_write_text(csv_path, text)
     now = time.time()
     if old is None or _without_used(old) != _without_used(meta):
@@ -79,6 +85,13 @@ def register_dataset(ws: Workspace, manifest: Manifest, role: str | None = None)
 _USED_EVERY_S = 60.0
 
 
+def _text_or_none(path: Path) -> str | None:
+    try:
+        return read_text(path)
+    except DataError:
+        return None
+
+
 def _without_used(meta: dict) -> dict:
     return {k: v for k, v in meta.items() if k != "used"}
 
@@ -86,7 +99,7 @@ def _without_used(meta: dict) -> dict:
 def list_datasets(ws: Workspace) -> list[dict]:
     if not ws.datasets.exists():
         return []
-    out = [read_json(p) for p in ws.datasets.glob("*/dataset.json")]
+    out = [m for p in ws.datasets.glob("*/dataset.json") if (m := read_derived(p, read_json))]
     return sorted(out, key=lambda m: m.get("used", 0), reverse=True)
 
 
@@ -95,7 +108,7 @@ def load_dataset(ws: Workspace, name: str) -> Manifest:
     if not (folder / "manifest.csv").exists():
         known = ", ".join(m["name"] for m in list_datasets(ws)) or "none"
         raise DataError(f"no dataset '{name}' in workspace {ws.root} (known: {known})")
-    frame = pd.read_csv(folder / "manifest.csv", dtype=str, keep_default_na=False)
+    frame = read_csv(folder / "manifest.csv", dtype=str, keep_default_na=False)
     meta = read_json(folder / "dataset.json")
     return Manifest(
         frame=frame,
@@ -181,13 +194,10 @@ def foreign_items(
     Args:
         stored: the store's ``id -> audio hash`` (:meth:`Store.hashes`).
     """
-    memo_path = ws.dataset_dir(dataset) / "hashes.csv"
-    if not memo_path.exists():
-        return []
-    memo: dict[str, str] = {}
-    for line in memo_path.read_text(encoding="utf-8").splitlines()[1:]:
-        path, _, _, digest = line.rsplit(",", 3)
-        memo[path] = digest
+    from .extract.plan import read_hash_memo
+
+    got = read_derived(ws.dataset_dir(dataset) / "hashes.csv", read_hash_memo)
+    memo = {p: v[2] for p, v in (got or {}).items()}  # damaged: set aside (extract rebuilds it)
     return [
         i
         for i, path in zip(manifest.ids, manifest.frame["path"], strict=True)

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import DataError
-from .workspace import Workspace, atomic_write_json, atomic_write_text, read_json
+from .errors import DamagedFileError, DataError
+from .workspace import Workspace, atomic_write_json, atomic_write_text, read_csv, read_json
 
 
 def fold_order(labels: Sequence[Any]) -> list[str]:
@@ -127,16 +127,23 @@ def save_folds(folder: Any, folds: Folds) -> None:
             "items": len(folds.ids),
             "created": time.time(),
         },
+        checksum=True,
     )
 
 
 def read_folds(folder: Any) -> Folds:
-    meta = read_json(folder / "folds.json")
-    frame = pd.read_csv(folder / "folds.csv", dtype=str, keep_default_na=False)
-    ids = frame["id"].tolist()
-    written = [v.strip() for v in frame["fold"]]
-    digest = fold_digest(ids, written)
-    if digest != meta["digest"]:
+    advice = "restore it, or delete folds.csv and folds.json to make new folds (runs made "
+    advice += "with the old folds can then not be stacked with new ones)"
+    meta = read_json(folder / "folds.json", advice=advice)
+    frame = read_csv(folder / "folds.csv", advice=advice, dtype=str, keep_default_na=False)
+    try:
+        ids = frame["id"].tolist()
+        written = [v.strip() for v in frame["fold"]]
+        digest = fold_digest(ids, written)
+        k, method, want = int(meta["k"]), str(meta["method"]), str(meta["digest"])
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise DamagedFileError(folder / "folds.json", f"damaged ({e!r})", advice) from None
+    if digest != want:
         raise DataError(
             f"{folder}/folds.csv does not match the digest in folds.json ({digest} != "
             f"{meta['digest']}); it was edited or damaged — restore it or delete both files"
@@ -145,8 +152,8 @@ def read_folds(folder: Any) -> Folds:
     return Folds(
         tuple(ids),
         fold_codes(written, names),
-        int(meta["k"]),
-        meta["method"],
+        k,
+        method,
         meta.get("seed"),
         meta.get("group_col"),
         digest,

@@ -219,6 +219,32 @@ def read_csv(path: Path, *, advice: str = RESTORE, **kwargs: Any) -> pd.DataFram
         raise DamagedFileError(path, f"damaged: not a readable CSV ({first})", advice) from None
 
 
+_TRAILER = "#sha256:"
+
+
+def checked_text(text: str) -> str:
+    """``text`` with a last line holding its SHA-256, which :func:`read_checked_text` checks
+    (for text files whose every byte is a value: memos of hashes, lists)."""
+    body = text if text.endswith("\n") else text + "\n"
+    return f"{body}{_TRAILER}{hashlib.sha256(body.encode('utf-8')).hexdigest()}\n"
+
+
+def read_checked_text(path: Path, *, advice: str = RESTORE) -> str:
+    """The text written by :func:`checked_text`, checked (a file without the last line, from
+    before checksums, is returned as it is).
+
+    Raises:
+        DamagedFileError: not UTF-8, or a checksum that does not match.
+    """
+    text = read_text(path, advice=advice)
+    body, sep, digest = text.rpartition(_TRAILER)
+    if not sep:
+        return text
+    if hashlib.sha256(body.encode("utf-8")).hexdigest() != digest.strip():
+        raise DamagedFileError(path, "damaged: its content differs from its checksum", advice)
+    return body
+
+
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:

@@ -15,7 +15,7 @@ from pathlib import Path
 from ..audio import file_digest
 from ..cache.store import Store, StoreWriter
 from ..manifest import Manifest
-from ..workspace import Workspace, atomic_write_text
+from ..workspace import Workspace, atomic_write_text, checked_text, read_checked_text, read_derived
 
 
 @dataclass
@@ -36,14 +36,21 @@ def _hash_memo_path(ws: Workspace, dataset: str) -> Path:
     return ws.dataset_dir(dataset) / "hashes.csv"
 
 
+def read_hash_memo(path: Path) -> dict[str, tuple[int, int, str]]:
+    """The memo ``path -> (size, mtime_ns, sha1)`` (raises on any damage: see read_derived)."""
+    memo: dict[str, tuple[int, int, str]] = {}
+    for line in read_checked_text(path).splitlines()[1:]:
+        path_, size, mtime, digest = line.rsplit(",", 3)
+        if len(digest) != 40 or not all(c in "0123456789abcdef" for c in digest):
+            raise ValueError(f"bad digest {digest!r}")
+        memo[path_] = (int(size), int(mtime), digest)
+    return memo
+
+
 def content_hashes(ws: Workspace, dataset: str, manifest: Manifest) -> dict[str, str]:
     """SHA-1 of every file, reusing the memo when size and mtime are unchanged."""
     memo_path = _hash_memo_path(ws, dataset)
-    memo: dict[str, tuple[int, int, str]] = {}
-    if memo_path.exists():
-        for line in memo_path.read_text().splitlines()[1:]:
-            path, size, mtime, digest = line.rsplit(",", 3)
-            memo[path] = (int(size), int(mtime), digest)
+    memo = read_derived(memo_path, read_hash_memo) or {}  # damaged: set aside and rebuilt
     out: dict[str, str] = {}
     changed = False
     for item, path in zip(manifest.ids, manifest.frame["path"], strict=True):
@@ -58,7 +65,7 @@ def content_hashes(ws: Workspace, dataset: str, manifest: Manifest) -> dict[str,
         changed = True
     if changed:
         rows = ["path,size,mtime_ns,sha1"] + [f"{p},{s},{m},{d}" for p, (s, m, d) in memo.items()]
-        atomic_write_text(memo_path, "\n".join(rows) + "\n")
+        atomic_write_text(memo_path, checked_text("\n".join(rows) + "\n"))
     return out
 
 
