@@ -109,10 +109,10 @@ def load_dataset(ws: Workspace, name: str) -> Manifest:
         known = ", ".join(m["name"] for m in list_datasets(ws)) or "none"
         raise DataError(f"no dataset '{name}' in workspace {ws.root} (known: {known})")
     frame = read_csv(folder / "manifest.csv", dtype=str, keep_default_na=False)
-    meta = read_json(folder / "dataset.json")
+    meta = read_derived(folder / "dataset.json", read_json) or {}  # damaged: rewritten by --data
     return Manifest(
         frame=frame,
-        source=Path(meta["source"]),
+        source=Path(meta.get("source") or folder / "manifest.csv"),
         name=name,
         label_col=meta.get("label_col", "label" if "label" in frame else None),
         id_col=meta.get("id_col"),
@@ -175,7 +175,7 @@ def read_dataset_manifest(
     meta_path = ws.dataset_dir(dataset_name(manifest)) / "dataset.json"
     if not meta_path.exists():
         return manifest
-    saved = read_json(meta_path).get("label_col")
+    saved = (read_derived(meta_path, read_json) or {}).get("label_col")
     if not saved or saved == manifest.label_col or saved not in manifest.frame.columns:
         return manifest
     return read_manifest(data, check_files=check_files, label_col=saved)

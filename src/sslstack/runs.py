@@ -203,7 +203,6 @@ class Run:
             )
         return path
 
-
     def verify(self) -> None:
         """Check every file saved with the run against its checksum.
 

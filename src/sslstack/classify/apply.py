@@ -36,6 +36,8 @@ def predict_head(ws: Any, run: Run | str | int, ids: Sequence[str]) -> np.ndarra
     fc = r.meta["feature_choice"]
     st = find_store(r.meta["encoder"], w, store=fc["store"])
     x = FeatureReader(st, list(ids)).matrix(FeatureChoice(fc["layer"], fc["pool"]))
+    for name in r.meta.get("models", []):  # inside the run's folder, as saved (checksums)
+        r.check_file(f"models/{name}")
     models: list[FoldModel] = load_models(hd, r.dir / "models", r.meta.get("models", []))
     if not models:
         raise RunError(f"run {r.id}: no fold models in {r.dir / 'models'}")

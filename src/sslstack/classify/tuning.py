@@ -118,9 +118,7 @@ class ClaimingJournal(optuna.storages.JournalStorage):
         with self._claiming(study_id):
             return super().create_new_trial(study_id, _running_template())
 
-    def set_trial_state_values(
-        self, trial_id: int, state: TrialState, values: Any = None
-    ) -> bool:
+    def set_trial_state_values(self, trial_id: int, state: TrialState, values: Any = None) -> bool:
         if state != RUN:
             return super().set_trial_state_values(trial_id, state, values)
         study_id = self._replay_result._trial_id_to_study_id[trial_id]
