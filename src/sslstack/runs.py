@@ -229,7 +229,7 @@ def verified_runs(ws: Workspace, dataset: str | None = None) -> list[Run]:
 
 
 def _advice(run: Run) -> str:
-    return f"restore it, or refit the run (and remove {run.dir})"
+    return "restore the file, or refit the run (a damaged run is set aside in runs/.quarantine)"
 
 
 def _read_pred(path: Path, labels: list[str]) -> pd.DataFrame:
@@ -486,7 +486,7 @@ def _load_run(folder: Path) -> Run:
         DamagedFileError: naming the file and what to do.
     """
     path = folder / "run.json"
-    advice = f"restore it, or refit the run (and remove {folder})"
+    advice = "restore the file, or refit the run (a damaged run is set aside in runs/.quarantine)"
     if not path.is_file():
         raise DamagedFileError(path, "the run's record is missing", advice)
     meta = read_json(path, advice=advice)
@@ -565,10 +565,8 @@ def quarantine_run(
 
 def set_aside(ws: Workspace, run: Run, error: DamagedFileError) -> DamagedFileError:
     """Quarantine ``run`` for ``error`` (a damaged file of it); the error, saying where it went."""
-    moved = quarantine_run(ws, run.dir, error, warn=False)
-    if moved is None:
-        return error
-    return DamagedFileError(error.path, error.what, f"{error.advice}; the run was moved to {moved}")
+    quarantine_run(ws, run.dir, error, warn=False)
+    return error
 
 
 def damaged_runs(ws: Workspace) -> list[dict[str, str]]:

@@ -669,45 +669,62 @@ def _silent(
 # -- a full disk while each head saves its models ------------------------------------------------
 
 
+_MODEL_DISK = """
+import os, subprocess, sys
+import sslstack.classify.fit as fit
+real = fit._save_models
+filler, leave = sys.argv[1], int(sys.argv[2])
+def full(hd, models, folder):  # the disk fills up just as the models are written
+    st = os.statvfs(folder.parent)
+    size = max(1, st.f_bavail * st.f_frsize - leave)
+    subprocess.run(["fallocate", "-l", str(size), filler], check=True)
+    return real(hd, models, folder)
+fit._save_models = full
+sys.argv = ["sslstack", *sys.argv[3:]]
+from sslstack.cli import main
+main()
+"""
+
+
 def model_disk(root: Path) -> dict[str, Any]:
-    """Each head fitted on a tmpfs filled to leave a few KiB: the study's journal fits, the
-    models do not. One error line naming the path, no half-written run, nothing RUNNING; then
-    with space the same command saves the run."""
+    """Each head fitted on a small tmpfs that fills up (leaving a few KiB) just as the run's
+    models are written: one error line naming the path, no half-written run, no trial left
+    RUNNING; then, with the space back, the same command saves the run."""
     from sslstack.classify.heads import names as head_names
     from tests.classify_synth import make_synth
 
     fig: dict[str, Any] = {}
-    with _tmpfs("16m") as mnt:
+    with _tmpfs("32m") as mnt:
         if mnt is None:
             return {"skipped": "needs root and tmpfs"}
         for head in head_names():
-            src = make_synth(root / head, n=60, layers=2)
-            ws = mnt / head
-            shutil.copytree(src.ws.root, ws)
-            cmd = _fit_cmd(src.csv, ws, 2)[:-1] + ["--max-rounds", "20", "--json"]
-            cmd[4] = head
-            filler = _fill(mnt, leave=_leave_for(head))
-            r = subprocess.run(cmd, capture_output=True, text=True, env=env())
-            errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
-            running = _running_trials(ws)
-            half = [p.name for p in (ws / "runs").glob(".*tmp*")] if (ws / "runs").exists() else []
-            filler.unlink()
-            again = subprocess.run(cmd, capture_output=True, text=True, env=env())
-            fig[head] = {
-                "rc": r.returncode,
-                "one_line": r.returncode != 0 and len(errors) == 1 and "Traceback" not in r.stderr,
-                "line": errors[0][:200] if errors else (r.stderr[-300:] if r.returncode else ""),
-                "tracebacks": int("Traceback" in r.stderr),
-                "half_written": half,
-                "running_trials": running,
-                "resumed_rc": again.returncode,
-            }
-            shutil.rmtree(ws, ignore_errors=True)
+            for leave in (0, 4_000):
+                src = make_synth(root / f"{head}-{leave}", n=60, layers=2)
+                ws = mnt / head
+                shutil.copytree(src.ws.root, ws)
+                args = ["fit-head", head, "-m", "fake", "--data", str(src.csv), "-w", str(ws),
+                        "--trials", "2", "--max-rounds", "20", "--json"]  # fmt: skip
+                filler = mnt / "filler"
+                r = subprocess.run([PY, "-c", _MODEL_DISK, str(filler), str(leave), *args],
+                                   capture_output=True, text=True, env=env())  # fmt: skip
+                errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+                running = _running_trials(ws)
+                half = [p.name for p in (ws / "runs").glob(".*tmp*")]
+                filler.unlink(missing_ok=True)
+                again = subprocess.run([PY, "-m", "sslstack", *args], capture_output=True,
+                                       text=True, env=env())  # fmt: skip
+                fig[f"{head}-leave{leave}"] = {
+                    "rc": r.returncode,
+                    "one_line": r.returncode == 1 and len(errors) == 1,
+                    "line": errors[0][:220] if errors else r.stderr[-300:],
+                    "tracebacks": int("Traceback" in r.stderr),
+                    "half_written": half,
+                    "running_trials": running,
+                    "resumed_rc": again.returncode,
+                    "runs_after_resume": len(list((ws / "runs").glob("r*/run.json"))),
+                }
+                shutil.rmtree(ws, ignore_errors=True)
     return fig
-
-
-def _leave_for(head: str) -> int:
-    return 6_000
 
 
 def _running_trials(ws: Path) -> int:

@@ -130,9 +130,12 @@ def test_a_full_disk_during_a_model_save_is_one_line_and_leaves_nothing(
     assert [p.name for p in s.ws.runs.iterdir()] == [".numbers"]  # no half-written run
 
 
-def test_a_flipped_folds_json_is_one_line(tmp_path: Path) -> None:
+def test_a_flipped_folds_json_without_a_run_to_rebuild_it_is_one_line(tmp_path: Path) -> None:
+    import shutil
+
     s = make_synth(tmp_path, n=60, layers=2)
-    fit_head("logreg", "fake", data=s.csv, workspace=s.ws, trials=0)
+    res = fit_head("logreg", "fake", data=s.csv, workspace=s.ws, trials=0)
+    shutil.rmtree(res.run_dir)  # no run vouches for the folds
     (folds_json,) = s.ws.datasets.glob("*/folds.json")
     text = folds_json.read_text()
     _flip(folds_json, text.index('"seed"') + 8)  # the seed's digit: still valid JSON
@@ -167,3 +170,22 @@ def test_non_finite_predictions_never_enter_a_run(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="NaN|finite"):
         add_run(s, P, "nan", validate=False)
     assert list_runs(s.ws) == []
+
+
+@pytest.mark.parametrize("name", ["folds.csv", "folds.json"])
+def test_damaged_folds_are_rebuilt_from_a_run_that_used_them(tmp_path: Path, name: str) -> None:
+    from sslstack.folds import load_folds
+
+    s = make_synth(tmp_path, n=60, layers=2)
+    first = fit_head("logreg", "fake", data=s.csv, workspace=s.ws, trials=0)
+    (folder,) = s.ws.datasets.glob("*/")
+    before = load_folds(s.ws, folder.name)
+    raw = (folder / name).read_bytes()
+    _flip(folder / name, len(raw) // 2)
+    with pytest.warns(SslstackWarning, match=f"{name}.*rebuilt from run {first.run}"):
+        again = fit_head("logreg", "fake", workspace=s.ws, trials=0)
+    assert again.run == first.run  # the same folds: the same result, found again
+    after = load_folds(s.ws, folder.name)
+    assert after.digest == before.digest and after.label_of(list(before.ids)) == before.label_of(
+        list(before.ids)
+    )

@@ -63,6 +63,7 @@ class StackResult:
     calibration: dict[str, Any] | None = None
     scores: dict[str, float] = field(default_factory=dict)
     run_dir: str | None = None
+    reused: bool = False  # a saved stack held this very result: it was not saved again
 
     @property
     def oof_path(self) -> str | None:
@@ -82,6 +83,7 @@ class StackResult:
             "calibration": self.calibration,
             "scores": self.scores,
             "run_dir": self.run_dir,
+            "reused": self.reused,
         }
 
 
@@ -165,7 +167,7 @@ def run_stack(
     )
     if save:
         meta = _stack_meta(base, cfg, result, params, sc, time.time() - t0)
-        result.run, result.run_dir = _save(ws, meta, frame, cfg)
+        result.run, result.run_dir, result.reused = _save(ws, meta, frame, cfg)
     return result
 
 
@@ -252,7 +254,7 @@ def _stack_meta(
 
 def _save(
     ws: Workspace, meta: dict[str, Any], frame: pd.DataFrame, cfg: StackConfig
-) -> tuple[str, str]:
+) -> tuple[str, str, bool]:
     """Save the stack as a run, unless a saved stack holds the same result (same base runs,
     method, parameters and out-of-fold predictions): then that run is returned."""
     from ..runs import RunRecord, recipe_digest, save_once
@@ -269,5 +271,5 @@ def _save(
         }
     )
     record = RunRecord.from_dict({"id": "", "number": 0, **meta, "tag": tag})
-    saved, _new = save_once(ws, record, frame, recipe)
-    return saved.id, str(saved.dir)
+    saved, new = save_once(ws, record, frame, recipe)
+    return saved.id, str(saved.dir), not new
