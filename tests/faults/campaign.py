@@ -565,8 +565,20 @@ def _flip_commands(man: Path, ws: Path, html: Path) -> list[list[str]]:
     return [
         ["runs", "ls", *w, "--json"],
         ["extract", "--model", "logmel", "--data", str(man), *w, "--pool", "mean,max", "--json"],
-        ["fit-head", "logreg", "-m", "logmel", "--data", str(man), *w, "--trials", "3",
-         "--positive", "b", "--json"],  # fmt: skip
+        [
+            "fit-head",
+            "logreg",
+            "-m",
+            "logmel",
+            "--data",
+            str(man),
+            *w,
+            "--trials",
+            "3",
+            "--positive",
+            "b",
+            "--json",
+        ],  # fmt: skip
         ["stack", *w, "--method", "mean", "--json"],
         ["report", *w, "--out", str(html)],
     ]
