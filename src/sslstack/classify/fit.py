@@ -489,10 +489,10 @@ def _suggest(trial: Any, name: str, choices: list[Any]) -> Any:
     return trial.suggest_categorical(name, choices) if len(choices) > 1 else choices[0]
 
 
-def _save_models(hd: Head, models: Any, folder: Path) -> list[str]:
+def _save_models(hd: Head, models: Any, folder: Path, shown: Path | None = None) -> list[str]:
     """Write the fold models into a temporary folder renamed to ``folder`` once whole: a save
     that fails (a full disk, a library's own error) leaves no half-written models and is one
-    line naming the folder, whichever head wrote them."""
+    line naming the folder (``shown``: the path to name), whichever head wrote them."""
     tmp = folder.with_name(f".{folder.name}.tmp")
     try:
         names = save_models(hd, models, tmp)
@@ -500,7 +500,7 @@ def _save_models(hd: Head, models: Any, folder: Path) -> list[str]:
         return names
     except Exception as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise _save_error(hd, folder, e) from None
+        raise _save_error(hd, shown or folder, e) from None
 
 
 def _save_error(hd: Head, folder: Path, e: Exception) -> Exception:
@@ -588,7 +588,8 @@ def _save(
     )
 
     def fill(folder: Path) -> None:
-        files.extend(_save_models(hd, final.models, folder / "models"))
+        shown = prob.ws.run_dir(meta.id) / "models"  # where they go, not the temporary folder
+        files.extend(_save_models(hd, final.models, folder / "models", shown))
 
     # several workers of one study reach the same recipe: the first saves, the others reuse
     run, saved = save_once(prob.ws, meta, oof, recipe or recipe_digest({"run": time.time()}),
