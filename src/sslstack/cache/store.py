@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ..errors import SslstackWarning, StoreError, StoreLockedError
+from ..errors import DamagedFileError, SslstackWarning, StoreError, StoreLockedError
 from ..workspace import atomic_write_json, read_json
 from .key import StoreKey, window_pool_name
 from .parts import (
@@ -74,6 +74,9 @@ class _Loc:
     row: int
 
 
+_REDO = "move the store's folder away and run 'sslstack extract' again"
+
+
 class Store:
     """An embedding store folder. Opening reads only ``key.json``; data is read on demand."""
 
@@ -83,8 +86,11 @@ class Store:
         if not meta_path.exists():
             raise StoreError(f"{self.path}: not an sslstack store (no key.json)")
         meta = read_json(meta_path)
-        self.key = StoreKey.from_dict(meta["key"])
-        self.provenance: dict[str, Any] = meta.get("provenance", {})
+        try:  # a damaged key.json is one line naming it (issue 18), never a KeyError
+            self.key = StoreKey.from_dict(meta["key"])
+            self.provenance: dict[str, Any] = dict(meta.get("provenance") or {})
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise DamagedFileError(meta_path, f"damaged ({e!r})", _REDO) from None
         self._index: dict[str, _Loc] | None = None
         self._failed: dict[str, tuple[str, str]] | None = None
         self._parts_seen: tuple[str, ...] = ()
