@@ -686,11 +686,11 @@ import os, subprocess, sys
 import sslstack.classify.fit as fit
 real = fit._save_models
 filler, leave = sys.argv[1], int(sys.argv[2])
-def full(hd, models, folder):  # the disk fills up just as the models are written
+def full(hd, models, folder, *rest):  # the disk fills up just as the models are written
     st = os.statvfs(folder.parent)
     size = max(1, st.f_bavail * st.f_frsize - leave)
     subprocess.run(["fallocate", "-l", str(size), filler], check=True)
-    return real(hd, models, folder)
+    return real(hd, models, folder, *rest)
 fit._save_models = full
 sys.argv = ["sslstack", *sys.argv[3:]]
 from sslstack.cli import main
