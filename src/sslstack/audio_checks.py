@@ -109,8 +109,8 @@ def _check_mpeg(path: Path, data: bytes) -> None:
         return
     pos, frames = start, 0
     while pos + 4 <= end:
-        n = _frame_length(data[pos : pos + 4])
-        if n is None:
+        length = _frame_length(data[pos : pos + 4])
+        if length is None:
             if end - pos > _TAIL_SLACK:
                 raise AudioError(
                     f"{path}: damaged MPEG audio: the chain of frames breaks at byte {pos} "
@@ -119,7 +119,7 @@ def _check_mpeg(path: Path, data: bytes) -> None:
                     "out: --on-error skip)"
                 )
             return
-        pos += n
+        pos += length
         frames += 1
 
 

@@ -387,7 +387,7 @@ def optimize(
         return 0
     storage = study._storage
     claiming = isinstance(storage, ClaimingJournal)
-    if claiming:
+    if isinstance(storage, ClaimingJournal):
         storage.cap = trials
 
     def wrapped(trial: optuna.Trial) -> float:
@@ -423,7 +423,7 @@ def optimize(
             except _Enough:
                 continue
     finally:
-        if claiming:
+        if isinstance(storage, ClaimingJournal):
             storage.cap = None
     return len(study.get_trials(deepcopy=False)) - before
 
