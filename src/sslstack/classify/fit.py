@@ -520,8 +520,13 @@ def _save_error(hd: Head, folder: Path, e: Exception) -> Exception:
 
 
 def _low_space(folder: Path) -> bool:
+    """Whether the file system of ``folder`` (or its nearest existing parent) is nearly full:
+    libraries report a full disk in their own words (XGBoost: "FileStream.Write incomplete")."""
+    path = folder
+    while not path.exists() and path != path.parent:
+        path = path.parent
     try:
-        st = os.statvfs(folder.parent)
+        st = os.statvfs(path)
     except OSError:
         return False
     return st.f_bavail * st.f_frsize < (1 << 20)
