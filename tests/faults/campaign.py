@@ -604,7 +604,7 @@ def _told(res: dict[str, Any]) -> bool:
     return "warning:" in res["stderr"] or "error:" in res["stderr"]
 
 
-def flips(root: Path, n: int, rng: random.Random) -> dict[str, Any]:
+def flips(root: Path, n: int, rng: random.Random, only: str = "") -> dict[str, Any]:
     man = write_dataset(root / "d", 24, min_s=0.2, max_s=0.5)
     tpl = root / "tpl"
     xgb = ["fit-head", "xgb", "-m", "logmel", "--data", str(man), "-w", str(tpl), "--trials",
@@ -618,7 +618,7 @@ def flips(root: Path, n: int, rng: random.Random) -> dict[str, Any]:
     ref_stack = _last_json(ref[3]["stdout"])["score"]
     kinds = {k: sorted(tpl.glob(g)) for k, g in _KINDS.items()}
     fig: dict[str, Any] = {"flips": 0, "tracebacks": 0, "silent": 0, "blocked": 0, "by_kind": {}}
-    names = [k for k in kinds if kinds[k]]
+    names = [k for k in kinds if kinds[k] and (not only or k in only.split(","))]
     for i in range(n):
         kind = names[i % len(names)]
         target = rng.choice(kinds[kind]).relative_to(tpl)
@@ -788,6 +788,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--disk-tries", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--flips", type=int, default=110, help="random byte flips (flips section)")
+    ap.add_argument("--kinds", default="", help="flips: only these file kinds (comma list)")
     ap.add_argument(
         "--only",
         default="extract,compaction,fit-head,full-disk,damage,flips,model-disk,audio",
@@ -801,7 +802,7 @@ def main(argv: list[str] | None = None) -> int:
         "fit-head": lambda r: fit_head_kills(r, args.kills, rng),
         "full-disk": lambda r: full_disk(r, args.disk_tries),
         "damage": lambda r: damage(r, rng, args.damage),
-        "flips": lambda r: flips(r, args.flips, rng),
+        "flips": lambda r: flips(r, args.flips, rng, args.kinds),
         "model-disk": model_disk,
         "audio": bad_audio,
     }

@@ -173,12 +173,31 @@ def _named(e: OSError, path: str | None) -> OSError:
     return e
 
 
+# the keys Optuna's journal replay reads from each record, by op code: a record that parses
+# but lacks one (a flipped bit in a key) is damaged, not a KeyError deep in Optuna
+_RECORD_KEYS = {
+    0: ("study_name", "directions"),
+    1: ("study_id",),
+    2: ("study_id", "user_attr"),
+    3: ("study_id", "system_attr"),
+    4: ("study_id", "datetime_start"),
+    5: ("trial_id", "param_name", "param_value_internal", "distribution"),
+    6: ("trial_id", "state", "values"),
+    7: ("trial_id", "step", "intermediate_value"),
+    8: ("trial_id", "user_attr"),
+    9: ("trial_id", "system_attr"),
+}
+
+
 def _bad_line(line: bytes) -> bool:
     try:
-        json.loads(line)
-        return False
+        rec = json.loads(line)
     except ValueError:
         return True
+    if not isinstance(rec, dict) or "worker_id" not in rec:
+        return True
+    keys = _RECORD_KEYS.get(rec.get("op_code"))  # type: ignore[arg-type]
+    return keys is None or any(k not in rec for k in keys)
 
 
 def _whole(line: bytes) -> bytes | None:
@@ -301,13 +320,20 @@ def open_study(
     # one fold's score is noisy (with grouped folds it may be one speaker): decide from the
     # running mean of two folds or more
     pruner = optuna.pruners.MedianPruner(n_startup_trials=n_startup, n_warmup_steps=1)
-    study = optuna.create_study(
-        study_name=study_name,
-        storage=store,
-        direction=direction,  # type: ignore[arg-type]
-        pruner=pruner,
-        load_if_exists=True,
-    )
+    try:
+        study = optuna.create_study(
+            study_name=study_name,
+            storage=store,
+            direction=direction,  # type: ignore[arg-type]
+            pruner=pruner,
+            load_if_exists=True,
+        )
+    except (KeyError, TypeError, IndexError, AttributeError) as e:  # a record Optuna cannot replay
+        where = storage_label(ws, study_name, storage)
+        raise RunError(
+            f"{where}: a record of the study is damaged ({e!r}); move the journal away to start "
+            "the study afresh (the runs already saved are kept)"
+        ) from None
     if study.direction.name.lower() != direction:
         raise RunError(
             f"study {study_name} optimizes in direction {study.direction.name.lower()}, "
