@@ -216,3 +216,20 @@ def test_a_full_disk_right_after_a_trial_starts_leaves_no_trial_running(
     assert not [t for t in study.trials if t.state.name == "RUNNING"]
     assert _trials(b.ws) == _trials(a.ws)
     assert resumed.best_params == straight.best_params and resumed.score == straight.score
+
+
+def test_a_journal_record_missing_a_key_is_one_line_not_a_key_error(tmp_path: Path) -> None:
+    """A flipped bit in a key name: the line still parses, Optuna's replay raised KeyError."""
+    s = make_synth(tmp_path, n=60, layers=2)
+    fit_head("logreg", "fake", data=s.csv, workspace=s.ws, trials=3)
+    log = _journal(s.ws)
+    lines = log.read_bytes().splitlines(keepends=True)
+    n = next(i for i, ln in enumerate(lines) if b'"param_value_internal"' in ln)
+    lines[n] = lines[n].replace(b'"param_value_internal"', b'"param_value_interoal"')
+    log.write_bytes(b"".join(lines))
+    r = subprocess.run(
+        [sys.executable, "-m", "sslstack", "fit-head", "logreg", "-m", "fake", "-w",
+         str(s.ws.root), "--trials", "4"],
+        capture_output=True, text=True, env=env(),
+    )  # fmt: skip
+    assert f"line {n + 1} of the Optuna journal is damaged" in one_line_error(r)
