@@ -197,7 +197,16 @@ def _bad_line(line: bytes) -> bool:
     if not isinstance(rec, dict) or "worker_id" not in rec:
         return True
     keys = _RECORD_KEYS.get(rec.get("op_code"))  # type: ignore[arg-type]
-    return keys is None or any(k not in rec for k in keys)
+    if keys is None or any(k not in rec for k in keys):
+        return True
+    dists = [rec["distribution"]] if "distribution" in rec else []
+    dists += list((rec.get("distributions") or {}).values())
+    try:  # a flipped class name or field in a distribution: Optuna's replay raises
+        for d in dists:
+            optuna.distributions.json_to_distribution(d)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return True
+    return False
 
 
 def _whole(line: bytes) -> bytes | None:
@@ -328,7 +337,7 @@ def open_study(
             pruner=pruner,
             load_if_exists=True,
         )
-    except (KeyError, TypeError, IndexError, AttributeError) as e:  # a record Optuna cannot replay
+    except (KeyError, TypeError, IndexError, AttributeError, ValueError) as e:  # not replayable
         where = storage_label(ws, study_name, storage)
         raise RunError(
             f"{where}: a record of the study is damaged ({e!r}); move the journal away to start "
