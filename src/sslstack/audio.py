@@ -13,6 +13,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from .audio_checks import check_container, check_samples
 from .errors import AudioError
 
 _BLOCK_SECONDS = 60.0
@@ -58,6 +59,7 @@ def load_audio(
     Raises:
         AudioError: the file cannot be decoded or holds no samples.
     """
+    check_container(path)  # what libsndfile and mpg123 read silently (sslstack.audio_checks)
     try:
         with sf.SoundFile(str(path)) as fh:
             sr = fh.samplerate
@@ -68,9 +70,8 @@ def load_audio(
         raise AudioError(f"{path}: cannot decode audio ({e})") from e
     if x.shape[0] == 0:
         raise AudioError(f"{path}: the file holds no audio samples")
+    check_samples(path, x)
     y = _to_mono(x)
-    if not np.isfinite(y).all():
-        raise AudioError(f"{path}: the audio holds NaN or infinite samples")
     if sr != sample_rate:
         y = soxr.resample(y, sr, sample_rate, quality="HQ").astype(np.float32, copy=False)
     return y
@@ -95,6 +96,7 @@ def _crop_span(frames: int, sr: int, max_seconds: float | None, crop: str) -> tu
 
 
 def _open(path: str | os.PathLike[str]) -> sf.SoundFile:
+    check_container(path)
     try:
         return sf.SoundFile(str(path))
     except (RuntimeError, sf.LibsndfileError, OSError) as e:
@@ -126,9 +128,8 @@ def _blocks(
             raise AudioError(f"{path}: cannot decode audio ({e})") from e
         left -= x.shape[0]
         done = x.shape[0] < block or left <= 0
+        check_samples(path, x)
         y = _to_mono(x)
-        if not np.isfinite(y).all():
-            raise AudioError(f"{path}: the audio holds NaN or infinite samples")
         yield (stream.resample_chunk(y, last=done) if stream is not None else y), done
 
 

@@ -29,7 +29,14 @@ import pandas as pd
 from .content import content_hashes
 from .errors import DataError
 from .manifest import Manifest, read_manifest
-from .workspace import Workspace, atomic_write_json, atomic_write_text, read_json
+from .workspace import (
+    Workspace,
+    atomic_write_json,
+    atomic_write_text,
+    read_csv,
+    read_derived,
+    read_json,
+)
 
 ITEMS = "items.csv"  # id,hash of every item: the dataset's map to the store
 LEGACY_MEMO = "hashes.csv"  # path,size,mtime_ns,sha1 written by extract before content naming
@@ -125,7 +132,7 @@ def register_dataset(ws: Workspace, manifest: Manifest, role: str | None = None)
     name = _adopt_legacy(ws, manifest, hashes) or dataset_name(manifest, hashes)
     folder = ws.dataset_dir(name)
     meta_path = folder / "dataset.json"
-    old = read_json(meta_path) if meta_path.exists() else None
+    old = read_derived(meta_path, read_json)  # damaged: set aside, written again from the manifest
     meta = dict(old) if old else {"created": time.time()}
     # a role is how a command uses the data now: it names a new dataset, never changes one
     meta["role"] = meta.get("role") or role or ("train" if manifest.has_labels else "test")
@@ -249,7 +256,7 @@ def hashes_of_ids(ws: Workspace, ids: Sequence[str], dataset: str | None = None)
 def list_datasets(ws: Workspace) -> list[dict]:
     if not ws.datasets.exists():
         return []
-    out = [read_json(p) for p in ws.datasets.glob("*/dataset.json")]
+    out = [m for p in ws.datasets.glob("*/dataset.json") if (m := read_derived(p, read_json))]
     return sorted(out, key=lambda m: m.get("used", 0), reverse=True)
 
 
@@ -258,11 +265,11 @@ def load_dataset(ws: Workspace, name: str) -> Manifest:
     if not (folder / "manifest.csv").exists():
         known = ", ".join(m["name"] for m in list_datasets(ws)) or "none"
         raise DataError(f"no dataset '{name}' in workspace {ws.root} (known: {known})")
-    frame = pd.read_csv(folder / "manifest.csv", dtype=str, keep_default_na=False)
-    meta = read_json(folder / "dataset.json")
+    frame = read_csv(folder / "manifest.csv", dtype=str, keep_default_na=False)
+    meta = read_derived(folder / "dataset.json", read_json) or {}  # damaged: rewritten by --data
     return Manifest(
         frame=frame,
-        source=Path(meta["source"]),
+        source=Path(meta.get("source") or folder / "manifest.csv"),
         name=name,
         label_col=meta.get("label_col", "label" if "label" in frame else None),
         id_col=meta.get("id_col"),

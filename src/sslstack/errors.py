@@ -44,6 +44,17 @@ class RunError(SslstackError):
     """A run or study in the workspace is missing or inconsistent."""
 
 
+class DamagedFileError(DataError):
+    """A workspace file cannot be read as what it should be (bad bytes, bad checksum, bad
+    value): the message names the file and what to do. ``path`` is the file."""
+
+    def __init__(self, path: object, what: str, advice: str) -> None:
+        self.path = str(path)
+        self.what = what
+        self.advice = advice
+        super().__init__(f"{path}: {what}; {advice}")
+
+
 class MissingDependencyError(SslstackError):
     """An optional dependency is needed for what was asked."""
 

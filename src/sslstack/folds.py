@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import DataError
-from .workspace import Workspace, atomic_write_json, atomic_write_text, read_json
+from .errors import DamagedFileError, DataError
+from .workspace import Workspace, atomic_write_json, atomic_write_text, read_csv, read_json
 
 
 def fold_order(labels: Sequence[Any]) -> list[str]:
@@ -127,16 +127,40 @@ def save_folds(folder: Any, folds: Folds) -> None:
             "items": len(folds.ids),
             "created": time.time(),
         },
+        checksum=True,
     )
 
 
 def read_folds(folder: Any) -> Folds:
-    meta = read_json(folder / "folds.json")
-    frame = pd.read_csv(folder / "folds.csv", dtype=str, keep_default_na=False)
-    ids = frame["id"].tolist()
-    written = [v.strip() for v in frame["fold"]]
-    digest = fold_digest(ids, written)
-    if digest != meta["digest"]:
+    """The folds saved in a dataset's folder; damaged or edited ones are rebuilt from a run that
+    used them (its checksummed out-of-fold file reproduces their digest) when there is one.
+
+    Raises:
+        DataError: damaged (or edited) and no run to rebuild them from; the message names the
+            file and what to do.
+    """
+    try:
+        return _read_folds(folder)
+    except DataError as e:
+        healed = _recover_folds(Workspace(folder.parent.parent), folder.name, folder, e)
+        if healed is None:
+            raise
+        return healed
+
+
+def _read_folds(folder: Any) -> Folds:
+    advice = "restore it, or delete folds.csv and folds.json to make new folds (runs made "
+    advice += "with the old folds can then not be stacked with new ones)"
+    meta = read_json(folder / "folds.json", advice=advice)
+    frame = read_csv(folder / "folds.csv", advice=advice, dtype=str, keep_default_na=False)
+    try:
+        ids = frame["id"].tolist()
+        written = [v.strip() for v in frame["fold"]]
+        digest = fold_digest(ids, written)
+        k, method, want = int(meta["k"]), str(meta["method"]), str(meta["digest"])
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise DamagedFileError(folder / "folds.json", f"damaged ({e!r})", advice) from None
+    if digest != want:
         raise DataError(
             f"{folder}/folds.csv does not match the digest in folds.json ({digest} != "
             f"{meta['digest']}); it was edited or damaged — restore it or delete both files"
@@ -145,8 +169,8 @@ def read_folds(folder: Any) -> Folds:
     return Folds(
         tuple(ids),
         fold_codes(written, names),
-        int(meta["k"]),
-        meta["method"],
+        k,
+        method,
         meta.get("seed"),
         meta.get("group_col"),
         digest,
@@ -164,6 +188,64 @@ def load_folds(ws: Workspace, dataset_name: str) -> Folds:
     if not (folder / "folds.json").exists():
         raise DataError(f"dataset {dataset_name} has no folds yet; run 'sslstack fit-head' first")
     return read_folds(folder)
+
+
+def _recover_folds(ws: Workspace, dataset: str, folder: Any, error: Exception) -> Folds | None:
+    """The folds rebuilt from a run of the dataset whose checksummed out-of-fold file covers
+    every item and whose fold digest it reproduces; the damaged files are set aside."""
+    import warnings
+
+    from .errors import SslstackWarning
+    from .runs import list_runs
+    from .workspace import quarantine
+
+    for run in list_runs(ws, dataset, quiet=True):
+        if not run.meta.get("oof_sha256") or not run.meta.get("folds_digest"):
+            continue  # only what a checksum vouches for
+        try:
+            frame = run.oof()
+        except DataError:
+            continue
+        ids = frame["id"].astype(str).tolist()
+        written = [_text(v) for v in frame["fold"]]
+        digest = fold_digest(ids, written)
+        if digest != run.meta["folds_digest"]:
+            continue
+        old = _parsable(folder / "folds.json")
+        names = fold_order(written)
+        same_k = old.get("k") == len(names)
+        folds = Folds(
+            tuple(ids),
+            fold_codes(written, names),
+            len(names),
+            str(old.get("method")) if same_k else "recovered",
+            old.get("seed") if same_k else None,
+            old.get("group_col") if same_k else None,
+            digest,
+            tuple(names),
+        )
+        for name in ("folds.csv", "folds.json"):
+            quarantine(folder / name)
+        save_folds(folder, folds)
+        warnings.warn(
+            f"folds of dataset {dataset} were damaged ({error}); rebuilt from run {run.id}'s "
+            f"out-of-fold predictions (digest {digest} reproduced); the damaged files were "
+            "set aside",
+            SslstackWarning,
+            stacklevel=3,
+        )
+        return folds
+    return None  # no run vouches for them: the error stands (restore, or make new folds)
+
+
+def _parsable(path: Any) -> dict[str, Any]:
+    import json
+
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+    except (OSError, ValueError):
+        return {}
+    return obj if isinstance(obj, dict) else {}
 
 
 __all__ = ["Folds", "fold_codes", "fold_digest", "fold_order", "load_folds"]

@@ -7,19 +7,28 @@ scores), ``oof.csv`` (id, fold, one probability column per label in label order)
 Runs are written into a hidden temporary folder and renamed into place, so a killed process
 never leaves a half-written run behind (the temporary folders of dead processes are removed by
 the next save). Run numbers are reserved atomically, so several processes can create runs in
-one workspace. ``run.json`` records the SHA-256 and row count of ``oof.csv``; a file that was
-truncated or edited afterwards is refused when read.
+one workspace. ``run.json`` carries its own checksum and the SHA-256 of every file of the run
+(``oof.csv``, test predictions, models); a file that was truncated, edited or damaged
+afterwards is refused when read.
+
+A run that is damaged (``run.json`` unreadable or failing its checksum, a file that differs
+from its checksum, a path that leaves the run's folder) is precious, not derived: it is moved to
+``<ws>/runs/.quarantine/`` with a note of why; ``runs ls`` lists it as damaged, and ``stack`` and
+``report`` go on without it, saying so in one line. One result is saved once: :func:`save_once`
+saves a run under a lock on its recipe, unless a run with that recipe exists.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import shutil
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -28,13 +37,28 @@ import numpy as np
 import pandas as pd
 
 from ._lazy import pid_alive
-from .errors import DataError, RunError
-from .workspace import Workspace, atomic_write_json, read_json
+from .errors import DamagedFileError, DataError, RunError, SslstackWarning
+from .workspace import (
+    Workspace,
+    atomic_write_json,
+    confined,
+    file_lock,
+    file_sha256,
+    quarantine,
+    read_csv,
+    read_json,
+    read_text,
+)
 
 RUN_KINDS = ("head", "stack", "import")
-RUN_SCHEMA = 2  # 1: run.json without a "schema" field (read the same way)
+# 1: run.json without a "schema" field; 2: typed record; 3: with its own checksum and the
+# checksums of the run's files (all read the same way; only 3 is checked)
+RUN_SCHEMA = 3
 _RESERVED = ".numbers"
+QUARANTINE = ".quarantine"
+_WHY = "WHY-DAMAGED.txt"
 _LISTED = 5
+_PLAIN = re.compile(r"[A-Za-z0-9._-]+")
 
 
 @dataclass
@@ -132,40 +156,91 @@ class Run:
                 and row count are in ``run.json``; runs saved before that are not checked).
         """
         if not self.oof_path.exists():
-            raise DataError(f"run {self.id}: {self.oof_path} is missing; refit or remove the run")
+            raise DamagedFileError(
+                self.oof_path, f"run {self.id}: the file is missing", _advice(self)
+            )
         want = self.meta.get("oof_sha256")
-        if want and _sha256(self.oof_path) != want:
-            frame = _read_pred(self.oof_path, self.labels)
+        if want and file_sha256(self.oof_path) != want:
             rows = self.meta.get("oof_rows")
-            raise DataError(
-                f"run {self.id}: {self.oof_path} differs from the file saved with the run "
-                f"({len(frame)} rows, {rows} saved; checksum mismatch): it was truncated or "
-                f"edited; refit the run, or remove {self.dir}"
+            try:
+                have = f"{len(_read_pred(self.oof_path, self.labels))} rows"
+            except DamagedFileError:
+                have = "unreadable"
+            raise DamagedFileError(
+                self.oof_path,
+                f"run {self.id}: oof.csv differs from the file saved with the run ({have}, "
+                f"{rows} saved; checksum mismatch): it was truncated or edited",
+                _advice(self),
             )
         return _read_pred(self.oof_path, self.labels)
 
     def test(self, dataset: str) -> pd.DataFrame:
         """Saved test predictions for ``dataset`` (id, one column per label)."""
-        path = self.dir / "test" / f"{dataset}.csv"
+        path = confined(self.dir, f"test/{dataset}.csv")
         if not path.exists():
             raise RunError(f"run {self.id} has no test predictions for {dataset} ({path})")
+        self.check_file(f"test/{dataset}.csv")
         return _read_pred(path, self.labels)
+
+    def check_file(self, name: str) -> Path:
+        """The run's file ``name`` (relative to its folder), confined to the folder and checked
+        against the checksum saved with the run (runs saved before checksums: not checked).
+
+        Raises:
+            DamagedFileError: a path leaving the folder, a missing file, a checksum mismatch.
+        """
+        path = confined(self.dir, name)
+        want = (self.meta.get("files") or {}).get(name)
+        if want is None:
+            return path
+        if not path.is_file():
+            raise DamagedFileError(path, f"run {self.id}: the file is missing", _advice(self))
+        if file_sha256(path) != want:
+            raise DamagedFileError(
+                path,
+                f"run {self.id}: the file differs from its checksum (damaged or edited)",
+                _advice(self),
+            )
+        return path
+
+    def verify(self) -> None:
+        """Check every file saved with the run against its checksum.
+
+        Raises:
+            DamagedFileError: the first file that is missing or differs.
+        """
+        for name in self.meta.get("files") or {}:
+            self.check_file(name)
+        if "oof.csv" not in (self.meta.get("files") or {}) and self.meta.get("oof_sha256"):
+            self.oof()
+
+
+def verified_runs(ws: Workspace, dataset: str | None = None) -> list[Run]:
+    """:func:`list_runs`, each run's files checked too; damaged ones quarantined (one line each)."""
+    good = []
+    for run in list_runs(ws, dataset):
+        try:
+            run.verify()
+        except DamagedFileError as e:
+            quarantine_run(ws, run.dir, e)
+            continue
+        good.append(run)
+    return good
+
+
+def _advice(run: Run) -> str:
+    return "restore the file, or refit the run (a damaged run is set aside in runs/.quarantine)"
 
 
 def _read_pred(path: Path, labels: list[str]) -> pd.DataFrame:
-    frame = pd.read_csv(path, dtype={"id": str, "fold": str}, keep_default_na=False)
+    frame = read_csv(path, dtype={"id": str, "fold": str}, keep_default_na=False)
     frame.columns = [str(c) for c in frame.columns]
     if "fold" in frame and all(re.fullmatch(r"-?[1-9]\d*|0", str(v)) for v in frame["fold"]):
         frame["fold"] = frame["fold"].astype(np.int64)  # numbers stay numbers; "01" stays text
     return frame
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+_sha256 = file_sha256
 
 
 def recipe_digest(recipe: dict[str, Any]) -> str:
@@ -174,12 +249,43 @@ def recipe_digest(recipe: dict[str, Any]) -> str:
     return hashlib.sha1(blob).hexdigest()[:16]
 
 
-def find_run(ws: Workspace, recipe: dict[str, Any]) -> Run | None:
+def find_run(ws: Workspace, recipe: dict[str, Any] | str) -> Run | None:
     """The run saved with this recipe (same data, features, parameters, seed), if any: a
-    rerun of a finished study finds it instead of saving an identical run again."""
-    digest = recipe_digest(recipe)
-    hits = [r for r in list_runs(ws) if r.meta.get("recipe") == digest]
+    rerun of a finished study finds it instead of saving an identical run again.
+    ``recipe``: the recipe or its :func:`recipe_digest`."""
+    digest = recipe if isinstance(recipe, str) else recipe_digest(recipe)
+    hits = [r for r in list_runs(ws, quiet=True) if r.meta.get("recipe") == digest]
     return hits[-1] if hits else None
+
+
+@contextlib.contextmanager
+def recipe_lock(ws: Workspace, digest: str) -> Iterator[None]:
+    """Held while a result with this recipe is looked up and saved: several processes that
+    reach the same result (workers of one study, the same stack twice) save it once."""
+    with file_lock(ws.runs / _RESERVED / f"recipe-{digest}.lock"):
+        yield
+
+
+def save_once(
+    ws: Workspace,
+    meta: RunRecord,
+    oof: pd.DataFrame | None,
+    digest: str,
+    **kwargs: Any,
+) -> tuple[Run, bool]:
+    """Save a run unless one with the recipe ``digest`` exists; return ``(run, saved)``.
+
+    The record gets ``recipe = digest``; its id and number are reserved only when it is saved
+    (``meta.id`` empty: reserved here with the tag ``meta.extra["tag"]``).
+    """
+    with recipe_lock(ws, digest):
+        same = find_run(ws, digest)
+        if same is not None:
+            return same, False
+        meta.extra["recipe"] = digest
+        if not meta.id:
+            meta.id, meta.number = new_run_id(ws, meta.kind, str(meta.extra.pop("tag", "run")))
+        return save_run(ws, meta, oof, **kwargs), True
 
 
 def remove_stale_tmp(ws: Workspace) -> list[str]:
@@ -254,8 +360,8 @@ def save_run(
     remove_stale_tmp(ws)
     tmp = ws.runs / f".{meta['id']}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     try:
+        tmp.mkdir(parents=True)
         if oof is not None:
             _write_csv(tmp / "oof.csv", oof)
             record.extra.update(oof_rows=len(oof), oof_sha256=_sha256(tmp / "oof.csv"))
@@ -264,17 +370,43 @@ def save_run(
             _write_csv(tmp / "test" / f"{name}.csv", frame)
         if fill is not None:
             fill(tmp)
+        record.extra["files"] = _checksums(tmp)
         meta = record.to_dict()  # after fill: a record may list what fill wrote (models)
-        atomic_write_json(tmp / "run.json", meta)
+        atomic_write_json(tmp / "run.json", meta, checksum=True)
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError) and e.errno is not None:
+            # the run's final path, not the hidden temporary one (nothing of it is left)
+            raise OSError(e.errno, e.strerror, str(final)) from None
         raise
-    return Run(final, meta)
+    return Run(final, read_json(final / "run.json"))
+
+
+def _checksums(folder: Path) -> dict[str, str]:
+    """SHA-256 of every file under ``folder`` (but run.json), by path relative to it."""
+    return {
+        p.relative_to(folder).as_posix(): file_sha256(p)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "run.json"
+    }
 
 
 def _write_csv(path: Path, frame: pd.DataFrame) -> None:
+    guard_finite(frame, path)
     frame.to_csv(path, index=False, float_format="%.9g")
+
+
+def guard_finite(frame: pd.DataFrame, path: Path) -> None:
+    """Refuse predictions with NaN or infinities before they are written."""
+    nums = frame.select_dtypes(include="number")
+    if nums.size and not np.isfinite(nums.to_numpy(dtype=np.float64)).all():
+        bad = nums.columns[~np.isfinite(nums.to_numpy(dtype=np.float64)).all(axis=0)]
+        raise DataError(
+            f"{path}: refusing to write NaN or infinite values (column(s) "
+            f"{', '.join(map(str, bad[:_LISTED]))}); the features or the model gave non-finite "
+            "numbers: check the audio and the store ('sslstack extract' refuses such audio)"
+        )
 
 
 def check_oof(ws: Workspace, meta: dict[str, Any], oof: pd.DataFrame) -> None:
@@ -346,18 +478,114 @@ def _fold_text(value: Any) -> str:
     return str(value).strip()
 
 
-def list_runs(ws: Workspace, dataset: str | None = None) -> list[Run]:
-    """Every complete run of the workspace (optionally of one dataset), by number."""
+def _load_run(folder: Path) -> Run:
+    """One run folder, checked: ``run.json`` readable and matching its checksum, names that
+    stay inside the workspace.
+
+    Raises:
+        DamagedFileError: naming the file and what to do.
+    """
+    path = folder / "run.json"
+    advice = "restore the file, or refit the run (a damaged run is set aside in runs/.quarantine)"
+    if not path.is_file():
+        raise DamagedFileError(path, "the run's record is missing", advice)
+    meta = read_json(path, advice=advice)
+    if not isinstance(meta, dict):
+        raise DamagedFileError(path, "damaged: not a JSON object", advice)
+    try:
+        if int(meta.get("schema") or 1) >= 3 and "_sha256" not in meta:
+            raise DamagedFileError(path, "damaged: its checksum is missing", advice)
+        record = RunRecord.from_dict(meta)
+        int(record.number)
+        [str(v) for v in record.labels]
+    except (RunError, TypeError, ValueError) as e:
+        raise DamagedFileError(path, f"damaged: {e}", advice) from None
+    if record.id != folder.name:
+        raise DamagedFileError(path, f"names run {record.id!r}, not {folder.name!r}", advice)
+    _check_names(path, meta)
+    return Run(folder, meta)
+
+
+def _check_names(path: Path, meta: dict[str, Any]) -> None:
+    """Names in a record that become paths (dataset, store, models) must be plain names."""
+    fc = meta.get("feature_choice") or {}
+    names = [meta.get("dataset"), fc.get("store") if isinstance(fc, dict) else None]
+    for name in names:
+        if name is not None and not (_PLAIN.fullmatch(str(name)) and str(name) not in ("..",)):
+            raise DamagedFileError(
+                path,
+                f"refused the name {str(name)!r}: a run may only name a dataset or store of "
+                "its workspace",
+                "the run record was edited; refit the run (or remove its folder)",
+            )
+    for name in meta.get("models") or []:
+        confined(path.parent / "models", str(name))
+
+
+def list_runs(ws: Workspace, dataset: str | None = None, *, quiet: bool = False) -> list[Run]:
+    """Every complete run of the workspace (optionally of one dataset), by number.
+
+    A damaged run is quarantined (see :func:`quarantine_run`) with one warning line each
+    (``quiet``: without the warning) and left out.
+    """
     if not ws.runs.exists():
         return []
     runs = []
-    for path in ws.runs.glob("*/run.json"):
-        if path.parent.name.startswith("."):
+    for folder in sorted(ws.runs.iterdir()):
+        if folder.name.startswith(".") or not folder.is_dir():
             continue
-        meta = read_json(path)
-        if dataset is None or meta.get("dataset") == dataset:
-            runs.append(Run(path.parent, meta))
+        try:
+            run = _load_run(folder)
+        except DamagedFileError as e:
+            quarantine_run(ws, folder, e, warn=not quiet)
+            continue
+        if dataset is None or run.meta.get("dataset") == dataset:
+            runs.append(run)
     return sorted(runs, key=lambda r: r.number)
+
+
+def quarantine_run(
+    ws: Workspace, folder: Path, error: DamagedFileError, warn: bool = True
+) -> Path | None:
+    """Move a damaged run to ``<ws>/runs/.quarantine/`` with a note of why; warn in one line.
+    Returns where it went (None: another process moved it first)."""
+    moved = quarantine(folder, ws.runs / QUARANTINE)
+    if moved is not None:
+        with contextlib.suppress(OSError):  # a full disk keeps the move, not the note
+            (moved / _WHY).write_text(str(error) + "\n", encoding="utf-8")
+    if warn:
+        where = f"moved to {moved}" if moved is not None else "moved aside"
+        warnings.warn(
+            f"run {folder.name} is damaged and left out ({where}): {error}",
+            SslstackWarning,
+            stacklevel=3,
+        )
+    return moved
+
+
+def set_aside(ws: Workspace, run: Run, error: DamagedFileError) -> DamagedFileError:
+    """Quarantine ``run`` for ``error`` (a damaged file of it); the error, saying where it went."""
+    quarantine_run(ws, run.dir, error, warn=False)
+    return error
+
+
+def damaged_runs(ws: Workspace) -> list[dict[str, str]]:
+    """The quarantined runs: ``{"run", "dir", "why"}`` each (for ``runs ls``)."""
+    folder = ws.runs / QUARANTINE
+    if not folder.is_dir():
+        return []
+    out = []
+    for path in sorted(folder.iterdir()):
+        why = "damaged"
+        with contextlib.suppress(OSError, DamagedFileError):
+            why = read_text(path / _WHY).strip() or why
+        out.append({"run": path.name.split(".damaged-")[0], "dir": str(path), "why": why})
+    return out
+
+
+def damaged_note(run_id: str, error: Exception) -> None:
+    """One warning line: a run left out of a stack or report because it is damaged."""
+    warnings.warn(f"run {run_id} left out: {error}", SslstackWarning, stacklevel=3)
 
 
 def load_run(ws: Workspace, ref: str | int) -> Run:
@@ -375,6 +603,16 @@ def load_run(ws: Workspace, ref: str | int) -> Run:
     if len(hits) == 1:
         return hits[0]
     if not hits:
+        bad = [d for d in damaged_runs(ws) if _refers(d["run"], text)]
+        if bad:
+            raise RunError(f"run {bad[0]['run']} is damaged ({bad[0]['dir']}): {bad[0]['why']}")
         known = ", ".join(r.id for r in runs[-10:]) or "none yet"
         raise RunError(f"no run {text!r} in {ws.runs} (latest: {known}); see 'sslstack runs ls'")
     raise RunError(f"run {text!r} is ambiguous: {', '.join(r.id for r in hits)}")
+
+
+def _refers(run_id: str, ref: str) -> bool:
+    m = re.match(r"r(\d+)", run_id)
+    if ref.isdigit():
+        return m is not None and int(m.group(1)) == int(ref)
+    return run_id == ref or run_id.startswith(ref)

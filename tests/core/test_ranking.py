@@ -54,5 +54,5 @@ def test_runs_ls_puts_the_best_run_of_a_lower_is_better_metric_first(
     from sslstack.cli.heads import leaderboard
 
     runs = [_run("r1", metric, 0.30), _run("r2", metric, 0.05)]
-    monkeypatch.setattr(runs_mod, "list_runs", lambda ws, dataset=None: runs)
+    monkeypatch.setattr(runs_mod, "verified_runs", lambda ws, dataset=None: runs)
     assert [r["run"] for r in leaderboard("ws")] == ["r2", "r1"]

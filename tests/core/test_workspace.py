@@ -77,3 +77,63 @@ def test_a_read_only_workspace_serves_cached_work_and_refuses_writes_in_one_line
         )
     finally:
         subprocess.run(["umount", str(ws)])
+
+
+# -- the one reader ----------------------------------------------------------------------------
+
+
+def test_damaged_json_and_csv_are_one_error_naming_the_file(tmp_path: Path) -> None:
+    from sslstack.errors import DamagedFileError
+    from sslstack.workspace import read_csv, read_json
+
+    bad = tmp_path / "dataset.json"
+    bad.write_bytes(b'{"name": "x\xff"}')  # not UTF-8 (was: UnicodeDecodeError)
+    with pytest.raises(DamagedFileError, match=r"dataset.json: damaged: byte 0xff at offset 11"):
+        read_json(bad)
+    bad.write_text('{"name": "x"')  # cut
+    with pytest.raises(DamagedFileError, match="not valid JSON"):
+        read_json(bad)
+    csv = tmp_path / "oof.csv"
+    csv.write_bytes(b"id,fold\n1,\x80\n")
+    with pytest.raises(DamagedFileError, match=r"oof.csv: damaged: byte 0x80"):
+        read_csv(csv)
+
+
+def test_a_checksummed_json_refuses_a_flip_that_still_parses(tmp_path: Path) -> None:
+    from sslstack.errors import DamagedFileError
+    from sslstack.workspace import read_json
+
+    path = tmp_path / "run.json"
+    atomic_write_json(path, {"score": 0.85, "labels": ["a", "b"]}, checksum=True)
+    assert read_json(path, checksum=True)["score"] == 0.85
+    path.write_text(path.read_text().replace("0.85", "0.95"))  # still valid JSON
+    with pytest.raises(DamagedFileError, match="differs from its checksum"):
+        read_json(path)
+
+
+def test_a_damaged_derived_file_is_set_aside_and_rebuilt(tmp_path: Path) -> None:
+    from sslstack.errors import SslstackWarning
+    from sslstack.workspace import checked_text, read_checked_text, read_derived
+
+    memo = tmp_path / "hashes.csv"
+    memo.write_text(checked_text("path,sha1\na.wav," + "0" * 40 + "\n"))
+    assert read_derived(memo, read_checked_text).startswith("path,sha1")
+    raw = bytearray(memo.read_bytes())
+    raw[12] ^= 0x01  # a digit of the memo: parses, but is not what was written
+    memo.write_bytes(bytes(raw))
+    with pytest.warns(SslstackWarning, match=r"hashes.csv: damaged.*rebuilt"):
+        assert read_derived(memo, read_checked_text) is None
+    assert not memo.exists() and list(tmp_path.glob("hashes.csv.damaged-*"))
+
+
+@pytest.mark.parametrize("name", ["/etc/passwd", "../../outside.json", "a/../../b", ""])
+def test_paths_in_a_run_must_stay_inside_its_folder(tmp_path: Path, name: str) -> None:
+    from sslstack.errors import DamagedFileError
+    from sslstack.workspace import confined
+
+    with pytest.raises(DamagedFileError, match="must stay inside its folder"):
+        confined(tmp_path, name)
+    (tmp_path / "link").symlink_to("/etc")
+    with pytest.raises(DamagedFileError):
+        confined(tmp_path, "link/passwd")
+    assert confined(tmp_path, "fold0.json") == tmp_path / "fold0.json"

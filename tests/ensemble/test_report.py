@@ -43,7 +43,9 @@ def _workspace(tmp_path: Path, task: str):
     for r in list_runs(s.ws):
         base = join_runs(s.ws, [r])
         atomic_write_json(
-            r.dir / "run.json", {**r.meta, "scores": score_all(s.enc, base.y, base.P[0])}
+            r.dir / "run.json",
+            {**r.meta, "scores": score_all(s.enc, base.y, base.P[0])},
+            checksum=True,
         )
     stack(s.ws, method="logreg", calibrate="temperature")
     return s

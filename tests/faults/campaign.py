@@ -19,6 +19,14 @@ Sections (each prints its figures; ``--out`` gets them all as JSON):
   completes and equals the reference.
 - ``damage``: truncated parts, damaged headers, flipped bits, torn journals, truncated
   ``oof.csv``: each is named and healed (or refused in one line), never read silently.
+- ``flips``: one random bit flipped in one file of a whole workspace (every kind: run records,
+  out-of-fold predictions, models, folds, dataset records, manifests, the hash memo, store
+  keys and parts, study journals), then ``runs ls``, ``extract``, ``fit-head``, ``stack`` and
+  ``report``, twice: counts tracebacks, silently different results, and blocked workspaces.
+- ``model-disk`` (root only): a full disk while each head saves its models: one line naming
+  the path, no half-written run, no trial left RUNNING, and the resumed study saves the run.
+- ``audio``: truncated and header-inflated WAVs, an MP3 with garbage inside, a float WAV scaled
+  by 1e30: each is an ``--on-error skip`` entry, never a vector, and no NaN enters the store.
 """
 
 from __future__ import annotations
@@ -516,13 +524,275 @@ def _truncated_oof(root: Path, rng: random.Random, n: int) -> dict[str, int]:
     return f
 
 
+# -- random byte flips in every kind of workspace file ------------------------------------------
+
+_KINDS = {
+    "run.json": "runs/r*/run.json",
+    "oof.csv": "runs/r*/oof.csv",
+    "model": "runs/r*/models/*",
+    "folds.csv": "datasets/*/folds.csv",
+    "folds.json": "datasets/*/folds.json",
+    "dataset.json": "datasets/*/dataset.json",
+    "manifest.csv": "datasets/*/manifest.csv",
+    "hashes.csv": "datasets/*/hashes.csv",
+    "key.json": "stores/*/key.json",
+    "part": "stores/*/parts/part-*.h5",
+    "journal": "studies/*.log",
+}
+
+_FLIP_DRIVER = """
+import contextlib, io, json, sys, traceback, warnings
+from sslstack.cli import app
+out = []
+for args in json.loads(sys.argv[1]):
+    o, e = io.StringIO(), io.StringIO()
+    rc, tb = 0, None
+    with contextlib.redirect_stdout(o), contextlib.redirect_stderr(e):
+        try:
+            rc = app(args, standalone_mode=False) or 0
+        except SystemExit as x:
+            rc = x.code or 0
+        except BaseException:
+            rc, tb = 99, traceback.format_exc()
+    out.append({"args": args[:1], "rc": rc, "stdout": o.getvalue(), "stderr": e.getvalue(),
+                "traceback": tb})
+print(json.dumps(out))
+"""
+
+
+def _flip_commands(man: Path, ws: Path, html: Path) -> list[list[str]]:
+    w = ["-w", str(ws)]
+    return [
+        ["runs", "ls", *w, "--json"],
+        ["extract", "--model", "logmel", "--data", str(man), *w, "--pool", "mean,max", "--json"],
+        [
+            "fit-head",
+            "logreg",
+            "-m",
+            "logmel",
+            "--data",
+            str(man),
+            *w,
+            "--trials",
+            "3",
+            "--positive",
+            "b",
+            "--json",
+        ],  # fmt: skip
+        ["stack", *w, "--method", "mean", "--json"],
+        ["report", *w, "--out", str(html)],
+    ]
+
+
+def _drive(cmds: list[list[str]]) -> list[dict[str, Any]]:
+    r = subprocess.run([PY, "-c", _FLIP_DRIVER, json.dumps(cmds)], capture_output=True,
+                       text=True, env=env())  # fmt: skip
+    if r.returncode != 0:  # the interpreter itself died (a segfault): count it as a traceback
+        return [{"args": ["python"], "rc": r.returncode, "stdout": "", "stderr": r.stderr,
+                 "traceback": r.stderr[-2000:] or "died"}]  # fmt: skip
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def _last_json(text: str) -> dict[str, Any] | None:
+    for line in reversed(text.strip().splitlines()):
+        with contextlib.suppress(ValueError):
+            return json.loads(line)
+    return None
+
+
+def _told(res: dict[str, Any]) -> bool:
+    return "warning:" in res["stderr"] or "error:" in res["stderr"]
+
+
+def flips(root: Path, n: int, rng: random.Random, only: str = "") -> dict[str, Any]:
+    man = write_dataset(root / "d", 24, min_s=0.2, max_s=0.5)
+    tpl = root / "tpl"
+    xgb = ["fit-head", "xgb", "-m", "logmel", "--data", str(man), "-w", str(tpl), "--trials",
+           "2", "--max-rounds", "10", "--positive", "b"]  # fmt: skip
+    cmds = _flip_commands(man, tpl, root / "ref.html")
+    ref = _drive([*cmds[1:3], xgb, *cmds[3:]])
+    assert all(r["rc"] == 0 for r in ref), ref
+    ref = [ref[0], ref[0], ref[1], ref[3]]  # as _flip_commands orders them (runs ls unused)
+    ref_vec = _vectors(tpl)
+    ref_fit = _last_json(ref[2]["stdout"])["score"]
+    ref_stack = _last_json(ref[3]["stdout"])["score"]
+    kinds = {k: sorted(tpl.glob(g)) for k, g in _KINDS.items()}
+    fig: dict[str, Any] = {"flips": 0, "tracebacks": 0, "silent": 0, "blocked": 0, "by_kind": {}}
+    names = [k for k in kinds if kinds[k] and (not only or k in only.split(","))]
+    for i in range(n):
+        kind = names[i % len(names)]
+        target = rng.choice(kinds[kind]).relative_to(tpl)
+        ws = root / "ws"
+        shutil.rmtree(ws, ignore_errors=True)
+        shutil.copytree(tpl, ws)
+        raw = bytearray((ws / target).read_bytes())
+        pos = rng.randrange(len(raw))
+        raw[pos] ^= 1 << rng.randrange(8)
+        (ws / target).write_bytes(bytes(raw))
+        cmds = _flip_commands(man, ws, root / "out.html")
+        first = _drive(cmds)
+        # what the next attempt meets, without any repair by hand (the same when all passed)
+        second = _drive(cmds) if any(r["rc"] != 0 for r in first) else first
+        k = fig["by_kind"].setdefault(kind, {"flips": 0, "healed": 0, "refused": 0, "bad": 0})
+        k["flips"] += 1
+        fig["flips"] += 1
+        tb = [r for r in first + second if r["traceback"] or "Traceback" in r["stderr"]]
+        silent = _silent(first, ws, ref_vec, ref_fit, ref_stack)
+        # blocked: a command still fails the second time without a one-line error naming a file
+        failing = [r for r in second if r["rc"] != 0]
+        blocked = [r for r in failing if not _names_a_file(r["stderr"])]
+        fig["tracebacks"] += int(bool(tb))
+        fig["silent"] += int(bool(silent))
+        fig["blocked"] += int(bool(blocked))
+        k["refused"] += int(bool(failing) and not blocked)
+        k["healed"] += int(not failing)
+        k["bad"] += int(bool(tb or silent or blocked))
+        if tb or silent or blocked:
+            what = tb[0]["traceback"] or tb[0]["stderr"] if tb else (silent or blocked[0]["stderr"])
+            fig.setdefault("cases", []).append(
+                {"file": str(target), "byte": pos, "what": str(what)[-600:]}
+            )
+    return fig
+
+
+def _names_a_file(stderr: str) -> bool:
+    lines = [ln for ln in stderr.splitlines() if ln.startswith("error:")]
+    return len(lines) == 1 and "/" in lines[0]
+
+
+def _silent(
+    first: list[dict[str, Any]], ws: Path, ref_vec: dict, ref_fit: float, ref_stack: float
+) -> str | None:
+    """What differs from the undamaged workspace's results without a word, if anything."""
+    ex, fit, st = first[1], first[2], first[3]
+    if ex["rc"] == 0 and not _told(ex):
+        vec = _vectors(ws)
+        if _differing(vec, ref_vec) + _differing(ref_vec, vec):
+            return "extract: vectors differ from the reference"
+    got = _last_json(fit["stdout"]) if fit["rc"] == 0 else None
+    if got is not None and got.get("score") != ref_fit and not _told(fit):
+        return f"fit-head: score {got.get('score')} != {ref_fit}"
+    got = _last_json(st["stdout"]) if st["rc"] == 0 else None
+    if got is not None and got.get("score") != ref_stack and not _told(st) and not _told(fit):
+        return f"stack: score {got.get('score')} != {ref_stack}"
+    return None
+
+
+# -- a full disk while each head saves its models ------------------------------------------------
+
+
+_MODEL_DISK = """
+import os, subprocess, sys
+import sslstack.classify.fit as fit
+real = fit._save_models
+filler, leave = sys.argv[1], int(sys.argv[2])
+def full(hd, models, folder, *rest):  # the disk fills up just as the models are written
+    st = os.statvfs(folder.parent)
+    size = max(1, st.f_bavail * st.f_frsize - leave)
+    subprocess.run(["fallocate", "-l", str(size), filler], check=True)
+    return real(hd, models, folder, *rest)
+fit._save_models = full
+sys.argv = ["sslstack", *sys.argv[3:]]
+from sslstack.cli import main
+main()
+"""
+
+
+def model_disk(root: Path) -> dict[str, Any]:
+    """Each head fitted on a small tmpfs that fills up (leaving a few KiB) just as the run's
+    models are written: one error line naming the path, no half-written run, no trial left
+    RUNNING; then, with the space back, the same command saves the run."""
+    from sslstack.classify.heads import names as head_names
+    from tests.classify_synth import make_synth
+
+    fig: dict[str, Any] = {}
+    with _tmpfs("32m") as mnt:
+        if mnt is None:
+            return {"skipped": "needs root and tmpfs"}
+        for head in head_names():
+            for leave in (0, 4_000):
+                src = make_synth(root / f"{head}-{leave}", n=60, layers=2)
+                ws = mnt / head
+                shutil.copytree(src.ws.root, ws)
+                args = ["fit-head", head, "-m", "fake", "--data", str(src.csv), "-w", str(ws),
+                        "--trials", "2", "--max-rounds", "20", "--json"]  # fmt: skip
+                filler = mnt / "filler"
+                r = subprocess.run([PY, "-c", _MODEL_DISK, str(filler), str(leave), *args],
+                                   capture_output=True, text=True, env=env())  # fmt: skip
+                errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+                running = _running_trials(ws)
+                half = [p.name for p in (ws / "runs").glob(".*tmp*")]
+                filler.unlink(missing_ok=True)
+                again = subprocess.run([PY, "-m", "sslstack", *args], capture_output=True,
+                                       text=True, env=env())  # fmt: skip
+                fig[f"{head}-leave{leave}"] = {
+                    "rc": r.returncode,
+                    "one_line": r.returncode == 1 and len(errors) == 1,
+                    "line": errors[0][:220] if errors else r.stderr[-300:],
+                    "tracebacks": int("Traceback" in r.stderr),
+                    "half_written": half,
+                    "running_trials": running,
+                    "resumed_rc": again.returncode,
+                    "runs_after_resume": len(list((ws / "runs").glob("r*/run.json"))),
+                }
+                shutil.rmtree(ws, ignore_errors=True)
+    return fig
+
+
+def _running_trials(ws: Path) -> int:
+    import optuna
+
+    from sslstack.classify.tuning import open_storage
+    from sslstack.workspace import Workspace
+
+    w = Workspace.at(ws)
+    n = 0
+    for log in w.studies.glob("*.log"):
+        name = log.name[: -len(".log")]
+        with contextlib.suppress(Exception), _quiet():
+            st = optuna.load_study(study_name=name, storage=open_storage(w, name))
+            n += sum(t.state.name == "RUNNING" for t in st.trials)
+    return n
+
+
+# -- bad audio ------------------------------------------------------------------------------------
+
+
+def bad_audio(root: Path) -> dict[str, Any]:
+    from tests.faults.test_audio_faults import BAD
+
+    man = write_dataset(root / "d", 4, min_s=0.3, max_s=0.5)
+    names = []
+    for kind, (make, ext, _m) in BAD.items():
+        make(man.parent / "wav" / f"{kind}.{ext}")
+        names.append(f"wav/{kind}.{ext}")
+    with open(man, "a") as fh:
+        fh.writelines(f"{n},a\n" for n in names)
+    ws = root / "ws"
+    res = _run_json(_extract_cmd(man, ws, "--on-error", "skip"))
+    from sslstack import load_embeddings
+
+    ids, x = load_embeddings("logmel", 0, "mean", workspace=ws)
+    return {
+        "bad_files": len(names),
+        "skipped_with_a_reason": sum(f["id"] in names for f in res["failed"]),
+        "stored_from_bad_files": sum(i in names for i in ids),
+        "non_finite_values_stored": int((~np.isfinite(x)).sum()),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kills", type=int, default=20, help="kills per section")
     ap.add_argument("--damage", type=int, default=10, help="damaged files per kind")
     ap.add_argument("--disk-tries", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--only", default="extract,compaction,fit-head,full-disk,damage")
+    ap.add_argument("--flips", type=int, default=110, help="random byte flips (flips section)")
+    ap.add_argument("--kinds", default="", help="flips: only these file kinds (comma list)")
+    ap.add_argument(
+        "--only",
+        default="extract,compaction,fit-head,full-disk,damage,flips,model-disk,audio",
+    )
     ap.add_argument("--out", default=None, help="write the figures as JSON here")
     args = ap.parse_args(argv)
     rng = random.Random(args.seed)
@@ -532,6 +802,9 @@ def main(argv: list[str] | None = None) -> int:
         "fit-head": lambda r: fit_head_kills(r, args.kills, rng),
         "full-disk": lambda r: full_disk(r, args.disk_tries),
         "damage": lambda r: damage(r, rng, args.damage),
+        "flips": lambda r: flips(r, args.flips, rng, args.kinds),
+        "model-disk": model_disk,
+        "audio": bad_audio,
     }
     figures: dict[str, Any] = {"seed": args.seed, "kills_per_section": args.kills}
     with tempfile.TemporaryDirectory(prefix="sslstack-faults-") as tmp:

@@ -170,3 +170,66 @@ def test_a_finished_study_rerun_saves_no_duplicate_and_stale_tmp_runs_go(tmp_pat
     assert not stale.exists()
     defaults = [fit_head("logreg", "fake", workspace=s.ws, trials=0).run for _ in range(2)]
     assert defaults[0] == defaults[1]
+
+
+_DISK_FULL_AFTER_CREATE = textwrap.dedent(
+    """
+    import errno, sys
+    from optuna.storages.journal import _storage as js
+    real = js.JournalStorage._write_log
+    seen = {"create": 0, "fail": False, "nth": int(sys.argv[3])}
+    def write(self, op, log):
+        if seen["fail"]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(self, op, log)
+        if op == js.JournalOperation.CREATE_TRIAL:
+            seen["create"] += 1
+            seen["fail"] = seen["create"] == seen["nth"]
+    js.JournalStorage._write_log = write
+    sys.argv = ["sslstack", "fit-head", "logreg", "-m", "fake", "--data", sys.argv[1],
+                "-w", sys.argv[2], "--trials", "6"]
+    from sslstack.cli import main
+    main()
+    """
+)
+
+
+@pytest.mark.parametrize("nth", [1, 3])
+def test_a_full_disk_right_after_a_trial_starts_leaves_no_trial_running(
+    tmp_path: Path, nth: int
+) -> None:
+    """The journal record after a trial's creation fails (a full disk): the trial must not stay
+    RUNNING for good, and the resumed study must reach the undisturbed one's trials."""
+    a = make_synth(tmp_path / "a", n=60, layers=3)
+    straight = fit_head("logreg", "fake", data=a.csv, workspace=a.ws, trials=6)
+    b = make_synth(tmp_path / "b", n=60, layers=3)
+    r = subprocess.run(
+        [sys.executable, "-c", _DISK_FULL_AFTER_CREATE, str(b.csv), str(b.ws.root), str(nth)],
+        capture_output=True,
+        text=True,
+        env=env(),
+    )
+    assert "No space left" in one_line_error(r)
+    resumed = fit_head("logreg", "fake", data=b.csv, workspace=b.ws, trials=6)
+    log = _journal(b.ws)
+    study = optuna.load_study(study_name=log.name[:-4], storage=open_storage(b.ws, log.name[:-4]))
+    assert not [t for t in study.trials if t.state.name == "RUNNING"]
+    assert _trials(b.ws) == _trials(a.ws)
+    assert resumed.best_params == straight.best_params and resumed.score == straight.score
+
+
+def test_a_journal_record_missing_a_key_is_one_line_not_a_key_error(tmp_path: Path) -> None:
+    """A flipped bit in a key name: the line still parses, Optuna's replay raised KeyError."""
+    s = make_synth(tmp_path, n=60, layers=2)
+    fit_head("logreg", "fake", data=s.csv, workspace=s.ws, trials=3)
+    log = _journal(s.ws)
+    lines = log.read_bytes().splitlines(keepends=True)
+    n = next(i for i, ln in enumerate(lines) if b'"param_value_internal"' in ln)
+    lines[n] = lines[n].replace(b'"param_value_internal"', b'"param_value_interoal"')
+    log.write_bytes(b"".join(lines))
+    r = subprocess.run(
+        [sys.executable, "-m", "sslstack", "fit-head", "logreg", "-m", "fake", "-w",
+         str(s.ws.root), "--trials", "4"],
+        capture_output=True, text=True, env=env(),
+    )  # fmt: skip
+    assert f"line {n + 1} of the Optuna journal is damaged" in one_line_error(r)

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import h5py
 import numpy as np
 
-from ..errors import StoreError
+from ..errors import DamagedFileError, StoreError
 from ..workspace import read_json
 from .item import ItemResult
 from .key import StoreKey, window_pool_name
@@ -36,6 +36,9 @@ class Loc:
     row: int
 
 
+_REDO = "move the store's folder away and run 'sslstack extract' again"
+
+
 class StoreReader:
     """A store folder, read. Opening reads only ``key.json``; data is read on demand."""
 
@@ -45,8 +48,11 @@ class StoreReader:
         if not meta_path.exists():
             raise StoreError(f"{self.path}: not an sslstack store (no key.json)")
         meta = read_json(meta_path)
-        self.key = StoreKey.from_dict(meta["key"])
-        self.provenance: dict[str, Any] = meta.get("provenance", {})
+        try:  # a damaged key.json is one line naming it (issue 18), never a KeyError
+            self.key = StoreKey.from_dict(meta["key"])
+            self.provenance: dict[str, Any] = dict(meta.get("provenance") or {})
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise DamagedFileError(meta_path, f"damaged ({e!r})", _REDO) from None
         self._index: dict[str, Loc] | None = None
         self._names: dict[str, str] = {}
         self._failed: dict[str, tuple[str, str]] | None = None

@@ -26,6 +26,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from ..audio_checks import check_item
 from ..errors import DiskFullError
 from .item import ItemResult
 from .key import StoreKey
@@ -95,6 +96,8 @@ class PartWriter:
         if not self._open:
             raise RuntimeError("PartWriter.write outside 'with PartWriter(...)'")
         dtype = np.float16 if self.key.storage == "float16" else np.float32
+        for item in items:  # the last guard: no NaN or infinity ever enters a store
+            check_item(item, dtype)
         return self.atomic_part(
             lambda f: write_part(f, self.key, items, list(layer_names), failures, dtype)
         )

@@ -49,6 +49,8 @@ def predict_head(
     st.check_keys(keys, names=ids)
     choice = FeatureChoice(fc["layer"], fc["pool"])
     how = (r.meta.get("params") or {}).get("windows")
+    for name in r.meta.get("models", []):  # inside the run's folder, as saved (checksums)
+        r.check_file(f"models/{name}")
     models: list[FoldModel] = load_models(hd, r.dir / "models", r.meta.get("models", []))
     if not models:
         raise RunError(f"run {r.id}: no fold models in {r.dir / 'models'}")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -19,8 +21,8 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from ..cache.key import is_window_pool
-from ..errors import ConfigError, RunError
-from ..runs import Run, RunRecord, find_run, new_run_id, recipe_digest, save_run
+from ..errors import ConfigError, DiskFullError, RunError
+from ..runs import Run, RunRecord, find_run, recipe_digest, save_once
 from ..workspace import Workspace
 from .budget import Budget, BudgetExceeded, ProgressFn
 from .cv import cross_validate, save_models
@@ -549,6 +551,49 @@ def _suggest(trial: Any, name: str, choices: list[Any]) -> Any:
     return trial.suggest_categorical(name, choices) if len(choices) > 1 else choices[0]
 
 
+def _save_models(hd: Head, models: Any, folder: Path, shown: Path | None = None) -> list[str]:
+    """Write the fold models into a temporary folder renamed to ``folder`` once whole: a save
+    that fails (a full disk, a library's own error) leaves no half-written models and is one
+    line naming the folder (``shown``: the path to name), whichever head wrote them."""
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    try:
+        names = save_models(hd, models, tmp)
+        os.replace(tmp, folder)
+        return names
+    except Exception as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _save_error(hd, shown or folder, e) from None
+
+
+def _save_error(hd: Head, folder: Path, e: Exception) -> Exception:
+    """One line for a failed model save: a full disk as DiskFullError, else what failed."""
+    text = f"{e}"
+    errno = getattr(e, "errno", None)
+    if errno in (28, 122) or "No space left" in text or _low_space(folder):
+        return DiskFullError(
+            f"{folder}: no space left on device while saving the {hd.name} models; nothing "
+            "of the run was kept: free some space (or use another --workspace) and rerun "
+            "(the study's trials are kept)"
+        )
+    if isinstance(e, OSError) and errno is not None:
+        return OSError(errno, e.strerror, e.filename or str(folder))
+    first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
+    return RunError(f"{folder}: saving the {hd.name} models failed ({first[:300]})")
+
+
+def _low_space(folder: Path) -> bool:
+    """Whether the file system of ``folder`` (or its nearest existing parent) is nearly full:
+    libraries report a full disk in their own words (XGBoost: "FileStream.Write incomplete")."""
+    path = folder
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < (1 << 20)
+
+
 def _save(
     prob: Problem,
     hd: Head,
@@ -566,7 +611,7 @@ def _save(
 ) -> FitResult:
     enc = prob.enc
     encoder = prob.store.key.model
-    run_id, number = new_run_id(prob.ws, "head", f"{hd.name}-{encoder.rstrip('/').split('/')[-1]}")
+    tag = f"{hd.name}-{encoder.rstrip('/').split('/')[-1]}"
     oof = pd.DataFrame({"id": prob.ids, "fold": prob.folds.label_of(prob.ids)})
     for j, lab in enumerate(enc.labels):
         oof[lab] = final.oof[:, j]
@@ -576,8 +621,8 @@ def _save(
         score = get_metric(metric, enc.task)(prob.y, final.oof, enc.task, enc.positive_index)
     files: list[str] = []  # filled by fill() before run.json is written
     meta = RunRecord(
-        id=run_id,
-        number=number,
+        id="",  # reserved by save_once when the run is saved
+        number=0,
         kind="head",
         dataset=prob.dataset,
         folds_digest=prob.folds.digest,
@@ -604,15 +649,20 @@ def _save(
             "device": ctx.device,
             "max_rounds": ctx.max_rounds,
             "warnings": prob.warnings,
-            "recipe": recipe,
             "models": files,
+            "tag": tag,
         },
     )
 
     def fill(folder: Path) -> None:
-        files.extend(save_models(hd, final.models, folder / "models"))
+        shown = prob.ws.run_dir(meta.id) / "models"  # where they go, not the temporary folder
+        files.extend(_save_models(hd, final.models, folder / "models", shown))
 
-    run = save_run(prob.ws, meta, oof, fill=fill)
+    # several workers of one study reach the same recipe: the first saves, the others reuse
+    run, saved = save_once(prob.ws, meta, oof, recipe or recipe_digest({"run": time.time()}),
+                           fill=fill)  # fmt: skip
+    if not saved:
+        return _reused(run, prob, t0)
     return FitResult(
         run=run.id,
         run_dir=run.dir,

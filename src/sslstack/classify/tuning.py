@@ -10,7 +10,14 @@
 - A worker killed mid-trial leaves a RUNNING trial: on the next start, RUNNING trials of this
   machine whose process is gone are marked failed (journal storage); the RDB storage uses
   Optuna's heartbeat for the same. A killed trial whose parameters were enqueued (the warm
-  start) is enqueued again.
+  start) is enqueued again. With the journal, a trial is created (or taken from the queue)
+  together with its worker's name in one record, so no failure (a full disk between two
+  records) leaves a RUNNING trial that names no worker and so is never failed.
+- Exactly ``trials``: with the journal, a worker claims a trial under a lock beside the
+  journal only while the finished and running trials are fewer than asked; a worker that finds
+  the others running the last ones waits for them (and takes over a trial whose worker died),
+  so several processes on one study end with exactly the trials asked for and see the same
+  best trial.
 - Resuming reproduces: the sampler's random state at each trial depends only on the seed and
   the number of trials finished or running, so a study killed and resumed reaches the same
   trials as one that ran through (on one worker; several workers interleave differently).
@@ -78,7 +85,69 @@ def open_storage(ws: Workspace, study_name: str, url: str | None = None) -> Any:
     lock = JournalFileOpenLock(path, grace_period=JOURNAL_LOCK_GRACE)
     with journal_errors(path):
         repair_journal(Path(path), lock)
-        return optuna.storages.JournalStorage(JournalFileBackend(path, lock))
+        return ClaimingJournal(JournalFileBackend(path, lock), Path(f"{path}.claim"))
+
+
+class _Enough(Exception):
+    """The study holds (finished or running) the trials asked for: claim no new one."""
+
+
+class ClaimingJournal(optuna.storages.JournalStorage):
+    """The journal storage, where a trial becomes RUNNING in one record that names its worker,
+    and only under a claim lock while the study holds fewer trials than ``cap``."""
+
+    def __init__(self, backend: Any, claim: Path) -> None:
+        super().__init__(backend)
+        self.claim = claim
+        self.cap: int | None = None  # finished + running trials the study may hold
+
+    @contextlib.contextmanager
+    def _claiming(self, study_id: int) -> Iterator[None]:
+        from ..workspace import file_lock
+
+        with file_lock(self.claim):
+            if self.cap is not None:
+                held = self.get_all_trials(study_id, deepcopy=False, states=(*FINISHED, RUN))
+                if len(held) >= self.cap:
+                    raise _Enough
+            yield
+
+    def create_new_trial(self, study_id: int, template_trial: Any = None) -> int:
+        if template_trial is not None:
+            return super().create_new_trial(study_id, template_trial)
+        with self._claiming(study_id):
+            return super().create_new_trial(study_id, _running_template())
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState, values: Any = None) -> bool:
+        if state != RUN:
+            return super().set_trial_state_values(trial_id, state, values)
+        study_id = self._replay_result._trial_id_to_study_id[trial_id]
+        with self._claiming(study_id):  # a queued trial: take it only if no one has
+            if self.get_trial(trial_id).state != TrialState.WAITING:
+                return False
+            self.set_trial_user_attr(trial_id, _WORKER_ATTR, _worker_id())
+            return super().set_trial_state_values(trial_id, state, values)
+
+
+RUN = TrialState.RUNNING
+
+
+def _running_template() -> Any:
+    import datetime
+
+    return optuna.trial.FrozenTrial(
+        number=-1,
+        state=RUN,
+        value=None,
+        datetime_start=datetime.datetime.now(tz=datetime.timezone.utc),
+        datetime_complete=None,
+        params={},
+        distributions={},
+        user_attrs={_WORKER_ATTR: _worker_id()},
+        system_attrs={},
+        intermediate_values={},
+        trial_id=-1,
+    )
 
 
 @contextlib.contextmanager
@@ -104,12 +173,40 @@ def _named(e: OSError, path: str | None) -> OSError:
     return e
 
 
+# the keys Optuna's journal replay reads from each record, by op code: a record that parses
+# but lacks one (a flipped bit in a key) is damaged, not a KeyError deep in Optuna
+_RECORD_KEYS = {
+    0: ("study_name", "directions"),
+    1: ("study_id",),
+    2: ("study_id", "user_attr"),
+    3: ("study_id", "system_attr"),
+    4: ("study_id", "datetime_start"),
+    5: ("trial_id", "param_name", "param_value_internal", "distribution"),
+    6: ("trial_id", "state", "values"),
+    7: ("trial_id", "step", "intermediate_value"),
+    8: ("trial_id", "user_attr"),
+    9: ("trial_id", "system_attr"),
+}
+
+
 def _bad_line(line: bytes) -> bool:
     try:
-        json.loads(line)
-        return False
+        rec = json.loads(line)
     except ValueError:
         return True
+    if not isinstance(rec, dict) or "worker_id" not in rec:
+        return True
+    keys = _RECORD_KEYS.get(rec.get("op_code"))  # type: ignore[arg-type]
+    if keys is None or any(k not in rec for k in keys):
+        return True
+    dists = [rec["distribution"]] if "distribution" in rec else []
+    dists += list((rec.get("distributions") or {}).values())
+    try:  # a flipped class name or field in a distribution: Optuna's replay raises
+        for d in dists:
+            optuna.distributions.json_to_distribution(d)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return True
+    return False
 
 
 def _whole(line: bytes) -> bytes | None:
@@ -195,14 +292,20 @@ def _worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def fail_dead_trials(study: optuna.Study) -> int:
-    """Mark RUNNING trials whose worker (on this machine) is gone as FAIL; return how many."""
-    host = socket.gethostname()
+def fail_dead_trials(study: optuna.Study, *, own: bool = False) -> int:
+    """Mark RUNNING trials whose worker (on this machine) is gone as FAIL; return how many.
+
+    ``own``: this process's RUNNING trials count as dead too (called between trials, when this
+    process runs none: such a trial is a record a torn journal lost the end of).
+    """
+    host, me = socket.gethostname(), os.getpid()
     n = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = str(t.user_attrs.get(_WORKER_ATTR, ""))
         h, _, pid = worker.rpartition(":")
-        if h == host and pid.isdigit() and not pid_alive(int(pid)):
+        if h != host or not pid.isdigit():
+            continue
+        if (own and int(pid) == me) or (int(pid) != me and not pid_alive(int(pid))):
             try:
                 study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
                 n += 1
@@ -226,13 +329,20 @@ def open_study(
     # one fold's score is noisy (with grouped folds it may be one speaker): decide from the
     # running mean of two folds or more
     pruner = optuna.pruners.MedianPruner(n_startup_trials=n_startup, n_warmup_steps=1)
-    study = optuna.create_study(
-        study_name=study_name,
-        storage=store,
-        direction=direction,  # type: ignore[arg-type]
-        pruner=pruner,
-        load_if_exists=True,
-    )
+    try:
+        study = optuna.create_study(
+            study_name=study_name,
+            storage=store,
+            direction=direction,  # type: ignore[arg-type]
+            pruner=pruner,
+            load_if_exists=True,
+        )
+    except (KeyError, TypeError, IndexError, AttributeError, ValueError) as e:  # not replayable
+        where = storage_label(ws, study_name, storage)
+        raise RunError(
+            f"{where}: a record of the study is damaged ({e!r}); move the journal away to start "
+            "the study afresh (the runs already saved are kept)"
+        ) from None
     if study.direction.name.lower() != direction:
         raise RunError(
             f"study {study_name} optimizes in direction {study.direction.name.lower()}, "
@@ -304,20 +414,66 @@ def optimize(
     """Run trials until the study holds ``trials`` finished ones (or ``timeout`` seconds pass).
 
     ``catch``: exceptions that fail a trial without stopping the loop (a budget-stopped trial).
-    Returns the number of trials this call ran.
+    With several workers on one journal, a worker waits while the others run the last trials,
+    so the study ends with exactly ``trials`` finished ones. Returns the number of trials this
+    call ran.
     """
-    remaining = trials - finished_trials(study)
-    if remaining <= 0:
+    if trials - finished_trials(study) <= 0:
         return 0
+    storage = study._storage
+    claiming = isinstance(storage, ClaimingJournal)
+    if isinstance(storage, ClaimingJournal):
+        storage.cap = trials
 
     def wrapped(trial: optuna.Trial) -> float:
-        trial.set_user_attr(_WORKER_ATTR, _worker_id())
+        if not claiming:  # the journal wrote it with the trial
+            trial.set_user_attr(_WORKER_ATTR, _worker_id())
         return objective(trial)
+
+    stopped = []
+
+    def watch(st: optuna.Study, _t: optuna.trial.FrozenTrial) -> None:
+        if st._stop_flag:  # stopped by the budget (``progress`` or the objective)
+            stopped.append(True)
 
     callbacks: list[Any] = [optuna.study.MaxTrialsCallback(trials, states=FINISHED)]
     if progress is not None:
         callbacks.append(progress)
+    callbacks.append(watch)
     before = len(study.get_trials(deepcopy=False))
+    end = None if timeout is None else time.monotonic() + timeout
+    try:
+        while not stopped:
+            fail_dead_trials(study, own=True)
+            done = finished_trials(study)
+            running = len(study.get_trials(deepcopy=False, states=(RUN,)))
+            left = None if end is None else end - time.monotonic()
+            if done >= trials or (left is not None and left <= 0):
+                break
+            if done + running >= trials:  # the others run the last trials: wait for them
+                time.sleep(_POLL_S)
+                continue
+            try:
+                _optimize_once(study, wrapped, trials - done - running, left, callbacks, catch)
+            except _Enough:
+                continue
+    finally:
+        if isinstance(storage, ClaimingJournal):
+            storage.cap = None
+    return len(study.get_trials(deepcopy=False)) - before
+
+
+_POLL_S = 0.5
+
+
+def _optimize_once(
+    study: optuna.Study,
+    wrapped: Callable[[optuna.Trial], float],
+    n: int,
+    timeout: float | None,
+    callbacks: list[Any],
+    catch: tuple[type[Exception], ...],
+) -> None:
     logging.getLogger("optuna").setLevel(logging.WARNING)
     backend = getattr(study._storage, "_backend", None)
     quiet = _QuietInterrupt()
@@ -331,7 +487,7 @@ def optimize(
         with journal_errors(getattr(backend, "_file_path", None)):
             study.optimize(
                 wrapped,
-                n_trials=remaining,
+                n_trials=n,
                 timeout=timeout,
                 callbacks=callbacks,
                 catch=catch,
@@ -340,7 +496,6 @@ def optimize(
     finally:
         optuna.logging.set_verbosity(verbosity)
         log.removeFilter(quiet)
-    return len(study.get_trials(deepcopy=False)) - before
 
 
 class _QuietInterrupt(logging.Filter):

@@ -103,10 +103,9 @@ def stack_cmd(
                 when, *(_fmt(res.calibration[when][k]) for k in ("log_loss", "brier", "ece"))
             )
         out_console.print(cal)
-    console.print(
-        f"[green]saved[/] {escape(str(res.run))} ({escape(chosen)}, honest out-of-fold "
-        f"{res.metric} {_fmt(res.score)})"
-    )
+    done = "found (this result was saved before)" if res.reused else "saved"
+    what = f"({escape(chosen)}, honest out-of-fold {res.metric} {_fmt(res.score)})"
+    console.print(f"[green]{done}[/] {escape(str(res.run))} {what}")
     if json:
         emit_json(res.to_dict())
 

@@ -284,11 +284,11 @@ def leaderboard(workspace: Any = None, dataset: str | None = None) -> list[dict[
     import numpy as np
 
     from ..classify.metrics import rank_runs
-    from ..runs import list_runs
+    from ..runs import verified_runs
     from ..workspace import Workspace
 
     rows = []
-    for run in list_runs(Workspace.at(workspace), dataset=dataset):
+    for run in verified_runs(Workspace.at(workspace), dataset=dataset):
         m = run.meta
         fs = [v for v in m.get("fold_scores") or [] if v is not None]
         feats = m.get("features") or []
@@ -380,5 +380,11 @@ def runs_ls_cmd(
             "-" if r["time_s"] is None else f"{r['time_s']:.0f}s",
         )
     out_console.print(table)
+    from ..runs import damaged_runs
+    from ..workspace import Workspace
+
+    damaged = damaged_runs(Workspace.at(workspace))
+    for d in damaged:  # quarantined: listed, never used
+        out_console.print(f"damaged: {d['run']} ({rel_path(d['dir'])}): {d['why']}", markup=False)
     if json:
-        emit_json({"runs": rows})
+        emit_json({"runs": rows, "damaged": damaged})

@@ -59,6 +59,7 @@ def load_runs(ws: Workspace, refs: Sequence[str | int] | None, dataset: str | No
             raise ConfigError(f"--runs names {', '.join(dup)} more than once")
         return runs
     runs = [r for r in list_runs(ws, dataset=dataset) if r.meta.get("kind") != "stack"]
+    runs = [r for r in runs if _sound(ws, r)]
     if not runs:
         where = f"dataset {dataset}" if dataset else f"workspace {ws.root}"
         raise RunError(f"no runs of {where} yet; fit heads first ('sslstack fit-head')")
@@ -66,6 +67,23 @@ def load_runs(ws: Workspace, refs: Sequence[str | int] | None, dataset: str | No
     if len(datasets) > 1:
         raise RunError(f"runs of several datasets ({', '.join(datasets)}); pick one with --data")
     return runs
+
+
+def _sound(ws: Workspace, run: Any) -> bool:
+    """Whether a run's out-of-fold file is whole; a damaged run is quarantined and left out
+    with one warning line (runs named with --runs are refused instead, in join_runs)."""
+    from ..errors import DamagedFileError
+    from ..runs import damaged_note, quarantine_run
+
+    try:
+        run.check_file("oof.csv")
+        if run.meta.get("oof_sha256"):
+            run.oof()
+    except DamagedFileError as e:
+        quarantine_run(ws, run.dir, e, warn=False)
+        damaged_note(run.meta["id"], e)
+        return False
+    return True
 
 
 def join_runs(ws: Workspace, runs: Sequence[Any]) -> BaseSet:
@@ -134,9 +152,13 @@ def _check_same(runs: Sequence[Any], what: str, get: Callable[[dict], Any], shor
 def _read_oof(ws: Workspace, run: Any, enc: Encoding) -> pd.DataFrame:
     """A run's out-of-fold predictions, checked against its dataset's items and folds (and its
     saved checksum), not only against the other runs."""
-    from ..runs import check_oof
+    from ..errors import DamagedFileError
+    from ..runs import check_oof, set_aside
 
-    frame = run.oof()
+    try:
+        frame = run.oof()
+    except DamagedFileError as e:
+        raise set_aside(ws, run, e) from None
     frame["id"] = frame["id"].astype(str)
     need = ["id", "fold", *enc.labels]
     missing = [c for c in need if c not in frame.columns]

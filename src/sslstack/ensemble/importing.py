@@ -179,13 +179,12 @@ def _save(
     tests: dict[str, pd.DataFrame] | None,
 ) -> tuple[str, str]:
     from ..folds import fold_order
-    from ..runs import RunRecord, new_run_id, save_run
+    from ..runs import RunRecord, recipe_digest, save_once
 
-    run_id, number = new_run_id(ws, "import", name)
     fold_scores = [sc(y[fold == f], P[fold == f]) for f in fold_order(list(fold))]
     meta = RunRecord(
-        id=run_id,
-        number=number,
+        id="",
+        number=0,
         kind="import",
         dataset=dataset,
         folds_digest=digest,
@@ -195,6 +194,10 @@ def _save(
         scores=dict(scores),
         fold_scores=list(fold_scores),
         params={"name": name},
+        extra={"tag": name},
     )
-    saved = save_run(ws, meta, oof_df, test=tests)
-    return run_id, str(getattr(saved, "dir", None) or ws.run_dir(run_id))
+    # the same predictions imported again under the same name are the run saved before
+    blob = {"kind": "import", "name": name, "dataset": dataset, "oof": oof_df.to_csv()}
+    blob["test"] = {k: v.to_csv() for k, v in (tests or {}).items()}
+    saved, _new = save_once(ws, meta, oof_df, recipe_digest(blob), test=tests)
+    return saved.id, str(saved.dir)

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import RunError
 from ..workspace import Workspace, atomic_write_text
-from .base_runs import join_runs
+from .base_runs import _sound, join_runs
 from .calibrate import confidence_pairs, reliability
 from .encoding import Encoding, scorer
 from .report_layers import layers_section
@@ -68,7 +68,7 @@ def report(
     from .predict import choose_run
 
     ws = Workspace.at(workspace)
-    runs = list_runs(ws)
+    runs = [r for r in list_runs(ws) if _sound(ws, r)]  # a damaged run: left out, one line
     if not runs:
         raise RunError(f"no runs in {ws.root} to report on; fit a head first")
     focus = choose_run(ws, run)

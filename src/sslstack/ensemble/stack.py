@@ -71,6 +71,7 @@ class StackResult:
     scores: dict[str, float] = field(default_factory=dict)
     run_dir: str | None = None
     notes: list[str] = field(default_factory=list)
+    reused: bool = False  # a saved stack held this very result: it was not saved again
 
     @property
     def oof_path(self) -> str | None:
@@ -91,6 +92,7 @@ class StackResult:
             "scores": self.scores,
             "run_dir": self.run_dir,
             "notes": self.notes,
+            "reused": self.reused,
         }
 
 
@@ -178,7 +180,7 @@ def run_stack(
     )
     if save:
         meta = _stack_meta(base, cfg, result, params, sc, time.time() - t0)
-        result.run, result.run_dir = _save(ws, meta, frame, name, cfg)
+        result.run, result.run_dir, result.reused = _save(ws, meta, frame, name, cfg)
     return result
 
 
@@ -301,11 +303,22 @@ def _stack_meta(
 
 def _save(
     ws: Workspace, meta: dict[str, Any], frame: pd.DataFrame, method: str, cfg: StackConfig
-) -> tuple[str, str]:
-    from ..runs import RunRecord, new_run_id, save_run
+) -> tuple[str, str, bool]:
+    """Save the stack as a run, unless a saved stack holds the same result (same base runs,
+    method, parameters and out-of-fold predictions): then that run is returned."""
+    from ..runs import RunRecord, recipe_digest, save_once
 
     tag = method + (f"-{cfg.calibrate}" if cfg.calibrate else "")
-    run_id, number = new_run_id(ws, "stack", tag)
-    saved = save_run(ws, RunRecord.from_dict({"id": run_id, "number": number, **meta}), frame)
-    run_dir = getattr(saved, "dir", None) or ws.run_dir(run_id)
-    return run_id, str(run_dir)
+    recipe = recipe_digest(
+        {
+            "kind": "stack",
+            "base_runs": meta["base_runs"],
+            "method": meta["method"],
+            "params": meta["params"],
+            "calibration": meta["calibration"],
+            "oof": frame.to_csv(index=False, float_format="%.9g"),
+        }
+    )
+    record = RunRecord.from_dict({"id": "", "number": 0, **meta, "tag": tag})
+    saved, new = save_once(ws, record, frame, recipe)
+    return saved.id, str(saved.dir), not new
