@@ -21,6 +21,7 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from ..cache.key import is_window_pool
+from ..embeddings import store_model
 from ..errors import ConfigError, DiskFullError, RunError
 from ..runs import Run, RunRecord, find_run, recipe_digest, save_once
 from ..workspace import Workspace
@@ -610,7 +611,7 @@ def _save(
     recipe: str | None = None,
 ) -> FitResult:
     enc = prob.enc
-    encoder = prob.store.key.model
+    encoder = store_model(prob.store)  # a local model: the path it was extracted from
     tag = f"{hd.name}-{encoder.rstrip('/').split('/')[-1]}"
     oof = pd.DataFrame({"id": prob.ids, "fold": prob.folds.label_of(prob.ids)})
     for j, lab in enumerate(enc.labels):
