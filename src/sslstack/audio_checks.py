@@ -9,7 +9,6 @@ entry in ``extract``), so no silent vector, and no NaN, is ever stored.
 - :func:`check_container`: the container's own bookkeeping (RIFF chunk sizes, MPEG frame
   chain) against the bytes the file holds; read from the header and frame headers only.
 - :func:`check_samples`: decoded samples are finite and below :data:`MAX_ABS`.
-- :func:`check_vectors`: the last guard before a store write: every value finite.
 """
 
 from __future__ import annotations
@@ -140,26 +139,4 @@ def check_samples(path: str | os.PathLike[str], x: np.ndarray) -> None:
         raise AudioError(
             f"{path}: sample values reach {peak:.3g}, far beyond full scale (1.0): a float file "
             "written with a wrong scale, or not audio; rescale it to [-1, 1] (or --on-error skip)"
-        )
-
-
-def check_item(item: object, dtype: type = np.float32) -> None:
-    """:func:`check_vectors` over a store item's clip and window vectors (``ItemResult``), as
-    they will be stored (``dtype``: float16 overflows to infinity above 65504)."""
-    arrays = [*getattr(item, "clip", {}).values(), *getattr(item, "windows", {}).values()]
-    for values in arrays:
-        with np.errstate(over="ignore"):
-            check_vectors(str(getattr(item, "id", "?")), np.asarray(values).astype(dtype))
-
-
-def check_vectors(where: str, values: np.ndarray) -> None:
-    """The guard before a store write: no NaN or infinity is ever stored.
-
-    Raises:
-        AudioError: naming the item (an ``--on-error skip`` entry).
-    """
-    if not np.isfinite(values).all():
-        raise AudioError(
-            f"{where}: the encoder gave NaN or infinite values; nothing was stored for it "
-            "(check the audio: silent, clipped or mis-scaled input; or --on-error skip)"
         )

@@ -27,7 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from .workspace import Workspace, atomic_write_text
+from .workspace import (
+    Workspace,
+    atomic_write_text,
+    checked_text,
+    read_checked_text,
+    read_derived,
+)
 
 MEMO_NAME = "file-hashes.csv"
 # File times tick coarsely (a jiffy, up to 10 ms): a file rewritten within the tick it was hashed
@@ -53,21 +59,21 @@ def _stamp(st: os.stat_result) -> _Stamp:
 
 
 def _read_memo(path: Path) -> dict[str, tuple[_Stamp, str]]:
-    """The memo as written; a damaged or foreign file counts as empty (it is derived data)."""
-    memo: dict[str, tuple[_Stamp, str]] = {}
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (FileNotFoundError, UnicodeDecodeError, IsADirectoryError):
-        return memo
-    lines = text.splitlines()
+    """The memo as written (checksummed). A damaged one (a flipped byte could otherwise pass as
+    another valid hash) is moved aside with one warning and rebuilt: it is derived data."""
+    return read_derived(path, _parse_memo) or {}
+
+
+def _parse_memo(path: Path) -> dict[str, tuple[_Stamp, str]]:
+    lines = read_checked_text(path).splitlines()
     if not lines or lines[0] != _HEADER:
-        return memo
+        raise ValueError("not a file-hash memo (unknown header)")
+    memo: dict[str, tuple[_Stamp, str]] = {}
     for line in lines[1:]:
-        try:
-            file, size, mtime, ino, ctime, digest = line.rsplit(",", 5)
-            memo[file] = ((int(size), int(mtime), int(ino), int(ctime)), digest)
-        except ValueError:
-            continue  # one bad line: that file is hashed again
+        file, size, mtime, ino, ctime, digest = line.rsplit(",", 5)
+        if len(digest) != 40 or not all(c in "0123456789abcdef" for c in digest):
+            raise ValueError(f"bad digest {digest!r}")
+        memo[file] = ((int(size), int(mtime), int(ino), int(ctime)), digest)
     return memo
 
 
@@ -110,7 +116,7 @@ def content_hashes(
     if changed:
         rows = [_HEADER] + [f"{p},{s[0]},{s[1]},{s[2]},{s[3]},{d}" for p, (s, d) in memo.items()]
         with contextlib.suppress(OSError):  # a read-only workspace: hash again next time
-            atomic_write_text(memo_path, "\n".join(rows) + "\n")
+            atomic_write_text(memo_path, checked_text("\n".join(rows) + "\n"))
     return out
 
 

@@ -33,6 +33,8 @@ from .workspace import (
     Workspace,
     atomic_write_json,
     atomic_write_text,
+    checked_text,
+    read_checked_text,
     read_csv,
     read_derived,
     read_json,
@@ -161,13 +163,23 @@ def register_dataset(ws: Workspace, manifest: Manifest, role: str | None = None)
 _USED_EVERY_S = 60.0
 
 
+def _parse_items(path: Path) -> dict[str, str]:
+    """``items.csv`` as written (checksummed); raises on any damage (see read_derived)."""
+    rows = list(csv.reader(io.StringIO(read_checked_text(path))))
+    if not rows or rows[0] != ["id", "hash"] or any(len(r) != 2 for r in rows[1:]):
+        raise ValueError("not an id,hash table")
+    if any(len(h) != 40 or not all(c in "0123456789abcdef" for c in h) for _, h in rows[1:]):
+        raise ValueError("a hash is not 40 hex digits")
+    return {i: h for i, h in rows[1:]}
+
+
 def _items_csv(pairs: Iterable[tuple[str, str]]) -> str:
     """``id,hash`` rows as CSV (ids quoted where they need it)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(("id", "hash"))
     w.writerows(pairs)
-    return buf.getvalue()
+    return checked_text(buf.getvalue())
 
 
 def _write_if_changed(path: Path, text: str) -> None:
@@ -195,18 +207,9 @@ def item_hashes(ws: Workspace, dataset: str) -> dict[str, str]:
     """
     folder = ws.dataset_dir(dataset)
     path = folder / ITEMS
-    if path.exists():
-        try:
-            with open(path, encoding="utf-8", newline="") as fh:
-                rows = list(csv.reader(fh))[1:]
-        except (UnicodeDecodeError, csv.Error):
-            rows = [[]]
-        if any(len(r) != 2 for r in rows):
-            raise DataError(
-                f"{path} is damaged; delete it and run 'sslstack extract --data "
-                f"{load_dataset(ws, dataset).source}' to write it again"
-            )
-        return {r[0]: r[1] for r in rows}
+    known = read_derived(path, _parse_items)  # damaged: moved aside, rebuilt below
+    if known is not None:
+        return known
     manifest = load_dataset(ws, dataset)
     memo = _legacy_memo(folder)
     paths = manifest.frame["path"].tolist()

@@ -4,6 +4,7 @@ outside their folder: each is one line, set aside, or worked around, never a tra
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -149,10 +150,13 @@ def test_damaged_hash_memo_and_dataset_json_do_not_block(tmp_path: Path) -> None
     man = write_dataset(tmp_path / "d", 6, min_s=0.2, max_s=0.4)
     ws = tmp_path / "ws"
     args = ["extract", "--model", "logmel", "--data", str(man), "-w", str(ws), "--json"]
+    time.sleep(2.1)  # files changed within 2 s of hashing are not memoized (coarse file times)
     assert cli(*args).returncode == 0
-    (memo,) = ws.glob("datasets/*/hashes.csv")
+    memo = ws / "file-hashes.csv"
+    (items,) = ws.glob("datasets/*/items.csv")
     (dataset_json,) = ws.glob("datasets/*/dataset.json")
     _flip(memo, len(memo.read_bytes()) // 2, 0x80)
+    _flip(items, len(items.read_bytes()) // 2, 0x01)  # still UTF-8: only the checksum sees it
     _flip(dataset_json, 5, 0x80)
     r = cli(*args)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr

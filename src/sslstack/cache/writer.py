@@ -26,9 +26,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..audio_checks import check_item
 from ..errors import DiskFullError
-from .item import ItemResult
+from .item import ItemResult, check_item
 from .key import StoreKey
 from .leases import Lease
 from .parts import (
