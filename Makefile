@@ -33,7 +33,9 @@ test: setup system-deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 # The long fault campaign (kills at random points of extract, compaction and fit-head; a full
-# disk on a small tmpfs when root; torn and damaged files). The fast fault tests run in `test`.
+# disk on a small tmpfs when root, also during each head's model save; torn and damaged files;
+# 110 random bit flips over every kind of workspace file; bad audio). The fast fault tests run
+# in `test`.
 # Figures and the command of the last campaign: docs/reliability.md.
 faults: setup
 	$(BIN)/python -m tests.faults.campaign --kills 20 --out faults.json
