@@ -5,7 +5,6 @@ Nothing here knows about encoders: it turns a file into float32 mono at a reques
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterator
 
@@ -17,15 +16,6 @@ from .audio_checks import check_container, check_samples
 from .errors import AudioError
 
 _BLOCK_SECONDS = 60.0
-
-
-def file_digest(path: str | os.PathLike[str]) -> str:
-    """SHA-1 of the file's bytes: the content half of an item's cache key."""
-    h = hashlib.sha1()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def audio_duration(path: str | os.PathLike[str]) -> float:
