@@ -31,6 +31,7 @@ def main(out: str, seed: int = 0) -> None:
         num_conv_pos_embedding_groups=4,
     )
     model = tf.WavLMModel(cfg).eval()
+    tf.utils.logging.disable_progress_bar()  # no 'Writing model shards' bar in the demo
     model.save_pretrained(out)  # safetensors
     tf.Wav2Vec2FeatureExtractor(
         feature_size=1, sampling_rate=16000, do_normalize=True, return_attention_mask=True
