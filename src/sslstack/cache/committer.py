@@ -33,7 +33,14 @@ import numpy as np
 from ..errors import DiskFullError, SslstackWarning, StoreLockedError
 from .item import ItemResult
 from .leases import gone_temporaries, remove_gone_leases
-from .parts import PART_SCHEMA, DamagedPart, open_part, set_attr_json, string_dataset
+from .parts import (
+    PART_SCHEMA,
+    DamagedPart,
+    attr_json,
+    open_part,
+    set_attr_json,
+    string_dataset,
+)
 from .reader import StoreReader, extents
 from .writer import PartWriter, chunks_of, dataset, write_failures
 
@@ -107,12 +114,26 @@ def remove_gone_temporaries(path: Path) -> int:
 
 
 def delete_superseded(store: StoreReader) -> int:
-    """Delete parts that a live part supersedes; how many. Call under the lock."""
-    live = set(store._live_parts())
+    """Delete the parts that another part names as superseded (a merge's inputs); how many.
+    Call under the lock.
+
+    Only parts some part *names* are deleted, never "every part that is not live": a part
+    writer needs no lock, so a part it renames into place while this runs is in a later listing
+    but not in an earlier one, and must stay (deleting it lost that batch's items).
+    """
+    folder = store.path / "parts"
+    names = store._part_names()
+    superseded: set[str] = set()
+    for name in names:
+        try:
+            with open_part(folder / name) as f:
+                superseded.update(attr_json(f, "supersedes", []))
+        except (DamagedPart, FileNotFoundError):
+            continue  # a damaged part is set aside by the reader; a gone one needs nothing
     n = 0
-    for name in store._part_names():
-        if name not in live and (store.path / "parts" / name).exists():
-            (store.path / "parts" / name).unlink(missing_ok=True)
+    for name in names:
+        if name in superseded and (folder / name).exists():
+            (folder / name).unlink(missing_ok=True)
             n += 1
     store.refresh()
     return n
