@@ -72,7 +72,7 @@ def window_matrix(store: Store, keys: Sequence[str], choice: FeatureChoice) -> W
         for la in layers:
             wkeys, _, vecs = store.read_windows(la, pool, uniq)
             own, rows = _window_rows(keys, wkeys)
-            if take is None:
+            if owner is None or take is None:
                 owner, take = own, rows
             elif not (np.array_equal(owner, own) and np.array_equal(take, rows)):
                 raise DataError(f"store {store.path.name}: windows differ between layers/pools")
