@@ -187,7 +187,11 @@ def fit_head_cmd(
     res = fit_head(cfg, workspace=workspace, progress=progress)
     for note in res.warnings:
         console.print(f"[yellow]warning:[/] {escape(note)}")
-    table = Table(title=escape(f"run {res.run}: {res.head} on {res.encoder}"))
+    # one line of its own: as a table title it wrapped mid-phrase ("logreg on / logmel")
+    out_console.print(
+        escape(f"run {res.run}: {res.head} on {rel_path(res.encoder)}"), soft_wrap=True
+    )
+    table = Table()
     table.add_column("metric")
     table.add_column("out-of-fold", justify="right")
     for name, value in res.scores.items():
@@ -199,7 +203,7 @@ def fit_head_cmd(
         escape(
             f"{res.metric} per fold: {', '.join(_fmt(v) for v in res.fold_scores)} "
             f"(mean {_fmt(sum(fs) / len(fs) if fs else None)}); trials {res.trials}; "
-            f"best {res.best_params}; {res.time_s:.1f} s; oof: {res.oof_path}"
+            f"best {res.best_params}; {res.time_s:.1f} s; oof: {rel_path(res.oof_path)}"
         )
     )
     if res.trial_score is not None and res.refit:
