@@ -341,7 +341,7 @@ class TFLiteSession:
         if n < full:
             x = np.concatenate([x, np.zeros((full - n, *x.shape[1:]), x.dtype)])
         first = self._shape is None
-        with _native_stderr_quiet() if first else contextlib.nullcontext():
+        with native_stderr_quiet() if first else contextlib.nullcontext():
             if self._shape != x.shape:
                 self.it.resize_tensor_input(self.input["index"], list(x.shape))
                 self.it.allocate_tensors()
@@ -352,10 +352,11 @@ class TFLiteSession:
 
 
 @contextlib.contextmanager
-def _native_stderr_quiet() -> Iterator[None]:
-    """File descriptor 2 to /dev/null: on its first invoke the TFLite runtime's C++ logger writes
-    "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." straight to it (no Python logger
-    or setting controls that line). Errors still raise as exceptions."""
+def native_stderr_quiet() -> Iterator[None]:
+    """File descriptor 2 to /dev/null, for C++ code that writes there and not to ``sys.stderr``:
+    the TFLite runtime's logger on its first invoke ("INFO: Created TensorFlow Lite XNNPACK
+    delegate for CPU.", which no Python logger or setting controls) and Ray's core at start.
+    Errors still raise as exceptions."""
     sys.stderr.flush()
     saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     try:

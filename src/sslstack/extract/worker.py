@@ -10,8 +10,7 @@ one already loaded), reads the shard's items through their source, runs the loca
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,7 +125,7 @@ def encode_shard(
     report.model_loaded = True
     report.extent_total += sum(extents)
     store = Store(Path(job.store_path))
-    with part_writer(store, job.command) as writer:
+    with store.part_writer(job.command) as writer:  # the driver commits once
         _ShardRun(shard, job, spec, encoder, extents, writer, report, on_batch).go()
     return report
 
@@ -135,15 +134,6 @@ def measure_extents(spec: EncoderSpec, job: Job, shard: Shard) -> tuple[float, .
     """Each item's extent, from its header (audio: seconds after --max-seconds)."""
     source, settings = get_source(job.kind), settings_of(job.cfg)
     return tuple(source.extent(p, spec.sample_rate, settings) for p in shard.paths)
-
-
-@contextlib.contextmanager
-def part_writer(store: Any, command: str) -> Iterator[Any]:
-    """A writer of parts: the store's lock-free part writer where it has one (committed once by
-    the driver), else its writer (which commits on exit)."""
-    make = getattr(store, "part_writer", None) or store.writer
-    with make(command) as writer:
-        yield writer
 
 
 @dataclass

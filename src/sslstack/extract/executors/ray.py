@@ -23,19 +23,18 @@ import Ray.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
-import sys
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...errors import AudioError, ConfigError, SslstackError
+from ..runtimes import native_stderr_quiet
 from . import Executor
 
 try:
@@ -123,7 +122,7 @@ def connect(opts: RayOptions, need_cpus: float = 0.0) -> bool:
     if address:
         _check_reachable(address)
     try:
-        with _stderr_silenced():  # the core's "log level set" line: init errors still raise
+        with native_stderr_quiet():  # the core's "log level set" line: init errors still raise
             if address:
                 _use_token_if_any()
                 ray.init(address=address, **quiet)
@@ -166,21 +165,6 @@ def _use_token_if_any() -> None:
     except ImportError:  # a Ray without token authentication
         return
     maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
-
-
-@contextlib.contextmanager
-def _stderr_silenced() -> Iterator[None]:
-    """File descriptor 2 to /dev/null (the C++ core writes there, not to ``sys.stderr``)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def check_shared_workspace(folder: Path) -> None:

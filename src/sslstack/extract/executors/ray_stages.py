@@ -16,7 +16,6 @@ Everything here travels as plain data (:class:`RayJob`); Ray is imported by the 
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -239,8 +238,11 @@ class PartSink(Datasink):
     def write(self, blocks: Iterable[Any], ctx: Any) -> dict[str, Any]:
         from ray.data.block import BlockAccessor
 
+        from ...cache.store import Store
+
         out: dict[str, Any] = {"computed": 0, "extent": 0.0, "failed": []}
-        with part_writer(self.store_path, self.command) as writer:
+        # the store's lock-free part writer, opened in the worker; the driver commits
+        with Store(Path(self.store_path)).part_writer(self.command) as writer:
             for block in blocks:
                 cols = BlockAccessor.for_block(block).to_batch_format("numpy")
                 if not len(cols["id"]):
@@ -260,13 +262,3 @@ class PartSink(Datasink):
         for r in write_result.write_returns:
             for k in self.summary:
                 self.summary[k] += r[k]
-
-
-@contextlib.contextmanager
-def part_writer(store_path: str, command: str) -> Iterator[Any]:
-    """The store's lock-free part writer (it never touches another writer's files; the driver
-    commits), opened in the worker from the store's folder."""
-    from ...cache.store import Store
-
-    with Store(Path(store_path)).part_writer(command) as writer:
-        yield writer
