@@ -86,7 +86,7 @@ def test_import_stack_predict(tmp_path: Path) -> None:
         res = import_run(f"cnn{j}", oof, test=tmp_path / f"test{j}.csv", workspace=s.ws)
         assert res["items"] == 120 and res["test_items"] == 12
         imported.append(res["run"])
-    assert load_run(s.ws, imported[0]).meta["kind"] == "import"
+    assert load_run(s.ws, imported[0]).record.kind == "import"
     # an imported run stacks with sslstack's own runs
     res = stack(s.ws, runs=[head, *imported], method="logreg")
     assert res.base_runs == [head, *imported]

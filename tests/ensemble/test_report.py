@@ -44,7 +44,7 @@ def _workspace(tmp_path: Path, task: str):
         base = join_runs(s.ws, [r])
         atomic_write_json(
             r.dir / "run.json",
-            {**r.meta, "scores": score_all(s.enc, base.y, base.P[0])},
+            {**r.record.to_dict(), "scores": score_all(s.enc, base.y, base.P[0])},
             checksum=True,
         )
     stack(s.ws, method="logreg", calibrate="temperature")

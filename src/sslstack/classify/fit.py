@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 from ..cache.key import is_window_pool
 from ..embeddings import store_model
 from ..errors import ConfigError, DiskFullError, RunError
-from ..runs import Run, RunRecord, find_run, recipe_digest, save_once
+from ..runs import FeatureRef, Run, RunRecord, find_run, recipe_digest, save_once
 from ..workspace import Workspace
 from .budget import Budget, BudgetExceeded, ProgressFn
 from .cv import cross_validate, save_models
@@ -421,7 +421,7 @@ def _recipe(
 
 def _reused(run: Run, prob: Problem, t0: float) -> FitResult:
     """The FitResult of a run saved before with the same recipe."""
-    m = run.meta
+    m = run.record.to_dict()
     note = (
         f"run {run.id} holds this study's best trial fitted the same way already; nothing new "
         "was saved (raise --trials to continue the study)"
@@ -630,7 +630,7 @@ def _save(
         **enc.to_dict(),
         head=hd.name,
         encoder=encoder,
-        features=choice.describe(prob.store),
+        features=[FeatureRef(**f) for f in choice.describe(prob.store)],
         params=best,
         metric=metric,
         score=_num(score),

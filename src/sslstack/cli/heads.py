@@ -293,7 +293,7 @@ def leaderboard(workspace: Any = None, dataset: str | None = None) -> list[dict[
 
     rows = []
     for run in verified_runs(Workspace.at(workspace), dataset=dataset):
-        m = run.meta
+        m = run.record.to_dict()
         fs = [v for v in m.get("fold_scores") or [] if v is not None]
         feats = m.get("features") or []
         fc = m.get("feature_choice") or {}

@@ -17,6 +17,7 @@ import pandas as pd
 
 from ..errors import ConfigError, DataError
 from ..workspace import Workspace
+from .base_runs import encoding_of
 from .encoding import Encoding, score_all, scorer
 from .submission import check_ids, check_probabilities, row_lines
 
@@ -95,7 +96,7 @@ def _encoding(
     from ..classify.labels import infer_encoding
     from ..runs import list_runs
 
-    encs = {Encoding.of_meta(r.meta) for r in list_runs(ws, dataset=dataset)}
+    encs = {encoding_of(r.record) for r in list_runs(ws, dataset=dataset)}
     if len(encs) == 1:
         enc = encs.pop()
         if positive is not None and enc.positive != positive:

@@ -21,6 +21,7 @@ from ..errors import ConfigError, DataError, RunError, StoreError
 from ..manifest import LABEL_SEP, Manifest
 from ..workspace import Workspace
 from . import methods as _methods
+from .base_runs import encoding_of
 from .calibrate import apply_calibration
 from .encoding import Encoding, score_all
 from .proba import finish
@@ -135,7 +136,7 @@ def predict(
     manifest = read_dataset_manifest(ws, data, label_col=label_col)
     dataset = register_dataset(ws, manifest, role="test")
     chosen = choose_run(ws, run)
-    enc = Encoding.of_meta(chosen.meta)
+    enc = encoding_of(chosen.record)
     extracted: list[dict[str, Any]] = []
     failed = _extract_all(ws, chosen, manifest, extracted, progress, on_error)
     if failed:
@@ -145,10 +146,10 @@ def predict(
     _validate(frame, manifest.ids, enc, label, cols, source=str(out or "submission"))
     path = write_csv(frame, out) if out is not None else None
     scores, scored, unseen = _scores(manifest, enc, P)
-    leaked = leaked_items(ws, chosen.meta["dataset"], dataset, manifest)
+    leaked = leaked_items(ws, chosen.record.dataset, dataset, manifest)
     leaked_scored, unleaked = _leak_scores(manifest, enc, P, leaked, scores)
     return PredictResult(
-        run=chosen.meta["id"],
+        run=chosen.id,
         dataset=dataset,
         items=len(frame),
         out=None if path is None else str(path),
@@ -233,9 +234,9 @@ def _extract_all(
     todo = [run]
     while todo:
         r = todo.pop(0)
-        if r.meta.get("kind") == "stack":
-            todo += [load_run(ws, b) for b in r.meta["base_runs"]]
-        elif r.meta.get("kind") == "head":
+        if r.record.kind == "stack":
+            todo += [load_run(ws, b) for b in r.record.base_runs]
+        elif r.record.kind == "head":
             for f in _ensure_features(ws, r, manifest, extracted, progress, on_error):
                 failed.setdefault(f["id"], f["error"])
     return [{"id": i, "error": e} for i, e in failed.items()]
@@ -264,11 +265,11 @@ def choose_run(ws: Workspace, ref: str | int | None) -> Any:
     runs = list_runs(ws)
     if not runs:
         raise RunError(f"no runs in {ws.root}; fit a head ('sslstack fit-head') or stack first")
-    stacks = [r for r in runs if r.meta.get("kind") == "stack"]
+    stacks = [r for r in runs if r.record.kind == "stack"]
     if stacks:
-        return max(stacks, key=lambda r: (r.meta.get("created", 0), r.meta.get("number", 0)))
+        return max(stacks, key=lambda r: (r.record.created, r.number))
 
-    return rank_runs(runs, lambda r: r.meta.get("metric"), lambda r: r.meta.get("score"))[0]
+    return rank_runs(runs, lambda r: r.record.metric, lambda r: r.record.score)[0]
 
 
 def predict_run(
@@ -282,16 +283,16 @@ def predict_run(
     """``(n, n_classes)`` probabilities of ``run`` for the items of ``manifest``, in its order."""
     from ..runs import load_run
 
-    kind = run.meta.get("kind")
-    enc = Encoding.of_meta(run.meta)
+    kind = run.record.kind
+    enc = encoding_of(run.record)
     if kind == "stack":
-        bases = [load_run(ws, b) for b in run.meta["base_runs"]]
+        bases = [load_run(ws, b) for b in run.record.base_runs]
         P = np.stack(
             [predict_run(ws, b, manifest, extracted=extracted, progress=progress) for b in bases]
         )
-        method = _methods.get_method(run.meta["method"])
-        combined = method.apply(P, run.meta["params"], enc)
-        return finish(apply_calibration(combined, run.meta.get("calibration"), enc), enc)
+        method = _methods.get_method(str(run.record.method))
+        combined = method.apply(P, run.record.params, enc)
+        return finish(apply_calibration(combined, run.record.calibration, enc), enc)
     if kind == "import":
         return _imported(run, manifest.ids, enc)
     _ensure_features(ws, run, manifest, extracted if extracted is not None else [], progress)
@@ -317,10 +318,10 @@ def _ensure_features(
 
     failed: list[dict[str, str]] = []
     done = {e["store"] for e in extracted}
-    for feat in run.meta.get("features") or []:
-        if feat["store"] in done:
+    for feat in run.record.features:
+        if feat.store in done:
             continue
-        store = find_store(feat["model"], ws, store=feat["store"])
+        store = find_store(str(feat.model), ws, store=feat.store)
         key = store.key
         settings = {k: getattr(key, k) for k in _KEY_SETTINGS}
         model = store_model(store)
@@ -331,7 +332,7 @@ def _ensure_features(
         )
         if res.store != store.path.name:
             raise StoreError(
-                f"run {run.meta['id']} reads store {store.path.name} but extracting the test "
+                f"run {run.id} reads store {store.path.name} but extracting the test "
                 f"items with the same settings went to {res.store}; the encoder changed since "
                 "the run was fitted (revision or local weights) — refit the head"
             )
@@ -364,8 +365,8 @@ def _imported(run: Any, ids: list[str], enc: Encoding) -> np.ndarray:
             frame = frame.set_index("id").loc[ids, list(enc.labels)]
             return frame.to_numpy(dtype=np.float64)
     raise RunError(
-        f"imported run {run.meta['id']} has no test predictions for these items; import them "
-        f"with 'sslstack runs import {run.meta['id']} --oof ... --test test.csv'"
+        f"imported run {run.id} has no test predictions for these items; import them "
+        f"with 'sslstack runs import {run.id} --oof ... --test test.csv'"
     )
 
 

@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import RunError
+from ..runs import RunRecord
 from ..workspace import Workspace, atomic_write_text
-from .base_runs import _sound, join_runs
+from .base_runs import _sound, encoding_of, join_runs
 from .calibrate import confidence_pairs, reliability
 from .encoding import Encoding, scorer
 from .report_layers import layers_section
@@ -72,16 +73,17 @@ def report(
     if not runs:
         raise RunError(f"no runs in {ws.root} to report on; fit a head first")
     focus = choose_run(ws, run)
-    enc = Encoding.of_meta(focus.meta)
-    sc = scorer(metric or focus.meta.get("metric"), enc)
-    same = [r for r in runs if r.meta.get("dataset") == focus.meta.get("dataset")]
+    rec = focus.record
+    enc = encoding_of(rec)
+    sc = scorer(metric or rec.metric, enc)
+    same = [r for r in runs if r.record.dataset == rec.dataset]
     parts: list[str] = [
         f"<h1>sslstack report</h1><p class=muted>workspace {_e(ws.root)} · "
         f"{time.strftime('%Y-%m-%d %H:%M')} · dataset "
-        f"{_e(focus.meta.get('dataset'))} · {enc.task} · metric {sc.name}</p>"
+        f"{_e(rec.dataset)} · {enc.task} · metric {sc.name}</p>"
     ]
     figs: list[str] = []
-    parts.append(_leaderboard(same, sc.name, focus.meta["id"]))
+    parts.append(_leaderboard(same, sc.name, focus.id))
     # labels, run names and paths are shown literally: no mathtext ('$x$'), no TeX
     with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
         parts.append(layers_section(ws, same, sc.name, sc.greater_is_better, figs, _figure, _img))
@@ -93,7 +95,7 @@ def report(
             parts.append(misclassified_section(data, base.ids, base.y, base.P[0], enc, figs, _img))
     from ..check.summary import check_section  # the dataset's last 'sslstack check'
 
-    parts.append(check_section(ws, focus.meta.get("dataset")))
+    parts.append(check_section(ws, rec.dataset))
     body = "\n".join(parts)
     doc = (
         f"<!doctype html><html lang=en><head><meta charset=utf-8><title>sslstack report"
@@ -101,7 +103,7 @@ def report(
     )
     path = Path(out).expanduser()
     atomic_write_text(path, doc)
-    return {"out": str(path), "run": focus.meta["id"], "runs": len(same), "plots": len(figs)}
+    return {"out": str(path), "run": focus.id, "runs": len(same), "plots": len(figs)}
 
 
 # -- html helpers ----------------------------------------------------------------------------
@@ -162,18 +164,17 @@ def _img(png: bytes, caption: str, figs: list[str]) -> str:
 # -- sections --------------------------------------------------------------------------------
 
 
-def _describe(meta: dict[str, Any]) -> str:
-    if meta.get("kind") == "stack":
-        return f"{meta.get('method')} of {len(meta.get('base_runs') or [])} runs"
-    if meta.get("kind") == "import":
+def _describe(rec: RunRecord) -> str:
+    if rec.kind == "stack":
+        return f"{rec.method} of {len(rec.base_runs)} runs"
+    if rec.kind == "import":
         return "imported predictions"
-    feats = meta.get("features") or []
-    return "; ".join(f"layer {f.get('layer')} {f.get('pool')}" for f in feats) or "-"
+    return "; ".join(f"layer {f.layer} {f.pool}" for f in rec.features) or "-"
 
 
 def _leaderboard(runs: list[Any], metric: str, focus: str) -> str:
     def score(r: Any) -> float:
-        v = (r.meta.get("scores") or {}).get(metric)
+        v = r.record.scores.get(metric)
         return float(v) if v is not None and np.isfinite(float(v)) else float("nan")
 
     from ..classify.metrics import rank_runs
@@ -181,16 +182,16 @@ def _leaderboard(runs: list[Any], metric: str, focus: str) -> str:
     order = rank_runs(runs, lambda r: metric, score)
     rows = [
         [
-            r.meta["id"],
-            r.meta.get("kind", "-"),
-            r.meta.get("head") or "-",
-            _short(r.meta.get("encoder")),
-            _describe(r.meta),
+            r.id,
+            r.record.kind,
+            r.record.head or "-",
+            _short(r.record.encoder),
+            _describe(r.record),
             fmt_score(score(r)),
         ]
         for r in order
     ]
-    classes = ["chosen" if r.meta["id"] == focus else "" for r in order]
+    classes = ["chosen" if r.id == focus else "" for r in order]
     return (
         f"<h2>Leaderboard</h2><p>Out-of-fold {_e(metric)} of every run of the dataset, "
         "best first (all on the same folds).</p>"
@@ -206,16 +207,16 @@ def _focus_section(ws: Workspace, run: Any, enc: Encoding, sc: Any, figs: list[s
     base = join_runs(ws, [run])
     P, y = base.P[0], base.y
     out = [
-        f"<h2>Run {_e(run.meta['id'])}</h2><p>{_e(_describe(run.meta))}; out-of-fold "
+        f"<h2>Run {_e(run.id)}</h2><p>{_e(_describe(run.record))}; out-of-fold "
         f"{_e(sc.name)} {fmt_score(sc(y, P))} over {len(y)} items.</p>"
     ]
-    table = run.meta.get("table")
+    table = run.record.table
     if table:
         order = ["best_single", "mean", "rank", "greedy", "logreg"]
         names = [n for n in order if n in table] + [n for n in table if n not in order]
         rows = [[n, table[n].get("run", ""), fmt_score(table[n].get("score"))] for n in names]
         out.append("<h3>Stack on the same folds</h3>" + _table(["method", "run", sc.name], rows))
-    cal = run.meta.get("calibration")
+    cal = run.record.calibration
     if cal:
         rows = [[k, fmt_score(cal["before"][k]), fmt_score(cal["after"][k])] for k in cal["before"]]
         out.append(

@@ -29,29 +29,17 @@ def head_points(runs: list[Any], metric: str, sign: float) -> dict[tuple[str, st
     """``(encoder, head, pool choice) -> {layer choice: best score}`` over the head runs."""
     lines: dict[tuple[str, str, str], dict[str, float]] = {}
     for r in runs:
-        v = (r.meta.get("scores") or {}).get(metric)
-        if r.meta.get("kind") != "head" or v is None or v != v:
+        v = r.record.scores.get(metric)
+        if r.record.kind != "head" or v is None or v != v:
             continue
-        layer, pool = _choice(r.meta)
+        layer, pool = r.record.layer_choice
         if layer is None:
             continue
-        key = (_short(r.meta.get("encoder")), str(r.meta.get("head")), pool)
+        key = (_short(r.record.encoder), str(r.record.head), pool)
         pts = lines.setdefault(key, {})
         if layer not in pts or sign * float(v) > sign * pts[layer]:
             pts[layer] = float(v)
     return lines
-
-
-def _choice(meta: dict[str, Any]) -> tuple[str | None, str]:
-    fc = meta.get("feature_choice") or {}
-    if fc.get("layer") is not None:
-        return str(fc["layer"]), str(fc.get("pool"))
-    feats = meta.get("features") or []
-    if not feats:
-        return None, ""
-    layers = list(dict.fromkeys(str(f.get("layer")) for f in feats))
-    pools = list(dict.fromkeys(str(f.get("pool")) for f in feats))
-    return "+".join(layers), "+".join(pools)
 
 
 def _short(model: Any) -> str:
@@ -113,7 +101,7 @@ def layers_section(
         fig, ax = _axes(f"head runs of {enc}", metric)
         _draw(ax, series, order)
         out.append(figure(fig, f"{enc}: {metric} of head runs by layer choice", figs))
-    dataset = runs[0].meta.get("dataset") if runs else None
+    dataset = runs[0].record.dataset if runs else None
     recorded = set()
     for rec in probe_records(ws, dataset):
         recorded.add(str(rec.get("png_name", "")))

@@ -266,11 +266,7 @@ def _stack_meta(
     sc: Scorer,
     seconds: float,
 ) -> dict[str, Any]:
-    feats: list[dict[str, Any]] = []
-    for r in base.runs:
-        for f in r.meta.get("features") or []:
-            if f not in feats:
-                feats.append(f)
+    feats = [f.to_dict() for f in dict.fromkeys(f for r in base.runs for f in r.record.features)]
     weights = params.get("weights")
     runs = base.run_ids
     if res.method == "best_single":  # the best run alone: predict applies only that run
