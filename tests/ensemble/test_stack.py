@@ -155,3 +155,20 @@ def test_when_no_stack_beats_the_best_run_honestly_the_run_is_kept(tmp_path: Pat
     P = load_run(s.ws, good).oof()[list(s.enc.labels)].to_numpy()
     applied = get_method("best_single").apply(P[None], run.record.params, s.enc)
     np.testing.assert_allclose(applied, P / P.sum(axis=1, keepdims=True))
+
+
+def test_stack_takes_one_config_or_its_fields(tmp_path: Path) -> None:
+    from sslstack.ensemble import StackConfig
+    from sslstack.errors import ConfigError
+
+    s, base = _three_runs(tmp_path, "multiclass")
+    cfg = StackConfig(runs=tuple(base[:2]), method="greedy", greedy_size=5)
+    a = stack(s.ws, cfg)
+    b = stack(s.ws, runs=base[:2], method="greedy", greedy_size=5)
+    assert (b.run, b.reused) == (a.run, True)  # the same result: the run saved by the first
+    assert a.table == b.table and load_run(s.ws, a.run).record.config == cfg.to_dict()
+    assert StackConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ConfigError, match="not both"):
+        stack(s.ws, cfg, method="mean")
+    with pytest.raises(ConfigError, match="unknown setting.*greedy_iters; use runs, method"):
+        stack(s.ws, greedy_iters=3)
