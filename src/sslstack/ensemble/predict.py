@@ -18,6 +18,7 @@ import pandas as pd
 
 from ..errors import ConfigError, DataError, RunError, StoreError
 from ..manifest import LABEL_SEP, Manifest
+from ..runs import Run
 from ..workspace import Workspace
 from . import methods as _methods
 from .base_runs import encoding_of
@@ -156,7 +157,7 @@ def _leak_scores(
 
 def _extract_all(
     ws: Workspace,
-    run: Any,
+    run: Run,
     manifest: Manifest,
     extracted: list[dict[str, Any]],
     progress: bool,
@@ -190,7 +191,7 @@ def _without(manifest: Manifest, ids: set[str]) -> Manifest:
     )
 
 
-def choose_run(ws: Workspace, ref: str | int | None) -> Any:
+def choose_run(ws: Workspace, ref: str | int | None) -> Run:
     """``ref``'s run, else the most recent stack, else the best-scoring run of the workspace."""
     from ..classify.metrics import rank_runs
     from ..runs import list_runs, load_run
@@ -209,7 +210,7 @@ def choose_run(ws: Workspace, ref: str | int | None) -> Any:
 
 def predict_run(
     ws: Workspace,
-    run: Any,
+    run: Run,
     manifest: Manifest,
     *,
     extracted: list[dict[str, Any]] | None = None,
@@ -240,7 +241,7 @@ def predict_run(
 
 def _ensure_features(
     ws: Workspace,
-    run: Any,
+    run: Run,
     manifest: Manifest,
     extracted: list[dict[str, Any]],
     progress: bool,
@@ -291,7 +292,7 @@ def _is_hub_id(model: str) -> bool:
     return model not in builtin_names() and not Path(model).is_absolute()
 
 
-def _imported(run: Any, ids: list[str], enc: Encoding) -> np.ndarray:
+def _imported(run: Run, ids: list[str], enc: Encoding) -> np.ndarray:
     folder = Path(run.dir) / "test"
     want = set(ids)
     for path in sorted(folder.glob("*.csv")) if folder.exists() else []:

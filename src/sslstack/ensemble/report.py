@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import RunError
-from ..runs import RunRecord
+from ..runs import Run, RunRecord
 from ..workspace import Workspace, atomic_write_text
 from .base_runs import _sound, encoding_of, join_runs
 from .calibrate import confidence_pairs, reliability
@@ -181,7 +181,7 @@ def _short(model: Any) -> str:
     return "-" if not model else str(model).rstrip("/").split("/")[-1]
 
 
-def _focus_section(ws: Workspace, run: Any, enc: Encoding, sc: Any, figs: list[str]) -> str:
+def _focus_section(ws: Workspace, run: Run, enc: Encoding, sc: Any, figs: list[str]) -> str:
     base = join_runs(ws, [run])
     P, y = base.P[0], base.y
     out = [
