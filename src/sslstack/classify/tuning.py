@@ -42,9 +42,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from .._lazy import pid_alive
 from ..errors import ConfigError, RunError, SslstackWarning
-from ..workspace import Workspace
+from ..workspace import Workspace, pid_alive
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 _WORKER_ATTR = "sslstack_worker"
