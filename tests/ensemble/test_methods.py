@@ -9,7 +9,7 @@ from sklearn.metrics import roc_auc_score
 
 from sslstack.ensemble import METHODS, greedy_weights
 from sslstack.ensemble.encoding import Encoding, scorer
-from sslstack.ensemble.methods import _apply_meta, _fit_meta, get_method
+from sslstack.ensemble.methods import _apply_meta, _fit_meta
 from sslstack.errors import ConfigError
 
 BIN = Encoding("binary", ("neg", "pos"), "pos")
@@ -95,7 +95,7 @@ def test_every_method_every_task(name: str, task: str) -> None:
     enc = TASKS[task]
     P, y, folds = _synthetic(enc)
     sc = scorer(None, enc)
-    oof, params = get_method(name).fit(P, y, folds, sc)
+    oof, params = METHODS[name].fit(P, y, folds, sc)
     assert oof.shape == P.shape[1:]
     assert np.isfinite(oof).all() and (oof >= 0).all() and (oof <= 1).all()
     if enc.single_label:
@@ -112,7 +112,7 @@ def test_every_method_every_task(name: str, task: str) -> None:
     import json
 
     json.dumps(params)
-    new = get_method(name).apply(P[:, :10], params, enc)
+    new = METHODS[name].apply(P[:, :10], params, enc)
     assert new.shape == (10, len(enc.labels))
     if name == "mean":
         np.testing.assert_allclose(new, oof[:10])
@@ -120,7 +120,7 @@ def test_every_method_every_task(name: str, task: str) -> None:
 
 def test_unknown_method_lists_names() -> None:
     with pytest.raises(ConfigError, match="best_single, mean, rank, greedy, greedy_nested, logreg"):
-        get_method("median")
+        METHODS["median"]
 
 
 def test_logreg_leakage_noise_gives_no_out_of_fold_gain() -> None:

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
 
 from ..errors import ConfigError
 from ..registry import Registry
@@ -63,16 +62,6 @@ def register_method(name: str, description: str) -> Callable[[type], type]:
         return cls
 
     return deco
-
-
-def names() -> list[str]:
-    return list(METHODS)
-
-
-def get_method(name: str) -> StackMethod:
-    if name not in METHODS:
-        raise ConfigError(f"--method {name}: choose one of {', '.join(names())}")
-    return METHODS[name]
 
 
 # -- mean and rank ---------------------------------------------------------------------------
@@ -129,6 +118,8 @@ class _Mean:
 
 def rank_columns(p: np.ndarray) -> np.ndarray:
     """Each column's average ranks scaled to (0, 1]."""
+    from scipy.stats import rankdata  # imported here: --help lists the methods without scipy
+
     return np.column_stack([rankdata(p[:, c]) / len(p) for c in range(p.shape[1])])
 
 

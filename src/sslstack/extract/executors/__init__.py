@@ -39,7 +39,9 @@ class Executor(ABC):
         """Encode every shard into the store's parts; add what was done to ``report``."""
 
 
-EXECUTORS: Registry[Callable[..., Executor]] = Registry("executor", flag="--executor")
+EXECUTORS: Registry[Callable[..., Executor]] = Registry(
+    "executor", flag="--executor", load=("sslstack.extract.executors.local",)
+)
 
 
 def _ray(**options: Any) -> Executor:
@@ -52,9 +54,7 @@ EXECUTORS.register("ray", _ray)
 
 
 def get_executor(name: str, options: dict[str, Any] | None = None) -> Executor:
-    """The executor ``name``, made with ``options`` (the Ray executor's: address, workers…)."""
-    from . import local  # noqa: F401  (registers itself)
-
+    """``EXECUTORS[name](**options)`` (kept for callers of the old name)."""
     return EXECUTORS[name](**(options or {}))
 
 
