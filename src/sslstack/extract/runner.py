@@ -45,7 +45,7 @@ from .worker import Job, Shard, ShardReport
 
 def extract(
     data: str | os.PathLike[str] | Manifest,
-    model: str,
+    model: str | ExtractConfig,
     *,
     workspace: str | os.PathLike[str] | Workspace | None = None,
     progress: Any = False,
@@ -57,7 +57,8 @@ def extract(
 
     Args:
         data: manifest CSV, folder of items, or an already-read :class:`Manifest`.
-        model: hub id, local model folder, or ``logmel``.
+        model: an :class:`ExtractConfig` (used as it is), or the model (hub id, local model
+            folder, model file, built-in name) with ``settings`` for the other fields.
         workspace: workspace folder (default ``$SSLSTACK_WORKSPACE`` or ``./.sslstack``).
         progress: show a rich progress bar on stderr (True, or the rich Console to draw on).
         on_progress: called with (items done, audio seconds done) after every batch is written
@@ -74,7 +75,10 @@ def extract(
     ws = Workspace.at(workspace)
     if isinstance(settings.get("pools"), str):
         settings["pools"] = tuple(parse_csv_list(settings["pools"]) or ())
-    cfg = validate_config(ExtractConfig(model=model, **settings))
+    if isinstance(model, ExtractConfig) and settings:
+        raise TypeError(f"extract(data, config) takes no other settings: {sorted(settings)}")
+    config = model if isinstance(model, ExtractConfig) else ExtractConfig(model=model, **settings)
+    cfg = validate_config(config)
     executor = EXECUTORS[cfg.executor](**(executor_options or {}))
     manifest = data if isinstance(data, Manifest) else read_dataset_manifest(ws, data)
     spec = resolve_encoder(

@@ -39,9 +39,13 @@ class Executor(ABC):
         """Encode every shard into the store's parts; add what was done to ``report``."""
 
 
-EXECUTORS: Registry[Callable[..., Executor]] = Registry(
-    "executor", flag="--executor", load=("sslstack.extract.executors.local",)
-)
+EXECUTORS: Registry[Callable[..., Executor]] = Registry("executor", flag="--executor")
+
+
+def _local(**options: Any) -> Executor:
+    from .local import LocalExecutor  # imports the pipeline and the store: only when run
+
+    return LocalExecutor(**options)
 
 
 def _ray(**options: Any) -> Executor:
@@ -50,6 +54,7 @@ def _ray(**options: Any) -> Executor:
     return RayExecutor(**options)
 
 
+EXECUTORS.register("local", _local)
 EXECUTORS.register("ray", _ray)
 
 
