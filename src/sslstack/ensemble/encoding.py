@@ -62,7 +62,7 @@ class Encoding(LabelEncoding):
 
 # -- metrics ---------------------------------------------------------------------------------
 
-Scorer = Metric  # the type stacking annotates with: a metric bound to the runs' encoding
+Scorer = Metric  # an alias stack.py still imports (a metric bound to the runs' encoding)
 
 
 def scorer(name: str | None, enc: Encoding) -> Metric:

@@ -32,9 +32,10 @@ from typing import Any
 
 import numpy as np
 
+from ..classify.metrics import Metric
 from ..errors import ConfigError
 from ..registry import Registry
-from .encoding import Encoding, Scorer
+from .encoding import Encoding
 from .proba import EPS, binary_from_positive, finish, logit, sigmoid, softmax
 
 FitFn = Callable[..., tuple[np.ndarray, dict[str, Any]]]
@@ -71,7 +72,7 @@ def _weighted(P: np.ndarray, params: dict[str, Any], enc: Encoding) -> np.ndarra
     return finish(np.tensordot(np.asarray(params["weights"]), P, axes=1), enc)
 
 
-def best_run(P: np.ndarray, y: np.ndarray, scorer: Scorer) -> int:
+def best_run(P: np.ndarray, y: np.ndarray, scorer: Metric) -> int:
     """Index of the best-scoring run on these rows (ties: the lower index)."""
     best, best_s = 0, scorer(y, P[0])
     for j in range(1, len(P)):
@@ -88,7 +89,7 @@ class _BestSingle:
     best on the other folds; predictions use the run best on all rows (one weight of 1)."""
 
     @staticmethod
-    def fit(P: np.ndarray, y: np.ndarray, folds: np.ndarray, scorer: Scorer, **_: Any):
+    def fit(P: np.ndarray, y: np.ndarray, folds: np.ndarray, scorer: Metric, **_: Any):
         def one_hot(rows: np.ndarray) -> dict[str, Any]:
             w = np.zeros(len(P))
             w[best_run(P[:, rows], y[rows], scorer)] = 1.0
@@ -107,7 +108,7 @@ class _BestSingle:
 @register_method("mean", "average of probabilities")
 class _Mean:
     @staticmethod
-    def fit(P: np.ndarray, y: np.ndarray, folds: np.ndarray, scorer: Scorer, **_: Any):
+    def fit(P: np.ndarray, y: np.ndarray, folds: np.ndarray, scorer: Metric, **_: Any):
         params = {"weights": [1.0 / len(P)] * len(P)}
         return _Mean.apply(P, params, scorer.encoding), params
 
@@ -136,7 +137,7 @@ def rank_average(P: np.ndarray, weights: np.ndarray, enc: Encoding) -> np.ndarra
 @register_method("rank", "average of per-class ranks")
 class _Rank:
     @staticmethod
-    def fit(P: np.ndarray, y: np.ndarray, folds: np.ndarray, scorer: Scorer, **_: Any):
+    def fit(P: np.ndarray, y: np.ndarray, folds: np.ndarray, scorer: Metric, **_: Any):
         params = {"weights": [1.0 / len(P)] * len(P)}
         return _Rank.apply(P, params, scorer.encoding), params
 
@@ -149,7 +150,7 @@ class _Rank:
 
 
 def greedy_weights(
-    P: np.ndarray, y: np.ndarray, scorer: Scorer, size: int = 25
+    P: np.ndarray, y: np.ndarray, scorer: Metric, size: int = 25
 ) -> tuple[np.ndarray, list[float]]:
     """Caruana ensemble selection with replacement.
 
@@ -215,7 +216,7 @@ class _Greedy:
         P: np.ndarray,
         y: np.ndarray,
         folds: np.ndarray,
-        scorer: Scorer,
+        scorer: Metric,
         *,
         greedy_size: int = 25,
         **_: Any,
@@ -341,7 +342,7 @@ class _LogReg:
         P: np.ndarray,
         y: np.ndarray,
         folds: np.ndarray,
-        scorer: Scorer,
+        scorer: Metric,
         *,
         logreg_c: float = 1.0,
         **_: Any,
