@@ -22,6 +22,7 @@ names them in the list of choices.
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Generic, TypeVar, overload
 
@@ -29,6 +30,7 @@ from .errors import ConfigError, SslstackError
 
 T = TypeVar("T")
 _MISSING: Any = object()
+_LOADING = threading.RLock()  # re-entrant: a module being loaded may read its registry
 
 
 class DuplicateNameError(ValueError):
@@ -63,10 +65,12 @@ class Registry(Mapping[str, T], Generic[T]):
         self._entries: dict[str, T] = {}
 
     def _loaded(self) -> dict[str, T]:
-        while self._load:  # popped first: a loaded module reads the registry as it registers
-            module, *rest = self._load
-            self._load = tuple(rest)
-            importlib.import_module(module)
+        if self._load:
+            with _LOADING:  # another thread reads the registry once every module is loaded
+                while self._load:  # popped first: a loaded module may read the registry
+                    module, *rest = self._load
+                    self._load = tuple(rest)
+                    importlib.import_module(module)
         return self._entries
 
     @overload
