@@ -29,7 +29,7 @@ from .budget import Budget, BudgetExceeded, ProgressFn
 from .cv import cross_validate, save_models
 from .features import FeatureChoice, default_choice, layer_choices, pool_choices
 from .heads import DEFAULT_MAX_ROUNDS, FitContext, Head, get_head
-from .metrics import DEFAULT_METRIC, get_metric, score_all
+from .metrics import get_metric, score_all
 from .probing import probe_record
 from .problem import Problem, cores, int_list, prepare_problem, str_list
 from .trials import TrialLoop
@@ -250,7 +250,7 @@ def fit_head(
     if trials < 0:
         raise ConfigError(f"--trials {trials}: use 0 (defaults) or more")
     prob = prepare_problem(ws, model, data, task, positive, group_col, folds, seed, store)
-    met = get_metric(metric or DEFAULT_METRIC[prob.enc.task], prob.enc.task)
+    met = get_metric(metric, prob.enc.task)
     windows = check_windows(windows, prob.store)
     layers = layer_choices(prob.store, int_list(layer))
     pools = pool_choices(prob.store, str_list(pool))

@@ -20,7 +20,7 @@ from ..workspace import Workspace, atomic_write_json
 from .cv import cross_validate
 from .features import FeatureChoice, layer_choices, pool_choices
 from .heads import FitContext, get_head
-from .metrics import DEFAULT_METRIC, get_metric
+from .metrics import get_metric
 from .problem import cores, int_list, prepare_problem, str_list
 
 
@@ -128,7 +128,7 @@ def probe(model: str | ProbeConfig, *, workspace: Any = None, **settings: Any) -
     t0 = time.time()
     ws = Workspace.at(workspace)
     prob = prepare_problem(ws, model, data, task, positive, group_col, folds, seed, store)
-    met = get_metric(metric or DEFAULT_METRIC[prob.enc.task], prob.enc.task)
+    met = get_metric(metric, prob.enc.task)
     wanted = int_list(layer)
     layers = [
         la
