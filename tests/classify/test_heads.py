@@ -353,9 +353,9 @@ def test_a_tight_timeout_still_gives_a_boosted_run(
     share of the budget, the trial finishes, and a run is saved within the budget. The first
     trials share the budget, so several run (the first took 90 % of it before), and one line
     says that the budget, not early stopping, ended the boosting."""
-    from sslstack.classify import heads
+    from sslstack.classify.heads import xgb
 
-    monkeypatch.setattr(heads, "EARLY_STOPPING", 10**6)  # only the round deadline ends a fit
+    monkeypatch.setattr(xgb, "EARLY_STOPPING", 10**6)  # only the round deadline ends a fit
     s = make_synth(tmp_path, n=600, layers=2, n_classes=4, separation=2.5)
     t0 = time.monotonic()
     res = fit_head(

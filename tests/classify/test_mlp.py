@@ -11,9 +11,9 @@ import pytest
 from sslstack.classify import fit_head, predict_head
 from sslstack.classify.cv import cross_validate
 from sslstack.classify.heads import FitContext, get_head
+from sslstack.classify.heads.mlp import MLPHead, mlp_proba
 from sslstack.classify.labels import LabelEncoding
 from sslstack.classify.metrics import get_metric
-from sslstack.classify.mlp import MLPHead, mlp_proba
 from tests.classify_synth import make_synth
 
 ACC = get_metric("accuracy", "multiclass")
