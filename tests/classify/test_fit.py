@@ -167,7 +167,7 @@ def test_probe_scores_every_layer_and_pool(tmp_path: Path) -> None:
 def test_refit_from_a_trials_rounds_equals_a_fresh_refit(head: str) -> None:
     """The final fit reuses the best trial's early-stopping rounds instead of refitting the inner
     split; the models must be the ones a fresh early-stop-then-refit gives."""
-    from sslstack.classify.cv import cross_validate
+    from sslstack.classify.cv import CVOptions, Targets, cross_validate
     from sslstack.classify.heads import FitContext
     from sslstack.classify.metrics import get_metric
 
@@ -182,10 +182,11 @@ def test_refit_from_a_trials_rounds_equals_a_fresh_refit(head: str) -> None:
     ctx = FitContext("multiclass", 3, 0, "cpu", 1, 60)
     met = get_metric("accuracy", "multiclass")
     params = hd.warm_start()
-    trial = cross_validate(hd, x, y, enc, splits, met, params, ctx, refit=False)
+    targets = Targets(y, enc, splits)
+    trial = cross_validate(hd, x, targets, met, params, ctx, CVOptions(refit=False))
     assert all(isinstance(r, int) and 1 <= r <= 60 for r in trial.es_rounds)
-    fresh = cross_validate(hd, x, y, enc, splits, met, params, ctx)
-    reused = cross_validate(hd, x, y, enc, splits, met, params, ctx, rounds=trial.es_rounds)
+    fresh = cross_validate(hd, x, targets, met, params, ctx)
+    reused = cross_validate(hd, x, targets, met, params, ctx, CVOptions(rounds=trial.es_rounds))
     assert fresh.es_rounds == trial.es_rounds == reused.es_rounds
     np.testing.assert_allclose(reused.oof, fresh.oof, rtol=0, atol=1e-12)
     # the refit on the whole training part is a different model from the trial's
@@ -224,22 +225,21 @@ def test_probe_scores_the_concatenations_a_head_can_pick(tmp_path: Path) -> None
     pd.testing.assert_frame_equal(res.full.loc[list(res.table.index), ["mean", "std"]], res.table)
     # each cell is the out-of-fold score of the probe on that choice, as a head reads it
     for la, po in (("0+2+3", "mean+std"), ("0..3", "mean")):
-        from sslstack.classify.cv import cross_validate
+        from sslstack.classify.cv import Targets, cross_validate
         from sslstack.classify.features import FeatureChoice
+        from sslstack.classify.fit import FitConfig
         from sslstack.classify.heads import FitContext, get_head
         from sslstack.classify.metrics import get_metric
         from sslstack.classify.problem import prepare_problem as _prepare
         from sslstack.workspace import Workspace
 
-        prob = _prepare(Workspace.at(s.ws), "fake", None, None, None, None, None, 0, None)
+        prob = _prepare(Workspace.at(s.ws), FitConfig("logreg", "fake"))
         x = prob.reader.matrix(FeatureChoice(la, po))
         met = get_metric("accuracy", "multiclass")
         out = cross_validate(
             get_head("logreg"),
             x,
-            prob.y,
-            prob.enc,
-            prob.splits,
+            Targets(prob.y, prob.enc, prob.splits),
             met,
             {"C": 1.0, "class_weight": "none", "standardize": True},
             FitContext("multiclass", 3, 0, "cpu", 1),

@@ -22,7 +22,7 @@ import numpy as np
 
 from ...errors import ConfigError
 from ...registry import Registry
-from ..budget import BudgetExceeded, past
+from ..budget import UNBOUNDED, Budget, BudgetExceeded
 
 DEFAULT_MAX_ROUNDS = 1000
 EARLY_STOPPING = 30
@@ -38,20 +38,21 @@ class FitContext:
     device: str = "cpu"
     threads: int = 1
     max_rounds: int = DEFAULT_MAX_ROUNDS
-    deadline: float | None = None  # time.monotonic() past which a fit stops (BudgetExceeded)
+    # the command's wall-clock budget as this fit sees it: past ``budget.end`` the fit fails
+    # (BudgetExceeded); past ``budget.rounds_end`` a boosted fit adds no more rounds and keeps
+    # what it has (this fold's share of a --timeout)
+    budget: Budget = UNBOUNDED
     stop: threading.Event | None = None  # set: fits stop at their next round (a pruned trial)
-    # a boosted fit past this time.monotonic() adds no more rounds and returns what it has (the
-    # share of a --timeout one fold may spend); unlike ``deadline`` it does not fail the fit
-    round_deadline: float | None = None
 
     def expired(self) -> bool:
-        """Past the deadline, or told to stop (boosting rounds check this)."""
-        return past(self.deadline) or (self.stop is not None and self.stop.is_set())
+        """Past the budget's end, or told to stop (boosting rounds check this)."""
+        return self.budget.expired() or (self.stop is not None and self.stop.is_set())
 
     def stop_boosting(self) -> bool:
         """Whether a boosted fit should stop at this round: expired (the fit then fails, see
-        :func:`raise_if_expired`), or past the round deadline (it keeps the rounds so far)."""
-        return self.expired() or past(self.round_deadline)
+        :func:`raise_if_expired`), or past the budget's end of rounds (it keeps the rounds so
+        far)."""
+        return self.expired() or self.budget.rounds_over()
 
 
 def balanced_weights(y: np.ndarray) -> np.ndarray:
