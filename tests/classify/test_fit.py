@@ -11,7 +11,7 @@ import pytest
 
 from sslstack.classify import fit_head, predict_head, probe
 from sslstack.classify.cv import load_models, predict_fold
-from sslstack.classify.heads import get_head
+from sslstack.classify.heads import HEADS, get_head
 from sslstack.classify.labels import LabelEncoding
 from sslstack.classify.metrics import METRICS
 from sslstack.errors import ConfigError, DataError
@@ -21,7 +21,7 @@ from tests.classify_synth import make_synth
 FAST = {"max_rounds": 25}
 
 
-@pytest.mark.parametrize("head", ["logreg", "xgb", "catboost", "lgbm"])
+@pytest.mark.parametrize("head", list(HEADS))
 def test_each_head_fits_saves_and_predicts(tmp_path: Path, head: str) -> None:
     s = make_synth(tmp_path, n=90, layers=3)
     res = fit_head(head, "fake", data=s.csv, workspace=s.ws, trials=2, folds=3, **FAST)
@@ -31,7 +31,8 @@ def test_each_head_fits_saves_and_predicts(tmp_path: Path, head: str) -> None:
     assert meta["trials"] == 2 and len(meta["fold_scores"]) == 3
     # saved models are native formats, never pickle
     suffixes = {Path(f).suffix for f in meta["models"]}
-    assert suffixes <= {".npz", ".ubj", ".cbm", ".json"} and len(meta["models"]) == 6
+    assert suffixes <= {".npz", ".ubj", ".cbm", ".json", ".safetensors"}
+    assert len(meta["models"]) == 6
     oof = run.oof()
     assert list(oof.columns) == ["id", "fold", "c0", "c1", "c2"]
     assert np.allclose(oof[["c0", "c1", "c2"]].sum(axis=1), 1.0, atol=1e-6)
@@ -92,7 +93,7 @@ def test_binary_positive_class_and_eer(tmp_path: Path) -> None:
     assert {"eer", "roc_auc", "ece", "brier"} <= set(res.scores)
 
 
-@pytest.mark.parametrize("head", ["logreg", "xgb", "catboost", "lgbm"])
+@pytest.mark.parametrize("head", list(HEADS))
 def test_multilabel_end_to_end(tmp_path: Path, head: str) -> None:
     s = make_synth(tmp_path, task="multilabel", n=150, n_classes=5, layers=2, separation=3.0)
     res = fit_head(
@@ -163,7 +164,7 @@ def test_probe_scores_every_layer_and_pool(tmp_path: Path) -> None:
     json.dumps(res.to_dict())
 
 
-@pytest.mark.parametrize("head", ["xgb", "catboost", "lgbm"])
+@pytest.mark.parametrize("head", [n for n, h in HEADS.items() if h.trees])
 def test_refit_from_a_trials_rounds_equals_a_fresh_refit(head: str) -> None:
     """The final fit reuses the best trial's early-stopping rounds instead of refitting the inner
     split; the models must be the ones a fresh early-stop-then-refit gives."""

@@ -4,17 +4,20 @@
 estimated refit time, a trial in progress stops at its deadline (boosting rounds check it, and
 every fold does), and a stopped trial counts for nothing.
 
-The walk of ``--timeout`` (one :class:`Budget`, one name, absolute times throughout):
+The walk of ``--timeout``: five hops, one :class:`Budget` named ``budget`` from the second on,
+absolute ``time.monotonic()`` times throughout (never converted back to relative seconds):
 
 1. ``sslstack fit-head --timeout S`` -> ``FitConfig.timeout`` (``cli/heads.py``);
-2. ``fit_head``: ``budget = Budget.of(cfg.timeout)`` -> ``Search(..., budget)`` (``fit.py``);
-3. ``TrialLoop.trial_budget()``: ``budget.narrow(end - refit estimate, rounds_end)`` into the
-   trial's ``FitContext.budget`` (``trials.py``, ``search.py``);
-4. ``cross_validate``: each fold gets ``ctx.budget.share(waves)`` (``cv.py``);
+2. ``fit_head``: ``budget = Budget.of(cfg.timeout)``, held by the ``TrialLoop`` and the
+   ``FitContext`` every fit gets (``fit.py``; the refit runs under it as is);
+3. ``TrialLoop.trial_budget()``: a trial's ``budget.narrow(end - the refit's estimate,
+   rounds_end)``, handed to the trial (``trials.py`` -> ``search.py`` -> ``FitContext.budget``);
+4. ``cross_validate``: each fold's ``ctx.budget.share(waves)`` (``cv.py``);
 5. the head's round callback asks ``ctx.stop_boosting()``, which reads ``ctx.budget``
-   (``heads/xgb.py``, ``catboost.py``, ``lgbm.py``, ``mlp.py``). Progress reaches a caller (the CLI
-prints it) through a plain callback that receives :class:`FitProgress` events: the library never
-imports the CLI.
+   (``heads/xgb.py``, ``catboost.py``, ``lgbm.py``, ``mlp.py``).
+
+Progress reaches a caller (the CLI prints it) through a plain callback that receives
+:class:`FitProgress` events: the library never imports the CLI.
 """
 
 from __future__ import annotations
@@ -53,11 +56,6 @@ class Budget:
             return cls(now)
         return cls(now, seconds, now + seconds)
 
-    @property
-    def deadline(self) -> float | None:
-        """The hard end (``end``)."""
-        return self.end
-
     def elapsed(self) -> float:
         return time.monotonic() - self.start
 
@@ -72,11 +70,6 @@ class Budget:
     def rounds_over(self) -> bool:
         """Past the end of adding rounds: a boosted fit keeps the rounds it has."""
         return past(self.rounds_end)
-
-    def check(self) -> None:
-        """Raise :class:`BudgetExceeded` past the hard end."""
-        if self.expired():
-            raise BudgetExceeded(f"the {self.seconds:g} s budget ran out")
 
     def narrow(self, end: float | None, rounds_end: float | None = None) -> Budget:
         """This budget ending at ``end`` (never later than its own), its rounds at
