@@ -36,7 +36,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._lazy import pid_alive
 from .errors import DamagedFileError, DataError, RunError, SslstackWarning
 from .workspace import (
     Workspace,
@@ -44,6 +43,7 @@ from .workspace import (
     confined,
     file_lock,
     file_sha256,
+    pid_alive,
     quarantine,
     read_csv,
     read_json,

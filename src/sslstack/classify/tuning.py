@@ -32,9 +32,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from .._lazy import pid_alive
 from ..errors import RunError
-from ..workspace import Workspace
+from ..workspace import Workspace, pid_alive
 from .journal import (
     FINISHED,
     RUN,

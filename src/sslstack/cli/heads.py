@@ -277,47 +277,6 @@ def probe_cmd(
         emit_json(res.to_dict())
 
 
-def leaderboard(workspace: Any = None, dataset: str | None = None) -> list[dict[str, Any]]:
-    """Rows of ``runs ls``: encoder, layer, pooling, head, metric mean ± std, trials, time."""
-    import numpy as np
-
-    from ..classify.metrics import rank_runs
-    from ..runs import verified_runs
-    from ..workspace import Workspace
-
-    rows = []
-    for run in verified_runs(Workspace.at(workspace), dataset=dataset):
-        m = run.meta
-        fs = [v for v in m.get("fold_scores") or [] if v is not None]
-        feats = m.get("features") or []
-        fc = m.get("feature_choice") or {}
-        rows.append(
-            {
-                "run": run.id,
-                "number": run.number,
-                "kind": m.get("kind"),
-                "dataset": m.get("dataset"),
-                "encoder": m.get("encoder"),
-                "head": m.get("head") or m.get("method"),
-                "layer": fc.get("layer")
-                or ",".join(dict.fromkeys(str(f.get("layer")) for f in feats))
-                or None,
-                "pool": fc.get("pool")
-                or ",".join(dict.fromkeys(str(f.get("pool")) for f in feats))
-                or None,
-                "metric": m.get("metric"),
-                "score": m.get("score"),
-                "fold_mean": float(np.mean(fs)) if fs else None,
-                "fold_std": float(np.std(fs)) if len(fs) > 1 else None,
-                "trials": m.get("trials"),
-                "time_s": m.get("time_s"),
-            }
-        )
-
-    ranked = rank_runs(rows, lambda r: r["metric"], lambda r: r["score"])
-    return sorted(ranked, key=lambda r: (str(r["dataset"]), str(r["metric"])))  # stable
-
-
 def _short_path(enc: str) -> str:
     """A local encoder folder relative to the working directory when under it; long ones cut."""
     enc = rel_path(enc)
@@ -330,6 +289,8 @@ def runs_ls_cmd(
     json: JsonOpt = False,
 ) -> None:
     """Leaderboard of the workspace's runs, best first per dataset and metric."""
+    from ..classify.leaderboard import leaderboard
+
     rows = leaderboard(workspace, dataset)
     table = Table(title="runs (best first per dataset and metric)", box=box.SIMPLE_HEAD)
     for col in (

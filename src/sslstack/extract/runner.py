@@ -202,7 +202,7 @@ def _provenance(spec: EncoderSpec, cfg: ExtractConfig) -> dict[str, Any]:
     import torch
     import transformers
 
-    from .. import __version__
+    from .._version import __version__
 
     return {
         "model": spec.model,
