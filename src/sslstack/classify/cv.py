@@ -37,7 +37,7 @@ class FoldModel:
     prep: Preprocessor
     model: Any
     es_rounds: int | None = None  # rounds early stopping chose on the inner split, if any
-    cut: bool = False  # the budget's round deadline, not early stopping, ended its boosting
+    cut: bool = False  # the budget's end of rounds, not early stopping, ended its boosting
 
 
 @dataclass(frozen=True)
