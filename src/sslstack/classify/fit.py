@@ -26,7 +26,7 @@ from .cv import CVOptions, CVOutcome, Targets, cross_validate
 from .device import resolve_device
 from .features import FeatureChoice, layer_choices, pool_choices
 from .heads import DEFAULT_MAX_ROUNDS, FitContext, Head, get_head
-from .metrics import DEFAULT_METRIC, Metric, get_metric, score_all
+from .metrics import Metric, get_metric, score_all
 from .problem import Problem, cores, int_list, prepare_problem, str_list
 
 # tests/faults patch fit._save_models (a full disk during the save)
@@ -180,7 +180,7 @@ def fit_head(
     if cfg.trials < 0:
         raise ConfigError(f"--trials {cfg.trials}: use 0 (defaults) or more")
     prob = prepare_problem(Workspace.at(workspace), cfg)
-    met = get_metric(cfg.metric or DEFAULT_METRIC[prob.enc.task], prob.enc.task)
+    met = get_metric(cfg.metric, prob.enc.task)
     dev, why = resolve_device(cfg.device, hd.name, prob.enc.task)
     ctx = FitContext(prob.enc.task, prob.enc.n_classes, cfg.seed, dev, cfg.threads or cores(),
                      cfg.max_rounds or DEFAULT_MAX_ROUNDS, budget)  # fmt: skip

@@ -20,7 +20,7 @@ from ..workspace import Workspace, atomic_write_json
 from .cv import Targets, cross_validate
 from .features import FeatureChoice, layer_choices, pool_choices
 from .heads import FitContext, get_head
-from .metrics import DEFAULT_METRIC, Metric, get_metric
+from .metrics import Metric, get_metric
 from .problem import Problem, cores, int_list, prepare_problem, str_list
 
 
@@ -124,7 +124,7 @@ def probe(model: str | ProbeConfig, *, workspace: Any = None, **settings: Any) -
     t0 = time.time()
     ws = Workspace.at(workspace)
     prob = prepare_problem(ws, cfg)
-    met = get_metric(cfg.metric or DEFAULT_METRIC[prob.enc.task], prob.enc.task)
+    met = get_metric(cfg.metric, prob.enc.task)
     full = _score_grid(prob, met, cfg)
     table = full.loc[_asked(cfg, prob)].copy()
     path = (

@@ -14,12 +14,12 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from ..classify.heads import HEADS
 from .common import (
     DataOpt,
     JsonOpt,
     ModelOpt,
     WorkspaceOpt,
+    choices,
     console,
     emit_json,
     out_console,
@@ -57,8 +57,11 @@ MetricOpt = Annotated[
 StoreOpt = Annotated[
     str | None, typer.Option("--store", help="Store name when several stores of the model exist.")
 ]
-# the heads and their GPU support come from the registry: a head registered shows up here
-HeadArg = Annotated[str, typer.Argument(help=f"The head to tune: {', '.join(HEADS.names())}.")]
+# the names come from the HEADS registry when --help is shown (cli.common.RegistryHelp): a head
+# registered shows up here, and start-up does not import the heads
+HeadArg = Annotated[
+    str, typer.Argument(help=f"The head to tune: {choices('sslstack.classify.heads:HEADS')}.")
+]
 TrialsOpt = Annotated[
     int, typer.Option(help="Finished trials the study should hold (0: default parameters).")
 ]
@@ -66,8 +69,9 @@ TimeoutOpt = Annotated[
     float | None,
     typer.Option(help="Wall-clock budget of the whole command in seconds, refit included."),
 ]
-_GPU_HEADS = ", ".join(name for name, hd in HEADS.items() if hd.gpu_capable)
-DeviceOpt = Annotated[str, typer.Option(help=f"auto, cpu or cuda ({_GPU_HEADS}).")]
+DeviceOpt = Annotated[
+    str, typer.Option(help="auto, cpu or cuda (a head without a GPU path runs on the CPU).")
+]
 StorageOpt = Annotated[
     str | None, typer.Option(help="Optuna storage URL, e.g. postgresql://user@host/db.")
 ]

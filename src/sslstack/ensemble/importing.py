@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..classify.metrics import score_all
 from ..errors import ConfigError, DataError
 from ..workspace import Workspace
-from .encoding import Encoding, score_all, scorer
+from .encoding import Encoding, scorer
 from .submission import check_ids, check_probabilities, row_lines
 
 
@@ -68,7 +69,7 @@ def import_run(
     order = frame["id"].tolist()
     y = enc.targets([lists[i] for i in order], order)
     sc = scorer(metric, enc)
-    scores = score_all(enc, y, P)
+    scores = score_all(y, P, enc.task, enc.positive_index)
     oof_df = pd.DataFrame({"id": order, "fold": fold})
     for c, lab in enumerate(enc.labels):
         oof_df[lab] = P[:, c]

@@ -17,12 +17,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..classify.metrics import score_all
 from ..errors import ConfigError, DataError, RunError, StoreError
 from ..manifest import LABEL_SEP, Manifest
 from ..workspace import Workspace
 from . import methods as _methods
 from .calibrate import apply_calibration
-from .encoding import Encoding, score_all
+from .encoding import Encoding
 from .proba import finish
 from .submission import check_ids, check_labels, check_probabilities, write_csv
 
@@ -289,7 +290,7 @@ def predict_run(
         P = np.stack(
             [predict_run(ws, b, manifest, extracted=extracted, progress=progress) for b in bases]
         )
-        method = _methods.get_method(run.meta["method"])
+        method = _methods.METHODS[run.meta["method"]]
         combined = method.apply(P, run.meta["params"], enc)
         return finish(apply_calibration(combined, run.meta.get("calibration"), enc), enc)
     if kind == "import":
@@ -438,4 +439,5 @@ def _scores(
     if not rows:
         return None, 0, dict(sorted(unseen.items()))
     y = enc.targets(kept, [manifest.ids[i] for i in rows])
-    return score_all(enc, y, P[rows]), len(rows), dict(sorted(unseen.items()))
+    scores = score_all(y, P[rows], enc.task, enc.positive_index)
+    return scores, len(rows), dict(sorted(unseen.items()))

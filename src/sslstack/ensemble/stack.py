@@ -22,12 +22,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..classify.metrics import score_all
 from ..errors import DataError
 from ..workspace import Workspace
 from . import methods as _methods
 from .base_runs import BaseSet, join_runs, load_runs
 from .calibrate import calibrate_oof
-from .encoding import Scorer, score_all, scorer
+from .encoding import Scorer, scorer
 
 AUTO = "auto"  # the method with the best honest (out-of-fold) score
 
@@ -116,7 +117,7 @@ def stack(
         data: the dataset (name or manifest) whose runs to stack when the workspace has several.
         method: ``auto`` (default: the method with the best honest score, ``best_single``
             when no stack beats the best run) or one of
-            :func:`sslstack.ensemble.methods.names` (best_single, mean, rank, greedy, logreg).
+            :data:`sslstack.ensemble.methods.METHODS` (best_single, mean, rank, greedy, logreg).
         metric: metric optimized by ``greedy`` and reported (default: the task's default).
         calibrate: ``temperature``, ``platt`` or ``isotonic``, fitted out-of-fold.
         greedy_size: iterations of ensemble selection.
@@ -148,11 +149,11 @@ def run_stack(
     """:func:`stack` with a :class:`StackConfig`."""
     t0 = time.time()
     if cfg.method != AUTO:
-        _methods.get_method(cfg.method)
+        _methods.METHODS.get(cfg.method)
     if cfg.calibrate is not None:
-        from .calibrate import get_calibrator
+        from .calibrate import CALIBRATORS
 
-        get_calibrator(cfg.calibrate)
+        CALIBRATORS.get(cfg.calibrate)
     base = join_runs(ws, load_runs(ws, cfg.runs, _dataset_name(ws, data)))
     if len(np.unique(base.folds)) < 2:
         raise DataError("the runs' out-of-fold predictions hold fewer than two folds")
@@ -165,7 +166,7 @@ def run_stack(
         oof, calibration = calibrate_oof(oof, base.y, base.folds, base.encoding, cfg.calibrate)
         table[_chosen_key(name, cfg)] = _row(sc, base, oof)
     frame = _oof_frame(base, oof)
-    scores = score_all(base.encoding, base.y, oof)
+    scores = score_all(base.y, oof, base.encoding.task, base.encoding.positive_index)
     result = StackResult(
         run=None,
         method=name,
@@ -208,7 +209,7 @@ def _choose(table: dict[str, dict[str, Any]], sc: Scorer, method: str) -> tuple[
 
 def _canonical(method: str) -> str:
     """A method's table key: aliases (``greedy_nested``) are scored under their first name."""
-    fit = _methods.get_method(method).fit
+    fit = _methods.METHODS[method].fit
     return next(n for n, m in _methods.METHODS.items() if m.fit is fit)
 
 
