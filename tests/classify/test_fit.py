@@ -111,8 +111,8 @@ def test_multilabel_end_to_end(tmp_path: Path, head: str) -> None:
 
 def test_errors_are_clear(tmp_path: Path) -> None:
     s = make_synth(tmp_path, n=60, layers=2)
-    known = "logreg, xgb, catboost, lgbm"
-    with pytest.raises(ConfigError, match=f"unknown head .svm.; choose from {known}"):
+    known = ", ".join(HEADS)
+    with pytest.raises(ConfigError, match=f"^HEAD svm: unknown head; choose from {known}$"):
         fit_head("svm", "fake", data=s.csv, workspace=s.ws)
     with pytest.raises(ConfigError, match="no layer"):
         fit_head("logreg", "fake", data=s.csv, workspace=s.ws, layer="7", trials=1)
