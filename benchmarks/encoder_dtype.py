@@ -31,7 +31,7 @@ import transformers as tf
 
 from benchmarks.extract import ARCHS, make_config  # noqa: E402  (one definition of the configs)
 from sslstack.extract.base import EncoderSpec
-from sslstack.extract.families import get_family
+from sslstack.extract.families import FAMILIES
 from sslstack.extract.hf_model import HFEncoder
 
 
@@ -70,7 +70,7 @@ def main() -> None:
         runs[("transformers", dtype)] = _raw(copy.deepcopy(model), x, dtype)
     spec = EncoderSpec(f"random:{args.arch}", "random", 16000, cfg.model_type, lambda *a, **k: None)
     encoders = {
-        d: HFEncoder(model, fe, get_family(cfg.model_type), spec, dtype=d) for d in ("fp32", "bf16")
+        d: HFEncoder(model, fe, FAMILIES[cfg.model_type], spec, dtype=d) for d in ("fp32", "bf16")
     }
     for d, enc in encoders.items():
         runs[("sslstack", d)] = lambda enc=enc: enc.encode(waves, ("mean", "std"))

@@ -39,7 +39,7 @@ from benchmarks.extract import ARCHS as _EXTRACT_ARCHS  # noqa: E402
 from benchmarks.extract import make_config  # noqa: E402
 from sslstack.extract import hf_model as hf_encoder
 from sslstack.extract.base import EncoderSpec
-from sslstack.extract.families import Family, get_family
+from sslstack.extract.families import FAMILIES, Family
 from sslstack.extract.hf_model import HFEncoder
 
 DEVICE = ["cpu"]
@@ -55,7 +55,7 @@ def _encoder(model: Any, fe: Any, dtype: str, **change: Any) -> HFEncoder:
     """An HFEncoder over a copy of ``model``; ``change``: ``mode`` (bf16 mode forced),
     ``grouped_fp32=False``, ``attention="eager"``, ``batching``."""
     model = copy.deepcopy(model)
-    family: Family = get_family(model.config.model_type)
+    family: Family = FAMILIES.get(model.config.model_type)
     if change.get("attention") in ("eager", "flex"):
         family = _eager_family(family, change["attention"] == "flex")
     spec = EncoderSpec("random", "random", 16000, model.config.model_type, lambda *a, **k: None)

@@ -4,12 +4,10 @@ Frozen self-supervised encoders run once over a dataset; every layer's pooled em
 in HDF5; Optuna-tuned heads and a stacking ensemble run from the cache in seconds.
 """
 
-__version__ = "0.1.0"
-
-
 from typing import TYPE_CHECKING, Any
 
 from ._lazy import lazy_exports
+from ._version import __version__
 
 if TYPE_CHECKING:
     from .embeddings import export_embeddings, find_store, list_stores, load_embeddings

@@ -102,3 +102,21 @@ def test_runs_ls_names_each_runs_dataset(tmp_path: Path) -> None:
         rb.run: load_run(a.ws, rb.run).record.dataset,
     }
     assert rows[ra.run] != rows[rb.run]
+
+
+def test_probe_prints_one_best(tmp_path: Path) -> None:
+    """Issue 23: the probe printed two different 'best' lines ('best: layer 1, mean (..); best a
+    head can pick: layer 1, mean+std (..)'). One best now: the cell shown bold, which fit-head's
+    first trial starts from."""
+    from tests.classify.test_heads import _two_part_store
+
+    ws, csv = _two_part_store(tmp_path)
+    res = runner.invoke(
+        app, ["probe", "--model", "fake", "--data", str(csv), "--workspace", str(ws.root)],
+        env={"COLUMNS": "200"},
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    bests = [w for w in res.output.split() if w.startswith("best")]
+    assert bests == ["best:"], res.output
+    line = next(ln for ln in res.output.splitlines() if ln.startswith("best:"))
+    assert line.startswith("best: layer ") and ", mean+std (" in line

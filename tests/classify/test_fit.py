@@ -11,7 +11,7 @@ import pytest
 
 from sslstack.classify import fit_head, predict_head, probe
 from sslstack.classify.cv import load_models, predict_fold
-from sslstack.classify.heads import get_head
+from sslstack.classify.heads import HEADS, get_head
 from sslstack.classify.labels import LabelEncoding
 from sslstack.classify.metrics import METRICS
 from sslstack.errors import ConfigError, DataError
@@ -21,7 +21,7 @@ from tests.classify_synth import make_synth
 FAST = {"max_rounds": 25}
 
 
-@pytest.mark.parametrize("head", ["logreg", "xgb", "catboost", "lgbm"])
+@pytest.mark.parametrize("head", list(HEADS))
 def test_each_head_fits_saves_and_predicts(tmp_path: Path, head: str) -> None:
     s = make_synth(tmp_path, n=90, layers=3)
     res = fit_head(head, "fake", data=s.csv, workspace=s.ws, trials=2, folds=3, **FAST)
@@ -31,7 +31,8 @@ def test_each_head_fits_saves_and_predicts(tmp_path: Path, head: str) -> None:
     assert meta["trials"] == 2 and len(meta["fold_scores"]) == 3
     # saved models are native formats, never pickle
     suffixes = {Path(f).suffix for f in meta["models"]}
-    assert suffixes <= {".npz", ".ubj", ".cbm", ".json"} and len(meta["models"]) == 6
+    assert suffixes <= {".npz", ".ubj", ".cbm", ".json", ".safetensors"}
+    assert len(meta["models"]) == 6
     oof = run.oof()
     assert list(oof.columns) == ["id", "fold", "c0", "c1", "c2"]
     assert np.allclose(oof[["c0", "c1", "c2"]].sum(axis=1), 1.0, atol=1e-6)
@@ -92,7 +93,7 @@ def test_binary_positive_class_and_eer(tmp_path: Path) -> None:
     assert {"eer", "roc_auc", "ece", "brier"} <= set(res.scores)
 
 
-@pytest.mark.parametrize("head", ["logreg", "xgb", "catboost", "lgbm"])
+@pytest.mark.parametrize("head", list(HEADS))
 def test_multilabel_end_to_end(tmp_path: Path, head: str) -> None:
     s = make_synth(tmp_path, task="multilabel", n=150, n_classes=5, layers=2, separation=3.0)
     res = fit_head(
@@ -110,8 +111,8 @@ def test_multilabel_end_to_end(tmp_path: Path, head: str) -> None:
 
 def test_errors_are_clear(tmp_path: Path) -> None:
     s = make_synth(tmp_path, n=60, layers=2)
-    known = "logreg, xgb, catboost, lgbm"
-    with pytest.raises(ConfigError, match=f"unknown head .svm.; choose from {known}"):
+    known = ", ".join(HEADS)
+    with pytest.raises(ConfigError, match=f"^HEAD svm: unknown head; choose from {known}$"):
         fit_head("svm", "fake", data=s.csv, workspace=s.ws)
     with pytest.raises(ConfigError, match="no layer"):
         fit_head("logreg", "fake", data=s.csv, workspace=s.ws, layer="7", trials=1)
@@ -163,11 +164,11 @@ def test_probe_scores_every_layer_and_pool(tmp_path: Path) -> None:
     json.dumps(res.to_dict())
 
 
-@pytest.mark.parametrize("head", ["xgb", "catboost", "lgbm"])
+@pytest.mark.parametrize("head", [n for n, h in HEADS.items() if h.trees])
 def test_refit_from_a_trials_rounds_equals_a_fresh_refit(head: str) -> None:
     """The final fit reuses the best trial's early-stopping rounds instead of refitting the inner
     split; the models must be the ones a fresh early-stop-then-refit gives."""
-    from sslstack.classify.cv import cross_validate
+    from sslstack.classify.cv import CVOptions, Targets, cross_validate
     from sslstack.classify.heads import FitContext
     from sslstack.classify.metrics import get_metric
 
@@ -182,10 +183,11 @@ def test_refit_from_a_trials_rounds_equals_a_fresh_refit(head: str) -> None:
     ctx = FitContext("multiclass", 3, 0, "cpu", 1, 60)
     met = get_metric("accuracy", "multiclass")
     params = hd.warm_start()
-    trial = cross_validate(hd, x, y, enc, splits, met, params, ctx, refit=False)
+    targets = Targets(y, enc, splits)
+    trial = cross_validate(hd, x, targets, met, params, ctx, CVOptions(refit=False))
     assert all(isinstance(r, int) and 1 <= r <= 60 for r in trial.es_rounds)
-    fresh = cross_validate(hd, x, y, enc, splits, met, params, ctx)
-    reused = cross_validate(hd, x, y, enc, splits, met, params, ctx, rounds=trial.es_rounds)
+    fresh = cross_validate(hd, x, targets, met, params, ctx)
+    reused = cross_validate(hd, x, targets, met, params, ctx, CVOptions(rounds=trial.es_rounds))
     assert fresh.es_rounds == trial.es_rounds == reused.es_rounds
     np.testing.assert_allclose(reused.oof, fresh.oof, rtol=0, atol=1e-12)
     # the refit on the whole training part is a different model from the trial's
@@ -224,22 +226,21 @@ def test_probe_scores_the_concatenations_a_head_can_pick(tmp_path: Path) -> None
     pd.testing.assert_frame_equal(res.full.loc[list(res.table.index), ["mean", "std"]], res.table)
     # each cell is the out-of-fold score of the probe on that choice, as a head reads it
     for la, po in (("0+2+3", "mean+std"), ("0..3", "mean")):
-        from sslstack.classify.cv import cross_validate
+        from sslstack.classify.cv import Targets, cross_validate
         from sslstack.classify.features import FeatureChoice
+        from sslstack.classify.fit import FitConfig
         from sslstack.classify.heads import FitContext, get_head
         from sslstack.classify.metrics import get_metric
         from sslstack.classify.problem import prepare_problem as _prepare
         from sslstack.workspace import Workspace
 
-        prob = _prepare(Workspace.at(s.ws), "fake", None, None, None, None, None, 0, None)
+        prob = _prepare(Workspace.at(s.ws), FitConfig("logreg", "fake"))
         x = prob.reader.matrix(FeatureChoice(la, po))
         met = get_metric("accuracy", "multiclass")
         out = cross_validate(
             get_head("logreg"),
             x,
-            prob.y,
-            prob.enc,
-            prob.splits,
+            Targets(prob.y, prob.enc, prob.splits),
             met,
             {"C": 1.0, "class_weight": "none", "standardize": True},
             FitContext("multiclass", 3, 0, "cpu", 1),

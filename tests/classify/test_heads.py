@@ -12,9 +12,10 @@ import optuna
 import pytest
 
 from sslstack.cache import ItemResult, Store, StoreKey
+from sslstack.classify import device as devices
 from sslstack.classify import fit, fit_head
 from sslstack.classify.budget import Budget, BudgetExceeded, FitProgress
-from sslstack.classify.cv import cross_validate
+from sslstack.classify.cv import CVOptions, Targets, cross_validate
 from sslstack.classify.features import FeatureChoice, FeatureReader, layer_choices, pool_choices
 from sslstack.classify.heads import (
     HEADS,
@@ -36,6 +37,7 @@ from sslstack.workspace import Workspace
 from tests.classify_synth import make_synth
 
 ACC = get_metric("accuracy", "multiclass")
+ROUND_HEADS = [n for n, h in HEADS.items() if h.needs_es]  # boosting rounds or epochs
 
 
 def _blobs(n: int = 120, k: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -68,7 +70,7 @@ def test_early_stopping_never_sees_the_validation_fold() -> None:
     enc = LabelEncoding("multiclass", ("a", "b", "c"))
     spy = _SpyHead()
     ctx = FitContext("multiclass", 3, 0, "cpu", 1, 40)
-    cross_validate(spy, x, y, enc, splits, ACC, spy.warm_start(), ctx)
+    cross_validate(spy, x, Targets(y, enc, splits), ACC, spy.warm_start(), ctx)
     # per fold: the early-stopped fit (fit rows + stopping rows), then the refit on the whole part
     assert len(spy.seen) == 6
     for f, (tr, va) in enumerate(splits):
@@ -111,7 +113,7 @@ def test_warm_start_follows_the_screen_to_a_concatenation(tmp_path: Path) -> Non
     layers, pools = layer_choices(store), pool_choices(store)
     from sslstack.classify.problem import prepare_problem as _prepare
 
-    prob = _prepare(ws, "fake", csv, None, None, None, None, 0, None)
+    prob = _prepare(ws, fit.FitConfig("xgb", "fake", data=csv))
     warm = screen_features(prob.reader, prob.y, prob.enc, prob.splits, ACC, layers, pools)
     assert warm.pool == "mean+std"
     # the study's first (enqueued) trial is the head's known-good parameters on those features
@@ -152,7 +154,7 @@ def test_warm_start_follows_the_probe(tmp_path: Path) -> None:
     assert st.trials[0].params["pool"] == "mean+std"
 
 
-@pytest.mark.parametrize("head", ["logreg", "xgb", "catboost", "lgbm", "mlp"])
+@pytest.mark.parametrize("head", list(HEADS))
 def test_search_space_covers_layer_and_pooling_concatenations(tmp_path: Path, head: str) -> None:
     s = make_synth(tmp_path, n=60, layers=4)
     res = fit_head(head, "fake", data=s.csv, workspace=s.ws, trials=1, folds=3, max_rounds=10)
@@ -198,7 +200,7 @@ def test_threads_go_to_folds_side_by_side_first(
     real = fit.cross_validate
 
     def spy(*a: Any, **kw: Any) -> Any:
-        seen.append(a[7].threads)  # the FitContext
+        seen.append(a[5].threads)  # the FitContext
         return real(*a, **kw)
 
     monkeypatch.setattr(fit, "cores", lambda: 3)
@@ -225,7 +227,7 @@ def test_concurrent_folds_are_capped_by_memory(monkeypatch: pytest.MonkeyPatch) 
     assert cv.fold_workers(8, 5, x) == (1, 8)
 
 
-@pytest.mark.parametrize("head", ["logreg", "xgb", "catboost", "lgbm", "mlp"])
+@pytest.mark.parametrize("head", list(HEADS))
 def test_folds_side_by_side_equal_folds_one_by_one(head: str) -> None:
     x, y = _blobs(240, k=4)
     fold = np.arange(len(y)) % 4
@@ -238,8 +240,8 @@ def test_folds_side_by_side_equal_folds_one_by_one(head: str) -> None:
     for threads in (1, 4):
         ctx = FitContext("multiclass", 4, 0, "cpu", threads, 40)
         out[threads] = cross_validate(
-            hd, x, y, enc, splits, ACC, params, ctx, keep_models=True,
-            report=lambda k, m, t=threads: seen[t].append((k, m)),
+            hd, x, Targets(y, enc, splits), ACC, params, ctx,
+            CVOptions(keep_models=True, report=lambda k, m, t=threads: seen[t].append((k, m))),
         )  # fmt: skip
     np.testing.assert_allclose(out[4].oof, out[1].oof, rtol=0, atol=1e-9)
     assert out[4].fold_scores == out[1].fold_scores and out[4].es_rounds == out[1].es_rounds
@@ -271,7 +273,7 @@ def test_gpu_fits_run_one_fold_at_a_time() -> None:
     for device, expect in (("cuda", 1), ("cpu", 4)):
         most[0] = 0
         ctx = FitContext("multiclass", 4, 0, device, 4, 10)
-        cross_validate(Counting(), x, y, enc, splits, ACC, LogRegHead().defaults(), ctx)
+        cross_validate(Counting(), x, Targets(y, enc, splits), ACC, LogRegHead().defaults(), ctx)
         assert most[0] == expect, device
 
 
@@ -300,21 +302,22 @@ def test_a_pruned_trial_stops_the_folds_still_running() -> None:
     t0 = time.monotonic()
     with pytest.raises(optuna.TrialPruned):
         cross_validate(
-            Slow(), x, y, enc, splits, ACC, XGBHead().warm_start(), ctx, report=prune,
-            refit=False,
+            Slow(), x, Targets(y, enc, splits), ACC, XGBHead().warm_start(), ctx,
+            CVOptions(refit=False, report=prune),
         )  # fmt: skip
     assert time.monotonic() - t0 < 30.0  # the second fold was stopped, not run to 10**7 rounds
     assert started[:1] == [0] or started[:2] == [1, 0]
     assert len(started) <= 3  # folds not started yet were cancelled
 
 
-@pytest.mark.parametrize("head", ["xgb", "catboost", "lgbm", "mlp"])
+@pytest.mark.parametrize("head", ROUND_HEADS)
 def test_past_the_round_deadline_a_fit_keeps_its_rounds(head: str) -> None:
     """The share of a --timeout: a fit stops adding rounds and returns a usable model."""
     x, y = _blobs(2000)
     hd = get_head(head)
     params = {**hd.warm_start(), "learning_rate": 0.05}
-    ctx = FitContext("multiclass", 3, 0, "cpu", 1, 10**6, round_deadline=time.monotonic() + 0.5)
+    budget = Budget(time.monotonic(), rounds_end=time.monotonic() + 0.5)
+    ctx = FitContext("multiclass", 3, 0, "cpu", 1, 10**6, budget)
     t0 = time.monotonic()
     model = hd.fit(x[:1500], y[:1500], params, ctx, es=(x[1500:1700], y[1500:1700]))
     assert time.monotonic() - t0 < 5.0
@@ -324,7 +327,7 @@ def test_past_the_round_deadline_a_fit_keeps_its_rounds(head: str) -> None:
     assert (p.argmax(axis=1) == y[1700:]).mean() > 0.6
 
 
-@pytest.mark.parametrize("head", ["xgb", "catboost", "lgbm", "mlp"])
+@pytest.mark.parametrize("head", ROUND_HEADS)
 @pytest.mark.parametrize("with_es", [True, False])
 def test_a_round_deadline_passed_before_the_first_round_keeps_one(head: str, with_es: bool) -> None:
     """A deadline that cuts the first trial at its first round (xgboost 3.x raised
@@ -332,7 +335,8 @@ def test_a_round_deadline_passed_before_the_first_round_keeps_one(head: str, wit
     model of at least one round that predicts, saves and loads."""
     x, y = _blobs(600)
     hd = get_head(head)
-    ctx = FitContext("multiclass", 3, 0, "cpu", 1, 10**6, round_deadline=time.monotonic() - 1.0)
+    budget = Budget(time.monotonic(), rounds_end=time.monotonic() - 1.0)
+    ctx = FitContext("multiclass", 3, 0, "cpu", 1, 10**6, budget)
     es = (x[400:500], y[400:500]) if with_es else None
     model = hd.fit(x[:400], y[:400], hd.warm_start(), ctx, es=es)
     rounds = hd.rounds_used(model)
@@ -353,9 +357,9 @@ def test_a_tight_timeout_still_gives_a_boosted_run(
     share of the budget, the trial finishes, and a run is saved within the budget. The first
     trials share the budget, so several run (the first took 90 % of it before), and one line
     says that the budget, not early stopping, ended the boosting."""
-    from sslstack.classify import heads
+    from sslstack.classify.heads import xgb
 
-    monkeypatch.setattr(heads, "EARLY_STOPPING", 10**6)  # only the round deadline ends a fit
+    monkeypatch.setattr(xgb, "EARLY_STOPPING", 10**6)  # only the round deadline ends a fit
     s = make_synth(tmp_path, n=600, layers=2, n_classes=4, separation=2.5)
     t0 = time.monotonic()
     res = fit_head(
@@ -523,18 +527,18 @@ def test_progress_reports_every_fold_and_trial(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------ devices
 def test_device_choice_follows_gpu_and_head_support(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fit, "_torch_sees_gpu", lambda: False)
-    assert fit.resolve_device("auto", "xgb") == ("cpu", "cpu for xgb (no GPU seen)")
-    monkeypatch.setattr(fit, "_torch_sees_gpu", lambda: True)
+    monkeypatch.setattr(devices, "_torch_sees_gpu", lambda: False)
+    assert devices.resolve_device("auto", "xgb") == ("cpu", "cpu for xgb (no GPU seen)")
+    monkeypatch.setattr(devices, "_torch_sees_gpu", lambda: True)
     monkeypatch.setattr(XGBHead, "gpu_support", lambda self, task: (True, ""))
-    assert fit.resolve_device("auto", "xgb")[0] == "cuda"
+    assert devices.resolve_device("auto", "xgb")[0] == "cuda"
     monkeypatch.setattr(XGBHead, "gpu_support", lambda self, task: (False, "no CUDA build"))
-    dev, why = fit.resolve_device("auto", "xgb")
+    dev, why = devices.resolve_device("auto", "xgb")
     assert dev == "cpu" and "a GPU is present, but no CUDA build" in why
-    assert fit.resolve_device("auto", "logreg")[0] == "cpu"
+    assert devices.resolve_device("auto", "logreg")[0] == "cpu"
     # CatBoost's MultiLogloss stays on the CPU even with a GPU
     assert CatBoostHead().gpu_support("multilabel")[0] is False
-    assert fit.resolve_device("auto", "catboost", "multilabel")[0] == "cpu"
+    assert devices.resolve_device("auto", "catboost", "multilabel")[0] == "cpu"
 
 
 def test_gpu_parameters_reach_the_libraries() -> None:

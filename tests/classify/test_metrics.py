@@ -202,7 +202,7 @@ def test_score_all_reports_every_applicable_metric() -> None:
 
 
 def test_unknown_and_inapplicable_metrics_are_config_errors() -> None:
-    with pytest.raises(ConfigError, match="unknown; choose from accuracy"):
+    with pytest.raises(ConfigError, match="^--metric acc: unknown metric; choose from accuracy"):
         get_metric("acc")
     with pytest.raises(ConfigError, match="does not apply to multiclass"):
         get_metric("eer", "multiclass")

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from sslstack.classify import fit_head, predict_head
-from sslstack.classify.cv import cross_validate
+from sslstack.classify.budget import Budget
+from sslstack.classify.cv import Targets, cross_validate
 from sslstack.classify.heads import FitContext, get_head
+from sslstack.classify.heads.mlp import MLPHead, mlp_proba
 from sslstack.classify.labels import LabelEncoding
 from sslstack.classify.metrics import get_metric
-from sslstack.classify.mlp import MLPHead, mlp_proba
 from tests.classify_synth import make_synth
 
 ACC = get_metric("accuracy", "multiclass")
@@ -140,7 +141,8 @@ def test_mlp_trains_2000_x_1024_x_50_in_seconds() -> None:
 def test_a_deadline_passed_before_the_first_epoch_keeps_one() -> None:
     x, y = _blobs()
     hd = get_head("mlp")
-    ctx = FitContext("multiclass", 4, max_rounds=10**6, round_deadline=time.monotonic() - 1.0)
+    budget = Budget(time.monotonic(), rounds_end=time.monotonic() - 1.0)
+    ctx = FitContext("multiclass", 4, max_rounds=10**6, budget=budget)
     model = hd.fit(x[:200], y[:200], hd.defaults(), ctx, es=(x[200:250], y[200:250]))
     assert model.epochs == 1
     assert np.isfinite(hd.predict(model, x[250:], ctx)).all()
@@ -156,7 +158,7 @@ def test_mlp_folds_side_by_side_equal_folds_one_by_one() -> None:
     out = {}
     for threads in (1, 4):
         ctx = FitContext("multiclass", 4, 0, "cpu", threads, 40)
-        out[threads] = cross_validate(hd, x, y, enc, splits, ACC, hd.defaults(), ctx)
+        out[threads] = cross_validate(hd, x, Targets(y, enc, splits), ACC, hd.defaults(), ctx)
     np.testing.assert_array_equal(out[4].oof, out[1].oof)
     assert out[4].es_rounds == out[1].es_rounds
 

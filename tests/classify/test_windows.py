@@ -10,7 +10,7 @@ import pytest
 
 from sslstack.cache import ItemResult, Store, StoreKey
 from sslstack.classify import fit_head, predict_head
-from sslstack.classify.cv import cross_validate
+from sslstack.classify.cv import Targets, cross_validate
 from sslstack.classify.heads import FitContext, LogRegHead
 from sslstack.classify.labels import LabelEncoding
 from sslstack.classify.metrics import get_metric
@@ -80,15 +80,14 @@ def test_windows_of_a_clip_stay_in_its_fold() -> None:
 
     ctx = FitContext("multiclass", 3)
     params = {**LogRegHead().defaults(), "standardize": False}
-    out = cross_validate_windows(Spy(), WindowData(x, owner), y, ENC, splits, ACC,
-                                 params, ctx, how="mean")  # fmt: skip
+    out = cross_validate_windows(Spy(), WindowData(x, owner), Targets(y, ENC, splits), ACC,
+                                 params, ctx, "mean")  # fmt: skip
     for (tr, _), clips in zip(splits, seen, strict=True):
         assert clips == set(tr.tolist())
     # the clips' out-of-fold rows are the mean of their windows' rows
     wsplits = [(np.flatnonzero(np.isin(owner, tr)), np.flatnonzero(np.isin(owner, va)))
                for tr, va in splits]  # fmt: skip
-    flat = cross_validate(LogRegHead(), x, y[owner], ENC, wsplits, ACC, params,
-                          ctx)  # fmt: skip
+    flat = cross_validate(LogRegHead(), x, Targets(y[owner], ENC, wsplits), ACC, params, ctx)
     np.testing.assert_allclose(out.oof, flat.oof.reshape(30, 3, 3).mean(axis=1))
     assert out.fold_scores == [ACC(y[va], out.oof[va], "multiclass", None) for _, va in splits]
 

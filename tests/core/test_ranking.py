@@ -52,7 +52,7 @@ def test_runs_ls_puts_the_best_run_of_a_lower_is_better_metric_first(
     metric: str, monkeypatch: Any
 ) -> None:
     import sslstack.runs as runs_mod
-    from sslstack.cli.heads import leaderboard
+    from sslstack.classify.leaderboard import leaderboard
 
     runs = [_run("r1", metric, 0.30), _run("r2", metric, 0.05)]
     monkeypatch.setattr(runs_mod, "verified_runs", lambda ws, dataset=None: runs)

@@ -35,8 +35,8 @@ def _workspace(tmp_path: Path, task: str):
                 meta={"features": feats, "scores": scores, "encoder": "org/tiny"},
             )
     # runs.json scores as fit-head writes them: every metric of the task
+    from sslstack.classify.metrics import score_all
     from sslstack.ensemble.base_runs import join_runs
-    from sslstack.ensemble.encoding import score_all
     from sslstack.runs import list_runs
     from sslstack.workspace import atomic_write_json
 
@@ -44,7 +44,10 @@ def _workspace(tmp_path: Path, task: str):
         base = join_runs(s.ws, [r])
         atomic_write_json(
             r.dir / "run.json",
-            {**r.record.to_dict(), "scores": score_all(s.enc, base.y, base.P[0])},
+            {
+                **r.record.to_dict(),
+                "scores": score_all(base.y, base.P[0], s.enc.task, s.enc.positive_index),
+            },
             checksum=True,
         )
     stack(s.ws, method="logreg", calibrate="temperature")

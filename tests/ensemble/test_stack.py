@@ -150,10 +150,10 @@ def test_when_no_stack_beats_the_best_run_honestly_the_run_is_kept(tmp_path: Pat
     assert good in res.notes[0]
     run = load_run(s.ws, res.run)
     assert run.record.base_runs == [good] and run.record.weights == {good: 1.0}
-    from sslstack.ensemble.methods import get_method
+    from sslstack.ensemble.methods import METHODS
 
     P = load_run(s.ws, good).oof()[list(s.enc.labels)].to_numpy()
-    applied = get_method("best_single").apply(P[None], run.record.params, s.enc)
+    applied = METHODS["best_single"].apply(P[None], run.record.params, s.enc)
     np.testing.assert_allclose(applied, P / P.sum(axis=1, keepdims=True))
 
 

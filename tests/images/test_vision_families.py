@@ -13,7 +13,7 @@ import transformers as tf
 
 from sslstack.errors import EncoderError
 from sslstack.extract.resolve import resolve_encoder
-from sslstack.extract.vision_families import get_vision_family, vision_names
+from sslstack.extract.vision_families import VISION_FAMILIES, vision_names
 from sslstack.images import make_views, resize_for
 
 from .tiny_vision import FAMILIES, make_tiny_vision
@@ -34,7 +34,7 @@ def test_every_registered_family_has_a_tiny_model() -> None:
 
 
 def _reference(folder: Path, family: str, view: np.ndarray, info: dict) -> dict[str, np.ndarray]:
-    fam = get_vision_family(family)
+    fam = VISION_FAMILIES[family]
     model = getattr(tf, fam.model_class).from_pretrained(folder).eval()
     x = (view.astype(np.float64) / 255 - np.array(info["pixel_mean"])) / np.array(info["pixel_std"])
     pv = torch.from_numpy(x.transpose(2, 0, 1)[None].astype(np.float32))

@@ -26,21 +26,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..workspace import pid_alive
 from .parts import WRITERS, temp_owner
 
 LEASE_S = 600.0
 RENEW_S = 30.0
 GRACE_S = 60.0
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by another user
-        return True
-    return True
 
 
 class Lease:
@@ -95,7 +86,7 @@ def writer_gone(store_path: Path, token: str, file_age: float) -> bool:
     if info is None:
         return file_age > GRACE_S
     if info.get("host") == socket.gethostname():
-        return not _pid_alive(int(info.get("pid", 0)))
+        return not pid_alive(int(info.get("pid", 0)))
     return float(info["age"]) > LEASE_S
 
 

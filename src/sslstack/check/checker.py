@@ -23,6 +23,21 @@ MAX_LISTED = 10
 MIN_ITEMS = 10  # per set, for a store to be used for near duplicates and shift
 
 
+@dataclass(frozen=True)
+class _Side:
+    """One of the two sets: its manifest and its items' content hashes (id -> hash)."""
+
+    manifest: Manifest
+    hashes: dict[str, str]
+
+    def held(self, index: Any) -> list[str]:
+        """The ids whose content a store holds (``index``: content hash -> row)."""
+        return [i for i in self.manifest.ids if self.hashes.get(i) in index]
+
+    def keys(self, ids: list[str]) -> list[str]:
+        return [self.hashes[i] for i in ids]
+
+
 @dataclass
 class CheckResult:
     """What ``check`` found; ``to_dict`` is the ``--json`` line and ``check.json``."""
@@ -97,7 +112,8 @@ def check(
         exact=_exact(tr, te, h_tr, h_te),
     )
     if te is not None:
-        res.near, res.shift = _vectors(ws, tr, te, h_tr, h_te, threshold, layer, models, seed)
+        sides = _Side(tr, h_tr), _Side(te, h_te)
+        res.near, res.shift = _vectors(ws, *sides, threshold, layer, models, seed)
         res.notes += [n for entry in res.near for n in entry.pop("notes", [])]
         if not res.near:
             res.notes.append(
@@ -174,10 +190,8 @@ def _exact(
 
 def _vectors(
     ws: Workspace,
-    tr: Manifest,
-    te: Manifest,
-    h_tr: dict[str, str],
-    h_te: dict[str, str],
+    tr: _Side,
+    te: _Side,
     threshold: float,
     layer: str | None,
     models: list[str] | None,
@@ -191,12 +205,11 @@ def _vectors(
         if models is not None and st.key.model not in models:
             continue
         have = st.index  # content hash -> row: the store is keyed by content
-        a = [i for i in tr.ids if h_tr.get(i) in have]
-        b = [i for i in te.ids if h_te.get(i) in have]
+        a, b = tr.held(have), te.held(have)
         if len(a) < MIN_ITEMS or len(b) < MIN_ITEMS:
             continue
-        near.append(_near(st, a, b, h_tr, h_te, threshold, layer, len(tr), len(te)))
-        shift.append(_shift(st, a, b, [h_tr[i] for i in a], [h_te[i] for i in b], seed))
+        near.append(_near(st, a, b, tr, te, threshold, layer))
+        shift.append(_shift(st, a, b, tr.keys(a), te.keys(b), seed))
     return near, shift
 
 
@@ -214,15 +227,15 @@ def _near(
     st: Any,
     a: list[str],
     b: list[str],
-    h_tr: dict[str, str],
-    h_te: dict[str, str],
+    tr: _Side,
+    te: _Side,
     threshold: float,
     layer: str | None,
-    n_tr: int,
-    n_te: int,
 ) -> dict[str, Any]:
+    """Test items ``b`` whose nearest training item of ``a`` is at least ``threshold`` alike."""
     lay = st.layer_names[st.layer_index(layer)] if layer is not None else st.layer_names[0]
-    nn = nearest(_read(st, lay, [h_tr[i] for i in a]), _read(st, lay, [h_te[i] for i in b]))
+    nn = nearest(_read(st, lay, tr.keys(a)), _read(st, lay, te.keys(b)))
+    h_tr, h_te, n_tr, n_te = tr.hashes, te.hashes, len(tr.manifest), len(te.manifest)
     pairs = []
     for j in np.argsort(-nn.cosine, kind="stable"):
         if nn.cosine[j] < threshold:

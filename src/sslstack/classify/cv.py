@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +21,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ..errors import DataError
-from .budget import BudgetExceeded, past
+from .budget import BudgetExceeded
 from .heads import FitContext, Head
 from .labels import LabelEncoding
 from .metrics import Metric
@@ -38,7 +37,34 @@ class FoldModel:
     prep: Preprocessor
     model: Any
     es_rounds: int | None = None  # rounds early stopping chose on the inner split, if any
-    cut: bool = False  # the budget's round deadline, not early stopping, ended its boosting
+    cut: bool = False  # the budget's end of rounds, not early stopping, ended its boosting
+
+
+@dataclass(frozen=True)
+class Targets:
+    """The labels under the folds: what every cross-validation of one problem shares."""
+
+    y: np.ndarray
+    enc: LabelEncoding
+    splits: list[tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class CVOptions:
+    """How a cross-validation runs, beyond the head's parameters.
+
+    ``pca``: PCA width fitted on each training part (0: none). ``refit``: heads that stop early
+    refit the rounds found on each whole training part (tuning trials skip it). ``keep_models``:
+    keep the fold models in the outcome. ``rounds``: per fold, the early-stopping result of a
+    trial of this configuration (``CVOutcome.es_rounds``), so the refit skips the inner fit.
+    ``report(fold, running_mean)``: called after each fold in fold order (the pruning hook).
+    """
+
+    pca: int = 0
+    refit: bool = True
+    keep_models: bool = False
+    rounds: list[int] | None = None
+    report: Callable[[int, float], None] | None = None
 
 
 @dataclass
@@ -55,7 +81,7 @@ class CVOutcome:
         return float(np.mean(vals)) if vals else float("nan")
 
 
-def _es_split(y: np.ndarray, groups: np.ndarray | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _es_split(y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Rows of a fold's training part to fit on, and rows to pick the number of rounds on.
 
     Stratified by label, not by group, on purpose: the split only chooses how many rounds to
@@ -63,7 +89,7 @@ def _es_split(y: np.ndarray, groups: np.ndarray | None, seed: int) -> tuple[np.n
     fold scores stay honest either way. Holding out whole groups (one speaker of four) made the
     stopping point noisy and early: measured on FSDD, wav2vec2-base layer 6, grouped folds,
     default XGBoost: 0.266 out-of-fold accuracy with a grouped split against 0.337 stratified.
-    ``groups`` is accepted for the record and ignored.
+    So the folds' groups are not passed here.
     """
     from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
 
@@ -106,34 +132,31 @@ def fit_fold(
     enc: LabelEncoding,
     params: dict[str, Any],
     ctx: FitContext,
-    *,
-    pca: int = 0,
-    groups: np.ndarray | None = None,
-    refit: bool = True,
+    opts: CVOptions = CVOptions(),
     rounds: int | None = None,
 ) -> FoldModel:
     """Fit preprocessing and head on one training part.
 
     Heads that stop early first fit on 85 % of the part, stopping on the other 15 %; with
-    ``refit`` the number of rounds found, scaled to the whole part, is then refit on all of it,
-    so no training row is lost to early stopping. Tuning trials skip the refit (it doubles a
+    ``opts.refit`` the number of rounds found, scaled to the whole part, is then refit on all of
+    it, so no training row is lost to early stopping. Tuning trials skip the refit (it doubles a
     trial's cost and rarely changes which configuration ranks first); the final models refit.
     ``rounds``: the early-stopping result of an earlier fit of the same configuration on the
     same part (a tuning trial's), which skips the inner fit.
     """
-    everything = np.arange(len(y))
     if not head.needs_es:
-        return _fit_once(head, x, y, enc, params, ctx, pca, everything, None)
+        return _fit_once(head, x, y, enc, params, ctx, opts.pca)
     if rounds is None:
-        fit_idx, es_idx = _es_split(y, groups, ctx.seed)
-        probe = _fit_once(head, x, y, enc, params, ctx, pca, fit_idx, es_idx)
+        fit_idx, es_idx = _es_split(y, ctx.seed)
+        es = (x[es_idx], y[es_idx])
+        probe = _fit_once(head, x[fit_idx], y[fit_idx], enc, params, ctx, opts.pca, es)
         rounds = head.rounds_used(probe.model)
         probe.es_rounds = rounds
-        if rounds is None or not refit:
+        if rounds is None or not opts.refit:
             return probe
     scaled = math.ceil(rounds / (1.0 - ES_FRACTION)) if head.scales_rounds else rounds
     full = max(1, min(ctx.max_rounds, scaled))
-    fm = _fit_once(head, x, y, enc, params, replace(ctx, max_rounds=full), pca, everything, None)
+    fm = _fit_once(head, x, y, enc, params, replace(ctx, max_rounds=full), opts.pca)
     fm.es_rounds = rounds
     return fm
 
@@ -146,10 +169,10 @@ def _fit_once(
     params: dict[str, Any],
     ctx: FitContext,
     pca: int,
-    fit_idx: np.ndarray,
-    es_idx: np.ndarray | None,
+    es_rows: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> FoldModel:
-    y_fit, extra = _target(enc, y[fit_idx])
+    """Fit on ``x, y``; ``es_rows``: the early-stopping rows (features, labels) held out of them."""
+    y_fit, extra = _target(enc, y)
     if enc.task != "multilabel" and len(extra["columns"]) < 2:
         raise DataError(
             f"a fold's training part holds only the class {enc.labels[extra['columns'][0]]}; "
@@ -157,19 +180,16 @@ def _fit_once(
         )
     standardize = bool(params.get("standardize", False)) and head.standardizes
     prep = Preprocessor(standardize=standardize, pca=pca)
-    xf = prep.fit_transform(x[fit_idx], seed=ctx.seed)
+    xf = prep.fit_transform(x, seed=ctx.seed)
     es = None
-    if es_idx is not None:
-        y_es = y[es_idx]
+    if es_rows is not None:
+        x_es, y_es = es_rows
         if enc.task == "multilabel":
-            es = (prep.transform(x[es_idx]), y_es[:, extra["columns"]])
+            es = (prep.transform(x_es), y_es[:, extra["columns"]])
         else:
             keep = np.isin(y_es, extra["columns"])
             if keep.any():
-                es = (
-                    prep.transform(x[es_idx][keep]),
-                    np.searchsorted(extra["columns"], y_es[keep]),
-                )
+                es = (prep.transform(x_es[keep]), np.searchsorted(extra["columns"], y_es[keep]))
     n_out = y_fit.shape[1] if enc.task == "multilabel" else len(extra["columns"])
     model = head.fit(xf, y_fit, params, replace(ctx, task=enc.task, n_out=n_out), es)
     prep.extra = {k: np.asarray(v) for k, v in extra.items()}
@@ -219,84 +239,51 @@ def _available_memory() -> int:
 def cross_validate(
     head: Head,
     x: np.ndarray,
-    y: np.ndarray,
-    enc: LabelEncoding,
-    splits: list[tuple[np.ndarray, np.ndarray]],
+    targets: Targets,
     metric: Metric,
     params: dict[str, Any],
     ctx: FitContext,
-    *,
-    pca: int = 0,
-    groups: np.ndarray | None = None,
-    report: Callable[[int, float], None] | None = None,
-    keep_models: bool = False,
-    refit: bool = True,
-    rounds: list[int] | None = None,
-    soft_seconds: float | None = None,
+    opts: CVOptions = CVOptions(),
 ) -> CVOutcome:
-    """Fit and score every fold; ``report(fold, running_mean)`` after each (pruning hook).
+    """Fit and score every fold of ``targets.splits`` on ``x``.
 
-    ``soft_seconds``: the time the whole cross-validation should take. Each fold's boosted fit
-    gets its share of what is left (over the waves of concurrent folds still to fit) and, past it,
-    stops adding rounds and keeps what it has, as if it had reached ``max_rounds``: a trial under
-    a tight ``--timeout`` finishes with fewer rounds instead of failing.
+    Under a budget with an end of rounds (``ctx.budget.rounds_end``: a tuning trial under
+    ``--timeout``), each fold's boosted fit gets its share of what is left (over the waves of
+    concurrent folds still to fit) and, past it, stops adding rounds and keeps what it has, as if
+    it had reached ``max_rounds``: a trial under a tight ``--timeout`` finishes with fewer rounds
+    instead of failing.
 
     With ``ctx.threads`` above one, folds fit side by side (:func:`fold_workers`); their
     results are taken, scored and reported in fold order, so the outcome and the pruner's view
-    do not depend on which fold finished first. An exception from ``report`` (a pruned trial)
-    stops the folds still running at their next boosting round and is raised once they stop.
-
-    ``rounds``: per fold, the early-stopping result of a trial of this configuration
-    (``CVOutcome.es_rounds``), so the refit skips the inner fit.
+    do not depend on which fold finished first. An exception from ``opts.report`` (a pruned
+    trial) stops the folds still running at their next boosting round and is raised once they
+    stop.
     """
+    y, enc, splits = targets.y, targets.enc, targets.splits
     oof = np.zeros((len(y), enc.n_classes), dtype=np.float64)
-    scores: list[float] = []
-    models: list[FoldModel] = []
-    found: list[int | None] = []
-    cut: list[bool] = []
+    out = CVOutcome([], oof)
     workers, per_fit = fold_workers(ctx.threads, len(splits), x, ctx.device)
     stop = threading.Event()
     fctx = replace(ctx, threads=per_fit, stop=stop)
-
-    soft_end = None if soft_seconds is None else time.monotonic() + soft_seconds
-
-    def round_deadline(k: int) -> float | None:
-        """Fold ``k``'s share of what is left: the folds from ``k`` on fit in this many waves
-        of ``workers``, so a fold that ended early leaves more to the ones after it."""
-        if soft_end is None:
-            return None
-        waves = math.ceil((len(splits) - k) / workers)
-        now = time.monotonic()
-        return now + max(0.0, soft_end - now) / waves
 
     def one(k: int) -> tuple[FoldModel, np.ndarray]:
         if fctx.expired():
             raise BudgetExceeded(f"the time budget ran out before fold {k}")
         tr, va = splits[k]
-        g = groups[tr] if groups is not None else None
-        known = rounds[k] if rounds is not None else None
-        c = replace(fctx, round_deadline=round_deadline(k))
-        fm = fit_fold(
-            head, x[tr], y[tr], enc, params, c, pca=pca, groups=g, refit=refit, rounds=known
-        )
-        fm.cut = past(c.round_deadline)
+        known = opts.rounds[k] if opts.rounds is not None else None
+        # fold k's share: the folds from k on fit in this many waves of ``workers``
+        c = replace(fctx, budget=fctx.budget.share(math.ceil((len(splits) - k) / workers)))
+        fm = fit_fold(head, x[tr], y[tr], enc, params, c, opts, known)
+        fm.cut = c.budget.rounds_over()
         return fm, predict_fold(head, fm, x[va], enc)
 
     def take(k: int, fm: FoldModel, proba: np.ndarray) -> None:
-        va = splits[k][1]
-        oof[va] = proba
-        found.append(fm.es_rounds)
-        cut.append(fm.cut)
-        try:
-            scores.append(metric(y[va], oof[va], enc.task, enc.positive_index))
-        except ValueError:
-            scores.append(float("nan"))
-        if keep_models:
-            models.append(fm)
-        if report is not None:
-            done = [s for s in scores if math.isfinite(s)]
-            if done:
-                report(k, float(np.mean(done)))
+        _take(out, targets, metric, k, fm, proba)
+        if opts.keep_models:
+            out.models.append(fm)
+        done = [s for s in out.fold_scores if math.isfinite(s)]
+        if opts.report is not None and done:
+            opts.report(k, float(np.mean(done)))
 
     with threadpool_limits(limits=per_fit):
         if workers == 1:
@@ -313,7 +300,23 @@ def cross_validate(
                     for fut in futures:
                         fut.cancel()
                     raise
-    return CVOutcome(scores, oof, models, found, cut)
+    return out
+
+
+def _take(
+    out: CVOutcome, targets: Targets, metric: Metric, k: int, fm: FoldModel, proba: np.ndarray
+) -> None:
+    """Fold ``k``'s validation predictions into ``out``, scored."""
+    va = targets.splits[k][1]
+    out.oof[va] = proba
+    out.es_rounds.append(fm.es_rounds)
+    out.cut.append(fm.cut)
+    try:
+        out.fold_scores.append(
+            metric(targets.y[va], out.oof[va], targets.enc.task, targets.enc.positive_index)
+        )
+    except ValueError:
+        out.fold_scores.append(float("nan"))
 
 
 def save_models(head: Head, models: list[FoldModel], folder: Path) -> list[str]:

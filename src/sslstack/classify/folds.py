@@ -109,11 +109,11 @@ def get_folds(
     k: int | None = None,
     seed: int | None = None,
     group_col: str | None = None,
-    create: bool = True,
     y: np.ndarray | None = None,
     content: Mapping[str, str] | None = None,
 ) -> Folds:
-    """The dataset's fold assignment: the saved one, or a new one made and saved now.
+    """The dataset's fold assignment: the saved one, or a new one made and saved now
+    (:func:`sslstack.folds.load_folds` reads saved folds without making any).
 
     Only labeled items get folds. ``y`` (class indices or a 0/1 matrix aligned with the labeled
     items) is used for stratification when given; otherwise it is read from the manifest.
@@ -123,7 +123,7 @@ def get_folds(
 
     Raises:
         DataError: saved folds made with other settings, folds that cannot be made (too few
-            items or groups), or no saved folds when ``create`` is False.
+            items or groups).
         ConfigError: ``group_col`` is not a manifest column, or ``k`` < 2.
     """
     folder = ws.dataset_dir(dataset_name)
@@ -141,8 +141,6 @@ def get_folds(
         _check_same(saved, k, seed, group_col, folder, dataset_name, ids)
         _warn_split(dups, saved, f"the saved folds of {dataset_name}", f"delete {folder}/folds.*")
         return saved
-    if not create:
-        raise DataError(f"dataset {dataset_name} has no folds yet; run 'sslstack fit-head' first")
     _warn_label_clash(dups, labeled)
     folds = _make(manifest, labeled, k, seed, group_col, y, content if dups else None)
     _save(folder, folds)

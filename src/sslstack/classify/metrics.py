@@ -12,11 +12,10 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import numpy as np
-from sklearn import metrics as skm
 
 from ..errors import ConfigError
 from ..registry import Registry
@@ -31,28 +30,57 @@ MetricFn = Callable[[np.ndarray, np.ndarray, str, int], float]
 
 @dataclass(frozen=True)
 class Metric:
-    """One metric: its function, its direction and the tasks it applies to."""
+    """One metric: its function, its direction and the tasks it applies to.
+
+    ``metric(y, proba, task, positive_index)`` scores; :meth:`bound` ties it to a label
+    encoding (its task and positive class), so ``metric(y, proba)`` does (how stacking scores
+    its candidates; ``metric.encoding`` is that encoding).
+    """
 
     name: str
     fn: MetricFn
     greater_is_better: bool
     tasks: frozenset[str]
+    encoding: Any = None  # a LabelEncoding (or subclass) once bound
 
     def __call__(
-        self, y: np.ndarray, proba: np.ndarray, task: str, positive_index: int = 1
+        self,
+        y: np.ndarray,
+        proba: np.ndarray,
+        task: str | None = None,
+        positive_index: int | None = None,
     ) -> float:
+        bound = self.encoding
+        task = task or (bound.task if bound is not None else None)
         if task not in self.tasks:
             raise ConfigError(
                 f"metric '{self.name}' does not apply to {task} tasks; "
-                f"use one of: {', '.join(metric_names(task))}"
+                f"use one of: {', '.join(metric_names(str(task)))}"
             )
+        if positive_index is None:
+            positive_index = bound.positive_index if bound is not None else 1
         return float(
             self.fn(np.asarray(y), np.asarray(proba, dtype=np.float64), task, positive_index)
         )
 
+    def bound(self, encoding: Any) -> Metric:
+        """This metric tied to ``encoding`` (anything with ``task`` and ``positive_index``)."""
+        return replace(self, encoding=encoding)
+
+    def better(self, a: float, b: float) -> bool:
+        """Is score ``a`` strictly better than ``b``?"""
+        return a > b if self.greater_is_better else a < b
+
     @property
     def direction(self) -> str:
         return "maximize" if self.greater_is_better else "minimize"
+
+
+def _skm() -> Any:
+    """sklearn.metrics, imported when a metric is computed (``--help`` lists metrics without it)."""
+    from sklearn import metrics
+
+    return metrics
 
 
 def _pred(proba: np.ndarray, task: str) -> np.ndarray:
@@ -60,33 +88,33 @@ def _pred(proba: np.ndarray, task: str) -> np.ndarray:
 
 
 def _accuracy(y: np.ndarray, p: np.ndarray, task: str, pos: int) -> float:
-    return skm.accuracy_score(y, _pred(p, task))
+    return _skm().accuracy_score(y, _pred(p, task))
 
 
 def _balanced_accuracy(y: np.ndarray, p: np.ndarray, task: str, pos: int) -> float:
-    return skm.balanced_accuracy_score(y, _pred(p, task))
+    return _skm().balanced_accuracy_score(y, _pred(p, task))
 
 
 def _macro_f1(y: np.ndarray, p: np.ndarray, task: str, pos: int) -> float:
     labels = None if task == "multilabel" else np.arange(p.shape[1])
-    return skm.f1_score(y, _pred(p, task), average="macro", labels=labels, zero_division=0)
+    return _skm().f1_score(y, _pred(p, task), average="macro", labels=labels, zero_division=0)
 
 
 def _roc_auc(y: np.ndarray, p: np.ndarray, task: str, pos: int) -> float:
     if task == "binary":
-        return skm.roc_auc_score((y == pos).astype(int), p[:, pos])
+        return _skm().roc_auc_score((y == pos).astype(int), p[:, pos])
     if task == "multilabel":
         keep = y.min(axis=0) != y.max(axis=0)  # labels with both classes present
-        return skm.roc_auc_score(y[:, keep], p[:, keep], average="macro")
+        return _skm().roc_auc_score(y[:, keep], p[:, keep], average="macro")
     present = np.unique(y)
     if len(present) < p.shape[1]:  # a class never occurs: macro OvR over the present ones
         q = p[:, present] / np.clip(p[:, present].sum(axis=1, keepdims=True), _EPS, None)
         y = np.searchsorted(present, y)
         if len(present) == 2:
-            return skm.roc_auc_score(y, q[:, 1])
-        return skm.roc_auc_score(y, q, multi_class="ovr", average="macro")
+            return _skm().roc_auc_score(y, q[:, 1])
+        return _skm().roc_auc_score(y, q, multi_class="ovr", average="macro")
     q = p / np.clip(p.sum(axis=1, keepdims=True), _EPS, None)
-    return skm.roc_auc_score(y, q, multi_class="ovr", average="macro")
+    return _skm().roc_auc_score(y, q, multi_class="ovr", average="macro")
 
 
 def _log_loss(y: np.ndarray, p: np.ndarray, task: str, pos: int) -> float:
@@ -168,13 +196,23 @@ def lwlrap(y: np.ndarray, p: np.ndarray, task: str = "multilabel", pos: int = 1)
 
 def _mean_ap(y: np.ndarray, p: np.ndarray, task: str, pos: int) -> float:
     keep = y.sum(axis=0) > 0
-    return skm.average_precision_score(y[:, keep], p[:, keep], average="macro")
+    return _skm().average_precision_score(y[:, keep], p[:, keep], average="macro")
 
 
 _SINGLE = frozenset({"binary", "multiclass"})
 _ALL = frozenset(TASKS)
 
-METRICS: Registry[Metric] = Registry("metric")
+
+def _ece_bins(name: str) -> Metric | None:
+    """``ece_<n>``: ECE over ``n`` bins (made on demand, not listed one by one)."""
+    match = re.fullmatch(r"ece_(\d+)", name)
+    if not match or int(match.group(1)) <= 0:
+        return None
+    n_bins = int(match.group(1))
+    return Metric(name, lambda y, p, t, i: ece(y, p, t, i, n_bins=n_bins), False, _SINGLE)
+
+
+METRICS: Registry[Metric] = Registry("metric", fallback=_ece_bins, more=("ece_<bins>",))
 for _m in (
     Metric("accuracy", _accuracy, True, _SINGLE),
     Metric("balanced_accuracy", _balanced_accuracy, True, _SINGLE),
@@ -192,10 +230,6 @@ for _m in (
 DEFAULT_METRIC = {"binary": "roc_auc", "multiclass": "accuracy", "multilabel": "lwlrap"}
 
 
-def names() -> list[str]:
-    return list(METRICS)
-
-
 # Multi-label runs report threshold-free metrics only: ``macro_f1`` needs a decision threshold
 # per label, and a fixed 0.5 read 0.01-0.05 where LWLRAP was 0.34 (heads' probabilities of rare
 # labels stay below 0.5). The function still computes the 0.5-threshold F1 when called directly.
@@ -211,23 +245,17 @@ def metric_names(task: str) -> list[str]:
     ]
 
 
-def get_metric(name: str, task: str | None = None) -> Metric:
-    """The metric called ``name`` (``ece_<n>`` for ECE with ``n`` bins).
+def get_metric(name: str | None, task: str | None = None) -> Metric:
+    """The one metric resolution: ``name`` (``ece_<n>`` for ECE with ``n`` bins), or the task's
+    default (:data:`DEFAULT_METRIC`) when ``name`` is None.
 
     Raises:
         ConfigError: unknown name, or a metric that does not apply to ``task``.
     """
-    match = re.fullmatch(r"ece_(\d+)", name)
-    if match and int(match.group(1)) > 0:
-        n_bins = int(match.group(1))
-        metric = Metric(name, lambda y, p, t, i: ece(y, p, t, i, n_bins=n_bins), False, _SINGLE)
-    elif name in METRICS:
-        metric = METRICS[name]
-    else:
-        raise ConfigError(
-            f"--metric {name!r}: unknown; choose from {', '.join(names())}, ece_<bins>"
-        )
-    if task == "multilabel" and name in THRESHOLD_METRICS:
+    if name is None and task is not None:
+        name = DEFAULT_METRIC[task]
+    metric = METRICS.get(name)  # None (no task to default from): the unknown-name error
+    if task == "multilabel" and metric.name in THRESHOLD_METRICS:
         raise ConfigError(
             f"--metric {name}: multi-label runs report threshold-free metrics only ({name} "
             "would need a tuned threshold per label); choose from "

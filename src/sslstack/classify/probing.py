@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 
 from ..workspace import Workspace, atomic_write_json
-from .cv import cross_validate
+from .cv import Targets, cross_validate
 from .features import FeatureChoice, layer_choices, pool_choices
 from .heads import FitContext, get_head
-from .metrics import DEFAULT_METRIC, get_metric
-from .problem import cores, int_list, prepare_problem, str_list
+from .metrics import Metric, get_metric
+from .problem import Problem, cores, int_list, prepare_problem, str_list
 
 
 @dataclass
@@ -121,38 +121,15 @@ def probe(model: str | ProbeConfig, *, workspace: Any = None, **settings: Any) -
         ProbeResult with the table (rows: layers, columns: poolings) and the PNG path.
     """
     cfg = model if isinstance(model, ProbeConfig) else ProbeConfig(str(model), **settings)
-    model, data, layer, pool, metric, task, positive, group_col, folds, seed, C, store, png = (
-        getattr(cfg, f.name) for f in fields(cfg)
-    )
-    model = str(model)
     t0 = time.time()
     ws = Workspace.at(workspace)
-    prob = prepare_problem(ws, model, data, task, positive, group_col, folds, seed, store)
-    met = get_metric(metric or DEFAULT_METRIC[prob.enc.task], prob.enc.task)
-    wanted = int_list(layer)
-    layers = [
-        la
-        for la in prob.store.layer_names
-        if wanted is None or (la.isdigit() and int(la) in wanted)
-    ]
-    pools = str_list(pool) or prob.store.clip_pools()
-    # what fit-head searches: ranges and concatenations of layers, the concatenated poolings
-    all_layers = layers + [c for c in layer_choices(prob.store, wanted) if c not in layers]
-    all_pools = pools + [c for c in pool_choices(prob.store, pools) if c not in pools]
-    head = get_head("logreg")
-    ctx = FitContext(prob.enc.task, prob.enc.n_classes, seed, "cpu", cores())
-    params = {"C": C, "class_weight": "none", "standardize": True}
-    full = pd.DataFrame(index=pd.Index(all_layers, name="layer"), columns=all_pools, dtype=float)
-    for la in all_layers:
-        for po in all_pools:
-            x = prob.reader.matrix(FeatureChoice(la, po))
-            out = cross_validate(head, x, prob.y, prob.enc, prob.splits, met, params, ctx)
-            full.loc[la, po] = met(prob.y, out.oof, prob.enc.task, prob.enc.positive_index)
-        prob.reader._cache.clear()  # one row at a time keeps memory flat on big encoders
-    table = full.loc[layers, pools].copy()
+    prob = prepare_problem(ws, cfg)
+    met = get_metric(cfg.metric, prob.enc.task)
+    full = _score_grid(prob, met, cfg)
+    table = full.loc[_asked(cfg, prob)].copy()
     path = (
-        Path(png)
-        if png
+        Path(cfg.png)
+        if cfg.png
         else ws.root / "probes" / f"{prob.store.path.name}-{prob.dataset}-{met.name}.png"
     )
     _plot(full, met.name, prob.store.key.model, path)
@@ -168,6 +145,38 @@ def probe(model: str | ProbeConfig, *, workspace: Any = None, **settings: Any) -
     )
     _record(ws, res, prob.store.key.model)
     return res
+
+
+def _asked(cfg: ProbeConfig, prob: Problem) -> tuple[list[str], list[str]]:
+    """The single layers and poolings asked for (default: every layer, the clip poolings)."""
+    wanted = int_list(cfg.layer)
+    layers = [
+        la
+        for la in prob.store.layer_names
+        if wanted is None or (la.isdigit() and int(la) in wanted)
+    ]
+    return layers, str_list(cfg.pool) or prob.store.clip_pools()
+
+
+def _score_grid(prob: Problem, met: Metric, cfg: ProbeConfig) -> pd.DataFrame:
+    """The probe's score on every layer x pooling, then on the layer ranges, concatenations and
+    concatenated poolings fit-head searches."""
+    layers, pools = _asked(cfg, prob)
+    wanted = int_list(cfg.layer)
+    all_layers = layers + [c for c in layer_choices(prob.store, wanted) if c not in layers]
+    all_pools = pools + [c for c in pool_choices(prob.store, pools) if c not in pools]
+    head = get_head("logreg")
+    ctx = FitContext(prob.enc.task, prob.enc.n_classes, cfg.seed, "cpu", cores())
+    params = {"C": cfg.C, "class_weight": "none", "standardize": True}
+    targets = Targets(prob.y, prob.enc, prob.splits)
+    full = pd.DataFrame(index=pd.Index(all_layers, name="layer"), columns=all_pools, dtype=float)
+    for la in all_layers:
+        for po in all_pools:
+            x = prob.reader.matrix(FeatureChoice(la, po))
+            out = cross_validate(head, x, targets, met, params, ctx)
+            full.loc[la, po] = met(prob.y, out.oof, prob.enc.task, prob.enc.positive_index)
+        prob.reader._cache.clear()  # one row at a time keeps memory flat on big encoders
+    return full
 
 
 def probe_record(ws: Workspace, store: str, dataset: str, metric: str) -> Path:

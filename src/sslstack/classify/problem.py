@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -39,18 +39,35 @@ class Problem:
     warnings: list[str]
 
 
-def prepare_problem(
-    ws: Workspace,
-    model: str,
-    data: Any,
-    task: str | None,
-    positive: str | None,
-    group_col: str | None,
-    folds: int | None,
-    seed: int,
-    store: str | None,
-) -> Problem:
-    dataset, manifest = resolve_dataset(ws, data)
+class ProblemSpec(Protocol):
+    """What a problem is made from: the fields ``FitConfig`` and ``ProbeConfig`` share."""
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def data(self) -> Any: ...
+    @property
+    def task(self) -> str | None: ...
+    @property
+    def positive(self) -> str | None: ...
+    @property
+    def group_col(self) -> str | None: ...
+    @property
+    def folds(self) -> int | None: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def store(self) -> str | None: ...
+
+
+def prepare_problem(ws: Workspace, spec: ProblemSpec) -> Problem:
+    """The labeled items of ``spec.data`` with their embeddings in ``spec.model``'s store, the
+    dataset's folds (made now when it has none), and notes on what was left out.
+
+    Raises:
+        DataError: no labels, items without embeddings, folds that cannot be made.
+    """
+    dataset, manifest = resolve_dataset(ws, spec.data)
     if not manifest.has_labels:
         raise DataError(
             f"dataset {dataset} ({manifest.source}) has no labels; heads need a 'label' or "
@@ -63,9 +80,9 @@ def prepare_problem(
     if not labeled.all():
         notes.append(f"{int((~labeled).sum())} item(s) without a label are left out")
     enc = infer_encoding(
-        [labs for labs, ok in zip(lists, labeled, strict=True) if ok], task, positive
+        [labs for labs, ok in zip(lists, labeled, strict=True) if ok], spec.task, spec.positive
     )
-    st = find_store(model, ws, store=store)
+    st = find_store(spec.model, ws, store=spec.store)
     ids = frame["id"][labeled].tolist()
     hashes = item_hashes(ws, dataset)
     have = st.index
@@ -87,9 +104,8 @@ def prepare_problem(
     check_label_counts(enc, y_all)
     # the seed makes new folds; saved folds are reused whatever the seed of this fit
     fresh = not (ws.dataset_dir(dataset) / "folds.json").exists()
-    fo = get_folds(
-        ws, dataset, sub, k=folds, seed=seed if fresh else None, group_col=group_col, y=y_all
-    )
+    seed = spec.seed if fresh else None
+    fo = get_folds(ws, dataset, sub, k=spec.folds, seed=seed, group_col=spec.group_col, y=y_all)
     if gone:
         keep = np.array([i not in failed for i in ids])
         ids, y_all = [i for i, k in zip(ids, keep, strict=True) if k], y_all[keep]

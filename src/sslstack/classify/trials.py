@@ -65,20 +65,21 @@ class TrialLoop:
             return self.trial_s()
         return REFIT_MARGIN * self.best.seconds if self.needs_refit else 0.0
 
-    def trial_deadline(self) -> float | None:
-        """When a trial must stop: the budget's end less the refit's estimated time."""
-        d = self.budget.deadline
-        if d is None or self.best is None:
-            return d
-        return d - (self.refit_s() or 0.0)
-
-    def trial_share(self, deadline: float | None) -> float | None:
-        """Seconds a boosted trial's fits may boost before they stop adding rounds (``None``:
-        no budget, or a head that does not boost)."""
-        if deadline is None or self.budget.seconds is None or not self.needs_refit:
-            return None
-        ahead = max(1, MIN_TRIALS - len(self.durations))
-        return max(0.0, SOFT_MARGIN * (deadline - time.monotonic()) / ahead)
+    def trial_budget(self) -> Budget:
+        """The budget of a trial starting now: the command's, ending early enough to leave the
+        refit's estimated time, and (boosted heads under a --timeout) an end of rounds at this
+        trial's share of what is left: the first trials share it so that ``MIN_TRIALS`` run."""
+        end = self.budget.end
+        if end is None:
+            return self.budget
+        if self.best is not None:
+            end -= self.refit_s() or 0.0
+        rounds_end = None
+        if self.needs_refit:
+            now = time.monotonic()
+            ahead = max(1, MIN_TRIALS - len(self.durations))
+            rounds_end = now + max(0.0, SOFT_MARGIN * (end - now) / ahead)
+        return self.budget.narrow(end, rounds_end)
 
     def emit(self, **kw: Any) -> None:
         if self.progress is None:
@@ -97,16 +98,16 @@ class TrialLoop:
 
     # ---------------------------------------------------------------- the loop
     def objective(
-        self, run: Callable[[optuna.Trial, float | None], CVOutcome]
+        self, run: Callable[[optuna.Trial, Budget], CVOutcome]
     ) -> Callable[[optuna.Trial], float]:
-        """Wrap ``run(trial, deadline) -> CVOutcome`` into an Optuna objective."""
+        """Wrap ``run(trial, budget) -> CVOutcome`` into an Optuna objective."""
 
         def objective(trial: optuna.Trial) -> float:
             self.running += 1
             self.folds_done = 0
             t0 = time.monotonic()
             try:
-                out = run(trial, self.trial_deadline())
+                out = run(trial, self.trial_budget())
             except BudgetExceeded:
                 self.stopped = self.folds_done
                 trial.study.stop()

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..cache import Store
 from ..errors import ConfigError, DataError
-from .cv import CVOutcome, cross_validate
+from .cv import CVOptions, CVOutcome, Targets, cross_validate
 from .features import FeatureChoice
 from .heads import FitContext, Head
 from .labels import LabelEncoding
@@ -122,30 +122,28 @@ def aggregate(
 def cross_validate_windows(
     head: Head,
     wd: WindowData,
-    y: np.ndarray,
-    enc: LabelEncoding,
-    splits: list[tuple[np.ndarray, np.ndarray]],
+    targets: Targets,
     metric: Metric,
     params: dict[str, Any],
     ctx: FitContext,
-    *,
     how: str,
-    **kw: Any,
+    opts: CVOptions = CVOptions(),
 ) -> CVOutcome:
-    """:func:`cross_validate` on windows under the clips' folds, scored per clip.
+    """:func:`cross_validate` on windows under the clips' folds (``targets``), scored per clip
+    after aggregating each clip's window probabilities by ``how`` (``mean`` or ``max``).
 
-    The pruner (``report``) sees window-level running means; the outcome's out-of-fold
+    The pruner (``opts.report``) sees window-level running means; the outcome's out-of-fold
     probabilities and fold scores are the clips'.
     """
+    y, enc = targets.y, targets.enc
     wsplits = [
         (np.flatnonzero(np.isin(wd.owner, tr)), np.flatnonzero(np.isin(wd.owner, va)))
-        for tr, va in splits
+        for tr, va in targets.splits
     ]
-    kw.pop("groups", None)
-    out = cross_validate(head, wd.x, y[wd.owner], enc, wsplits, metric, params, ctx, **kw)
+    out = cross_validate(head, wd.x, Targets(y[wd.owner], enc, wsplits), metric, params, ctx, opts)
     oof = aggregate(out.oof, wd.owner, len(y), how, enc)
     scores = []
-    for _, va in splits:
+    for _, va in targets.splits:
         try:
             scores.append(metric(y[va], oof[va], enc.task, enc.positive_index))
         except ValueError:

@@ -17,7 +17,7 @@ import typer
 
 from .. import __version__
 from . import check, ensemble, extract, heads
-from .common import friendly, out_console
+from .common import RegistryHelp, friendly, out_console
 
 app = typer.Typer(
     name="sslstack",
@@ -49,22 +49,22 @@ def _root(
         os.environ["SSLSTACK_DEBUG"] = "1"
 
 
-# --- every command, in pipeline order ---------------------------------------------------------
-app.command("extract")(extract.extract_cmd)
+# --- every command, in pipeline order (RegistryHelp: choices in --help read from the registries)
+app.command("extract", cls=RegistryHelp)(extract.extract_cmd)
 app.add_typer(cache_app, name="cache")
-cache_app.command("ls")(extract.cache_ls)
-cache_app.command("export")(extract.cache_export)
-cache_app.command("rm")(extract.cache_rm)
-app.command("probe")(friendly(heads.probe_cmd))
-app.command("fit-head")(friendly(heads.fit_head_cmd))
+cache_app.command("ls", cls=RegistryHelp)(extract.cache_ls)
+cache_app.command("export", cls=RegistryHelp)(extract.cache_export)
+cache_app.command("rm", cls=RegistryHelp)(extract.cache_rm)
+app.command("probe", cls=RegistryHelp)(friendly(heads.probe_cmd))
+app.command("fit-head", cls=RegistryHelp)(friendly(heads.fit_head_cmd))
 app.add_typer(runs_app, name="runs")
-runs_app.command("ls")(friendly(heads.runs_ls_cmd))
-runs_app.command("import")(friendly(ensemble.import_cmd))
-app.command("stack")(friendly(ensemble.stack_cmd))
-app.command("predict")(friendly(ensemble.predict_cmd))
-app.command("report")(friendly(ensemble.report_cmd))
-app.command("blend")(friendly(ensemble.blend_cmd))
-app.command("check")(friendly(check.check_cmd))
+runs_app.command("ls", cls=RegistryHelp)(friendly(heads.runs_ls_cmd))
+runs_app.command("import", cls=RegistryHelp)(friendly(ensemble.import_cmd))
+app.command("stack", cls=RegistryHelp)(friendly(ensemble.stack_cmd))
+app.command("predict", cls=RegistryHelp)(friendly(ensemble.predict_cmd))
+app.command("report", cls=RegistryHelp)(friendly(ensemble.report_cmd))
+app.command("blend", cls=RegistryHelp)(friendly(ensemble.blend_cmd))
+app.command("check", cls=RegistryHelp)(friendly(check.check_cmd))
 
 
 def main() -> None:

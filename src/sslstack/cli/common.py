@@ -1,14 +1,19 @@
-"""What every CLI command shares: the aliases of common options, output helpers, error table.
+"""What every CLI command shares: the aliases of common options, choices taken from the
+registries, output helpers, the table of one-line errors.
 
-Commands live beside the library code they call (``extract``/``cache`` in cli.py, heads in
-``classify/commands.py``, stacking in ``ensemble/commands.py``), each mapping flags to one call.
+The commands live in ``cli/extract.py`` (``extract``, ``cache``), ``cli/heads.py`` (``probe``,
+``fit-head``, ``runs ls``), ``cli/ensemble.py`` (``stack``, ``predict``, ``report``, ``blend``,
+``runs import``) and ``cli/check.py`` (``check``), all registered in ``cli/__init__.py``; each
+maps its flags to one library call.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
+import re
 import sys
 import warnings
 from collections.abc import Callable
@@ -19,8 +24,52 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperCommand
 
 from ..errors import SslstackError, SslstackWarning
+from ..registry import Registry
+
+_CHOICES = re.compile(r"\{(sslstack(?:\.\w+)+):(\w+)\}")
+
+
+def choices(where: str) -> str:
+    """Help text that lists a registry's names, read when ``--help`` is shown (a registry entry
+    added shows up without editing the CLI; its module is imported only then, so start-up stays
+    light). ``where`` is ``"module:NAME"`` of a :class:`~sslstack.registry.Registry`, or of a
+    function that returns names::
+
+        help=f"Stack method: auto or {choices('sslstack.ensemble.methods:METHODS')}."
+    """
+    text = "{" + where + "}"
+    if not _CHOICES.fullmatch(text):
+        raise ValueError(f"choices({where!r}): expected 'sslstack.module:NAME'")
+    return text
+
+
+def fill_choices(text: str) -> str:
+    """``text`` with every :func:`choices` placeholder replaced by the names it stands for."""
+
+    def names(m: re.Match[str]) -> str:
+        obj = getattr(importlib.import_module(m.group(1)), m.group(2))
+        return escape(obj.choices() if isinstance(obj, Registry) else ", ".join(obj()))
+
+    return _CHOICES.sub(names, text)
+
+
+class RegistryHelp(TyperCommand):
+    """A command whose ``--help`` fills :func:`choices` placeholders from the registries now."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        params: list[Any] = [p for p in self.params if getattr(p, "help", None)]
+        saved = [(p, p.help) for p in params]  # restored: the next --help reads the registry anew
+        try:
+            for p, text in saved:
+                p.help = fill_choices(text)
+            super().format_help(ctx, formatter)
+        finally:
+            for p, text in saved:
+                p.help = text
+
 
 WorkspaceOpt = Annotated[
     str | None,
@@ -43,8 +92,16 @@ ModelOpt = Annotated[
     typer.Option(
         "--model",
         "-m",
-        help="Hub id, local model folder, model file (.onnx/.tflite/.pt with a sidecar "
-        "<file>.json), or a built-in: logmel, speech-embedding, birdnet, ge2e.",
+        help="Hub id, local model folder, model file "
+        f"({choices('sslstack.extract.runtimes:suffixes')}, with a sidecar <file>.json), "
+        f"or a built-in: {choices('sslstack.extract.base:BUILTINS')}.",
+    ),
+]
+MetricOpt = Annotated[
+    str | None,
+    typer.Option(
+        help=f"Metric to optimize and report: {choices('sslstack.classify.metrics:METRICS')} "
+        "\\[default: roc_auc, accuracy or lwlrap by task]."
     ),
 ]
 

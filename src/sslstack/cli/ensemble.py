@@ -18,15 +18,13 @@ from ..parsing import parse_csv_list
 from .common import (
     DataOpt,
     JsonOpt,
+    MetricOpt,
     WorkspaceOpt,
+    choices,
     console,
     emit_json,
     out_console,
 )
-
-MetricOpt = Annotated[
-    str | None, typer.Option(help="Metric to optimize and report \\[default: the task's].")
-]
 
 
 def _fmt(v: Any) -> str:
@@ -43,12 +41,15 @@ def stack_cmd(
         str,
         typer.Option(
             help="auto (the best honest out-of-fold score; best_single when no stack beats the "
-            "best run), best_single, mean, rank, greedy (also greedy_nested) or logreg."
+            f"best run) or one of: {choices('sslstack.ensemble.methods:METHODS')}."
         ),
     ] = "auto",
     metric: MetricOpt = None,
     calibrate: Annotated[
-        str | None, typer.Option(help="temperature, platt or isotonic (fitted out-of-fold).")
+        str | None,
+        typer.Option(
+            help=f"{choices('sslstack.ensemble.calibrate:CALIBRATORS')} (fitted out-of-fold)."
+        ),
     ] = None,
     data: DataOpt = None,
     greedy_size: Annotated[int, typer.Option(help="Iterations of greedy selection.")] = 25,

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -16,6 +16,7 @@ from .common import (
     JsonOpt,
     ModelOpt,
     WorkspaceOpt,
+    choices,
     console,
     emit_json,
     friendly,
@@ -23,22 +24,78 @@ from .common import (
     rel_path,
 )
 
+if TYPE_CHECKING:
+    from ..extract.config import ExtractResult
+
+
+PoolsOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Poolings over valid frames, comma-separated, from "
+        f"{choices('sslstack.extract.pooling:POOLINGS')} \\[default: the encoder's: logmel and "
+        "ge2e mean,std,max; the others mean]."
+    ),
+]
+LayersOpt = Annotated[
+    str | None,
+    typer.Option("--layers", "--layer", help="Hidden states to keep, e.g. 0-12 or 6,12."),
+]
+DtypeOpt = Annotated[str, typer.Option(help="auto (bf16 on GPU, fp32 on CPU), fp32 or bf16.")]
+BatchOpt = Annotated[
+    str,
+    typer.Option(
+        help="Padded audio seconds per batch, or auto (GPU: the largest that fits; CPU: 60)."
+    ),
+]
+WorkersOpt = Annotated[
+    int, typer.Option(help="Decoding threads (0: decode between forwards, in this thread).")
+]
+LabelColOpt = Annotated[
+    str | None,
+    typer.Option(help="Manifest column of the labels \\[default: label, else labels]."),
+]
+UnsafeOpt = Annotated[
+    bool, typer.Option(help="Load pickle-based .bin weights when no safetensors exist.")
+]
+ExecutorOpt = Annotated[
+    str,
+    typer.Option(
+        help=f"What runs the encoding: {choices('sslstack.extract.executors:EXECUTORS')} (local: "
+        "this process; ray: a Ray cluster, pip install 'sslstack\\[ray]', docs/scaling.md)."
+    ),
+]
+AddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="--executor ray: the cluster to join \\[default: $RAY_ADDRESS, else a local one]",
+        show_default=False,
+    ),
+]
+RayWorkersOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="--executor ray: encoder actors (one model each) \\[default: a GPU each; CPU: 1]",
+        show_default=False,
+    ),
+]
+GpusOpt = Annotated[
+    float | None,
+    typer.Option(
+        help="--executor ray: GPUs per encoder actor \\[default: 1 with CUDA, else 0]",
+        show_default=False,
+    ),
+]
+CpusOpt = Annotated[
+    float, typer.Option(help="--executor ray: CPUs per encoder actor (its torch threads).")
+]
+
 
 @friendly
 def extract_cmd(
     model: ModelOpt,
     data: Annotated[str, typer.Option("--data", "-d", help="Manifest CSV or audio folder.")],
-    pool: Annotated[
-        str | None,
-        typer.Option(
-            help="Poolings over valid frames, e.g. mean,std,max \\[default: the encoder's: "
-            "logmel and ge2e mean,std,max; the others mean]."
-        ),
-    ] = None,
-    layers: Annotated[
-        str | None,
-        typer.Option("--layers", "--layer", help="Hidden states to keep, e.g. 0-12 or 6,12."),
-    ] = None,
+    pool: PoolsOpt = None,
+    layers: LayersOpt = None,
     window: Annotated[
         float | None, typer.Option(help="Cut files into windows of S seconds.")
     ] = None,
@@ -51,97 +108,50 @@ def extract_cmd(
     revision: Annotated[
         str | None, typer.Option(help="Hub revision (branch, tag or commit).")
     ] = None,
-    dtype: Annotated[
-        str, typer.Option(help="auto (bf16 on GPU, fp32 on CPU), fp32 or bf16.")
-    ] = "auto",
+    dtype: DtypeOpt = "auto",
     storage: Annotated[str, typer.Option(help="Stored precision: float16 or float32.")] = "float16",
-    batch_seconds: Annotated[
-        str,
-        typer.Option(
-            help="Padded audio seconds per batch, or auto (GPU: the largest that fits; CPU: 60)."
-        ),
-    ] = "auto",
+    batch_seconds: BatchOpt = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    workers: Annotated[
-        int, typer.Option(help="Decoding threads (0: decode between forwards, in this thread).")
-    ] = 2,
+    workers: WorkersOpt = 2,
     on_error: Annotated[
         str, typer.Option(help="stop (default) or skip unreadable audio.")
     ] = "stop",
-    label_col: Annotated[
-        str | None,
-        typer.Option(help="Manifest column of the labels \\[default: label, else labels]."),
-    ] = None,
+    label_col: LabelColOpt = None,
     trust_remote_code: Annotated[bool, typer.Option(help="Allow the model's own code.")] = False,
-    allow_unsafe_weights: Annotated[
-        bool, typer.Option(help="Load pickle-based .bin weights when no safetensors exist.")
-    ] = False,
-    executor: Annotated[
-        str,
-        typer.Option(
-            help="What runs the encoding: local (this process) or ray (a Ray cluster: "
-            "pip install 'sslstack[ray]'; docs/scaling.md)."
-        ),
-    ] = "local",
-    address: Annotated[
-        str | None,
-        typer.Option(
-            help="--executor ray: the cluster to join \\[default: $RAY_ADDRESS, else a local one]",
-            show_default=False,
-        ),
-    ] = None,
-    ray_workers: Annotated[
-        int | None,
-        typer.Option(
-            help="--executor ray: encoder actors (one model each) \\[default: a GPU each; CPU: 1]",
-            show_default=False,
-        ),
-    ] = None,
-    gpus_per_worker: Annotated[
-        float | None,
-        typer.Option(
-            help="--executor ray: GPUs per encoder actor \\[default: 1 with CUDA, else 0]",
-            show_default=False,
-        ),
-    ] = None,
-    cpus_per_worker: Annotated[
-        float, typer.Option(help="--executor ray: CPUs per encoder actor (its torch threads).")
-    ] = 1.0,
+    allow_unsafe_weights: UnsafeOpt = False,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    ray_workers: RayWorkersOpt = None,
+    gpus_per_worker: GpusOpt = None,
+    cpus_per_worker: CpusOpt = 1.0,
     workspace: WorkspaceOpt = None,
     json: JsonOpt = False,
 ) -> None:
     """Embed every layer of MODEL for the items of --data into the workspace's cache."""
     from ..datasets import read_dataset_manifest
+    from ..extract import ExtractConfig
     from ..extract import extract as extract_fn
 
+    config = ExtractConfig(
+        model=model, revision=revision, pools=tuple(parse_csv_list(pool) or []),
+        layers=tuple(parse_int_list(layers, "--layers") or []) or None, window=window, hop=hop,
+        max_seconds=max_seconds, crop=crop, tta=tta, dtype=dtype, storage=storage,
+        batch_seconds=batch_seconds, device=device, workers=workers, on_error=on_error,
+        executor=executor, trust_remote_code=trust_remote_code,
+        allow_unsafe_weights=allow_unsafe_weights,
+    )  # fmt: skip
+    options = _executor_options(executor, address, ray_workers, gpus_per_worker, cpus_per_worker)
     manifest = read_dataset_manifest(Workspace.at(workspace), data, label_col=label_col)
     console.print(manifest.describe_labels(), markup=False)
     res = extract_fn(
-        manifest,
-        model,
-        workspace=workspace,
-        progress=console,
-        pools=tuple(parse_csv_list(pool) or []),
-        layers=tuple(parse_int_list(layers, "--layers") or []) or None,
-        window=window,
-        hop=hop,
-        max_seconds=max_seconds,
-        crop=crop,
-        tta=tta,
-        revision=revision,
-        dtype=dtype,
-        storage=storage,
-        batch_seconds=batch_seconds,
-        device=device,
-        workers=workers,
-        on_error=on_error,
-        trust_remote_code=trust_remote_code,
-        allow_unsafe_weights=allow_unsafe_weights,
-        executor=executor,
-        executor_options=_executor_options(
-            executor, address, ray_workers, gpus_per_worker, cpus_per_worker
-        ),
+        manifest, config, workspace=workspace, progress=console, executor_options=options
     )
+    _print_extracted(res, manifest.kind)
+    if json:
+        emit_json(res.to_dict())
+
+
+def _print_extracted(res: ExtractResult, kind: str) -> None:
     msg = (
         f"{res.items} items: {res.computed} computed, {res.cached} cached, {len(res.failed)} failed"
         f" in {res.seconds:.1f} s"
@@ -149,13 +159,11 @@ def extract_cmd(
     if res.reused:
         msg = msg.replace(" cached,", f" cached, {res.reused} reused (same audio, other id),")
     if res.computed:
-        unit = "views/s" if manifest.kind == "image" else "audio-s/s"
+        unit = "views/s" if kind == "image" else "audio-s/s"
         msg += f" ({res.rate:.1f} {unit} overall)"
     console.print(f"[green]done[/] {msg}\nstore: {escape(rel_path(res.store_path))}")
     for f in res.failed[:10]:
         console.print(f"[yellow]failed[/] {escape(f['id'])}: {escape(f['error'])}")
-    if json:
-        emit_json(res.to_dict())
 
 
 def _executor_options(

@@ -19,6 +19,7 @@ from .common import (
     JsonOpt,
     ModelOpt,
     WorkspaceOpt,
+    choices,
     console,
     emit_json,
     out_console,
@@ -55,6 +56,42 @@ MetricOpt = Annotated[
 ]
 StoreOpt = Annotated[
     str | None, typer.Option("--store", help="Store name when several stores of the model exist.")
+]
+# the names come from the HEADS registry when --help is shown (cli.common.RegistryHelp): a head
+# registered shows up here, and start-up does not import the heads
+HeadArg = Annotated[
+    str, typer.Argument(help=f"The head to tune: {choices('sslstack.classify.heads:HEADS')}.")
+]
+TrialsOpt = Annotated[
+    int, typer.Option(help="Finished trials the study should hold (0: default parameters).")
+]
+TimeoutOpt = Annotated[
+    float | None,
+    typer.Option(help="Wall-clock budget of the whole command in seconds, refit included."),
+]
+DeviceOpt = Annotated[
+    str, typer.Option(help="auto, cpu or cuda (a head without a GPU path runs on the CPU).")
+]
+StorageOpt = Annotated[
+    str | None, typer.Option(help="Optuna storage URL, e.g. postgresql://user@host/db.")
+]
+PcaOpt = Annotated[str, typer.Option(help="auto, off, tune, or a fixed width like 64.")]
+StudyOpt = Annotated[
+    str | None, typer.Option(help="Study name \\[default: derived from the setup].")
+]
+MaxRoundsOpt = Annotated[
+    int | None, typer.Option(help="Cap on boosting rounds \\[default: 1000, early-stopped].")
+]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(help="CPU threads of the fits \\[default: all cores, split over folds]."),
+]
+WindowsOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="mean or max: fit on a windowed store's windows (extract --window), each with "
+        "its clip's label, and aggregate each clip's window probabilities."
+    ),
 ]
 
 
@@ -110,81 +147,47 @@ class _ProgressPrinter:
 
 
 def fit_head_cmd(
-    head: Annotated[
-        str, typer.Argument(help="The head to tune: logreg, xgb, catboost, lgbm or mlp.")
-    ],
+    head: HeadArg,
     model: ModelOpt,
     data: DataOpt = None,
     layer: LayerOpt = None,
     pool: PoolOpt = None,
-    trials: Annotated[
-        int, typer.Option(help="Finished trials the study should hold (0: default parameters).")
-    ] = 30,
+    trials: TrialsOpt = 30,
     metric: MetricOpt = None,
-    timeout: Annotated[
-        float | None,
-        typer.Option(help="Wall-clock budget of the whole command in seconds, refit included."),
-    ] = None,
+    timeout: TimeoutOpt = None,
     task: TaskOpt = None,
     positive: PositiveOpt = None,
     group_col: GroupOpt = None,
     folds: FoldsOpt = None,
     seed: SeedOpt = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda (xgb, catboost).")] = "auto",
-    storage: Annotated[
-        str | None, typer.Option(help="Optuna storage URL, e.g. postgresql://user@host/db.")
-    ] = None,
-    pca: Annotated[str, typer.Option(help="auto, off, tune, or a fixed width like 64.")] = "auto",
-    study: Annotated[
-        str | None, typer.Option(help="Study name \\[default: derived from the setup].")
-    ] = None,
+    device: DeviceOpt = "auto",
+    storage: StorageOpt = None,
+    pca: PcaOpt = "auto",
+    study: StudyOpt = None,
     store: StoreOpt = None,
-    max_rounds: Annotated[
-        int | None, typer.Option(help="Cap on boosting rounds \\[default: 1000, early-stopped].")
-    ] = None,
-    threads: Annotated[
-        int | None,
-        typer.Option(help="CPU threads of the fits \\[default: all cores, split over folds]."),
-    ] = None,
-    windows: Annotated[
-        str | None,
-        typer.Option(
-            help="mean or max: fit on a windowed store's windows (extract --window), each with "
-            "its clip's label, and aggregate each clip's window probabilities."
-        ),
-    ] = None,
+    max_rounds: MaxRoundsOpt = None,
+    threads: ThreadsOpt = None,
+    windows: WindowsOpt = None,
     workspace: WorkspaceOpt = None,
     json: JsonOpt = False,
 ) -> None:
     """Tune a head (Optuna) under the dataset's shared folds and save it as a run."""
     from ..classify.fit import FitConfig, fit_head
 
-    progress = _ProgressPrinter()
-
     cfg = FitConfig(
-        head,
-        model,
-        data=data,
-        layer=layer,
-        pool=pool,
-        trials=trials,
-        metric=metric,
-        timeout=timeout,
-        task=task,
-        positive=positive,
-        group_col=group_col,
-        folds=folds,
-        seed=seed,
-        device=device,
-        storage=storage,
-        pca=pca,
-        study=study,
-        store=store,
-        max_rounds=max_rounds,
-        threads=threads,
-        windows=windows,
-    )
-    res = fit_head(cfg, workspace=workspace, progress=progress)
+        head, model, data=data, layer=layer, pool=pool, trials=trials, metric=metric,
+        timeout=timeout, task=task, positive=positive, group_col=group_col, folds=folds,
+        seed=seed, device=device, storage=storage, pca=pca, study=study, store=store,
+        max_rounds=max_rounds, threads=threads, windows=windows,
+    )  # fmt: skip
+    res = fit_head(cfg, workspace=workspace, progress=_ProgressPrinter())
+    _print_fit(res)
+    if json:
+        emit_json(res.to_dict())
+
+
+def _print_fit(res: Any) -> None:
+    """The warnings, the run's line, its score table and the per-fold line of a ``FitResult``."""
     for note in res.warnings:
         console.print(f"[yellow]warning:[/] {escape(note)}")
     # one line of its own: as a table title it wrapped mid-phrase ("logreg on / logmel")
@@ -214,8 +217,6 @@ def fit_head_cmd(
             f"{_fmt(res.score)} (a fresh estimate: the best of many trials is optimistic)",
             highlight=False,
         )
-    if json:
-        emit_json(res.to_dict())
 
 
 def probe_cmd(
@@ -254,7 +255,9 @@ def probe_cmd(
         png=png,
     )
     res = probe(cfg, workspace=workspace)
-    best, best_any = res.best(), res.best_any()
+    # one best: the best choice a head can pick (concatenations too), bold in the table and
+    # where fit-head's first trial starts
+    best = res.best_any()
     full = res.table if res.full is None else res.full
     # the title on its own line: as a table title it wraps to the width of a narrow table
     out_console.print(escape(f"probe of {res.store}: out-of-fold {res.metric}"), highlight=False)
@@ -266,62 +269,16 @@ def probe_cmd(
         cells = []
         for p, v in row.items():
             cell = _fmt(float(v))
-            cells.append(f"[bold]{cell}[/]" if (str(la), str(p)) == best_any[:2] else cell)
+            cells.append(f"[bold]{cell}[/]" if (str(la), str(p)) == best[:2] else cell)
         table.add_row(escape(str(la)), *cells)
     out_console.print(table)
-    also = (
-        ""
-        if best_any[:2] == best[:2]
-        else f"; best a head can pick: layer {best_any[0]}, {best_any[1]} ({_fmt(best_any[2])})"
-    )
     console.print(
-        f"best: layer {best[0]}, {best[1]} ({_fmt(best[2])}){also}; plot: {rel_path(res.png)}; "
+        f"best: layer {best[0]}, {best[1]} ({_fmt(best[2])}); plot: {rel_path(res.png)}; "
         f"{res.time_s:.1f} s",
         markup=False,
     )
     if json:
         emit_json(res.to_dict())
-
-
-def leaderboard(workspace: Any = None, dataset: str | None = None) -> list[dict[str, Any]]:
-    """Rows of ``runs ls``: encoder, layer, pooling, head, metric mean ± std, trials, time."""
-    import numpy as np
-
-    from ..classify.metrics import rank_runs
-    from ..runs import verified_runs
-    from ..workspace import Workspace
-
-    rows = []
-    for run in verified_runs(Workspace.at(workspace), dataset=dataset):
-        m = run.record.to_dict()
-        fs = [v for v in m.get("fold_scores") or [] if v is not None]
-        feats = m.get("features") or []
-        fc = m.get("feature_choice") or {}
-        rows.append(
-            {
-                "run": run.id,
-                "number": run.number,
-                "kind": m.get("kind"),
-                "dataset": m.get("dataset"),
-                "encoder": m.get("encoder"),
-                "head": m.get("head") or m.get("method"),
-                "layer": fc.get("layer")
-                or ",".join(dict.fromkeys(str(f.get("layer")) for f in feats))
-                or None,
-                "pool": fc.get("pool")
-                or ",".join(dict.fromkeys(str(f.get("pool")) for f in feats))
-                or None,
-                "metric": m.get("metric"),
-                "score": m.get("score"),
-                "fold_mean": float(np.mean(fs)) if fs else None,
-                "fold_std": float(np.std(fs)) if len(fs) > 1 else None,
-                "trials": m.get("trials"),
-                "time_s": m.get("time_s"),
-            }
-        )
-
-    ranked = rank_runs(rows, lambda r: r["metric"], lambda r: r["score"])
-    return sorted(ranked, key=lambda r: (str(r["dataset"]), str(r["metric"])))  # stable
 
 
 def _short_path(enc: str) -> str:
@@ -336,6 +293,8 @@ def runs_ls_cmd(
     json: JsonOpt = False,
 ) -> None:
     """Leaderboard of the workspace's runs, best first per dataset and metric."""
+    from ..classify.leaderboard import leaderboard
+
     rows = leaderboard(workspace, dataset)
     table = Table(title="runs (best first per dataset and metric)", box=box.SIMPLE_HEAD)
     for col in (

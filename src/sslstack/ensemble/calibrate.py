@@ -18,10 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
 from ..classify.metrics import METRICS
-from ..errors import ConfigError, DataError
+from ..errors import DataError
 from ..registry import Registry
 from .encoding import Encoding
 from .proba import EPS, binary_from_positive, finish, logit, sigmoid, softmax
@@ -93,16 +92,6 @@ class Calibrator:
 CALIBRATORS: Registry[Calibrator] = Registry("calibrator", flag="--calibrate")
 
 
-def names() -> list[str]:
-    return list(CALIBRATORS)
-
-
-def get_calibrator(name: str) -> Calibrator:
-    if name not in CALIBRATORS:
-        raise ConfigError(f"--calibrate {name}: choose one of {', '.join(names())}")
-    return CALIBRATORS[name]
-
-
 def _columns(
     p: np.ndarray, y: np.ndarray, enc: Encoding
 ) -> list[tuple[int, np.ndarray, np.ndarray]]:
@@ -123,6 +112,8 @@ def _assemble(cols: dict[int, np.ndarray], p: np.ndarray, enc: Encoding) -> np.n
 
 
 def _nll_temperature(z: np.ndarray, y: np.ndarray, single: bool) -> float:
+    from scipy.optimize import minimize_scalar  # here: --help lists calibrators without scipy
+
     def loss(log_t: float) -> float:
         t = np.exp(log_t)
         if single:
@@ -197,7 +188,7 @@ def calibrate_oof(
     Raises:
         ConfigError: unknown method. DataError: fewer than two folds.
     """
-    cal = get_calibrator(method)
+    cal = CALIBRATORS[method]
     if len(np.unique(folds)) < 2:
         raise DataError("calibration needs at least two folds in the out-of-fold predictions")
     out = np.zeros_like(p)
@@ -217,4 +208,4 @@ def apply_calibration(p: np.ndarray, info: dict[str, Any] | None, enc: Encoding)
     """Apply a saved calibration (``run.json``'s ``calibration``) to new probabilities."""
     if not info:
         return p
-    return get_calibrator(info["method"]).apply(p, info["params"], enc)
+    return CALIBRATORS[info["method"]].apply(p, info["params"], enc)

@@ -1,14 +1,15 @@
-"""Label encodings of ensemble inputs, and scoring them with the metric registry."""
+"""Label encodings of ensemble inputs, and the metric that scores them (bound to the encoding)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..classify.labels import LabelEncoding
+from ..classify.metrics import Metric, get_metric
 from ..errors import DataError
 
 TASKS = ("binary", "multiclass", "multilabel")
@@ -23,10 +24,6 @@ class Encoding(LabelEncoding):
     @property
     def single_label(self) -> bool:
         return self.task != "multilabel"
-
-    @classmethod
-    def of_meta(cls, meta: dict[str, Any]) -> Encoding:
-        return cls(str(meta["task"]), tuple(meta["labels"]), meta.get("positive"))
 
     @classmethod
     def of(cls, enc: LabelEncoding) -> Encoding:
@@ -61,38 +58,10 @@ class Encoding(LabelEncoding):
 
 # -- metrics ---------------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class Scorer:
-    """One metric bound to an encoding: ``scorer(y, proba) -> float``."""
-
-    name: str
-    fn: Callable[..., float]
-    greater_is_better: bool
-    encoding: Encoding
-
-    def __call__(self, y: np.ndarray, proba: np.ndarray) -> float:
-        return float(self.fn(y, proba, self.encoding.task, self.encoding.positive_index))
-
-    def better(self, a: float, b: float) -> bool:
-        """Is score ``a`` strictly better than ``b``?"""
-        return a > b if self.greater_is_better else a < b
-
-
-def scorer(name: str | None, enc: Encoding) -> Scorer:
-    """The metric ``name`` (default: the task's default metric) from the classify registry.
+def scorer(name: str | None, enc: Encoding) -> Metric:
+    """The metric ``name`` (None: the task's default) bound to ``enc``: ``scorer(y, proba)``.
 
     Raises:
         ConfigError: unknown metric, or one that does not apply to this task (names listed).
     """
-    from ..classify import metrics as m
-
-    metric = m.get_metric(name or m.DEFAULT_METRIC[enc.task], enc.task)
-    return Scorer(metric.name, metric.fn, metric.greater_is_better, enc)
-
-
-def score_all(enc: Encoding, y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
-    """Every metric of the task (classify's ``score_all``), as plain floats."""
-    from ..classify.metrics import score_all as _score_all
-
-    return _score_all(y, proba, enc.task, enc.positive_index)
+    return get_metric(name, enc.task).bound(enc)

@@ -15,11 +15,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..classify.metrics import Metric, score_all
 from ..errors import ConfigError, DataError
 from ..runs import RunRecord
 from ..workspace import Workspace
 from .base_runs import encoding_of
-from .encoding import Encoding, Scorer, score_all, scorer
+from .encoding import Encoding, scorer
 from .submission import check_ids, check_probabilities, row_lines
 
 
@@ -168,7 +169,7 @@ def _record(
     dataset: str,
     digest: str,
     enc: Encoding,
-    sc: Scorer,
+    sc: Metric,
     y: np.ndarray,
     P: np.ndarray,
     fold: np.ndarray,
@@ -187,7 +188,7 @@ def _record(
         positive=enc.positive,
         metric=sc.name,
         score=sc(y, P),
-        scores=dict(score_all(enc, y, P)),
+        scores=dict(score_all(y, P, enc.task, enc.positive_index)),
         fold_scores=[sc(y[fold == f], P[fold == f]) for f in fold_order(list(fold))],
         params={"name": name},
         extra={"tag": name},

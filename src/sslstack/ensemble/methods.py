@@ -31,11 +31,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
 
+from ..classify.metrics import Metric
 from ..errors import ConfigError
 from ..registry import Registry
-from .encoding import Encoding, Scorer
+from .encoding import Encoding
 from .proba import EPS, binary_from_positive, finish, logit, sigmoid, softmax
 
 FitFn = Callable[..., tuple[np.ndarray, dict[str, Any]]]
@@ -65,16 +65,6 @@ def register_method(name: str, description: str) -> Callable[[type], type]:
     return deco
 
 
-def names() -> list[str]:
-    return list(METHODS)
-
-
-def get_method(name: str) -> StackMethod:
-    if name not in METHODS:
-        raise ConfigError(f"--method {name}: choose one of {', '.join(names())}")
-    return METHODS[name]
-
-
 # -- mean and rank ---------------------------------------------------------------------------
 
 
@@ -82,7 +72,7 @@ def _weighted(P: np.ndarray, params: dict[str, Any], enc: Encoding) -> np.ndarra
     return finish(np.tensordot(np.asarray(params["weights"]), P, axes=1), enc)
 
 
-def best_run(P: np.ndarray, y: np.ndarray, scorer: Scorer) -> int:
+def best_run(P: np.ndarray, y: np.ndarray, scorer: Metric) -> int:
     """Index of the best-scoring run on these rows (ties: the lower index)."""
     best, best_s = 0, scorer(y, P[0])
     for j in range(1, len(P)):
@@ -99,7 +89,7 @@ class _BestSingle:
     best on the other folds; predictions use the run best on all rows (one weight of 1)."""
 
     @staticmethod
-    def fit(P: np.ndarray, y: np.ndarray, folds: np.ndarray, scorer: Scorer, **_: Any):
+    def fit(P: np.ndarray, y: np.ndarray, folds: np.ndarray, scorer: Metric, **_: Any):
         def one_hot(rows: np.ndarray) -> dict[str, Any]:
             w = np.zeros(len(P))
             w[best_run(P[:, rows], y[rows], scorer)] = 1.0
@@ -118,7 +108,7 @@ class _BestSingle:
 @register_method("mean", "average of probabilities")
 class _Mean:
     @staticmethod
-    def fit(P: np.ndarray, y: np.ndarray, folds: np.ndarray, scorer: Scorer, **_: Any):
+    def fit(P: np.ndarray, y: np.ndarray, folds: np.ndarray, scorer: Metric, **_: Any):
         params = {"weights": [1.0 / len(P)] * len(P)}
         return _Mean.apply(P, params, scorer.encoding), params
 
@@ -129,6 +119,8 @@ class _Mean:
 
 def rank_columns(p: np.ndarray) -> np.ndarray:
     """Each column's average ranks scaled to (0, 1]."""
+    from scipy.stats import rankdata  # imported here: --help lists the methods without scipy
+
     return np.column_stack([rankdata(p[:, c]) / len(p) for c in range(p.shape[1])])
 
 
@@ -145,7 +137,7 @@ def rank_average(P: np.ndarray, weights: np.ndarray, enc: Encoding) -> np.ndarra
 @register_method("rank", "average of per-class ranks")
 class _Rank:
     @staticmethod
-    def fit(P: np.ndarray, y: np.ndarray, folds: np.ndarray, scorer: Scorer, **_: Any):
+    def fit(P: np.ndarray, y: np.ndarray, folds: np.ndarray, scorer: Metric, **_: Any):
         params = {"weights": [1.0 / len(P)] * len(P)}
         return _Rank.apply(P, params, scorer.encoding), params
 
@@ -158,7 +150,7 @@ class _Rank:
 
 
 def greedy_weights(
-    P: np.ndarray, y: np.ndarray, scorer: Scorer, size: int = 25
+    P: np.ndarray, y: np.ndarray, scorer: Metric, size: int = 25
 ) -> tuple[np.ndarray, list[float]]:
     """Caruana ensemble selection with replacement.
 
@@ -224,7 +216,7 @@ class _Greedy:
         P: np.ndarray,
         y: np.ndarray,
         folds: np.ndarray,
-        scorer: Scorer,
+        scorer: Metric,
         *,
         greedy_size: int = 25,
         **_: Any,
@@ -350,7 +342,7 @@ class _LogReg:
         P: np.ndarray,
         y: np.ndarray,
         folds: np.ndarray,
-        scorer: Scorer,
+        scorer: Metric,
         *,
         logreg_c: float = 1.0,
         **_: Any,

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..classify.metrics import score_all
 from ..errors import ConfigError, DataError, RunError, StoreError
 from ..manifest import LABEL_SEP, Manifest
 from ..runs import Run
@@ -23,7 +24,7 @@ from ..workspace import Workspace
 from . import methods as _methods
 from .base_runs import encoding_of
 from .calibrate import apply_calibration
-from .encoding import Encoding, score_all
+from .encoding import Encoding
 from .prediction import PredictConfig, PredictResult, save_test_scores
 from .proba import finish
 from .submission import check_ids, check_labels, check_probabilities, write_csv
@@ -226,7 +227,7 @@ def predict_run(
         P = np.stack(
             [predict_run(ws, b, manifest, extracted=extracted, progress=progress) for b in bases]
         )
-        method = _methods.get_method(str(run.record.method))
+        method = _methods.METHODS[str(run.record.method)]
         combined = method.apply(P, run.record.params, enc)
         return finish(apply_calibration(combined, run.record.calibration, enc), enc)
     if kind == "import":
@@ -375,4 +376,5 @@ def _scores(
     if not rows:
         return None, 0, dict(sorted(unseen.items()))
     y = enc.targets(kept, [manifest.ids[i] for i in rows])
-    return score_all(enc, y, P[rows]), len(rows), dict(sorted(unseen.items()))
+    scores = score_all(y, P[rows], enc.task, enc.positive_index)
+    return scores, len(rows), dict(sorted(unseen.items()))

@@ -21,13 +21,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..classify.metrics import Metric, score_all
 from ..errors import ConfigError, DataError
 from ..runs import RunRecord
 from ..workspace import Workspace
 from . import methods as _methods
 from .base_runs import BaseSet, join_runs, load_runs
 from .calibrate import calibrate_oof
-from .encoding import Scorer, score_all, scorer
+from .encoding import scorer
 
 AUTO = "auto"  # the method with the best honest (out-of-fold) score
 
@@ -115,7 +116,7 @@ def stack(
             ``runs``: run ids, numbers or unique prefixes (default: every run of the dataset);
             ``method``: ``auto`` (default: the method with the best honest score,
             ``best_single`` when no stack beats the best run) or one of
-            :func:`sslstack.ensemble.methods.names` (best_single, mean, rank, greedy, logreg);
+            :data:`sslstack.ensemble.methods.METHODS` (best_single, mean, rank, greedy, logreg);
             ``metric``: metric optimized by ``greedy`` and reported (default: the task's);
             ``calibrate``: ``temperature``, ``platt`` or ``isotonic``, fitted out-of-fold;
             ``greedy_size``: iterations of ensemble selection;
@@ -155,11 +156,11 @@ def run_stack(
     """:func:`stack` with a :class:`StackConfig`."""
     t0 = time.time()
     if cfg.method != AUTO:
-        _methods.get_method(cfg.method)
+        _methods.METHODS.get(cfg.method)
     if cfg.calibrate is not None:
-        from .calibrate import get_calibrator
+        from .calibrate import CALIBRATORS
 
-        get_calibrator(cfg.calibrate)
+        CALIBRATORS.get(cfg.calibrate)
     base = join_runs(ws, load_runs(ws, cfg.runs, _dataset_name(ws, data)))
     if len(np.unique(base.folds)) < 2:
         raise DataError("the runs' out-of-fold predictions hold fewer than two folds")
@@ -172,7 +173,7 @@ def run_stack(
         oof, calibration = calibrate_oof(oof, base.y, base.folds, base.encoding, cfg.calibrate)
         table[_chosen_key(name, cfg)] = _row(sc, base, oof)
     frame = _oof_frame(base, oof)
-    scores = score_all(base.encoding, base.y, oof)
+    scores = score_all(base.y, oof, base.encoding.task, base.encoding.positive_index)
     result = StackResult(
         run=None,
         method=name,
@@ -191,7 +192,7 @@ def run_stack(
     return result
 
 
-def _choose(table: dict[str, dict[str, Any]], sc: Scorer, method: str) -> tuple[str, list[str]]:
+def _choose(table: dict[str, dict[str, Any]], sc: Metric, method: str) -> tuple[str, list[str]]:
     """The method to save (its table key) and notes: ``auto`` takes the best honest score,
     ``best_single`` unless a stack beats it strictly."""
     if method != AUTO:
@@ -215,7 +216,7 @@ def _choose(table: dict[str, dict[str, Any]], sc: Scorer, method: str) -> tuple[
 
 def _canonical(method: str) -> str:
     """A method's table key: aliases (``greedy_nested``) are scored under their first name."""
-    fit = _methods.get_method(method).fit
+    fit = _methods.METHODS[method].fit
     return next(n for n, m in _methods.METHODS.items() if m.fit is fit)
 
 
@@ -227,12 +228,12 @@ def _dataset_name(ws: Workspace, data: str | None) -> str | None:
     return resolve_dataset(ws, data)[0]
 
 
-def _row(sc: Scorer, base: BaseSet, oof: np.ndarray, **extra: Any) -> dict[str, Any]:
+def _row(sc: Metric, base: BaseSet, oof: np.ndarray, **extra: Any) -> dict[str, Any]:
     folds = [sc(base.y[base.folds == f], oof[base.folds == f]) for f in np.unique(base.folds)]
     return {"score": sc(base.y, oof), "fold_scores": folds, **extra}
 
 
-def _table(base: BaseSet, sc: Scorer, cfg: StackConfig):
+def _table(base: BaseSet, sc: Metric, cfg: StackConfig):
     """Every method on the same rows, best_single first: its honest out-of-fold score (the
     ``score``) and its saved parameters' score on the rows they were fitted on
     (``in_sample``); returns (table, fitted methods)."""
@@ -270,7 +271,7 @@ def _stack_record(
     cfg: StackConfig,
     res: StackResult,
     params: dict[str, Any],
-    sc: Scorer,
+    sc: Metric,
     seconds: float,
 ) -> RunRecord:
     weights = params.get("weights")

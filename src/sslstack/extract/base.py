@@ -84,7 +84,12 @@ class EncoderSpec:
 
 
 BUILTINS: Registry[Callable[[], EncoderSpec]] = Registry(
-    "built-in encoder", flag="--model", error=EncoderError
+    "built-in encoder",
+    flag="--model",
+    error=EncoderError,
+    load=tuple(
+        f"sslstack.extract.{m}" for m in ("logmel", "ge2e", "pretrained", "vision_pretrained")
+    ),
 )
 
 

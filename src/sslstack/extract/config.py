@@ -179,10 +179,10 @@ def store_key(spec: EncoderSpec, cfg: ExtractConfig, dtype: str) -> StoreKey:
     encoded in when chunking changes values (never for log-mel; only when an input can be
     longer than one chunk). A local model (folder or file) is keyed by its content fingerprint
     alone, never its path: a copy elsewhere shares its store."""
-    from ..sources import Settings, get_source
+    from ..sources import SOURCES, Settings
 
     settings = Settings(cfg.window, cfg.hop, cfg.max_seconds, cfg.crop, cfg.tta)
-    fields = get_source(spec.input_kind).key_fields(spec.sample_rate, settings)
+    fields = SOURCES[spec.input_kind].key_fields(spec.sample_rate, settings)
     local = Path(spec.model).is_absolute()
     return StoreKey(
         model=spec.revision if local else spec.model,

@@ -103,7 +103,7 @@ class Family:
 
 
 FAMILIES: Registry[Family] = Registry(
-    "encoder family (config.model_type)", flag="--model", error=EncoderError
+    "encoder family", flag="config.model_type", error=EncoderError
 )
 
 
@@ -113,16 +113,6 @@ def register(family: Family) -> Family:
 
 def names() -> list[str]:
     return sorted(FAMILIES)
-
-
-def get_family(model_type: str | None) -> Family:
-    """The registry entry for ``model_type``, or an :class:`EncoderError` listing the known ones."""
-    if model_type is None or model_type not in FAMILIES:
-        raise EncoderError(
-            f"unsupported encoder family (config.model_type) {model_type!r}; "
-            f"known families: {', '.join(names())}"
-        )
-    return FAMILIES[model_type]
 
 
 def _seq_first_contiguous(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple:

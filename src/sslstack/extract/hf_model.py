@@ -20,10 +20,10 @@ from ..errors import EncoderError
 from .attention import use_sdpa
 from .base import Encoder, EncoderSpec, Pooled, select_layers
 from .families import (
+    FAMILIES,
     Family,
     chunk_spans,
     frame_rate,
-    get_family,
     layer_semantics,
     max_seconds,
     spectrogram_mask,
@@ -48,7 +48,7 @@ def load_hf(
 
     if dtype not in ("fp32", "bf16"):
         raise EncoderError(f"--dtype {dtype}: choose fp32 or bf16")
-    folder, family = spec.info["path"], get_family(spec.family)
+    folder, family = spec.info["path"], FAMILIES[spec.family]
     safe = any(Path(folder).glob("*.safetensors"))
     kw: dict[str, Any] = dict(
         trust_remote_code=spec.info.get("trust_remote_code", False),

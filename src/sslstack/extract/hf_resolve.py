@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import EncoderError
 from .base import Encoder, EncoderSpec
-from .families import frame_rate, get_family, layer_semantics, max_seconds
+from .families import FAMILIES, frame_rate, layer_semantics, max_seconds
 
 _PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model"]
 _MIB = 1 << 20
@@ -64,7 +64,7 @@ def resolve_hf(
         folder, rev = _snapshot(model, revision, trust_remote_code, allow_unsafe_weights)
         model_id = model
     cfg = _read_json(folder / "config.json", model)
-    family = get_family(cfg.get("model_type"))
+    family = FAMILIES.get(cfg.get("model_type"))
     fe_cfg = _read_json(folder / "preprocessor_config.json", model)
     if "sampling_rate" not in fe_cfg:
         raise EncoderError(f"{folder / 'preprocessor_config.json'} has no sampling_rate")

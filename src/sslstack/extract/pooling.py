@@ -160,12 +160,12 @@ def pool_names() -> list[str]:
 def check_pools(pools: Sequence[str]) -> tuple[str, ...]:
     """Validate a list of pooling names (``--pool mean,std``)."""
     out = tuple(dict.fromkeys(p.strip() for p in pools if p.strip()))
-    bad = [p for p in out if p not in POOLINGS]
-    if bad or not out:
+    if not out:
         raise ConfigError(
-            f"--pool {','.join(pools)}: unknown pooling {', '.join(bad) or '(none given)'}; "
-            f"choose from {', '.join(POOLINGS)}"
+            f"--pool {','.join(pools)}: no pooling given; choose from {POOLINGS.choices()}"
         )
+    for p in out:
+        POOLINGS.get(p)  # an unknown name: the registry's one message
     return out
 
 

@@ -12,14 +12,9 @@ from ..errors import EncoderError
 from .base import BUILTINS, EncoderSpec
 
 
-def _register_builtins() -> None:
-    from . import ge2e, logmel, pretrained, vision_pretrained  # noqa: F401  (register built-ins)
-
-
 def builtin_names() -> list[str]:
     """Names ``--model`` takes as built-in encoders (``logmel``, ``speech-embedding``, …)."""
-    _register_builtins()
-    return list(BUILTINS)
+    return BUILTINS.names()
 
 
 def resolve_encoder(
@@ -35,7 +30,6 @@ def resolve_encoder(
     Raises:
         EncoderError: unknown family, missing config, or no safe weights.
     """
-    _register_builtins()
     if model in BUILTINS:
         if revision:
             raise EncoderError(f"--revision does not apply to the built-in encoder '{model}'")

@@ -24,7 +24,7 @@ from ..errors import ConfigError
 from ..manifest import Manifest
 from ..parsing import parse_csv_list
 from ..progress import ProgressBar
-from ..sources import get_source
+from ..sources import SOURCES
 from ..workspace import Workspace
 from .base import EncoderSpec, select_layers
 from .config import (
@@ -37,7 +37,7 @@ from .config import (
     store_key,
     validate_config,
 )
-from .executors import Executor, get_executor
+from .executors import EXECUTORS, Executor
 from .plan import Plan, make_plan
 from .resolve import resolve_encoder
 from .worker import Job, Shard, ShardReport
@@ -45,7 +45,7 @@ from .worker import Job, Shard, ShardReport
 
 def extract(
     data: str | os.PathLike[str] | Manifest,
-    model: str,
+    model: str | ExtractConfig,
     *,
     workspace: str | os.PathLike[str] | Workspace | None = None,
     progress: Any = False,
@@ -57,7 +57,8 @@ def extract(
 
     Args:
         data: manifest CSV, folder of items, or an already-read :class:`Manifest`.
-        model: hub id, local model folder, or ``logmel``.
+        model: an :class:`ExtractConfig` (used as it is), or the model (hub id, local model
+            folder, model file, built-in name) with ``settings`` for the other fields.
         workspace: workspace folder (default ``$SSLSTACK_WORKSPACE`` or ``./.sslstack``).
         progress: show a rich progress bar on stderr (True, or the rich Console to draw on).
         on_progress: called with (items done, audio seconds done) after every batch is written
@@ -74,8 +75,11 @@ def extract(
     ws = Workspace.at(workspace)
     if isinstance(settings.get("pools"), str):
         settings["pools"] = tuple(parse_csv_list(settings["pools"]) or ())
-    cfg = validate_config(ExtractConfig(model=model, **settings))
-    executor = get_executor(cfg.executor, executor_options)
+    if isinstance(model, ExtractConfig) and settings:
+        raise TypeError(f"extract(data, config) takes no other settings: {sorted(settings)}")
+    config = model if isinstance(model, ExtractConfig) else ExtractConfig(model=model, **settings)
+    cfg = validate_config(config)
+    executor = EXECUTORS[cfg.executor](**(executor_options or {}))
     manifest = data if isinstance(data, Manifest) else read_dataset_manifest(ws, data)
     spec = resolve_encoder(
         cfg.model,
@@ -172,7 +176,7 @@ def make_shards(manifest: Manifest, plan: Plan, n: int = 1) -> list[Shard]:
 def _bar(progress: Any, total: int, spec: EncoderSpec) -> ProgressBar:
     label = f"extract {spec.model.split('/')[-1]}"
     console = None if isinstance(progress, bool) else progress
-    unit = get_source(spec.input_kind).unit
+    unit = SOURCES[spec.input_kind].unit
     rate = "audio-s/s" if unit == "s" else f"{unit}/s"
     return ProgressBar(total, enabled=bool(progress), label=label, console=console, rate_unit=rate)
 
@@ -202,7 +206,7 @@ def _provenance(spec: EncoderSpec, cfg: ExtractConfig) -> dict[str, Any]:
     import torch
     import transformers
 
-    from .. import __version__
+    from .._version import __version__
 
     return {
         "model": spec.model,

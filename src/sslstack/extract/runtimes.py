@@ -13,7 +13,7 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,12 +21,12 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import EncoderError
+from ..registry import Registry
 from .base import Encoder, EncoderSpec, select_layers
 from .frames import WindowPlan, as_frames, batched, frame_stats
 from .pooling import Stats, cut_pieces, finalize, merge_pieces, split_stats
 from .weights import files_digest, import_runtime, pip_extra, weight_records
 
-SUFFIXES = {".onnx": "onnx", ".tflite": "tflite", ".pt": "torchscript", ".ts": "torchscript"}
 INPUTS = ("waveform",)
 NORMALIZE = ("none", "clip")
 TFLITE_BATCH = 1  # windows per invoke: larger batches are no faster per window on a CPU, and the
@@ -134,11 +134,35 @@ class Session(Protocol):
     def run(self, x: np.ndarray, keep: Sequence[int]) -> list[Any]: ...
 
 
+@dataclass(frozen=True)
+class Runtime:
+    """A runtime for exported model files: the suffixes it claims and how it opens a file
+    (``open(path, sidecar, device, model)``; the runtime's package is imported only then)."""
+
+    name: str
+    suffixes: tuple[str, ...]
+    open: Callable[[Path, Sidecar, str, str], Session]
+
+
+RUNTIMES: Registry[Runtime] = Registry("model file runtime", flag="--model", error=EncoderError)
+
+
+def suffixes() -> list[str]:
+    """Every model-file suffix ``--model`` takes (``.onnx``, ``.tflite``, …)."""
+    return [x for r in RUNTIMES.values() for x in r.suffixes]
+
+
+def runtime_of(model: str) -> Runtime | None:
+    """The runtime that claims ``model``'s suffix (None: not a model file)."""
+    suffix = Path(model).suffix.lower()
+    return next((r for r in RUNTIMES.values() if suffix in r.suffixes), None)
+
+
 # --- resolving (no runtime imported) --------------------------------------------------------
 
 
 def is_model_file(model: str) -> bool:
-    return Path(model).suffix.lower() in SUFFIXES and not Path(model).is_dir()
+    return runtime_of(model) is not None and not Path(model).is_dir()
 
 
 def resolve_file(model: str) -> EncoderSpec:
@@ -147,12 +171,14 @@ def resolve_file(model: str) -> EncoderSpec:
     if not path.is_file():
         raise EncoderError(f"--model {model}: no such file")
     path = path.resolve()
-    runtime = SUFFIXES[path.suffix.lower()]
+    runtime = runtime_of(str(path))
+    if runtime is None:
+        raise EncoderError(f"--model {model}: a model file ends in {', '.join(suffixes())}")
     side_path = path.with_name(path.name + ".json")
     side = Sidecar.read(side_path)
     info = {
         "path": str(path),
-        "runtime": runtime,
+        "runtime": runtime.name,
         "sidecar": side.to_dict(),
         "weights": weight_records([path]),
         "dtypes": ["fp32"],
@@ -160,7 +186,7 @@ def resolve_file(model: str) -> EncoderSpec:
     if side.licence:
         info["licence"] = side.licence
     rev = "file-" + files_digest([path, side_path])
-    return EncoderSpec(str(path), rev, side.sample_rate, runtime, load_file, info)
+    return EncoderSpec(str(path), rev, side.sample_rate, runtime.name, load_file, info)
 
 
 def load_file(
@@ -174,7 +200,7 @@ def load_file(
         announce_licence(spec.model, spec.info["licence"])
     path, runtime = Path(spec.info["path"]), spec.info["runtime"]
     check_dtype(spec.model, dtype, spec.info["dtypes"])
-    session = open_session(runtime, path, side, device=device, model=spec.model)
+    session = RUNTIMES[runtime].open(path, side, device, spec.model)
     return RuntimeEncoder(session, side, select_layers(len(session.names), layers), device)
 
 
@@ -183,14 +209,23 @@ def check_dtype(model: str, dtype: str, allowed: Sequence[str]) -> None:
         raise EncoderError(f"--dtype {dtype}: {model} runs in {' or '.join(allowed)} only")
 
 
-def open_session(runtime: str, path: Path, side: Sidecar, *, device: str, model: str) -> Session:
-    if runtime == "onnx":
-        return OnnxSession(path, side.layers, device=device, model=model)
-    if runtime == "tflite":
-        return TFLiteSession(path, side.layers, model=model)
+def _open_onnx(path: Path, side: Sidecar, device: str, model: str) -> Session:
+    return OnnxSession(path, side.layers, device=device, model=model)
+
+
+def _open_tflite(path: Path, side: Sidecar, device: str, model: str) -> Session:
+    return TFLiteSession(path, side.layers, model=model)
+
+
+def _open_torchscript(path: Path, side: Sidecar, device: str, model: str) -> Session:
     plan = side.plan()
     probe = plan.size if plan else max(side.sample_rate, round(side.min_seconds * side.sample_rate))
     return TorchScriptSession(path, side.layers, device=device, model=model, probe=probe)
+
+
+RUNTIMES.register("onnx", Runtime("onnx", (".onnx",), _open_onnx))
+RUNTIMES.register("tflite", Runtime("tflite", (".tflite",), _open_tflite))
+RUNTIMES.register("torchscript", Runtime("torchscript", (".pt", ".ts"), _open_torchscript))
 
 
 # --- encoder ----------------------------------------------------------------------------------

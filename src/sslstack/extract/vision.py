@@ -18,7 +18,7 @@ from ..errors import EncoderError
 from ..images import resize_for
 from .base import EncoderSpec
 from .hf_resolve import _fingerprint, _read_json, _snapshot, _weight_files, resolve_hf
-from .vision_families import VisionFamily, get_vision_family, is_vision
+from .vision_families import VISION_FAMILIES, VisionFamily, is_vision
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -47,7 +47,7 @@ def resolve_transformers(
         )
     if trust_remote_code:
         raise EncoderError(f"--trust-remote-code: {model} is a built-in vision family; drop it")
-    family = get_vision_family(cfg["model_type"])
+    family = VISION_FAMILIES[cfg["model_type"]]
     weights = _weight_files(folder, model, allow_unsafe_weights)
     pp = folder / "preprocessor_config.json"
     proc = _read_json(pp, model) if pp.is_file() else {}

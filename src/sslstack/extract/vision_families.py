@@ -58,7 +58,7 @@ class VisionFamily:
 
 
 VISION_FAMILIES: Registry[VisionFamily] = Registry(
-    "vision encoder family (config.model_type)", flag="--model", error=EncoderError
+    "vision encoder family", flag="config.model_type", error=EncoderError
 )
 
 
@@ -72,15 +72,6 @@ def vision_names() -> list[str]:
 
 def is_vision(model_type: str | None) -> bool:
     return model_type is not None and model_type in VISION_FAMILIES
-
-
-def get_vision_family(model_type: str | None) -> VisionFamily:
-    if not is_vision(model_type):
-        raise EncoderError(
-            f"unsupported vision family (config.model_type) {model_type!r}; "
-            f"known: {', '.join(vision_names())}"
-        )
-    return VISION_FAMILIES[str(model_type)]
 
 
 register(VisionFamily("vit", "ViTModel", "tokens", _const(1), _const(True)))

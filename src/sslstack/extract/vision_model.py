@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from ..errors import EncoderError
 from .base import Encoder, EncoderSpec, select_layers
 from .pooling import Pooled, Stats
-from .vision_families import VisionFamily, get_vision_family
+from .vision_families import VISION_FAMILIES, VisionFamily
 
 
 def layer_stats(layers: Sequence[torch.Tensor], width: int) -> Stats:
@@ -163,7 +163,7 @@ def load_vision(
 
     if dtype not in ("fp32", "bf16"):
         raise EncoderError(f"--dtype {dtype}: choose fp32 or bf16")
-    family = get_vision_family(spec.family)
+    family = VISION_FAMILIES[spec.family]
     folder = spec.info["path"]
     cls = getattr(transformers, family.model_class)
     kw: dict[str, Any] = dict(

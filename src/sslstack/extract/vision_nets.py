@@ -103,9 +103,10 @@ def build_efficientnet_lite(name: str) -> nn.Module:
     try:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError:
-        from .vision_pretrained import INSTALL
+        from .weights import install_hint, pip_extra
 
-        raise EncoderError(f"--model {name} needs efficientnet-lite-pytorch: {INSTALL}") from None
+        hint = install_hint(name, pip_extra("images"), "efficientnet-lite-pytorch")
+        raise EncoderError(hint) from None
     return EfficientNet.from_name(name)
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import EncoderError
 from ..images import resize_for
@@ -74,23 +74,30 @@ CNN_SEMANTICS = (
 PIXELS_SIZE = 32
 
 
+class _View(NamedTuple):
+    """How an encoder's image view is cut (``size`` px square) and normalized."""
+
+    size: int
+    mean: Sequence[float]
+    std: Sequence[float]
+
+
 def _spec(
     name: str,
     family: str,
     files: list[Path],
-    size: int,
-    mean: Sequence[float],
-    std: Sequence[float],
+    view: _View,
     dims: list[int],
     extra: dict[str, Any],
     loader: Callable[..., Encoder],
 ) -> EncoderSpec:
+    size = view.size
     info = {
         "input": "image",
         "image_size": size,
         "resize": resize_for(size),
-        "pixel_mean": list(mean),
-        "pixel_std": list(std),
+        "pixel_mean": list(view.mean),
+        "pixel_std": list(view.std),
         "has_cls": False,
         "layers": [str(i) for i in range(len(dims))],
         "layer_dims": dims,
@@ -124,19 +131,9 @@ def _eff_spec(name: str) -> EncoderSpec:
         "layer_semantics": CNN_SEMANTICS,
         "pixel_scaling": "(x - 127) / 128",
     }
-    size = EFF_SIZES[name]
-    spec = _spec(
-        name,
-        "efficientnet-lite",
-        [weights, net_file],
-        size,
-        EFF_MEAN,
-        EFF_STD,
-        EFF_DIMS[name],
-        extra,
-        _load_eff,
-    )
-    return spec
+    view = _View(EFF_SIZES[name], EFF_MEAN, EFF_STD)
+    files = [weights, net_file]
+    return _spec(name, "efficientnet-lite", files, view, EFF_DIMS[name], extra, _load_eff)
 
 
 for _n in EFF_SIZES:
@@ -158,17 +155,8 @@ def mobilenet_v2_spec() -> EncoderSpec:
     }
     from .vision import IMAGENET_MEAN, IMAGENET_STD
 
-    return _spec(
-        "mobilenet-v2",
-        "mobilenet-v2",
-        [path],
-        224,
-        IMAGENET_MEAN,
-        IMAGENET_STD,
-        MB_DIMS,
-        extra,
-        _load_mb,
-    )
+    view = _View(224, IMAGENET_MEAN, IMAGENET_STD)
+    return _spec("mobilenet-v2", "mobilenet-v2", [path], view, MB_DIMS, extra, _load_mb)
 
 
 @register_builtin("pixels")
@@ -179,9 +167,8 @@ def pixels_spec() -> EncoderSpec:
         "flattened (row-major, channels last)",
         "dtypes": ["fp32"],
     }
-    d = 3 * PIXELS_SIZE * PIXELS_SIZE
-    s = PIXELS_SIZE
-    return _spec("pixels", "pixels", [], s, (0, 0, 0), (1, 1, 1), [d], extra, _load_px)
+    view = _View(PIXELS_SIZE, (0, 0, 0), (1, 1, 1))
+    return _spec("pixels", "pixels", [], view, [3 * PIXELS_SIZE**2], extra, _load_px)
 
 
 def _load_eff(spec: EncoderSpec, **kw: Any) -> Encoder:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import AudioError
-from ..sources import Settings, Stream, get_source
+from ..sources import SOURCES, Settings, Stream
 from .assemble import Assembler
 from .base import Encoder, EncoderSpec
 from .batching import Batch, BatchBudget, batches, resolve_batch_seconds
@@ -132,7 +132,7 @@ def encode_shard(
 
 def measure_extents(spec: EncoderSpec, job: Job, shard: Shard) -> tuple[float, ...]:
     """Each item's extent, from its header (audio: seconds after --max-seconds)."""
-    source, settings = get_source(job.kind), settings_of(job.cfg)
+    source, settings = SOURCES[job.kind], settings_of(job.cfg)
     return tuple(source.extent(p, spec.sample_rate, settings) for p in shard.paths)
 
 
@@ -159,7 +159,7 @@ class _ShardRun:
         seconds = resolve_batch_seconds(cfg.batch_seconds, self.job.device, enc, rate, longest)
         self.report.batch_seconds = seconds
         budget = BatchBudget(seconds)
-        source = get_source(self.job.kind)
+        source = SOURCES[self.job.kind]
         reading = Reading(source, rate, settings_of(cfg), stream, cfg.workers)
         extents = dict(enumerate(self.extents))
         events = decode_events(reading, self.shard.paths, order, extents)

@@ -16,13 +16,13 @@ from typing import Any
 
 import pandas as pd
 
-from .._lazy import pid_alive
 from ..errors import DamagedFileError, RunError, SslstackWarning
 from ..workspace import (
     Workspace,
     atomic_write_json,
     file_lock,
     file_sha256,
+    pid_alive,
     quarantine,
     read_json,
     read_text,

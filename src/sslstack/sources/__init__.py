@@ -34,10 +34,6 @@ def register_source(kind: str) -> Callable[[type[Source]], type[Source]]:
     return add
 
 
-def get_source(kind: str) -> Source:
-    return SOURCES[kind]
-
-
 def kind_of(paths: Sequence[str | os.PathLike[str]], where: str | Path) -> str:
     """The one kind of a manifest's item files (by extension; unclaimed names are audio, which
     libsndfile may read whatever the name).
@@ -76,7 +72,6 @@ __all__ = [
     "Source",
     "Stream",
     "all_extensions",
-    "get_source",
     "kind_of",
     "register_source",
     "scan",

@@ -42,19 +42,24 @@ class Executor(ABC):
 EXECUTORS: Registry[Callable[..., Executor]] = Registry("executor", flag="--executor")
 
 
+def _local(**options: Any) -> Executor:
+    from .local import LocalExecutor  # imports the pipeline and the store: only when run
+
+    return LocalExecutor(**options)
+
+
 def _ray(**options: Any) -> Executor:
     from .ray import RayExecutor  # imports Ray: only when asked for
 
     return RayExecutor(**options)
 
 
+EXECUTORS.register("local", _local)
 EXECUTORS.register("ray", _ray)
 
 
 def get_executor(name: str, options: dict[str, Any] | None = None) -> Executor:
-    """The executor ``name``, made with ``options`` (the Ray executor's: address, workers…)."""
-    from . import local  # noqa: F401  (registers itself)
-
+    """``EXECUTORS[name](**options)`` (kept for callers of the old name)."""
     return EXECUTORS[name](**(options or {}))
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from ..base import Encoder, EncoderSpec
 from ..worker import Job, OnBatch, Shard, ShardReport, encode_shard, load_encoder
-from . import EXECUTORS, Executor
+from . import Executor
 
 
 class LocalExecutor(Executor):
@@ -30,6 +30,3 @@ class LocalExecutor(Executor):
                 shard = Shard(shard.ids, shard.paths, shard.hashes, extents, shard.lines)
             encode_shard(shard, job, spec, encoder=encoder, report=report, on_batch=on_batch)
         return report
-
-
-EXECUTORS.register("local", LocalExecutor)

@@ -47,10 +47,10 @@ def decode_batch(batch: dict[str, np.ndarray], rjob: RayJob) -> dict[str, Any]:
     ``wave`` with their ``lengths`` and ``starts`` (NaN: not windowed); an item that cannot be
     decoded has no units and its one-line ``error``.
     """
-    from ...sources import get_source
+    from ...sources import SOURCES
     from ..decode import _decode_error
 
-    source, settings = get_source(rjob.job.kind), settings_of(rjob.job.cfg)
+    source, settings = SOURCES[rjob.job.kind], settings_of(rjob.job.cfg)
     waves, lengths, starts, errors = [], [], [], []
     for path in batch["path"]:
         try:

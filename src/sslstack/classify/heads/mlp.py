@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
-from .heads import HEADS, Head, _stopped, balanced_weights
+from ...errors import DataError
+from .base import HEADS, Head, balanced_weights, raise_if_expired
 
 MAX_EPOCHS = 100  # an MLP epoch is a pass over the data, not a boosting round: capped lower
 PATIENCE = 8  # epochs without a better early-stopping loss before stopping
@@ -169,7 +169,7 @@ class MLPHead(Head):
                     since += 1
             if since >= PATIENCE or ctx.stop_boosting():
                 break
-        _stopped(ctx)
+        raise_if_expired(ctx)
         # at least one epoch always runs: a deadline passed before the first keeps that one
         ws, bs, skip = best_state if best_state is not None else net.arrays()
         return MLPModel(ws, bs, "multisigmoid" if multilabel else "softmax", best, skip)
