@@ -58,6 +58,7 @@ class Encoding(LabelEncoding):
 
 # -- metrics ---------------------------------------------------------------------------------
 
+
 def scorer(name: str | None, enc: Encoding) -> Metric:
     """The metric ``name`` (None: the task's default) bound to ``enc``: ``scorer(y, proba)``.
 
