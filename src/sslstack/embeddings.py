@@ -343,11 +343,7 @@ def remove_store(
 def _runs_reading(ws: Workspace, store: str) -> list[str]:
     from .runs import list_runs
 
-    return [
-        r.id
-        for r in list_runs(ws)
-        if any(f.get("store") == store for f in r.meta.get("features") or [])
-    ]
+    return [r.id for r in list_runs(ws) if any(f.store == store for f in r.record.features)]
 
 
 def _delete_locked(st: Store) -> None:

@@ -200,7 +200,7 @@ def _recover_folds(ws: Workspace, dataset: str, folder: Any, error: Exception) -
     from .workspace import quarantine
 
     for run in list_runs(ws, dataset, quiet=True):
-        if not run.meta.get("oof_sha256") or not run.meta.get("folds_digest"):
+        if not run.record.oof_sha256 or not run.record.folds_digest:
             continue  # only what a checksum vouches for
         try:
             frame = run.oof()
@@ -209,7 +209,7 @@ def _recover_folds(ws: Workspace, dataset: str, folder: Any, error: Exception) -
         ids = frame["id"].astype(str).tolist()
         written = [_text(v) for v in frame["fold"]]
         digest = fold_digest(ids, written)
-        if digest != run.meta["folds_digest"]:
+        if digest != run.record.folds_digest:
             continue
         old = _parsable(folder / "folds.json")
         names = fold_order(written)

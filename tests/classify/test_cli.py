@@ -98,8 +98,8 @@ def test_runs_ls_names_each_runs_dataset(tmp_path: Path) -> None:
     from sslstack.runs import load_run
 
     assert rows == {
-        ra.run: load_run(a.ws, ra.run).meta["dataset"],
-        rb.run: load_run(a.ws, rb.run).meta["dataset"],
+        ra.run: load_run(a.ws, ra.run).record.dataset,
+        rb.run: load_run(a.ws, rb.run).record.dataset,
     }
     assert rows[ra.run] != rows[rb.run]
 

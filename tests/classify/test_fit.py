@@ -26,7 +26,7 @@ def test_each_head_fits_saves_and_predicts(tmp_path: Path, head: str) -> None:
     s = make_synth(tmp_path, n=90, layers=3)
     res = fit_head(head, "fake", data=s.csv, workspace=s.ws, trials=2, folds=3, **FAST)
     run = load_run(s.ws, res.run)
-    meta = run.meta
+    meta = run.record.to_dict()
     assert meta["kind"] == "head" and meta["head"] == head and meta["labels"] == ["c0", "c1", "c2"]
     assert meta["trials"] == 2 and len(meta["fold_scores"]) == 3
     # saved models are native formats, never pickle
@@ -83,7 +83,7 @@ def test_runs_are_reproducible_with_a_seed(tmp_path: Path) -> None:
 def test_binary_positive_class_and_eer(tmp_path: Path) -> None:
     s = make_synth(tmp_path, task="binary", n=100, layers=3)
     res = fit_head("logreg", "fake", data=s.csv, workspace=s.ws, trials=3, metric="eer")
-    meta = load_run(s.ws, res.run).meta
+    meta = load_run(s.ws, res.run).record.to_dict()
     assert meta["labels"] == ["real", "fake"] and meta["positive"] == "fake"
     assert list(res.oof.columns) == ["id", "fold", "real", "fake"]
     y = (np.array(s.labels) == "fake").astype(int)
@@ -144,7 +144,7 @@ def test_grouped_folds_warn_about_labels_missing_from_training(tmp_path: Path) -
         "logreg", "fake", data=s.csv, workspace=s.ws, trials=1, group_col="speaker", folds=4
     )
     assert any("occur in validation" in w and "c2" in w for w in res.warnings)
-    meta = load_run(s.ws, res.run).meta
+    meta = load_run(s.ws, res.run).record.to_dict()
     assert meta["warnings"] == res.warnings
     rows = res.oof[frame["speaker"].to_numpy() == "s0"]
     assert (rows["c2"] == 0).all()

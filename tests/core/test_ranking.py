@@ -8,22 +8,23 @@ from typing import Any
 import pytest
 
 from sslstack.classify.metrics import rank_runs, score_order
+from sslstack.runs import RunRecord
 
 
 def _run(rid: str, metric: str, score: float | None) -> Any:
     return SimpleNamespace(
-        id=rid, number=int(rid[1:]), meta={"id": rid, "metric": metric, "score": score,
-                                            "scores": {metric: score}, "kind": "head"},
+        id=rid, number=int(rid[1:]), record=RunRecord(rid, int(rid[1:]), "head", "d", "binary",
+            ["a", "b"], metric=metric, score=score, scores={metric: score}),
     )  # fmt: skip
 
 
 def test_lower_is_better_metrics_rank_lowest_first_ece_with_bins_included() -> None:
     for metric in ("ece", "ece_10", "log_loss", "brier", "eer"):
         runs = [_run("r1", metric, 0.30), _run("r2", metric, 0.05), _run("r3", metric, None)]
-        got = rank_runs(runs, lambda r: r.meta["metric"], lambda r: r.meta["score"])
+        got = rank_runs(runs, lambda r: r.record.metric, lambda r: r.record.score)
         assert [r.id for r in got] == ["r2", "r1", "r3"], metric
     runs = [_run("r1", "accuracy", 0.3), _run("r2", "accuracy", 0.9)]
-    assert rank_runs(runs, lambda r: "accuracy", lambda r: r.meta["score"])[0].id == "r2"
+    assert rank_runs(runs, lambda r: "accuracy", lambda r: r.record.score)[0].id == "r2"
     assert score_order("no-such-metric", 0.5) == score_order("accuracy", float("nan"))
 
 

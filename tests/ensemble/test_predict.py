@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +87,7 @@ def test_import_stack_predict(tmp_path: Path) -> None:
         res = import_run(f"cnn{j}", oof, test=tmp_path / f"test{j}.csv", workspace=s.ws)
         assert res["items"] == 120 and res["test_items"] == 12
         imported.append(res["run"])
-    assert load_run(s.ws, imported[0]).meta["kind"] == "import"
+    assert load_run(s.ws, imported[0]).record.kind == "import"
     # an imported run stacks with sslstack's own runs
     res = stack(s.ws, runs=[head, *imported], method="logreg")
     assert res.base_runs == [head, *imported]
@@ -119,6 +120,28 @@ def test_import_stack_predict(tmp_path: Path) -> None:
         predict(test_csv, run=st.run, workspace=s.ws, columns=["x", "y"])
     # the default run is the most recent stack
     assert predict(test_csv, workspace=s.ws).run == st.run
+    # one PredictConfig, as the CLI builds it, gives the same submission as its fields
+    from sslstack.ensemble import PredictConfig
+    from sslstack.ensemble.prediction import saved_test_scores
+
+    cfg = PredictConfig(run=st.run, out=tmp_path / "cfg.csv", label=True, id_column="file",
+                        columns=["class"])  # fmt: skip
+    again = predict(test_csv, cfg, workspace=s.ws)
+    assert (tmp_path / "cfg.csv").read_bytes() == (tmp_path / "lab.csv").read_bytes()
+    assert again.scores == lab.scores and PredictConfig.from_dict(cfg.to_dict()) == replace(
+        cfg, out=str(cfg.out)
+    )
+    with pytest.raises(ConfigError, match="not both"):
+        predict(test_csv, cfg, workspace=s.ws, label=False)
+    with pytest.raises(ConfigError, match="unknown setting.*lable; use run, out, label"):
+        predict(test_csv, workspace=s.ws, lable=True)
+    with pytest.raises(ConfigError, match="--on-error never: choose stop or skip"):
+        PredictConfig(on_error="never")
+    # the scores predict printed are kept for the report, one file per run and test dataset
+    saved = saved_test_scores(s.ws, s.dataset)
+    assert [r["run"] for r in saved] == [st.run]
+    assert saved[0]["scores"] == pytest.approx(again.scores) and saved[0]["scored"] == 12
+    assert saved[0]["test_dataset"] == again.dataset and saved_test_scores(s.ws, "other") == []
 
 
 def test_misaligned_import_refused(tmp_path: Path) -> None:

@@ -42,8 +42,8 @@ def test_stack_table_and_saved_run(tmp_path: Path, task: str) -> None:
     # no combination learns from its rows: honest and in-sample agree
     assert res.table["mean"]["score"] == res.table["mean"]["in_sample"]
     run = load_run(s.ws, res.run)
-    assert run.meta["kind"] == "stack" and run.meta["base_runs"] == base
-    assert run.meta["method"] == "logreg" and run.meta["folds_digest"] == s.digest
+    assert run.record.kind == "stack" and run.record.base_runs == base
+    assert run.record.method == "logreg" and run.record.folds_digest == s.digest
     oof = run.oof()
     assert list(oof.columns) == ["id", "fold", *s.enc.labels]
     assert oof["id"].tolist() == s.ids
@@ -62,9 +62,9 @@ def test_default_runs_exclude_stacks_and_calibration(tmp_path: Path) -> None:
     second = stack(s.ws, method="mean", calibrate="temperature")
     assert second.base_runs == base  # the first stack is not a base run by default
     assert "mean+temperature" in second.table
-    cal = load_run(s.ws, second.run).meta["calibration"]
+    cal = load_run(s.ws, second.run).record.calibration
     assert cal["method"] == "temperature" and set(cal["before"]) == {"log_loss", "brier", "ece"}
-    w = load_run(s.ws, first.run).meta["weights"]
+    w = load_run(s.ws, first.run).record.weights
     assert set(w) == set(base) and sum(w.values()) == pytest.approx(1.0)
 
 
@@ -130,7 +130,7 @@ def test_auto_saves_the_best_honest_stack(tmp_path: Path) -> None:
     assert res.method == max(honest, key=honest.get) and res.method != "best_single"
     assert res.score == pytest.approx(honest[res.method]) and not res.notes
     run = load_run(s.ws, res.run)
-    assert run.meta["method"] == res.method and run.meta["score"] == pytest.approx(res.score)
+    assert run.record.method == res.method and run.record.score == pytest.approx(res.score)
 
 
 def test_when_no_stack_beats_the_best_run_honestly_the_run_is_kept(tmp_path: Path) -> None:
@@ -149,9 +149,26 @@ def test_when_no_stack_beats_the_best_run_honestly_the_run_is_kept(tmp_path: Pat
     assert len(res.notes) == 1 and "no stack beats the best single run honestly" in res.notes[0]
     assert good in res.notes[0]
     run = load_run(s.ws, res.run)
-    assert run.meta["base_runs"] == [good] and run.meta["weights"] == {good: 1.0}
+    assert run.record.base_runs == [good] and run.record.weights == {good: 1.0}
     from sslstack.ensemble.methods import METHODS
 
     P = load_run(s.ws, good).oof()[list(s.enc.labels)].to_numpy()
-    applied = METHODS["best_single"].apply(P[None], run.meta["params"], s.enc)
+    applied = METHODS["best_single"].apply(P[None], run.record.params, s.enc)
     np.testing.assert_allclose(applied, P / P.sum(axis=1, keepdims=True))
+
+
+def test_stack_takes_one_config_or_its_fields(tmp_path: Path) -> None:
+    from sslstack.ensemble import StackConfig
+    from sslstack.errors import ConfigError
+
+    s, base = _three_runs(tmp_path, "multiclass")
+    cfg = StackConfig(runs=tuple(base[:2]), method="greedy", greedy_size=5)
+    a = stack(s.ws, cfg)
+    b = stack(s.ws, runs=base[:2], method="greedy", greedy_size=5)
+    assert (b.run, b.reused) == (a.run, True)  # the same result: the run saved by the first
+    assert a.table == b.table and load_run(s.ws, a.run).record.config == cfg.to_dict()
+    assert StackConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ConfigError, match="not both"):
+        stack(s.ws, cfg, method="mean")
+    with pytest.raises(ConfigError, match="unknown setting.*greedy_iters; use runs, method"):
+        stack(s.ws, greedy_iters=3)

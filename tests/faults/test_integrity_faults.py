@@ -74,7 +74,7 @@ def test_the_same_stack_twice_saves_one_run(tmp_path: Path) -> None:
     first = stack(s.ws, method="greedy")
     again = stack(s.ws, method="greedy")
     assert again.run == first.run
-    assert len([r for r in list_runs(s.ws) if r.meta["kind"] == "stack"]) == 1
+    assert len([r for r in list_runs(s.ws) if r.record.kind == "stack"]) == 1
     other = stack(s.ws, method="mean")  # another result: another run
     assert other.run != first.run
 
@@ -101,7 +101,7 @@ def test_a_damaged_model_file_is_refused_not_used(tmp_path: Path) -> None:
     s = make_synth(tmp_path, n=60, layers=2)
     res = fit_head("logreg", "fake", data=s.csv, workspace=s.ws, trials=0)
     (run,) = list_runs(s.ws)
-    model = res.run_dir / "models" / run.meta["models"][0]
+    model = res.run_dir / "models" / run.record.models[0]
     _flip(model, len(model.read_bytes()) // 2)
     with pytest.raises(DamagedFileError, match="differs from its checksum"):
         predict_head(s.ws, run, s.ids[:5])

@@ -51,11 +51,11 @@ def noise_candidates(ws: Workspace, dataset: str) -> dict[str, Any] | None:
     runs = [
         r
         for r in list_runs(ws, dataset)
-        if r.meta.get("kind") in ("head", "stack") and r.meta.get("task") != "multilabel"
+        if r.record.kind in ("head", "stack") and r.record.task != "multilabel"
     ]
     if not runs:
         return None
-    best = rank_runs(runs, lambda r: r.meta.get("metric"), lambda r: r.meta.get("score"))[0]
+    best = rank_runs(runs, lambda r: r.record.metric, lambda r: r.record.score)[0]
     try:
         oof = best.oof()
     except SslstackError:

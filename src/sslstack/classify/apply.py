@@ -36,22 +36,22 @@ def predict_head(
     """
     w = Workspace.at(ws)
     r = run if isinstance(run, Run) else load_run(w, run)
-    if r.meta.get("kind") != "head":
-        raise RunError(f"run {r.id} is a {r.meta.get('kind')} run, not a head run")
-    hd = get_head(r.meta["head"])
-    enc = LabelEncoding.from_dict(r.meta)
-    fc = r.meta["feature_choice"]
-    st = find_store(r.meta["encoder"], w, store=fc["store"])
+    if r.record.kind != "head":
+        raise RunError(f"run {r.id} is a {r.record.kind} run, not a head run")
+    hd = get_head(str(r.record.head))
+    enc = LabelEncoding(r.record.task, tuple(r.record.labels), r.record.positive)
+    fc = r.record.head_choice()
+    st = find_store(str(r.record.encoder), w, store=fc.store)
     if keys is None:
         from ..datasets import hashes_of_ids
 
         keys = hashes_of_ids(w, ids)
     st.check_keys(keys, names=ids)
-    choice = FeatureChoice(fc["layer"], fc["pool"])
-    how = (r.meta.get("params") or {}).get("windows")
-    for name in r.meta.get("models", []):  # inside the run's folder, as saved (checksums)
+    choice = FeatureChoice(fc.layer, fc.pool)
+    how = r.record.params.get("windows")
+    for name in r.record.models:  # inside the run's folder, as saved (checksums)
         r.check_file(f"models/{name}")
-    models: list[FoldModel] = load_models(hd, r.dir / "models", r.meta.get("models", []))
+    models: list[FoldModel] = load_models(hd, r.dir / "models", r.record.models)
     if not models:
         raise RunError(f"run {r.id}: no fold models in {r.dir / 'models'}")
     with warnings.catch_warnings():

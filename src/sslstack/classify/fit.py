@@ -19,7 +19,7 @@ import pandas as pd
 from ..cache.key import is_window_pool
 from ..embeddings import store_model
 from ..errors import ConfigError, RunError
-from ..runs import Run, RunRecord, find_run, recipe_digest, save_once
+from ..runs import FeatureRef, Run, RunRecord, find_run, recipe_digest, save_once
 from ..workspace import Workspace
 from .budget import Budget, BudgetExceeded, ProgressFn
 from .cv import CVOptions, CVOutcome, Targets, cross_validate
@@ -284,7 +284,7 @@ def _recipe(
 
 def _reused(run: Run, prob: Problem, t0: float) -> FitResult:
     """The FitResult of a run saved before with the same recipe."""
-    m = run.meta
+    rec = run.record
     note = (
         f"run {run.id} holds this study's best trial fitted the same way already; nothing new "
         "was saved (raise --trials to continue the study)"
@@ -292,20 +292,20 @@ def _reused(run: Run, prob: Problem, t0: float) -> FitResult:
     return FitResult(
         run=run.id,
         run_dir=run.dir,
-        metric=m["metric"],
-        score=float("nan") if m.get("score") is None else float(m["score"]),
-        scores={k: float("nan") if v is None else v for k, v in m.get("scores", {}).items()},
-        fold_scores=[float("nan") if v is None else v for v in m.get("fold_scores", [])],
-        best_params=m["params"],
-        study=m.get("study"),
-        trials=int(m.get("trials") or 0),
+        metric=str(rec.metric),
+        score=float("nan") if rec.score is None else float(rec.score),
+        scores={k: float("nan") if v is None else v for k, v in rec.scores.items()},
+        fold_scores=[float("nan") if v is None else v for v in rec.fold_scores],
+        best_params=rec.params,
+        study=rec.study,
+        trials=int(rec.trials or 0),
         oof=run.oof(),
         oof_path=run.oof_path,
         time_s=time.time() - t0,
-        head=m["head"],
-        encoder=m["encoder"],
+        head=str(rec.head),
+        encoder=str(rec.encoder),
         warnings=[*prob.warnings, note],
-        trial_score=m.get("trial_score"),
+        trial_score=rec.trial_score,
     )
 
 
@@ -386,7 +386,7 @@ def _save(
         **enc.to_dict(),
         head=hd.name,
         encoder=encoder,
-        features=choice.describe(prob.store),
+        features=[FeatureRef(**f) for f in choice.describe(prob.store)],
         params=best,
         metric=metric,
         score=_num(score),

@@ -27,30 +27,29 @@ def leaderboard(
 
     rows = []
     for run in verified_runs(Workspace.at(workspace), dataset=dataset):
-        m = run.meta
-        fs = [v for v in m.get("fold_scores") or [] if v is not None]
-        feats = m.get("features") or []
-        fc = m.get("feature_choice") or {}
+        rec = run.record
+        fs = [v for v in rec.fold_scores if v is not None]
+        fc = rec.feature_choice
         rows.append(
             {
                 "run": run.id,
                 "number": run.number,
-                "kind": m.get("kind"),
-                "dataset": m.get("dataset"),
-                "encoder": m.get("encoder"),
-                "head": m.get("head") or m.get("method"),
-                "layer": fc.get("layer")
-                or ",".join(dict.fromkeys(str(f.get("layer")) for f in feats))
+                "kind": rec.kind,
+                "dataset": rec.dataset,
+                "encoder": rec.encoder,
+                "head": rec.head or rec.method,
+                "layer": (fc.layer if fc else None)
+                or ",".join(dict.fromkeys(str(f.layer) for f in rec.features))
                 or None,
-                "pool": fc.get("pool")
-                or ",".join(dict.fromkeys(str(f.get("pool")) for f in feats))
+                "pool": (fc.pool if fc else None)
+                or ",".join(dict.fromkeys(str(f.pool) for f in rec.features))
                 or None,
-                "metric": m.get("metric"),
-                "score": m.get("score"),
+                "metric": rec.metric,
+                "score": rec.score,
                 "fold_mean": float(np.mean(fs)) if fs else None,
                 "fold_std": float(np.std(fs)) if len(fs) > 1 else None,
-                "trials": m.get("trials"),
-                "time_s": m.get("time_s"),
+                "trials": rec.trials,
+                "time_s": rec.time_s,
             }
         )
 

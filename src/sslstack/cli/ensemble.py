@@ -58,18 +58,13 @@ def stack_cmd(
     json: JsonOpt = False,
 ) -> None:
     """Stack runs on their shared folds; print every method's out-of-fold score; save a run."""
-    from ..ensemble.stack import stack
+    from ..ensemble.stack import StackConfig, stack
 
-    res = stack(
-        workspace,
-        runs=parse_csv_list(runs),
-        data=data,
-        method=method,
-        metric=metric,
-        calibrate=calibrate,
-        greedy_size=greedy_size,
-        logreg_c=logreg_c,
-    )
+    cfg = StackConfig.from_dict(
+        {"runs": parse_csv_list(runs), "method": method, "metric": metric,
+         "calibrate": calibrate, "greedy_size": greedy_size, "logreg_c": logreg_c}
+    )  # fmt: skip
+    res = stack(workspace, cfg, data=data)
     # the title on its own line: as a table title it wraps to the width of a narrow table
     out_console.print(
         f"stack of {len(res.base_runs)} runs: out-of-fold {res.metric}, honest (fitted on the "
@@ -137,20 +132,10 @@ def predict_cmd(
     json: JsonOpt = False,
 ) -> None:
     """Extract what is missing, apply the run or stack, write a validated submission."""
-    from ..ensemble.predict import predict
+    from ..ensemble.predict import PredictConfig, predict
 
-    res = predict(
-        data,
-        run=run,
-        workspace=workspace,
-        out=out,
-        label=label,
-        id_column=id_column,
-        columns=parse_csv_list(columns),
-        progress=True,
-        on_error=on_error,
-        label_col=label_col,
-    )
+    cfg = PredictConfig(run, out, label, id_column, parse_csv_list(columns), on_error, label_col)
+    res = predict(data, cfg, workspace=workspace, progress=True)
     console.print(f"[green]wrote[/] {escape(str(res.out))}: {res.items} rows from run {res.run}")
     for note in res.notes:
         console.print("[yellow]warning:[/] ", end="")

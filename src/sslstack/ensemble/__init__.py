@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from .calibrate import CALIBRATORS, calibrate_oof, calibration_scores
     from .importing import import_run
     from .methods import METHODS, greedy_weights
-    from .predict import PredictResult, predict
+    from .predict import predict
+    from .prediction import PredictConfig, PredictResult
     from .report import report
     from .stack import StackConfig, StackResult, run_stack, stack
 
@@ -31,7 +32,8 @@ _LAZY = {
     "import_run": ".importing",
     "METHODS": ".methods",
     "greedy_weights": ".methods",
-    "PredictResult": ".predict",
+    "PredictConfig": ".prediction",
+    "PredictResult": ".prediction",
     "predict": ".predict",
     "report": ".report",
     "StackConfig": ".stack",
@@ -47,6 +49,7 @@ __getattr__ = lazy_exports(__name__, globals(), _LAZY)
 __all__ = [
     "CALIBRATORS",
     "METHODS",
+    "PredictConfig",
     "PredictResult",
     "StackConfig",
     "StackResult",

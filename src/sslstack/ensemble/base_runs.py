@@ -12,10 +12,16 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, DataError, RunError
+from ..runs import Run, RunRecord
 from ..workspace import Workspace
 from .encoding import Encoding
 
 _LISTED = 5
+
+
+def encoding_of(record: RunRecord) -> Encoding:
+    """A run's label encoding (task, labels in order, positive class)."""
+    return Encoding(record.task, tuple(record.labels), record.positive)
 
 
 # -- base runs -------------------------------------------------------------------------------
@@ -25,7 +31,7 @@ _LISTED = 5
 class BaseSet:
     """Base runs joined by id: ``P`` is ``(R, n, C)``, ``folds`` and ``ids`` are aligned rows."""
 
-    runs: list[Any]
+    runs: list[Run]
     ids: list[str]
     folds: np.ndarray
     P: np.ndarray
@@ -43,33 +49,33 @@ class BaseSet:
 
     @property
     def run_ids(self) -> list[str]:
-        return [r.meta["id"] for r in self.runs]
+        return [r.id for r in self.runs]
 
 
-def load_runs(ws: Workspace, refs: Sequence[str | int] | None, dataset: str | None) -> list[Any]:
+def load_runs(ws: Workspace, refs: Sequence[str | int] | None, dataset: str | None) -> list[Run]:
     """The runs named by ``refs`` (ids, numbers or prefixes), else every head and imported run
     of ``dataset`` (stacks are base runs only when named)."""
     from ..runs import list_runs, load_run
 
     if refs:
         runs = [load_run(ws, r) for r in refs]
-        run_ids = [r.meta["id"] for r in runs]
+        run_ids = [r.id for r in runs]
         dup = sorted({i for i in run_ids if run_ids.count(i) > 1})
         if dup:
             raise ConfigError(f"--runs names {', '.join(dup)} more than once")
         return runs
-    runs = [r for r in list_runs(ws, dataset=dataset) if r.meta.get("kind") != "stack"]
+    runs = [r for r in list_runs(ws, dataset=dataset) if r.record.kind != "stack"]
     runs = [r for r in runs if _sound(ws, r)]
     if not runs:
         where = f"dataset {dataset}" if dataset else f"workspace {ws.root}"
         raise RunError(f"no runs of {where} yet; fit heads first ('sslstack fit-head')")
-    datasets = sorted({r.meta["dataset"] for r in runs})
+    datasets = sorted({r.record.dataset for r in runs})
     if len(datasets) > 1:
         raise RunError(f"runs of several datasets ({', '.join(datasets)}); pick one with --data")
     return runs
 
 
-def _sound(ws: Workspace, run: Any) -> bool:
+def _sound(ws: Workspace, run: Run) -> bool:
     """Whether a run's out-of-fold file is whole; a damaged run is quarantined and left out
     with one warning line (runs named with --runs are refused instead, in join_runs)."""
     from ..errors import DamagedFileError
@@ -77,16 +83,16 @@ def _sound(ws: Workspace, run: Any) -> bool:
 
     try:
         run.check_file("oof.csv")
-        if run.meta.get("oof_sha256"):
+        if run.record.oof_sha256:
             run.oof()
     except DamagedFileError as e:
         quarantine_run(ws, run.dir, e, warn=False)
-        damaged_note(run.meta["id"], e)
+        damaged_note(run.id, e)
         return False
     return True
 
 
-def join_runs(ws: Workspace, runs: Sequence[Any]) -> BaseSet:
+def join_runs(ws: Workspace, runs: Sequence[Run]) -> BaseSet:
     """Join the out-of-fold predictions of ``runs`` on item ids, after checking they agree.
 
     Raises:
@@ -97,14 +103,12 @@ def join_runs(ws: Workspace, runs: Sequence[Any]) -> BaseSet:
 
     if not runs:
         raise ConfigError("no runs to stack")
-    _check_same(runs, "dataset", lambda m: m["dataset"], "dataset")
-    _check_same(runs, "fold assignment (folds digest)", lambda m: m.get("folds_digest"), "folds")
-    _check_same(
-        runs, "label encoding (task, labels, positive)", lambda m: Encoding.of_meta(m), "labels"
-    )
+    _check_same(runs, "dataset", lambda m: m.dataset, "dataset")
+    _check_same(runs, "fold assignment (folds digest)", lambda m: m.folds_digest, "folds")
+    _check_same(runs, "label encoding (task, labels, positive)", encoding_of, "labels")
     from ..folds import fold_codes, fold_order
 
-    enc = Encoding.of_meta(runs[0].meta)
+    enc = encoding_of(runs[0].record)
     first = _read_oof(ws, runs[0], enc)
     ids = first["id"].tolist()
     fold_names = fold_order(first["fold"])
@@ -114,14 +118,13 @@ def join_runs(ws: Workspace, runs: Sequence[Any]) -> BaseSet:
         frame = _read_oof(ws, run, enc).set_index("id")
         _check_rows(runs[0], run, ids, first["fold"].tolist(), frame)
         mats.append(frame.loc[ids, list(enc.labels)].to_numpy(dtype=np.float64))
-    dataset = runs[0].meta["dataset"]
+    dataset = runs[0].record.dataset
     manifest = load_dataset(ws, dataset)
     lab = dict(zip(manifest.ids, manifest.label_lists(), strict=True))
     missing = [i for i in ids if i not in lab]
     if missing:
         raise DataError(
-            f"run {runs[0].meta['id']}: ids not in dataset {dataset}: "
-            f"{', '.join(missing[:_LISTED])}"
+            f"run {runs[0].id}: ids not in dataset {dataset}: {', '.join(missing[:_LISTED])}"
         )
     y = enc.targets([lab[i] for i in ids], ids)
     return BaseSet(
@@ -132,15 +135,17 @@ def join_runs(ws: Workspace, runs: Sequence[Any]) -> BaseSet:
         y,
         enc,
         dataset,
-        str(runs[0].meta.get("folds_digest")),
+        str(runs[0].record.folds_digest),
         tuple(fold_names),
     )
 
 
-def _check_same(runs: Sequence[Any], what: str, get: Callable[[dict], Any], short: str) -> None:
+def _check_same(
+    runs: Sequence[Run], what: str, get: Callable[[RunRecord], Any], short: str
+) -> None:
     groups: dict[str, list[str]] = {}
     for r in runs:
-        groups.setdefault(repr(get(r.meta)), []).append(r.meta["id"])
+        groups.setdefault(repr(get(r.record)), []).append(r.id)
     if len(groups) > 1:
         parts = " vs ".join(f"{', '.join(ids)} ({short} {value})" for value, ids in groups.items())
         raise DataError(
@@ -149,7 +154,7 @@ def _check_same(runs: Sequence[Any], what: str, get: Callable[[dict], Any], shor
         )
 
 
-def _read_oof(ws: Workspace, run: Any, enc: Encoding) -> pd.DataFrame:
+def _read_oof(ws: Workspace, run: Run, enc: Encoding) -> pd.DataFrame:
     """A run's out-of-fold predictions, checked against its dataset's items and folds (and its
     saved checksum), not only against the other runs."""
     from ..errors import DamagedFileError
@@ -163,36 +168,36 @@ def _read_oof(ws: Workspace, run: Any, enc: Encoding) -> pd.DataFrame:
     need = ["id", "fold", *enc.labels]
     missing = [c for c in need if c not in frame.columns]
     if missing:
-        raise RunError(f"run {run.meta['id']}: oof.csv lacks column(s) {', '.join(missing)}")
+        raise RunError(f"run {run.id}: oof.csv lacks column(s) {', '.join(missing)}")
     if frame["id"].duplicated().any():
         dup = frame.loc[frame["id"].duplicated(), "id"].tolist()[:_LISTED]
-        raise RunError(f"run {run.meta['id']}: oof.csv repeats id(s) {', '.join(dup)}")
-    check_oof(ws, run.meta, frame)
-    if not run.meta.get("oof_sha256"):
+        raise RunError(f"run {run.id}: oof.csv repeats id(s) {', '.join(dup)}")
+    check_oof(ws, run.record, frame)
+    if not run.record.oof_sha256:
         _warn_if_partial(ws, run, frame)
     return frame
 
 
-def _warn_if_partial(ws: Workspace, run: Any, frame: pd.DataFrame) -> None:
+def _warn_if_partial(ws: Workspace, run: Run, frame: pd.DataFrame) -> None:
     """Runs saved before oof.csv had a checksum: say when rows of the folds are absent."""
     import warnings
 
     from ..errors import SslstackWarning
     from ..folds import load_folds
 
-    folds = load_folds(ws, run.meta["dataset"])
+    folds = load_folds(ws, run.record.dataset)
     if len(frame) < len(folds.ids):
         warnings.warn(
-            f"run {run.meta['id']}: oof.csv covers {len(frame)} of the {len(folds.ids)} items "
-            f"of dataset {run.meta['dataset']} (saved without a checksum: a truncated file "
+            f"run {run.id}: oof.csv covers {len(frame)} of the {len(folds.ids)} items "
+            f"of dataset {run.record.dataset} (saved without a checksum: a truncated file "
             "cannot be told from items left out at fit time)",
             SslstackWarning,
             stacklevel=2,
         )
 
 
-def _check_rows(ref: Any, run: Any, ids: list[str], folds: list[str], frame: pd.DataFrame) -> None:
-    a, b = ref.meta["id"], run.meta["id"]
+def _check_rows(ref: Run, run: Run, ids: list[str], folds: list[str], frame: pd.DataFrame) -> None:
+    a, b = ref.id, run.id
     only_a = [i for i in ids if i not in frame.index]
     known = set(ids)
     only_b = [i for i in frame.index if i not in known]

@@ -26,10 +26,6 @@ class Encoding(LabelEncoding):
         return self.task != "multilabel"
 
     @classmethod
-    def of_meta(cls, meta: dict[str, Any]) -> Encoding:
-        return cls(str(meta["task"]), tuple(meta["labels"]), meta.get("positive"))
-
-    @classmethod
     def of(cls, enc: LabelEncoding) -> Encoding:
         return cls(enc.task, tuple(enc.labels), enc.positive)
 
@@ -61,8 +57,6 @@ class Encoding(LabelEncoding):
 
 
 # -- metrics ---------------------------------------------------------------------------------
-
-Scorer = Metric  # an alias stack.py still imports (a metric bound to the runs' encoding)
 
 
 def scorer(name: str | None, enc: Encoding) -> Metric:

@@ -15,9 +15,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..classify.metrics import score_all
+from ..classify.metrics import Metric, score_all
 from ..errors import ConfigError, DataError
+from ..runs import RunRecord
 from ..workspace import Workspace
+from .base_runs import encoding_of
 from .encoding import Encoding, scorer
 from .submission import check_ids, check_probabilities, row_lines
 
@@ -68,22 +70,19 @@ def import_run(
     P = check_probabilities(frame, enc.labels, single_label=enc.single_label, source=src)
     order = frame["id"].tolist()
     y = enc.targets([lists[i] for i in order], order)
-    sc = scorer(metric, enc)
-    scores = score_all(y, P, enc.task, enc.positive_index)
+    record = _record(name, dataset, folds.digest, enc, scorer(metric, enc), y, P, fold)
     oof_df = pd.DataFrame({"id": order, "fold": fold})
     for c, lab in enumerate(enc.labels):
         oof_df[lab] = P[:, c]
     test_df = _read_test(test, enc) if test is not None else None
     tests = None if test_df is None else {_test_name(ws, test_df, Path(str(test))): test_df}
-    run_id, run_dir = _save(
-        ws, name, dataset, folds.digest, enc, sc, y, P, fold, scores, oof_df, tests
-    )
+    run_id, run_dir = _save(ws, record, oof_df, tests)
     return {
         "run": run_id,
         "run_dir": run_dir,
-        "metric": sc.name,
-        "score": sc(y, P),
-        "scores": scores,
+        "metric": record.metric,
+        "score": record.score,
+        "scores": record.scores,
         "items": len(oof_df),
         "test_items": None if test_df is None else len(test_df),
     }
@@ -96,7 +95,7 @@ def _encoding(
     from ..classify.labels import infer_encoding
     from ..runs import list_runs
 
-    encs = {Encoding.of_meta(r.meta) for r in list_runs(ws, dataset=dataset)}
+    encs = {encoding_of(r.record) for r in list_runs(ws, dataset=dataset)}
     if len(encs) == 1:
         enc = encs.pop()
         if positive is not None and enc.positive != positive:
@@ -165,40 +164,49 @@ def _test_name(ws: Workspace, frame: pd.DataFrame, path: Path) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem) or "test"
 
 
-def _save(
-    ws: Workspace,
+def _record(
     name: str,
     dataset: str,
     digest: str,
     enc: Encoding,
-    sc: Any,
+    sc: Metric,
     y: np.ndarray,
     P: np.ndarray,
     fold: np.ndarray,
-    scores: dict[str, float],
-    oof_df: pd.DataFrame,
-    tests: dict[str, pd.DataFrame] | None,
-) -> tuple[str, str]:
+) -> RunRecord:
+    """The imported run's record: its scores over all items and per fold."""
     from ..folds import fold_order
-    from ..runs import RunRecord, recipe_digest, save_once
 
-    fold_scores = [sc(y[fold == f], P[fold == f]) for f in fold_order(list(fold))]
-    meta = RunRecord(
-        id="",
+    return RunRecord(
+        id="",  # reserved by save_once when the run is saved
         number=0,
         kind="import",
         dataset=dataset,
         folds_digest=digest,
-        **enc.to_meta(),
+        task=enc.task,
+        labels=list(enc.labels),
+        positive=enc.positive,
         metric=sc.name,
         score=sc(y, P),
-        scores=dict(scores),
-        fold_scores=list(fold_scores),
+        scores=dict(score_all(y, P, enc.task, enc.positive_index)),
+        fold_scores=[sc(y[fold == f], P[fold == f]) for f in fold_order(list(fold))],
         params={"name": name},
         extra={"tag": name},
     )
-    # the same predictions imported again under the same name are the run saved before
-    blob = {"kind": "import", "name": name, "dataset": dataset, "oof": oof_df.to_csv()}
+
+
+def _save(
+    ws: Workspace,
+    record: RunRecord,
+    oof_df: pd.DataFrame,
+    tests: dict[str, pd.DataFrame] | None,
+) -> tuple[str, str]:
+    """Save the run; the same predictions imported again under the same name are the run
+    saved before."""
+    from ..runs import recipe_digest, save_once
+
+    name = record.params["name"]
+    blob = {"kind": "import", "name": name, "dataset": record.dataset, "oof": oof_df.to_csv()}
     blob["test"] = {k: v.to_csv() for k, v in (tests or {}).items()}
-    saved, _new = save_once(ws, meta, oof_df, recipe_digest(blob), test=tests)
+    saved, _new = save_once(ws, record, oof_df, recipe_digest(blob), test=tests)
     return saved.id, str(saved.dir)

@@ -10,7 +10,6 @@ calibration; imported runs read the test predictions saved with them.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +19,13 @@ import pandas as pd
 from ..classify.metrics import score_all
 from ..errors import ConfigError, DataError, RunError, StoreError
 from ..manifest import LABEL_SEP, Manifest
+from ..runs import Run
 from ..workspace import Workspace
 from . import methods as _methods
+from .base_runs import encoding_of
 from .calibrate import apply_calibration
 from .encoding import Encoding
+from .prediction import PredictConfig, PredictResult, save_test_scores
 from .proba import finish
 from .submission import check_ids, check_labels, check_probabilities, write_csv
 
@@ -31,95 +33,27 @@ from .submission import check_ids, check_labels, check_probabilities, write_csv
 _KEY_SETTINGS = ("pools", "layers", "window", "hop", "max_seconds", "crop", "dtype", "storage")
 
 
-@dataclass
-class PredictResult:
-    """What one ``predict`` call did; ``to_dict`` is the ``--json`` line."""
-
-    run: str
-    dataset: str
-    items: int
-    out: str | None
-    columns: list[str]
-    scores: dict[str, float] | None = None
-    extracted: list[dict[str, Any]] = field(default_factory=list)
-    frame: pd.DataFrame | None = None
-    skipped: list[dict[str, str]] = field(default_factory=list)  # --on-error skip: left out
-    unseen: dict[str, int] = field(default_factory=dict)  # test label -> items, run never saw
-    scored: int = 0  # labeled test items the scores are over
-    leaked: list[dict[str, str]] = field(default_factory=list)  # {id, train_id}: same content
-    leaked_scored: int = 0  # of the scored items, how many were leaked
-    unleaked_scores: dict[str, float] | None = None  # scores over the scored, unleaked items
-
-    @property
-    def notes(self) -> list[str]:
-        """What the user must know about this submission and its scores (one line each)."""
-        out = []
-        if self.skipped:
-            shown = ", ".join(f["id"] for f in self.skipped[:5])
-            out.append(
-                f"{len(self.skipped)} test item(s) could not be embedded and are left out of "
-                f"the submission (first: {shown})"
-            )
-        if self.leaked:
-            shown = ", ".join(f"{d['id']} = {d['train_id']}" for d in self.leaked[:3])
-            out.append(
-                f"{len(self.leaked)} of {self.items} test item(s) have the same content as a "
-                f"training item of the run ({shown}); their predictions are in-sample"
-            )
-        if self.unseen:
-            shown = ", ".join(f"{lab} ({n})" for lab, n in list(self.unseen.items())[:10])
-            out.append(
-                f"{len(self.unseen)} test label(s) were never seen in training: {shown}; "
-                f"the scores are over the {self.scored} labeled item(s) the run can score"
-            )
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "run": self.run,
-            "dataset": self.dataset,
-            "items": self.items,
-            "out": self.out,
-            "columns": self.columns,
-            "scores": self.scores,
-            "scored": self.scored,
-            "unseen": self.unseen,
-            "leaked": self.leaked,
-            "leaked_scored": self.leaked_scored,
-            "unleaked_scores": self.unleaked_scores,
-            "skipped": self.skipped,
-            "notes": self.notes,
-            "extracted": self.extracted,
-        }
-
-
 def predict(
     data: str | os.PathLike[str],
+    config: PredictConfig | None = None,
     *,
-    run: str | int | None = None,
     workspace: str | os.PathLike[str] | Workspace | None = None,
-    out: str | os.PathLike[str] | None = None,
-    label: bool = False,
-    id_column: str | None = None,
-    columns: list[str] | None = None,
     progress: bool = False,
-    on_error: str = "stop",
-    label_col: str | None = None,
+    **settings: Any,
 ) -> PredictResult:
     """Predict the items of ``data`` with a run or stack and write a submission CSV.
 
+    Takes a :class:`PredictConfig` (``predict("test.csv", PredictConfig(out="sub.csv"))``, as
+    the CLI builds it) or its fields as arguments (``predict("test.csv", out="sub.csv")``).
+    With labeled test items the scores are also saved in the workspace
+    (``<ws>/predictions/``), where ``sslstack report`` shows them.
+
     Args:
         data: test manifest CSV or audio folder (labels optional).
-        run: run id, number or prefix (default: the most recent stack, else the best run).
+        config: the run to apply and the submission's shape (:class:`PredictConfig`).
         workspace: the workspace folder.
-        out: CSV to write (nothing is written when None; the frame is in the result).
-        label: write the arg-max class (multi-label: labels with p >= 0.5, joined by ``;``).
-        id_column: header of the id column (default ``id``).
-        columns: headers of the class columns, in label order (or the one label column).
         progress: show extraction progress on stderr.
-        on_error: ``stop`` at the first test file that cannot be decoded, or ``skip`` it: the
-            submission holds the other items and the result names the skipped ones.
-        label_col: the test manifest's label column (default: ``label``, else ``labels``).
+        **settings: the fields of :class:`PredictConfig`, instead of ``config``.
 
     Returns:
         A :class:`PredictResult` with the written path and, when ``data`` has labels, scores
@@ -127,29 +61,29 @@ def predict(
 
     Raises:
         DataError: the submission fails validation. RunError: no run to predict with.
+        ConfigError: an unknown setting, or a config and settings together.
     """
     from ..datasets import read_dataset_manifest, register_dataset
 
-    if on_error not in ("stop", "skip"):
-        raise ConfigError(f"--on-error {on_error}: choose stop or skip")
+    cfg = PredictConfig.of(config, settings)
     ws = Workspace.at(workspace)
-    manifest = read_dataset_manifest(ws, data, label_col=label_col)
+    manifest = read_dataset_manifest(ws, data, label_col=cfg.label_col)
     dataset = register_dataset(ws, manifest, role="test")
-    chosen = choose_run(ws, run)
-    enc = Encoding.of_meta(chosen.meta)
+    chosen = choose_run(ws, cfg.run)
+    enc = encoding_of(chosen.record)
     extracted: list[dict[str, Any]] = []
-    failed = _extract_all(ws, chosen, manifest, extracted, progress, on_error)
+    failed = _extract_all(ws, chosen, manifest, extracted, progress, cfg.on_error)
     if failed:
         manifest = _without(manifest, {f["id"] for f in failed})
     P = predict_run(ws, chosen, manifest, extracted=extracted, progress=progress)
-    frame, cols = _frame(manifest.ids, P, enc, label, id_column, columns)
-    _validate(frame, manifest.ids, enc, label, cols, source=str(out or "submission"))
-    path = write_csv(frame, out) if out is not None else None
+    frame, cols = _frame(manifest.ids, P, enc, cfg.label, cfg.id_column, cfg.columns)
+    _validate(frame, manifest.ids, enc, cfg.label, cols, source=str(cfg.out or "submission"))
+    path = write_csv(frame, cfg.out) if cfg.out is not None else None
     scores, scored, unseen = _scores(manifest, enc, P)
-    leaked = leaked_items(ws, chosen.meta["dataset"], dataset, manifest)
+    leaked = leaked_items(ws, chosen.record.dataset, dataset, manifest)
     leaked_scored, unleaked = _leak_scores(manifest, enc, P, leaked, scores)
-    return PredictResult(
-        run=chosen.meta["id"],
+    res = PredictResult(
+        run=chosen.id,
         dataset=dataset,
         items=len(frame),
         out=None if path is None else str(path),
@@ -164,6 +98,9 @@ def predict(
         leaked_scored=leaked_scored,
         unleaked_scores=unleaked,
     )
+    if scores is not None:
+        save_test_scores(ws, res, chosen.record.dataset)
+    return res
 
 
 def leaked_items(
@@ -221,7 +158,7 @@ def _leak_scores(
 
 def _extract_all(
     ws: Workspace,
-    run: Any,
+    run: Run,
     manifest: Manifest,
     extracted: list[dict[str, Any]],
     progress: bool,
@@ -234,9 +171,9 @@ def _extract_all(
     todo = [run]
     while todo:
         r = todo.pop(0)
-        if r.meta.get("kind") == "stack":
-            todo += [load_run(ws, b) for b in r.meta["base_runs"]]
-        elif r.meta.get("kind") == "head":
+        if r.record.kind == "stack":
+            todo += [load_run(ws, b) for b in r.record.base_runs]
+        elif r.record.kind == "head":
             for f in _ensure_features(ws, r, manifest, extracted, progress, on_error):
                 failed.setdefault(f["id"], f["error"])
     return [{"id": i, "error": e} for i, e in failed.items()]
@@ -255,7 +192,7 @@ def _without(manifest: Manifest, ids: set[str]) -> Manifest:
     )
 
 
-def choose_run(ws: Workspace, ref: str | int | None) -> Any:
+def choose_run(ws: Workspace, ref: str | int | None) -> Run:
     """``ref``'s run, else the most recent stack, else the best-scoring run of the workspace."""
     from ..classify.metrics import rank_runs
     from ..runs import list_runs, load_run
@@ -265,16 +202,16 @@ def choose_run(ws: Workspace, ref: str | int | None) -> Any:
     runs = list_runs(ws)
     if not runs:
         raise RunError(f"no runs in {ws.root}; fit a head ('sslstack fit-head') or stack first")
-    stacks = [r for r in runs if r.meta.get("kind") == "stack"]
+    stacks = [r for r in runs if r.record.kind == "stack"]
     if stacks:
-        return max(stacks, key=lambda r: (r.meta.get("created", 0), r.meta.get("number", 0)))
+        return max(stacks, key=lambda r: (r.record.created, r.number))
 
-    return rank_runs(runs, lambda r: r.meta.get("metric"), lambda r: r.meta.get("score"))[0]
+    return rank_runs(runs, lambda r: r.record.metric, lambda r: r.record.score)[0]
 
 
 def predict_run(
     ws: Workspace,
-    run: Any,
+    run: Run,
     manifest: Manifest,
     *,
     extracted: list[dict[str, Any]] | None = None,
@@ -283,16 +220,16 @@ def predict_run(
     """``(n, n_classes)`` probabilities of ``run`` for the items of ``manifest``, in its order."""
     from ..runs import load_run
 
-    kind = run.meta.get("kind")
-    enc = Encoding.of_meta(run.meta)
+    kind = run.record.kind
+    enc = encoding_of(run.record)
     if kind == "stack":
-        bases = [load_run(ws, b) for b in run.meta["base_runs"]]
+        bases = [load_run(ws, b) for b in run.record.base_runs]
         P = np.stack(
             [predict_run(ws, b, manifest, extracted=extracted, progress=progress) for b in bases]
         )
-        method = _methods.METHODS[run.meta["method"]]
-        combined = method.apply(P, run.meta["params"], enc)
-        return finish(apply_calibration(combined, run.meta.get("calibration"), enc), enc)
+        method = _methods.METHODS[str(run.record.method)]
+        combined = method.apply(P, run.record.params, enc)
+        return finish(apply_calibration(combined, run.record.calibration, enc), enc)
     if kind == "import":
         return _imported(run, manifest.ids, enc)
     _ensure_features(ws, run, manifest, extracted if extracted is not None else [], progress)
@@ -305,7 +242,7 @@ def predict_run(
 
 def _ensure_features(
     ws: Workspace,
-    run: Any,
+    run: Run,
     manifest: Manifest,
     extracted: list[dict[str, Any]],
     progress: bool,
@@ -318,10 +255,10 @@ def _ensure_features(
 
     failed: list[dict[str, str]] = []
     done = {e["store"] for e in extracted}
-    for feat in run.meta.get("features") or []:
-        if feat["store"] in done:
+    for feat in run.record.features:
+        if feat.store in done:
             continue
-        store = find_store(feat["model"], ws, store=feat["store"])
+        store = find_store(str(feat.model), ws, store=feat.store)
         key = store.key
         settings = {k: getattr(key, k) for k in _KEY_SETTINGS}
         model = store_model(store)
@@ -332,7 +269,7 @@ def _ensure_features(
         )
         if res.store != store.path.name:
             raise StoreError(
-                f"run {run.meta['id']} reads store {store.path.name} but extracting the test "
+                f"run {run.id} reads store {store.path.name} but extracting the test "
                 f"items with the same settings went to {res.store}; the encoder changed since "
                 "the run was fitted (revision or local weights) — refit the head"
             )
@@ -356,7 +293,7 @@ def _is_hub_id(model: str) -> bool:
     return model not in builtin_names() and not Path(model).is_absolute()
 
 
-def _imported(run: Any, ids: list[str], enc: Encoding) -> np.ndarray:
+def _imported(run: Run, ids: list[str], enc: Encoding) -> np.ndarray:
     folder = Path(run.dir) / "test"
     want = set(ids)
     for path in sorted(folder.glob("*.csv")) if folder.exists() else []:
@@ -365,8 +302,8 @@ def _imported(run: Any, ids: list[str], enc: Encoding) -> np.ndarray:
             frame = frame.set_index("id").loc[ids, list(enc.labels)]
             return frame.to_numpy(dtype=np.float64)
     raise RunError(
-        f"imported run {run.meta['id']} has no test predictions for these items; import them "
-        f"with 'sslstack runs import {run.meta['id']} --oof ... --test test.csv'"
+        f"imported run {run.id} has no test predictions for these items; import them "
+        f"with 'sslstack runs import {run.id} --oof ... --test test.csv'"
     )
 
 

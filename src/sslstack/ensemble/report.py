@@ -1,16 +1,17 @@
 """``report``: one self-contained HTML file about a workspace's runs (plots embedded as PNG).
 
-Sections: the leaderboard of runs and stacks; score against layer per encoder (from the head
-runs and the probes, see :mod:`.report_layers`); for one run (default: the most recent
-stack, else the best run) its stack table, calibration, confusion matrix (single-label), ROC
-and DET curves with the EER point (binary), reliability diagram, and per-label scores
-(multi-label). Readable offline: no scripts, no external files.
+Sections: the leaderboard of runs and stacks; the test scores ``predict`` printed; score against
+layer, one figure per dataset with every encoder (probe curves, tuned heads as markers, see
+:mod:`.report_layers`); for one run (default: the most recent stack, else the best run) its
+stack table, calibration, confusion matrix and per-class scores (single-label), ROC and DET
+curves with the EER point (binary), reliability diagram, and per-label scores (multi-label).
+Labels any length, in any script (:mod:`.report_text`). Readable offline: no scripts, no
+external files.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import io
 import os
 import time
@@ -20,11 +21,14 @@ from typing import Any
 import numpy as np
 
 from ..errors import RunError
+from ..runs import Run, RunRecord
 from ..workspace import Workspace, atomic_write_text
-from .base_runs import _sound, join_runs
+from .base_runs import _sound, encoding_of, join_runs
 from .calibrate import confidence_pairs, reliability
 from .encoding import Encoding, scorer
 from .report_layers import layers_section
+from .report_scores import per_class_section, test_scores_section
+from .report_text import e, fmt_score, font_families, html_table, safe_text, tick_labels
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1100px;
@@ -72,19 +76,28 @@ def report(
     if not runs:
         raise RunError(f"no runs in {ws.root} to report on; fit a head first")
     focus = choose_run(ws, run)
-    enc = Encoding.of_meta(focus.meta)
-    sc = scorer(metric or focus.meta.get("metric"), enc)
-    same = [r for r in runs if r.meta.get("dataset") == focus.meta.get("dataset")]
+    rec = focus.record
+    enc = encoding_of(rec)
+    sc = scorer(metric or rec.metric, enc)
+    same = [r for r in runs if r.record.dataset == rec.dataset]
     parts: list[str] = [
-        f"<h1>sslstack report</h1><p class=muted>workspace {_e(ws.root)} · "
+        f"<h1>sslstack report</h1><p class=muted>workspace {e(ws.root)} · "
         f"{time.strftime('%Y-%m-%d %H:%M')} · dataset "
-        f"{_e(focus.meta.get('dataset'))} · {enc.task} · metric {sc.name}</p>"
+        f"{e(rec.dataset)} · {enc.task} · metric {sc.name}</p>"
     ]
     figs: list[str] = []
-    parts.append(_leaderboard(same, sc.name, focus.meta["id"]))
-    # labels, run names and paths are shown literally: no mathtext ('$x$'), no TeX
-    with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
-        parts.append(layers_section(ws, same, sc.name, sc.greater_is_better, figs, _figure, _img))
+    parts.append(_leaderboard(same, sc.name, focus.id))
+    parts.append(test_scores_section(ws, rec.dataset, focus.id, sc.name))
+    others = [r for r in runs if r.record.dataset != rec.dataset]  # their own figure each
+    # labels, run names and paths are shown literally: no mathtext ('$x$'), no TeX; fonts
+    # with fallbacks, and what none of them can draw never reaches matplotlib (report_text)
+    style: dict[str, Any] = {"text.parse_math": False, "text.usetex": False}
+    style["font.family"] = list(font_families())
+    with matplotlib.rc_context(style):  # type: ignore[arg-type]
+        layers = layers_section(
+            ws, same + others, sc.name, sc.greater_is_better, figs, _figure, _img
+        )
+        parts.append(layers)
         parts.append(_focus_section(ws, focus, enc, sc, figs))
         if data is not None:
             from .report_images import misclassified_section
@@ -93,7 +106,7 @@ def report(
             parts.append(misclassified_section(data, base.ids, base.y, base.P[0], enc, figs, _img))
     from ..check.summary import check_section  # the dataset's last 'sslstack check'
 
-    parts.append(check_section(ws, focus.meta.get("dataset")))
+    parts.append(check_section(ws, rec.dataset))
     body = "\n".join(parts)
     doc = (
         f"<!doctype html><html lang=en><head><meta charset=utf-8><title>sslstack report"
@@ -101,43 +114,10 @@ def report(
     )
     path = Path(out).expanduser()
     atomic_write_text(path, doc)
-    return {"out": str(path), "run": focus.meta["id"], "runs": len(same), "plots": len(figs)}
+    return {"out": str(path), "run": focus.id, "runs": len(same), "plots": len(figs)}
 
 
 # -- html helpers ----------------------------------------------------------------------------
-
-
-def _e(v: Any) -> str:
-    return html.escape(str(v))
-
-
-def fmt_score(v: Any) -> str:
-    """A score as 4 decimals, "-" when missing or not finite."""
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return "-"
-    return f"{f:.4f}" if np.isfinite(f) else "-"
-
-
-def _table(header: list[str], rows: list[list[str]], classes: list[str] | None = None) -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = []
-    for i, row in enumerate(rows):
-        cls = f' class="{classes[i]}"' if classes and classes[i] else ""
-        cells = "".join(
-            f"<td class=num>{c}</td>" if _is_num(c) else f"<td>{_e(c)}</td>" for c in row
-        )
-        body.append(f"<tr{cls}>{cells}</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
-
-
-def _is_num(c: str) -> bool:
-    try:
-        float(c)
-        return True
-    except ValueError:
-        return False
 
 
 def _figure(fig: Any, caption: str, figs: list[str]) -> str:
@@ -154,26 +134,25 @@ def _img(png: bytes, caption: str, figs: list[str]) -> str:
     figs.append(caption)
     data = base64.b64encode(png).decode("ascii")
     return (
-        f'<figure><img alt="{_e(caption)}" src="data:image/png;base64,{data}">'
-        f"<figcaption>{_e(caption)}</figcaption></figure>"
+        f'<figure><img alt="{e(caption)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{e(caption)}</figcaption></figure>"
     )
 
 
 # -- sections --------------------------------------------------------------------------------
 
 
-def _describe(meta: dict[str, Any]) -> str:
-    if meta.get("kind") == "stack":
-        return f"{meta.get('method')} of {len(meta.get('base_runs') or [])} runs"
-    if meta.get("kind") == "import":
+def _describe(rec: RunRecord) -> str:
+    if rec.kind == "stack":
+        return f"{rec.method} of {len(rec.base_runs)} runs"
+    if rec.kind == "import":
         return "imported predictions"
-    feats = meta.get("features") or []
-    return "; ".join(f"layer {f.get('layer')} {f.get('pool')}" for f in feats) or "-"
+    return "; ".join(f"layer {f.layer} {f.pool}" for f in rec.features) or "-"
 
 
 def _leaderboard(runs: list[Any], metric: str, focus: str) -> str:
     def score(r: Any) -> float:
-        v = (r.meta.get("scores") or {}).get(metric)
+        v = r.record.scores.get(metric)
         return float(v) if v is not None and np.isfinite(float(v)) else float("nan")
 
     from ..classify.metrics import rank_runs
@@ -181,20 +160,20 @@ def _leaderboard(runs: list[Any], metric: str, focus: str) -> str:
     order = rank_runs(runs, lambda r: metric, score)
     rows = [
         [
-            r.meta["id"],
-            r.meta.get("kind", "-"),
-            r.meta.get("head") or "-",
-            _short(r.meta.get("encoder")),
-            _describe(r.meta),
+            r.id,
+            r.record.kind,
+            r.record.head or "-",
+            _short(r.record.encoder),
+            _describe(r.record),
             fmt_score(score(r)),
         ]
         for r in order
     ]
-    classes = ["chosen" if r.meta["id"] == focus else "" for r in order]
+    classes = ["chosen" if r.id == focus else "" for r in order]
     return (
-        f"<h2>Leaderboard</h2><p>Out-of-fold {_e(metric)} of every run of the dataset, "
+        f"<h2>Leaderboard</h2><p>Out-of-fold {e(metric)} of every run of the dataset, "
         "best first (all on the same folds).</p>"
-        + _table(["run", "kind", "head", "encoder", "features", metric], rows, classes)
+        + html_table(["run", "kind", "head", "encoder", "features", metric], rows, classes)
     )
 
 
@@ -202,28 +181,31 @@ def _short(model: Any) -> str:
     return "-" if not model else str(model).rstrip("/").split("/")[-1]
 
 
-def _focus_section(ws: Workspace, run: Any, enc: Encoding, sc: Any, figs: list[str]) -> str:
+def _focus_section(ws: Workspace, run: Run, enc: Encoding, sc: Any, figs: list[str]) -> str:
     base = join_runs(ws, [run])
     P, y = base.P[0], base.y
     out = [
-        f"<h2>Run {_e(run.meta['id'])}</h2><p>{_e(_describe(run.meta))}; out-of-fold "
-        f"{_e(sc.name)} {fmt_score(sc(y, P))} over {len(y)} items.</p>"
+        f"<h2>Run {e(run.id)}</h2><p>{e(_describe(run.record))}; out-of-fold "
+        f"{e(sc.name)} {fmt_score(sc(y, P))} over {len(y)} items.</p>"
     ]
-    table = run.meta.get("table")
+    table = run.record.table
     if table:
         order = ["best_single", "mean", "rank", "greedy", "logreg"]
         names = [n for n in order if n in table] + [n for n in table if n not in order]
         rows = [[n, table[n].get("run", ""), fmt_score(table[n].get("score"))] for n in names]
-        out.append("<h3>Stack on the same folds</h3>" + _table(["method", "run", sc.name], rows))
-    cal = run.meta.get("calibration")
+        out.append(
+            "<h3>Stack on the same folds</h3>" + html_table(["method", "run", sc.name], rows)
+        )
+    cal = run.record.calibration
     if cal:
         rows = [[k, fmt_score(cal["before"][k]), fmt_score(cal["after"][k])] for k in cal["before"]]
         out.append(
-            f"<h3>Calibration ({_e(cal['method'])}, out-of-fold)</h3>"
-            + _table(["score", "before", "after"], rows)
+            f"<h3>Calibration ({e(cal['method'])}, out-of-fold)</h3>"
+            + html_table(["score", "before", "after"], rows)
         )
     if enc.single_label:
         out.append(_confusion(y, P, enc, figs))
+        out.append(per_class_section(y, P, enc))
     if enc.task == "binary":
         out.append(_roc_det(y, P, enc, figs))
     out.append(_reliability(y, P, enc, figs))
@@ -233,32 +215,32 @@ def _focus_section(ws: Workspace, run: Any, enc: Encoding, sc: Any, figs: list[s
 
 
 def _confusion(y: np.ndarray, P: np.ndarray, enc: Encoding, figs: list[str]) -> str:
+    """Rows normalized (each true class's share of predictions), so a rare class reads as
+    well as a common one; counts written in the cells up to 20 classes; the figure grows with
+    the classes up to the page's width and the labels shrink down to 6.5 pt, no further."""
     import matplotlib.pyplot as plt
     from sklearn.metrics import confusion_matrix
 
     C = len(enc.labels)
     cm = confusion_matrix(y, P.argmax(axis=1), labels=np.arange(C))
-    size = min(3 + 0.45 * C, 12)
-    fig, ax = plt.subplots(figsize=(size, size))
-    ax.imshow(cm, cmap="Blues")
-    ax.set_xticks(range(C), enc.labels, rotation=90 if C > 6 else 0)
-    ax.set_yticks(range(C), enc.labels)
-    if C <= 30:
-        for i in range(C):
-            for j in range(C):
-                ax.text(
-                    j,
-                    i,
-                    str(cm[i, j]),
-                    ha="center",
-                    va="center",
-                    fontsize=8,
-                    color="white" if cm[i, j] > cm.max() / 2 else "black",
-                )
+    share = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    ticks, changed = tick_labels([str(v) for v in enc.labels])
+    size = min(3.5 + 0.36 * C, 11.0)
+    fs = max(6.5, min(10.0, 260 / max(C, 1)))
+    fig, ax = plt.subplots(figsize=(size + 1.2, size))
+    im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02, label="share of the true class")
+    ax.set_xticks(range(C), ticks, rotation=90 if C > 6 or changed else 0, fontsize=fs)
+    ax.set_yticks(range(C), ticks, fontsize=fs)
+    if C <= 20:
+        for i, j in np.ndindex(C, C):
+            color = "white" if share[i, j] > 0.5 else "black"
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=fs - 1, color=color)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title("confusion matrix (out-of-fold)")
-    return _figure(fig, "confusion matrix", figs)
+    ax.set_title(f"confusion matrix (out-of-fold, {C} classes)")
+    note = "; labels shortened or numbered (#), in full in the per-class table" * changed
+    return _figure(fig, "confusion matrix" + note, figs)
 
 
 def _roc_det(y: np.ndarray, P: np.ndarray, enc: Encoding, figs: list[str]) -> str:
@@ -278,7 +260,7 @@ def _roc_det(y: np.ndarray, P: np.ndarray, enc: Encoding, figs: list[str]) -> st
     ax.plot([e], [1 - e], "o", c="crimson", label=f"EER {100 * e:.2f}%")
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
-    ax.set_title(f"ROC (positive: {enc.positive})")
+    ax.set_title(safe_text(f"ROC (positive: {enc.positive})"))
     ax.legend(loc="lower right")
     roc = _figure(fig, "ROC curve with the EER point", figs)
     dfpr, dfnr, _ = det_curve(truth, score)
@@ -314,7 +296,7 @@ def _reliability(y: np.ndarray, P: np.ndarray, enc: Encoding, figs: list[str]) -
     ax.plot([0, 1], [0, 1], ls=":", c="gray")
     ax.plot([r[0] for r in rows], [r[1] for r in rows], marker="o")
     what = {
-        "binary": f"P({enc.positive})",
+        "binary": safe_text(f"P({enc.positive})"),
         "multiclass": "top-label confidence",
         "multilabel": "per-label probability",
     }[enc.task]
@@ -341,12 +323,13 @@ def _per_label(y: np.ndarray, P: np.ndarray, enc: Encoding, figs: list[str]) -> 
     fig, ax = plt.subplots(figsize=(min(3 + 0.4 * len(xs), 14), 3.5))
     ax.bar(xs - 0.2, aucs, width=0.4, label="ROC-AUC")
     ax.bar(xs + 0.2, aps, width=0.4, label="average precision")
-    ax.set_xticks(xs, enc.labels, rotation=90 if len(xs) > 8 else 0)
+    ticks, _ = tick_labels([str(v) for v in enc.labels])
+    ax.set_xticks(xs, ticks, rotation=90 if len(xs) > 8 else 0)
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)
     ax.set_title("per-label scores (out-of-fold)")
     return (
         "<h3>Per-label scores</h3>"
-        + _table(["label", "positives", "ROC-AUC", "AP"], rows)
+        + html_table(["label", "positives", "ROC-AUC", "AP"], rows)
         + _figure(fig, "per-label scores", figs)
     )

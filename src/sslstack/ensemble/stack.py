@@ -15,20 +15,20 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..classify.metrics import score_all
-from ..errors import DataError
+from ..classify.metrics import Metric, score_all
+from ..errors import ConfigError, DataError
+from ..runs import RunRecord
 from ..workspace import Workspace
 from . import methods as _methods
 from .base_runs import BaseSet, join_runs, load_runs
 from .calibrate import calibrate_oof
-from .encoding import Scorer, scorer
+from .encoding import scorer
 
 AUTO = "auto"  # the method with the best honest (out-of-fold) score
 
@@ -99,30 +99,31 @@ class StackResult:
 
 def stack(
     workspace: str | os.PathLike[str] | Workspace | None = None,
+    config: StackConfig | None = None,
     *,
-    runs: Sequence[str | int] | None = None,
     data: str | None = None,
-    method: str = AUTO,
-    metric: str | None = None,
-    calibrate: str | None = None,
-    greedy_size: int = 25,
-    logreg_c: float = 1.0,
     save: bool = True,
+    **settings: Any,
 ) -> StackResult:
     """Stack base runs on their shared folds and save the chosen stack as a run.
 
+    Takes a :class:`StackConfig` (``stack(ws, StackConfig(method="greedy"))``, as the CLI
+    builds it) or its fields as arguments (``stack(ws, method="greedy")``).
+
     Args:
         workspace: the workspace folder (default ``$SSLSTACK_WORKSPACE`` or ``./.sslstack``).
-        runs: run ids, numbers or unique prefixes (default: every run of the dataset).
+        config: what to stack and how; its fields:
+            ``runs``: run ids, numbers or unique prefixes (default: every run of the dataset);
+            ``method``: ``auto`` (default: the method with the best honest score,
+            ``best_single`` when no stack beats the best run) or one of
+            :data:`sslstack.ensemble.methods.METHODS` (best_single, mean, rank, greedy, logreg);
+            ``metric``: metric optimized by ``greedy`` and reported (default: the task's);
+            ``calibrate``: ``temperature``, ``platt`` or ``isotonic``, fitted out-of-fold;
+            ``greedy_size``: iterations of ensemble selection;
+            ``logreg_c``: inverse L2 strength of the logistic-regression meta-learner.
         data: the dataset (name or manifest) whose runs to stack when the workspace has several.
-        method: ``auto`` (default: the method with the best honest score, ``best_single``
-            when no stack beats the best run) or one of
-            :data:`sslstack.ensemble.methods.METHODS` (best_single, mean, rank, greedy, logreg).
-        metric: metric optimized by ``greedy`` and reported (default: the task's default).
-        calibrate: ``temperature``, ``platt`` or ``isotonic``, fitted out-of-fold.
-        greedy_size: iterations of ensemble selection.
-        logreg_c: inverse L2 strength of the logistic-regression meta-learner.
         save: save the stack as a run (kind ``stack``).
+        **settings: the fields of :class:`StackConfig`, instead of ``config``.
 
     Returns:
         A :class:`StackResult`: the saved run id, the chosen method's out-of-fold score, the
@@ -130,17 +131,23 @@ def stack(
 
     Raises:
         DataError: the runs do not share folds or label encoding (the runs are named).
-        ConfigError: unknown method, metric or calibrator.
+        ConfigError: unknown method, metric or calibrator; a config and settings together.
     """
-    cfg = StackConfig(
-        runs=None if runs is None else tuple(str(r) for r in runs),
-        method=method,
-        metric=metric,
-        calibrate=calibrate,
-        greedy_size=greedy_size,
-        logreg_c=logreg_c,
-    )
-    return run_stack(Workspace.at(workspace), cfg, data=data, save=save)
+    return run_stack(Workspace.at(workspace), _config(config, settings), data=data, save=save)
+
+
+def _config(config: StackConfig | None, settings: dict[str, Any]) -> StackConfig:
+    if config is not None and settings:
+        raise ConfigError(
+            f"stack: pass a StackConfig or its fields, not both ({', '.join(settings)})"
+        )
+    if config is not None:
+        return config
+    unknown = sorted(set(settings) - {f.name for f in fields(StackConfig)})
+    if unknown:
+        known = ", ".join(f.name for f in fields(StackConfig))
+        raise ConfigError(f"stack: unknown setting(s) {', '.join(unknown)}; use {known}")
+    return StackConfig.from_dict(settings)
 
 
 def run_stack(
@@ -180,12 +187,12 @@ def run_stack(
         notes=notes,
     )
     if save:
-        meta = _stack_meta(base, cfg, result, params, sc, time.time() - t0)
-        result.run, result.run_dir, result.reused = _save(ws, meta, frame, name, cfg)
+        record = _stack_record(base, cfg, result, params, sc, time.time() - t0)
+        result.run, result.run_dir, result.reused = _save(ws, record, frame)
     return result
 
 
-def _choose(table: dict[str, dict[str, Any]], sc: Scorer, method: str) -> tuple[str, list[str]]:
+def _choose(table: dict[str, dict[str, Any]], sc: Metric, method: str) -> tuple[str, list[str]]:
     """The method to save (its table key) and notes: ``auto`` takes the best honest score,
     ``best_single`` unless a stack beats it strictly."""
     if method != AUTO:
@@ -221,12 +228,12 @@ def _dataset_name(ws: Workspace, data: str | None) -> str | None:
     return resolve_dataset(ws, data)[0]
 
 
-def _row(sc: Scorer, base: BaseSet, oof: np.ndarray, **extra: Any) -> dict[str, Any]:
+def _row(sc: Metric, base: BaseSet, oof: np.ndarray, **extra: Any) -> dict[str, Any]:
     folds = [sc(base.y[base.folds == f], oof[base.folds == f]) for f in np.unique(base.folds)]
     return {"score": sc(base.y, oof), "fold_scores": folds, **extra}
 
 
-def _table(base: BaseSet, sc: Scorer, cfg: StackConfig):
+def _table(base: BaseSet, sc: Metric, cfg: StackConfig):
     """Every method on the same rows, best_single first: its honest out-of-fold score (the
     ``score``) and its saved parameters' score on the rows they were fitted on
     (``in_sample``); returns (table, fitted methods)."""
@@ -259,67 +266,59 @@ def _oof_frame(base: BaseSet, oof: np.ndarray) -> pd.DataFrame:
     return frame
 
 
-def _stack_meta(
+def _stack_record(
     base: BaseSet,
     cfg: StackConfig,
     res: StackResult,
     params: dict[str, Any],
-    sc: Scorer,
+    sc: Metric,
     seconds: float,
-) -> dict[str, Any]:
-    feats: list[dict[str, Any]] = []
-    for r in base.runs:
-        for f in r.meta.get("features") or []:
-            if f not in feats:
-                feats.append(f)
+) -> RunRecord:
     weights = params.get("weights")
     runs = base.run_ids
     if res.method == "best_single":  # the best run alone: predict applies only that run
         runs = [res.table["best_single"]["run"]]
         params, weights = {"weights": [1.0]}, [1.0]
-    return {
-        "kind": "stack",
-        "dataset": base.dataset,
-        "folds_digest": base.folds_digest,
-        **base.encoding.to_meta(),
-        "head": None,
-        "encoder": None,
-        "features": feats,
-        "params": params,
-        "metric": sc.name,
-        "score": res.score,
-        "scores": res.scores,
-        "fold_scores": res.table[_chosen_key(res.method, cfg)]["fold_scores"],
-        "trials": 0,
-        "time_s": round(seconds, 3),
-        "created": time.time(),
-        "base_runs": runs,
-        "method": res.method,
-        "weights": None if weights is None else dict(zip(runs, weights, strict=True)),
-        "calibration": res.calibration,
-        "table": res.table,
-        "config": cfg.to_dict(),
-    }
+    return RunRecord(
+        id="",  # reserved by save_once when the run is saved
+        number=0,
+        kind="stack",
+        dataset=base.dataset,
+        folds_digest=base.folds_digest,
+        task=base.encoding.task,
+        labels=list(base.encoding.labels),
+        positive=base.encoding.positive,
+        features=list(dict.fromkeys(f for r in base.runs for f in r.record.features)),
+        params=params,
+        metric=sc.name,
+        score=res.score,
+        scores=res.scores,
+        fold_scores=res.table[_chosen_key(res.method, cfg)]["fold_scores"],
+        time_s=round(seconds, 3),
+        base_runs=runs,
+        method=res.method,
+        weights=None if weights is None else dict(zip(runs, weights, strict=True)),
+        calibration=res.calibration,
+        table=res.table,
+        config=cfg.to_dict(),
+        extra={"tag": res.method + (f"-{cfg.calibrate}" if cfg.calibrate else "")},
+    )
 
 
-def _save(
-    ws: Workspace, meta: dict[str, Any], frame: pd.DataFrame, method: str, cfg: StackConfig
-) -> tuple[str, str, bool]:
+def _save(ws: Workspace, record: RunRecord, frame: pd.DataFrame) -> tuple[str, str, bool]:
     """Save the stack as a run, unless a saved stack holds the same result (same base runs,
     method, parameters and out-of-fold predictions): then that run is returned."""
-    from ..runs import RunRecord, recipe_digest, save_once
+    from ..runs import recipe_digest, save_once
 
-    tag = method + (f"-{cfg.calibrate}" if cfg.calibrate else "")
     recipe = recipe_digest(
         {
             "kind": "stack",
-            "base_runs": meta["base_runs"],
-            "method": meta["method"],
-            "params": meta["params"],
-            "calibration": meta["calibration"],
+            "base_runs": record.base_runs,
+            "method": record.method,
+            "params": record.params,
+            "calibration": record.calibration,
             "oof": frame.to_csv(index=False, float_format="%.9g"),
         }
     )
-    record = RunRecord.from_dict({"id": "", "number": 0, **meta, "tag": tag})
     saved, new = save_once(ws, record, frame, recipe)
     return saved.id, str(saved.dir), not new
