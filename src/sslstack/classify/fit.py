@@ -219,7 +219,8 @@ def _space(cfg: FitConfig, prob: Problem, hd: Head, max_rounds: int) -> Space:
     if windows:  # windows hold the extracted poolings, not the clip-level max over windows
         pools = [p for p in pools if not any(is_window_pool(q) for q in p.split("+"))]
     first = prob.reader.matrix(FeatureChoice(layers[0], pools[0].split("+")[0]))
-    return Space(layers, pools, pca_choices(cfg.pca, hd, first.shape[1]), windows, max_rounds)
+    pcas = pca_choices(cfg.pca, hd, first.shape[1], cfg.timeout)
+    return Space(layers, pools, pcas, windows, max_rounds)
 
 
 @dataclass

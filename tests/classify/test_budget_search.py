@@ -1,0 +1,89 @@
+"""Budgets that buy tuning (issue 21): the successive-halving pruner over folds, PCA offered to
+boosted heads under ``--timeout``, and several trials on a many-class task in a tiny budget."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from sslstack.classify import fit_head
+from sslstack.classify.heads import get_head
+from sslstack.classify.search import PCA_BUDGET_START, pca_choices
+from sslstack.classify.tuning import make_pruner, open_storage, open_study, report_fold
+from sslstack.errors import ConfigError
+from sslstack.workspace import Workspace
+from tests.classify_synth import make_synth
+
+
+def _trial(study: optuna.Study, means: list[float]) -> optuna.trial.FrozenTrial:
+    """A trial reporting ``means`` fold by fold (as ``cross_validate`` does), then complete."""
+    trial = study.ask()
+    try:
+        for k, m in enumerate(means):
+            report_fold(trial, k, m)
+    except optuna.TrialPruned:
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    else:
+        study.tell(trial, means[-1])
+    return study.trials[-1]
+
+
+@pytest.mark.parametrize(("pruner", "pruned_at"), [("sha", {0: 0.30, 1: 0.32}), ("median", None)])
+def test_successive_halving_stops_a_bad_second_trial_after_two_folds(
+    tmp_path: Path, pruner: str, pruned_at: dict[int, float] | None
+) -> None:
+    """Under a budget a boosted study runs a handful of trials, all inside the median pruner's
+    start-up: the second trial, far below the first, ran all five folds. Successive halving
+    stops it at its first rung (two folds), as soon as it is not the best there."""
+    ws = Workspace.at(tmp_path)
+    st = open_study(ws, f"s-{pruner}", "maximize", n_startup=5, pruner=pruner)
+    first = _trial(st, [0.90, 0.91, 0.90, 0.92, 0.91])
+    bad = _trial(st, [0.30, 0.32, 0.31, 0.30, 0.31])
+    assert first.state.name == "COMPLETE"
+    if pruned_at is None:
+        assert bad.state.name == "COMPLETE" and len(bad.intermediate_values) == 5
+    else:
+        assert bad.state.name == "PRUNED"
+        assert bad.intermediate_values == pruned_at
+    # a trial as good as the best at each rung goes on to the end
+    good = _trial(st, [0.91, 0.92, 0.91, 0.93, 0.92])
+    assert good.state.name == "COMPLETE" and len(good.intermediate_values) == 5
+
+
+def test_an_unknown_pruner_is_one_line() -> None:
+    with pytest.raises(ConfigError, match="pruner 'hyper': use median or sha"):
+        make_pruner("hyper")
+
+
+def test_pca_is_offered_to_trees_on_wide_features_under_a_budget() -> None:
+    xgb, logreg = get_head("xgb"), get_head("logreg")
+    assert pca_choices("auto", xgb, 1024) == [0]  # no budget: full width (measured better)
+    assert pca_choices("auto", xgb, 1024, 150.0) == [0, 32, 64, 128]
+    assert pca_choices("auto", xgb, 200, 150.0) == [0]  # narrow already
+    assert pca_choices("auto", logreg, 1024, 150.0) == [0]  # not a tree
+    assert pca_choices("off", xgb, 1024, 150.0) == [0]
+    assert pca_choices("auto", xgb, 4096) == [0, 32, 64, 128, 256]
+
+
+def test_a_boosted_head_under_a_tiny_timeout_runs_several_trials_on_many_classes(
+    tmp_path: Path,
+) -> None:
+    """12 classes on 300-wide features, --timeout 15: the first trial starts on PCA 64 (full
+    width would leave a few rounds a fold), the budget's successive-halving pruner is the
+    study's, and at least two trials finish within the budget."""
+    s = make_synth(tmp_path, n=480, n_classes=12, dim=300, layers=2, separation=3.0)
+    t0 = time.monotonic()
+    res = fit_head(
+        "xgb", "fake", data=s.csv, workspace=s.ws, trials=30, timeout=15, layer="1",
+        pool="mean", folds=3, threads=1,
+    )  # fmt: skip
+    assert time.monotonic() - t0 < 15 + 4
+    assert res.trials >= 2
+    study = optuna.load_study(study_name=res.study, storage=open_storage(s.ws, res.study))
+    first = study.trials[0]
+    assert first.params["pca"] == PCA_BUDGET_START == 64
+    assert first.state.name == "COMPLETE" and first.value > 0.5
+    assert res.score > 0.5
