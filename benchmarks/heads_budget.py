@@ -41,8 +41,9 @@ def build(ws: Workspace, seed: int = 0) -> Path:
     audio = ws.root / "audio"
     audio.mkdir(parents=True, exist_ok=True)
     ids = [f"s{i:04d}.wav" for i in range(len(y))]
-    for i in ids:
-        (audio / i).write_text(i)  # distinct content: datasets and stores key items by its hash
+    for i in ids:  # distinct content: datasets and stores key items by its hash
+        if not (audio / i).exists():
+            (audio / i).write_text(i)
     csv = audio / "synth1024.csv"
     pd.DataFrame({"path": ids, "label": [f"c{v:02d}" for v in y]}).to_csv(csv, index=False)
     key = StoreKey(model="synth1024", revision="x", sample_rate=16000, pools=("mean", "std"))
