@@ -180,7 +180,7 @@ def _fit_once(
         )
     standardize = bool(params.get("standardize", False)) and head.standardizes
     prep = Preprocessor(standardize=standardize, pca=pca)
-    xf = prep.fit_transform(x, seed=ctx.seed)
+    xf = prep.fit_transform(x, seed=ctx.seed, y=None if enc.task == "multilabel" else y_fit)
     es = None
     if es_rows is not None:
         x_es, y_es = es_rows

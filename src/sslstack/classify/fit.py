@@ -107,8 +107,9 @@ class FitConfig:
         seed: seed of folds (when new), sampler and models.
         device: ``auto``, ``cpu`` or ``cuda`` (XGBoost, CatBoost, the MLP).
         storage: Optuna storage URL (PostgreSQL) instead of the workspace's journal file.
-        pca: ``auto`` (tuned widths for boosted heads on wide features), ``off``, ``tune`` or
-            a fixed width.
+        pca: ``auto`` (tuned widths for boosted heads on wide features; under ``timeout``
+            from 256 columns, with the shrunk LDA projection on 3+ classes), ``off``, ``tune``,
+            ``lda`` or a fixed width.
         study: study name (default: derived from head, store, dataset, metric and space).
         store: the store's name when several stores of the model exist.
         max_rounds: cap on boosting rounds (default 1000, with early stopping).
@@ -219,7 +220,9 @@ def _space(cfg: FitConfig, prob: Problem, hd: Head, max_rounds: int) -> Space:
     if windows:  # windows hold the extracted poolings, not the clip-level max over windows
         pools = [p for p in pools if not any(is_window_pool(q) for q in p.split("+"))]
     first = prob.reader.matrix(FeatureChoice(layers[0], pools[0].split("+")[0]))
-    return Space(layers, pools, pca_choices(cfg.pca, hd, first.shape[1]), windows, max_rounds)
+    classes = prob.enc.n_classes if prob.enc.task != "multilabel" else 0
+    pcas = pca_choices(cfg.pca, hd, first.shape[1], cfg.timeout, classes)
+    return Space(layers, pools, pcas, windows, max_rounds)
 
 
 @dataclass

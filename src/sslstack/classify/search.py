@@ -23,6 +23,7 @@ from .cv import CVOptions, CVOutcome
 from .features import FeatureChoice, default_choice
 from .heads import Head
 from .metrics import Metric
+from .preprocess import LDA
 from .probing import probe_record
 from .problem import Problem
 from .trials import TrialLoop
@@ -34,6 +35,17 @@ if TYPE_CHECKING:
 
 PCA_WIDTHS = (32, 64, 128, 256)
 PCA_AUTO_ABOVE = 2048  # `--pca auto` offers PCA widths to boosted heads above this width
+# ... and under --timeout above this one: on 60 classes x 1024-d (FSDD digit x speaker, BirdNET)
+# a round at full width costs ~16x one on 64 components, and a 150 s budget bought XGBoost 1-7
+# rounds a fold (0.674) at full width against 40-284 on PCA 64 (0.910; docs/benchmarks.md)
+PCA_BUDGET_ABOVE = 256
+PCA_BUDGET_WIDTHS = (32, 64, 128)
+PCA_BUDGET_START = 64  # the first trial's width under --timeout on features that wide ...
+# ... or, on three classes or more (single-label), the shrunk LDA projection: 60 classes, BirdNET,
+# one fold, XGBoost at 100 rounds scored 0.963 on it against 0.898 on PCA 64 (docs/benchmarks.md)
+# under --timeout a boosted (or MLP) study prunes by successive halving over folds: its few
+# trials all fall in a median pruner's start-up (docs/benchmarks.md measures both)
+BUDGET_PRUNER = "sha"
 ES_ROUNDS_ATTR = "es_rounds"  # trial attribute: per fold, the rounds early stopping chose
 CUT_ATTR = "budget_cut"  # trial attribute: folds whose boosting the budget ended, not early stop
 
@@ -75,8 +87,12 @@ class Found:
     notes: list[str] = field(default_factory=list)
 
 
-def pca_choices(pca: str | int, head: Head, dim: int) -> list[int]:
-    """The PCA widths ``--pca`` offers ``head`` on ``dim``-wide features (0: none).
+def pca_choices(
+    pca: str | int, head: Head, dim: int, budget_s: float | None = None, classes: int = 0
+) -> list[int]:
+    """The PCA widths ``--pca`` offers ``head`` on ``dim``-wide features (0: none; ``LDA``: the
+    shrunk discriminant projection, for ``classes`` >= 3 of a single-label task, else 0);
+    ``budget_s``: the ``--timeout``, under which ``auto`` offers trees these sooner.
 
     Raises:
         ConfigError: an unknown ``--pca`` value.
@@ -86,16 +102,23 @@ def pca_choices(pca: str | int, head: Head, dim: int) -> list[int]:
         return [width if width < dim else 0]
     if pca == "off":
         return [0]
+    if pca == "lda":
+        if classes < 3:
+            raise ConfigError("--pca lda: needs a single-label task of three classes or more")
+        return [LDA]
     if pca == "auto":
         # PCA mixes the columns trees split on: on 768-wide wav2vec2 features, PCA trials
         # scored 0.24-0.28 against 0.32-0.35 at full width (docs/benchmarks.md), so only very
         # wide inputs (concatenated layers or poolings) get the narrow widths as options
+        if head.trees and budget_s and dim > PCA_BUDGET_ABOVE:
+            lda = [LDA] if classes >= 3 else []
+            return [0, *lda] + [w for w in PCA_BUDGET_WIDTHS if w < dim]
         if not head.trees or dim <= PCA_AUTO_ABOVE:
             return [0]
         return [0] + list(PCA_WIDTHS)
     if pca == "tune":
         return [0] + [w for w in PCA_WIDTHS if w < dim]
-    raise ConfigError(f"--pca {pca!r}: use auto, off, tune or a width such as 64")
+    raise ConfigError(f"--pca {pca!r}: use auto, off, tune, lda or a width such as 64")
 
 
 def search(
@@ -119,8 +142,9 @@ def search(
         return Found({**hd.defaults(), "layer": choice.layer, "pool": choice.pool,
                       "pca": space.pcas[0]})  # fmt: skip
     name = cfg.study or _study_name(prob, hd, met, space)
+    pruner = BUDGET_PRUNER if cfg.timeout and hd.needs_es else "median"
     st = open_study(prob.ws, name, met.direction, storage=cfg.storage, seed=cfg.seed,
-                    n_startup=min(5, max(2, cfg.trials // 5)))  # fmt: skip
+                    n_startup=min(5, max(2, cfg.trials // 5)), pruner=pruner)  # fmt: skip
     # a study whose trials all failed (stopped by a budget, killed) still starts warm
     if all(t.state == TrialState.FAIL for t in st.trials) and hd.warm_start():
         warm, source = _warm_features(prob, met, space)
@@ -254,7 +278,9 @@ def _warm_params(
     if len(space.pools) > 1:
         start["pool"] = warm.pool
     if len(space.pcas) > 1:
-        start["pca"] = 0
+        # under a budget, wide features start narrow: full-width rounds would not converge
+        narrow = [w for w in (LDA, PCA_BUDGET_START) if w in space.pcas] if budget_s else []
+        start["pca"] = narrow[0] if narrow else 0
     return start
 
 

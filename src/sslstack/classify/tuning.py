@@ -32,7 +32,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from ..errors import RunError
+from ..errors import ConfigError, RunError
 from ..workspace import Workspace, pid_alive
 from .journal import (
     FINISHED,
@@ -89,19 +89,18 @@ def open_study(
     storage: str | None = None,
     seed: int = 0,
     n_startup: int = 5,
+    pruner: str = "median",
 ) -> optuna.Study:
-    """Create or load a study, with a seeded TPE sampler and a median pruner over folds."""
+    """Create or load a study, with a seeded TPE sampler and a pruner over folds
+    (:func:`make_pruner`)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     store = open_storage(ws, study_name, storage)
-    # one fold's score is noisy (with grouped folds it may be one speaker): decide from the
-    # running mean of two folds or more
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=n_startup, n_warmup_steps=1)
     try:
         study = optuna.create_study(
             study_name=study_name,
             storage=store,
             direction=direction,  # type: ignore[arg-type]
-            pruner=pruner,
+            pruner=make_pruner(pruner, n_startup),
             load_if_exists=True,
         )
     except (KeyError, TypeError, IndexError, AttributeError, ValueError) as e:  # not replayable
@@ -121,6 +120,33 @@ def open_study(
         seed=seed, n_startup_trials=min(10, max(n_startup, 3)), multivariate=True
     )
     return study
+
+
+PRUNERS = ("median", "sha")
+
+
+def make_pruner(name: str, n_startup: int = 5) -> optuna.pruners.BasePruner:
+    """The pruner fed with the running mean of the fold scores after each fold.
+
+    ``median``: a trial below the median of the earlier trials at the same fold, after
+    ``n_startup`` trials. ``sha``: successive halving over folds (rungs after 2 and 4 folds, a
+    third promoted), which prunes from the second trial on: while fewer than three trials have
+    reached a rung, only one at least as good as the best there goes on. Under ``--timeout`` a
+    boosted head gets a handful of trials, all of them within a median pruner's start-up.
+    Both decide from the running mean of two folds or more: one fold's score is noisy (with
+    grouped folds it may be one speaker).
+
+    Raises:
+        ConfigError: an unknown name.
+    """
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=n_startup, n_warmup_steps=1)
+    if name == "sha":
+        # step k is fold k (0-based): rung 0 at step 1, rung 1 at step 3
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=1, reduction_factor=3, min_early_stopping_rate=0
+        )
+    raise ConfigError(f"pruner {name!r}: use {' or '.join(PRUNERS)}")
 
 
 class ResumableTPESampler(optuna.samplers.TPESampler):

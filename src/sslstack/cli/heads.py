@@ -124,7 +124,7 @@ def progress_line(ev: Any) -> str:
             f"({best}); {clock}"
         )
     what = {"complete": _fmt(ev.score), "stopped": "stopped at the budget (not counted)"}.get(
-        ev.state, f"{ev.state} (running mean {_fmt(ev.score)} below the median at that fold)"
+        ev.state, f"{ev.state} (running mean {_fmt(ev.score)} below earlier trials at that fold)"
     )
     return f"trial {ev.trial}: {what} ({best}); {clock}"
 
