@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -70,6 +69,8 @@ class RayOptions:
             ``--batch-seconds`` as the local executor does).
         decode_cpus: CPUs reserved per decoding task.
         num_cpus: logical CPUs of a local cluster started for this run (None: the machine's).
+        decode_in_actor: the encoder actors read their items themselves, in threads, as the
+            local executor does (no decoding tasks); None: when they have no GPU.
     """
 
     address: str | None = None
@@ -79,6 +80,7 @@ class RayOptions:
     items_per_call: int = 32
     decode_cpus: float = 0.5
     num_cpus: float | None = None
+    decode_in_actor: bool | None = None
 
     def __post_init__(self) -> None:
         checks = (
@@ -226,58 +228,9 @@ def _probe_folder(folder: str, token: str) -> tuple[str, str]:
     return host, ""
 
 
-class _Progress:
-    """What the write tasks have written (an actor the driver polls)."""
-
-    def __init__(self) -> None:
-        self.counts = (0, 0, 0.0)  # items computed, items failed, extent
-
-    def add(self, computed: int, failed: int, extent: float) -> None:
-        c, f, e = self.counts
-        self.counts = (c + computed, f + failed, e + extent)
-
-    def get(self) -> tuple[int, int, float]:
-        return self.counts
-
-
-class _Poller:
-    """A thread that adds the progress actor's counts to the report and calls ``on_batch``
-    (which moves the progress bar) with what is new."""
-
-    def __init__(self, progress: Any, report: ShardReport, on_batch: OnBatch | None) -> None:
-        self.progress, self.report, self.on_batch = progress, report, on_batch
-        self.computed, self.failed, self.extent = 0, 0, 0.0
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, name="sslstack-ray-progress", daemon=True)
-        self.thread.start()
-
-    def _loop(self) -> None:
-        while not self.stop.wait(0.5):
-            self._poll(timeout=30)  # the actor's first answer waits for its process to start
-
-    def _poll(self, timeout: float) -> None:
-        try:
-            computed, failed, extent = ray.get(self.progress.get.remote(), timeout=timeout)
-        except Exception:  # slow to start, or the cluster is going away
-            return
-        if computed + failed <= self.computed + self.failed:
-            return
-        new, extent_new = computed + failed - self.computed - self.failed, extent - self.extent
-        self.report.computed += computed - self.computed
-        self.report.extent += extent_new
-        self.computed, self.failed, self.extent = computed, failed, extent
-        if self.on_batch is not None:
-            self.on_batch(new, extent_new)
-
-    def close(self) -> None:
-        """Stop polling, after one last look (the bar ends where the run ended)."""
-        self.stop.set()
-        self.thread.join()
-        self._poll(timeout=5)
-
-
-def _resources(opts: RayOptions, device: str) -> tuple[int, float, float]:
-    """(actors, GPUs per actor, CPUs per actor) from the options and the cluster.
+def _resources(opts: RayOptions, device: str) -> tuple[int, float, float, bool]:
+    """(actors, GPUs per actor, CPUs per actor, whether the actors decode) from the options and
+    the cluster.
 
     Raises:
         RayExecutorError: the cluster cannot hold the actors asked for (they would wait for
@@ -286,18 +239,19 @@ def _resources(opts: RayOptions, device: str) -> tuple[int, float, float]:
     gpus = opts.gpus_per_worker
     if gpus is None:
         gpus = 1.0 if device.startswith("cuda") else 0.0
+    fused = not gpus if opts.decode_in_actor is None else opts.decode_in_actor
     have = ray.cluster_resources()
     workers = opts.workers
     if workers is None:
         workers = max(1, int(float(have.get("GPU", 0)) // gpus)) if gpus else 1
-    cpus = opts.cpus_per_worker
+    cpus, decode = opts.cpus_per_worker, 0.0 if fused else opts.decode_cpus
     needs = (  # the CPUs of one decoding task too: actors holding every CPU starve decoding
         ("GPU", workers * gpus, f"--ray-workers {workers} x --gpus-per-worker {gpus:g}"),
         (
             "CPU",
-            workers * cpus + opts.decode_cpus,
-            f"--ray-workers {workers} x --cpus-per-worker "
-            f"{cpus:g} (+ {opts.decode_cpus:g} to decode)",
+            workers * cpus + decode,
+            f"--ray-workers {workers} x --cpus-per-worker {cpus:g}"
+            + (f" (+ {decode:g} to decode)" if decode else ""),
         ),
     )
     for name, need, what in needs:
@@ -307,7 +261,7 @@ def _resources(opts: RayOptions, device: str) -> tuple[int, float, float]:
                 f"{what} needs {need:g} {name}(s); the Ray cluster has {total:g}: ask for fewer "
                 "or smaller workers" + (", or use --device cpu" if name == "GPU" else "")
             )
-    return workers, float(gpus), float(opts.cpus_per_worker)
+    return workers, float(gpus), float(cpus), fused
 
 
 class RayExecutor(Executor):
@@ -388,42 +342,16 @@ def _pipeline(
     report: ShardReport,
     on_batch: OnBatch | None,
 ) -> None:
-    from ray.data import ActorPoolStrategy, DataContext
+    from .ray_progress import Poller, Progress
+    from .ray_stages import PartSink
 
-    from .ray_stages import EncoderActor, PartSink, RayJob, decode_batch
-
-    ctx = DataContext.get_current()
-    ctx.enable_progress_bars = False
-    ctx.print_on_execution_start = False
-    logging.getLogger("ray.data").setLevel(logging.ERROR)
-    workers, gpus, cpus = _resources(opts, job.device)
-    cfg = job.cfg
-    longest = cfg.window if cfg.window is not None else max(x["extent"] for x in items)
-    rjob = RayJob(job, spec.sample_rate, float(longest or 1.0), max(1, int(cpus)))
-    per_call = max(1, opts.items_per_call)
-    progress = ray.remote(num_cpus=0)(_Progress).remote()
-    ds: Any = ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // per_call)))
-    ds = ds.map_batches(
-        decode_batch,
-        fn_kwargs={"rjob": rjob},
-        batch_size=per_call,
-        batch_format="numpy",
-        num_cpus=opts.decode_cpus,
-        # the memory a decoded batch holds; as the encoders reserve none, the two stages are
-        # never fused: decoding runs in its own tasks, beside the forwards, on any node's CPUs
-        memory=_decoded_bytes(rjob, per_call),
-    )
-    ds = ds.map_batches(
-        type("EncoderActor", (EncoderActor,), {"rjob": rjob}),
-        batch_size=per_call,
-        compute=ActorPoolStrategy(size=workers),
-        num_gpus=gpus,
-        num_cpus=cpus,
-        batch_format="numpy",
-    )
-    sink = PartSink(job.store_path, f"{job.command} --executor ray", cfg.on_error, progress)
+    _quiet_data()
+    workers, gpus, cpus, fused = _resources(opts, job.device)
+    progress = ray.remote(num_cpus=0)(Progress).remote()
+    ds = _encoded(job, spec, items, opts, (workers, gpus, cpus, fused))
+    sink = PartSink(job.store_path, f"{job.command} --executor ray", job.cfg.on_error, progress)
     report.model_loaded = True
-    poller = _Poller(progress, report, on_batch)
+    poller = Poller(progress, report, on_batch)
     try:
         ds.write_datasink(sink, ray_remote_args={"num_cpus": 0.25})
     except Exception as e:
@@ -437,6 +365,59 @@ def _pipeline(
     report.computed += sink.summary["computed"] - poller.computed
     report.extent += sink.summary["extent"] - poller.extent
     report.failed += [{"id": i, "error": e} for i, e in sink.summary["failed"]]
+
+
+def _quiet_data() -> None:
+    """No progress bars or plans of Ray Data's own: sslstack shows its progress."""
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+
+
+def _encoded(
+    job: Job,
+    spec: EncoderSpec,
+    items: list[dict[str, Any]],
+    opts: RayOptions,
+    shape: tuple[int, float, float, bool],
+) -> Any:
+    """The dataset of encoded items: the item list -> (decoding tasks) -> encoder actors.
+
+    With GPUs, decoding runs in CPU tasks on any node, so the actor's process only feeds its
+    GPU; without, the actors read their items in threads, as the local executor does.
+    """
+    from ray.data import ActorPoolStrategy
+
+    from .ray_stages import EncoderActor, RayJob, decode_batch
+
+    workers, gpus, cpus, fused = shape
+    cfg = job.cfg
+    longest = cfg.window if cfg.window is not None else max(x["extent"] for x in items)
+    rjob = RayJob(job, spec.sample_rate, float(longest or 1.0), max(1, int(cpus)), fused)
+    per_call = max(1, opts.items_per_call)
+    ds: Any = ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // per_call)))
+    if not fused:
+        ds = ds.map_batches(
+            decode_batch,
+            fn_kwargs={"rjob": rjob},
+            batch_size=per_call,
+            batch_format="numpy",
+            num_cpus=opts.decode_cpus,
+            # the memory a decoded batch holds; as the encoders reserve none, the two stages are
+            # never fused: decoding runs in its own tasks, beside the forwards, on any node
+            memory=_decoded_bytes(rjob, per_call),
+        )
+    return ds.map_batches(
+        type("EncoderActor", (EncoderActor,), {"rjob": rjob}),
+        batch_size=per_call,
+        compute=ActorPoolStrategy(size=workers),
+        num_gpus=gpus,
+        num_cpus=cpus,
+        batch_format="numpy",
+    )
 
 
 def _user_error(e: BaseException) -> BaseException | None:
