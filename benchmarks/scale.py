@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import sys
@@ -80,7 +81,24 @@ class _CpuMeter:
                 self.seen[p] = stats[p][1]
 
 
+class _Phases(logging.Handler):
+    """The Ray executor's phases (seconds since its start: cluster up, workspace probed, first
+    part written, pipeline done, cluster stopped), from its debug log."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.phases: dict[str, float] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg == "ray phases %s":
+            self.phases = dict(record.args[0])  # type: ignore[index]
+
+
 def _run(man: Path, model: Path, ws: Path, args: argparse.Namespace, **kw: Any) -> dict[str, Any]:
+    phases = _Phases()
+    logger = logging.getLogger("sslstack.extract.executors.ray")
+    logger.addHandler(phases)
+    logger.setLevel(logging.DEBUG)
     t0 = time.perf_counter()
     with _CpuMeter() as cpu:
         res = extract(
@@ -94,13 +112,11 @@ def _run(man: Path, model: Path, ws: Path, args: argparse.Namespace, **kw: Any) 
             **kw,
         )
     wall = time.perf_counter() - t0
+    logger.removeHandler(phases)
     assert res.computed == res.items and not res.failed, res
-    return {
-        "wall_s": round(wall, 2),
-        "cpu_s": round(cpu.seconds, 2),
-        "items": res.computed,
-        "audio_s": round(res.audio_seconds, 1),
-    }
+    out = {"wall_s": round(wall, 2), "cpu_s": round(cpu.seconds, 2), "items": res.computed}
+    out["audio_s"] = round(res.audio_seconds, 1)
+    return {**out, "phases_s": phases.phases} if phases.phases else out
 
 
 def _max_diff(a: Path, b: Path, model: Path) -> float:

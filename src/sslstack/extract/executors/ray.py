@@ -3,7 +3,8 @@
 A Ray Data pipeline (stages in :mod:`.ray_stages`) with the same results as ``local``::
 
     item list (only what the store lacks: ids, paths, content hashes, extents)
-      -> decode_batch   CPU tasks: items -> arrays through their source (windows, crops)
+      -> decode_batch   CPU tasks: items -> arrays through their source (windows, crops);
+                        only for GPU actors: an actor without a GPU reads its items itself
       -> EncoderActor   ActorPoolStrategy: one model per actor (one GPU, or some CPUs)
       -> PartSink       a Datasink: write() runs in the workers and writes store parts with
                         the part writer; the driver commits the store once at the end
@@ -26,6 +27,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -44,9 +46,9 @@ except ImportError:  # the extra is not installed: connect() says how to install
 if TYPE_CHECKING:
     from ..base import EncoderSpec
     from ..worker import Job, OnBatch, Shard, ShardReport
-    from .ray_stages import RayJob
 
 INSTALL_HINT = "the Ray executor needs Ray: pip install 'sslstack[ray]'"
+log = logging.getLogger(__name__)
 
 
 class RayExecutorError(SslstackError):
@@ -295,43 +297,35 @@ class RayExecutor(Executor):
             KeyboardInterrupt: the cluster's work for this run is stopped; parts are kept.
         """
         from ..worker import measure_extents
+        from .ray_stages import item_rows
 
         items = []
         for shard in shards:
             extents = shard.extents or measure_extents(spec, job, shard)
-            items += _item_rows(shard, extents)
+            items += item_rows(shard, extents)
         if not items:
             return report
         items.sort(key=lambda x: (x["extent"], x["id"]))  # similar lengths share a batch
-        opts = self.options
+        opts, t0 = self.options, time.perf_counter()
         started = connect(opts, need_cpus=(opts.workers or 1) * opts.cpus_per_worker + 1)
+        phases = {"connect": time.perf_counter() - t0}
         try:
             check_shared_workspace(Path(job.store_path) / "parts")
-            _pipeline(job, spec, items, opts, report, on_batch)
+            phases["probe"] = time.perf_counter() - t0
+            phases["first_part"] = _pipeline(job, spec, items, opts, report, on_batch) - t0
+            phases["pipeline"] = time.perf_counter() - t0
         finally:
             if started:
                 ray.shutdown()
+            phases["shutdown"] = time.perf_counter() - t0
+            # where a run's time went (seconds since the start; benchmarks/scale.py shows them)
+            log.debug("ray phases %s", {k: round(v, 2) for k, v in phases.items()})
         if job.cfg.on_error == "stop" and report.failed:
             raise AudioError(
                 f"{report.failed[0]['error']}; {report.computed} item(s) extracted are kept; "
                 "fix or remove the file, or rerun with --on-error skip"
             )
         return report
-
-
-def _item_rows(shard: Shard, extents: Sequence[float]) -> list[dict[str, Any]]:
-    """The item list: one small record per item (what travels to the decoding tasks)."""
-    lines = shard.lines or (None,) * len(shard)
-    return [
-        {
-            "id": i,
-            "path": str(p),
-            "hash": h,
-            "extent": float(e),
-            "line": -1 if ln is None else int(ln),
-        }
-        for i, p, h, e, ln in zip(shard.ids, shard.paths, shard.hashes, extents, lines, strict=True)
-    ]
 
 
 def _pipeline(
@@ -341,11 +335,12 @@ def _pipeline(
     opts: RayOptions,
     report: ShardReport,
     on_batch: OnBatch | None,
-) -> None:
+) -> float:
+    """Run the pipeline; returns when (``time.perf_counter()``) the first part was written."""
     from .ray_progress import Poller, Progress
     from .ray_stages import PartSink
 
-    _quiet_data()
+    _data_context()
     workers, gpus, cpus, fused = _resources(opts, job.device)
     progress = ray.remote(num_cpus=0)(Progress).remote()
     ds = _encoded(job, spec, items, opts, (workers, gpus, cpus, fused))
@@ -365,15 +360,19 @@ def _pipeline(
     report.computed += sink.summary["computed"] - poller.computed
     report.extent += sink.summary["extent"] - poller.extent
     report.failed += [{"id": i, "error": e} for i, e in sink.summary["failed"]]
+    return poller.first_at or time.perf_counter()
 
 
-def _quiet_data() -> None:
-    """No progress bars or plans of Ray Data's own: sslstack shows its progress."""
+def _data_context() -> None:
+    """No progress bars or plans of Ray Data's own (sslstack shows its progress), and no memory
+    polling in the workers (a thread reading the process's smaps every second: about 1 % of a
+    core in an actor holding torch, for statistics nobody reads)."""
     from ray.data import DataContext
 
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
+    ctx.memory_usage_poll_interval_s = None
     logging.getLogger("ray.data").setLevel(logging.ERROR)
 
 
@@ -391,7 +390,7 @@ def _encoded(
     """
     from ray.data import ActorPoolStrategy
 
-    from .ray_stages import EncoderActor, RayJob, decode_batch
+    from .ray_stages import EncoderActor, RayJob, decode_batch, decoded_bytes
 
     workers, gpus, cpus, fused = shape
     cfg = job.cfg
@@ -408,7 +407,7 @@ def _encoded(
             num_cpus=opts.decode_cpus,
             # the memory a decoded batch holds; as the encoders reserve none, the two stages are
             # never fused: decoding runs in its own tasks, beside the forwards, on any node
-            memory=_decoded_bytes(rjob, per_call),
+            memory=decoded_bytes(rjob, per_call),
         )
     return ds.map_batches(
         type("EncoderActor", (EncoderActor,), {"rjob": rjob}),
@@ -436,10 +435,3 @@ def _first_line(e: BaseException) -> str:
     cause = getattr(e, "cause", None) or e
     text = str(cause).strip().splitlines()
     return f"{type(cause).__name__}: {text[-1] if text else ''}"
-
-
-def _decoded_bytes(rjob: RayJob, items: int) -> int:
-    """Bytes of one decoded batch (float32 at the encoder's rate), between 16 MiB and 1 GiB."""
-    longest = rjob.job.cfg.max_seconds or rjob.longest
-    need = int(items * longest * rjob.rate * 4)
-    return min(max(need, 16 << 20), 1 << 30)

@@ -4,6 +4,7 @@ thread of the driver polls it and moves the progress bar (items, rate and ETA)."
 from __future__ import annotations
 
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 import ray
@@ -33,6 +34,7 @@ class Poller:
     def __init__(self, progress: Any, report: ShardReport, on_batch: OnBatch | None) -> None:
         self.progress, self.report, self.on_batch = progress, report, on_batch
         self.computed, self.failed, self.extent = 0, 0, 0.0
+        self.first_at: float | None = None  # time.perf_counter() of the first progress seen
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="sslstack-ray-progress", daemon=True)
         self.thread.start()
@@ -48,6 +50,7 @@ class Poller:
             return
         if computed + failed <= self.computed + self.failed:
             return
+        self.first_at = self.first_at or time.perf_counter()
         new, extent_new = computed + failed - self.computed - self.failed, extent - self.extent
         self.report.computed += computed - self.computed
         self.report.extent += extent_new

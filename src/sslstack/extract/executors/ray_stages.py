@@ -21,7 +21,7 @@ Everything here travels as plain data (:class:`RayJob`); Ray is imported by the 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from ray.data import Datasink
 
-from ..worker import Job, settings_of
+from ..worker import Job, Shard, settings_of
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,21 @@ class RayJob:
     longest: float  # extent of the longest item (or the window): sizes `--batch-seconds auto`
     torch_threads: int = 1
     decode_here: bool = False  # the actor reads its items (rows of paths), no decoding tasks
+
+
+def item_rows(shard: Shard, extents: Sequence[float]) -> list[dict[str, Any]]:
+    """The item list: one small record per item (what travels to the first stage)."""
+    lines = shard.lines or (None,) * len(shard)
+    return [
+        {
+            "id": i,
+            "path": str(p),
+            "hash": h,
+            "extent": float(e),
+            "line": -1 if ln is None else int(ln),
+        }
+        for i, p, h, e, ln in zip(shard.ids, shard.paths, shard.hashes, extents, lines, strict=True)
+    ]
 
 
 # ------------------------------------------------------------------ stage 1: decode (CPU tasks)
@@ -77,6 +92,13 @@ def decode_batch(batch: dict[str, np.ndarray], rjob: RayJob) -> dict[str, Any]:
         "starts": ragged(starts),
         "error": np.array(errors, dtype=object),
     }
+
+
+def decoded_bytes(rjob: RayJob, items: int) -> int:
+    """Bytes of one decoded batch (float32 at the encoder's rate), between 16 MiB and 1 GiB."""
+    longest = rjob.job.cfg.max_seconds or rjob.longest
+    need = int(items * longest * rjob.rate * 4)
+    return min(max(need, 16 << 20), 1 << 30)
 
 
 def ragged(arrays: list[np.ndarray]) -> np.ndarray:
