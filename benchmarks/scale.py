@@ -90,8 +90,8 @@ class _Phases(logging.Handler):
         self.phases: dict[str, float] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.msg == "ray phases %s":
-            self.phases = dict(record.args[0])  # type: ignore[index]
+        if record.msg == "ray phases %s" and isinstance(record.args, dict):
+            self.phases = dict(record.args)  # logging keeps a lone dict argument as the args
 
 
 def _run(man: Path, model: Path, ws: Path, args: argparse.Namespace, **kw: Any) -> dict[str, Any]:
