@@ -67,10 +67,10 @@ def decode_batch(batch: dict[str, np.ndarray], rjob: RayJob) -> dict[str, Any]:
     ``wave`` with their ``lengths`` and ``starts`` (NaN: not windowed); an item that cannot be
     decoded has no units and its one-line ``error``.
     """
-    from ...sources import get_source
+    from ...sources import SOURCES
     from ..decode import _decode_error
 
-    source, settings = get_source(rjob.job.kind), settings_of(rjob.job.cfg)
+    source, settings = SOURCES[rjob.job.kind], settings_of(rjob.job.cfg)
     waves, lengths, starts, errors = [], [], [], []
     for path in batch["path"]:
         try:
@@ -177,12 +177,12 @@ class EncoderActor:
 
     def _read(self, batch: dict[str, np.ndarray]) -> Iterator[tuple[str, int, Any]]:
         """The local executor's decode events for rows of paths (decoding threads here)."""
-        from ...sources import get_source
+        from ...sources import SOURCES
         from ..decode import Reading, decode_events
 
         job, rate = self.rjob.job, self.rjob.rate
         reading = Reading(
-            get_source(job.kind), rate, settings_of(job.cfg), self.stream, job.cfg.workers
+            SOURCES[job.kind], rate, settings_of(job.cfg), self.stream, job.cfg.workers
         )
         paths = [str(p) for p in batch["path"]]
         extents = {k: float(x) for k, x in enumerate(batch["extent"])}
