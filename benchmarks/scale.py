@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -37,21 +39,84 @@ from sslstack import extract  # noqa: E402
 from sslstack.embeddings import find_store  # noqa: E402
 
 
+class _CpuMeter:
+    """CPU seconds (user + system) of this process and of every process started under it (Ray's
+    cluster, workers and actors), read from /proc every 0.2 s while a run lasts.
+
+    On a shared machine the wall times of two runs are skewed by how the kernel shares the cores
+    among everyone's threads; the CPU seconds a run needs are not, and on idle cores that both
+    runs keep busy the wall-time ratio follows them."""
+
+    def __init__(self) -> None:
+        self.seen: dict[int, float] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> _CpuMeter:
+        self.t0 = sum(os.times()[:2])
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.seconds = sum(os.times()[:2]) - self.t0 + sum(self.seen.values())
+
+    def _loop(self) -> None:
+        tick = os.sysconf("SC_CLK_TCK")
+        while not self.stop.wait(0.2):
+            stats = {}
+            for d in Path("/proc").iterdir():
+                try:  # (pid, ppid, utime + stime) of every process; a process may just have ended
+                    f = (d / "stat").read_text().rpartition(")")[2].split()
+                    stats[int(d.name)] = (int(f[1]), (int(f[11]) + int(f[12])) / tick)
+                except (OSError, ValueError, IndexError):
+                    continue
+            mine, grew = {os.getpid()}, True
+            while grew:  # the descendants of this process
+                new = {p for p, (pp, _) in stats.items() if pp in mine and p not in mine}
+                mine |= new
+                grew = bool(new)
+            for p in mine - {os.getpid()}:
+                self.seen[p] = stats[p][1]
+
+
+class _Phases(logging.Handler):
+    """The Ray executor's phases (seconds since its start: cluster up, workspace probed, first
+    part written, pipeline done, cluster stopped), from its debug log."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.phases: dict[str, float] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg == "ray phases %s" and isinstance(record.args, dict):
+            self.phases = dict(record.args)  # logging keeps a lone dict argument as the args
+
+
 def _run(man: Path, model: Path, ws: Path, args: argparse.Namespace, **kw: Any) -> dict[str, Any]:
+    phases = _Phases()
+    logger = logging.getLogger("sslstack.extract.executors.ray")
+    logger.addHandler(phases)
+    logger.setLevel(logging.DEBUG)
     t0 = time.perf_counter()
-    res = extract(
-        man,
-        str(model),
-        workspace=ws,
-        device=args.device,
-        dtype=args.dtype,
-        storage="float32",
-        batch_seconds=args.batch_seconds,
-        **kw,
-    )
+    with _CpuMeter() as cpu:
+        res = extract(
+            man,
+            str(model),
+            workspace=ws,
+            device=args.device,
+            dtype=args.dtype,
+            storage="float32",
+            batch_seconds=args.batch_seconds,
+            **kw,
+        )
     wall = time.perf_counter() - t0
+    logger.removeHandler(phases)
     assert res.computed == res.items and not res.failed, res
-    return {"wall_s": round(wall, 2), "items": res.computed, "audio_s": round(res.audio_seconds, 1)}
+    out = {"wall_s": round(wall, 2), "cpu_s": round(cpu.seconds, 2), "items": res.computed}
+    out["audio_s"] = round(res.audio_seconds, 1)
+    return {**out, "phases_s": phases.phases} if phases.phases else out
 
 
 def _max_diff(a: Path, b: Path, model: Path) -> float:
@@ -85,12 +150,21 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="auto", help="auto: fp32 on CPU, bf16 on CUDA")
     ap.add_argument("--batch-seconds", default="auto")
+    ap.add_argument(
+        "--ray-decode",
+        choices=("auto", "actor", "tasks"),
+        default="auto",
+        help="where Ray decodes: in the encoder actor, in decoding tasks (auto: actor on CPU)",
+    )
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = ap.parse_args()
     cores = os.cpu_count() or 1
     cuda = args.device.startswith("cuda")
     # one actor with every core (CPU) or the GPU: the same device work as the local executor
-    opts = {"workers": 1, "cpus_per_worker": 1.0 if cuda else float(cores)}
+    opts: dict[str, Any] = {"workers": 1, "cpus_per_worker": 1.0 if cuda else float(cores)}
+    if args.ray_decode != "auto":
+        opts["decode_in_actor"] = args.ray_decode == "actor"
+    load_start = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="sslstack-scale-") as tmp:
         root = Path(tmp)
         model = build_model(args.arch, root / "models")
@@ -106,6 +180,7 @@ def main() -> None:
         diff = _max_diff(root / "l1", root / "r", model)
         start = _ray_start_seconds(opts["cpus_per_worker"] + 1)
     local = (runs["local_1"]["wall_s"] + runs["local_2"]["wall_s"]) / 2
+    local_cpu = (runs["local_1"]["cpu_s"] + runs["local_2"]["cpu_s"]) / 2
     out = {
         "arch": args.arch,
         "device": torch.cuda.get_device_name(0) if cuda else platform.processor() or "cpu",
@@ -115,11 +190,19 @@ def main() -> None:
         "ray_overhead": round(runs["ray"]["wall_s"] / local - 1, 4),
         "ray_cluster_start_s": round(start, 2),
         "ray_overhead_after_start": round((runs["ray"]["wall_s"] - start) / local - 1, 4),
+        "ray_cpu_overhead": round(runs["ray"]["cpu_s"] / local_cpu - 1, 4),
+        "ray_decode": args.ray_decode,
         "max_abs_diff_vs_local": diff,
-        "load_average": os.getloadavg(),
+        "load_average": {"start": load_start, "end": os.getloadavg()},
     }
     line = json.dumps(out)
     print(line)
+    print(
+        f"ray overhead: {out['ray_overhead']:+.1%} of local's wall time "
+        f"({out['ray_overhead_after_start']:+.1%} after its {start:.1f} s cluster start; "
+        f"CPU seconds {out['ray_cpu_overhead']:+.1%}); load average "
+        + " -> ".join(f"{x[0]:.1f}" for x in out["load_average"].values())
+    )
     if args.out:
         args.out.write_text(line + "\n")
 

@@ -26,9 +26,14 @@ REPO = Path(__file__).resolve().parents[2]
 POOLS = ("mean", "std", "max")
 # half a CPU per actor (see conftest); small calls so a run has many parts to interrupt
 OPTS = {"workers": 1, "cpus_per_worker": 0.5, "items_per_call": 3}
+# where items are decoded: in the encoder actor (the default without a GPU), or in decoding
+# tasks that ship the arrays to it (the default with GPUs)
+DECODE = pytest.mark.parametrize("in_actor", [True, False], ids=["actor-decodes", "decode-tasks"])
 
 
-def _both(man: Path, model: str, tmp: Path, atol: float = 1e-6, **kw: object) -> None:
+def _both(
+    man: Path, model: str, tmp: Path, in_actor: bool, atol: float = 1e-6, **kw: object
+) -> None:
     """Extract with the local executor and with Ray; the stores must be equal."""
     local = extract(man, model, workspace=tmp / "local", storage="float32", dtype="fp32", **kw)
     on_ray = extract(
@@ -38,7 +43,7 @@ def _both(man: Path, model: str, tmp: Path, atol: float = 1e-6, **kw: object) ->
         storage="float32",
         dtype="fp32",
         executor="ray",
-        executor_options=OPTS,
+        executor_options={**OPTS, "decode_in_actor": in_actor},
         **kw,
     )
     assert on_ray.computed == local.computed == local.items and not on_ray.failed
@@ -48,24 +53,27 @@ def _both(man: Path, model: str, tmp: Path, atol: float = 1e-6, **kw: object) ->
     assert set(stored_copies(tmp / "ray", model).values()) == {1}
 
 
-def test_ray_equals_local_logmel_clips_and_windows(tmp_path: Path) -> None:
-    """Clips, a 70 s recording (longer than log-mel's 60 s chunk: decoded whole in the task,
-    cut into chunks by the actor, against the local stream), and windows."""
+@DECODE
+def test_ray_equals_local_logmel_clips_and_windows(tmp_path: Path, in_actor: bool) -> None:
+    """Clips, a 70 s recording (longer than log-mel's 60 s chunk: streamed in chunks by an actor
+    that decodes, as locally; decoded whole in a decoding task and cut into chunks by the
+    actor), and windows."""
     man = write_dataset(tmp_path / "d", 14, sr=8000)
     sf.write(tmp_path / "d" / "wav" / "long.wav", tone(70.0, 8000, seed=99), 8000)
     with man.open("a") as fh:
         fh.write("wav/long.wav,a\n")
-    _both(man, "logmel", tmp_path / "clips", pools=POOLS)
-    _both(man, "logmel", tmp_path / "windows", pools=POOLS, window=0.4, hop=0.25)
+    _both(man, "logmel", tmp_path / "clips", in_actor, pools=POOLS)
+    _both(man, "logmel", tmp_path / "windows", in_actor, pools=POOLS, window=0.4, hop=0.25)
 
 
-def test_ray_equals_local_tiny_transformers(tmp_path: Path, tiny_model) -> None:
+@DECODE
+def test_ray_equals_local_tiny_transformers(tmp_path: Path, tiny_model, in_actor: bool) -> None:
     """Batched alike (one clip per forward) the executors agree to 1e-6. (Batched as each
     likes, they differ by the encoder's own padding noise, about 1e-6 relative here: see
     tests/extract/test_exact_batch.py.)"""
     man = write_dataset(tmp_path / "d", 10, min_s=0.4, max_s=1.6)
     model = str(tiny_model("wav2vec2-layer"))
-    _both(man, model, tmp_path / "alike", pools=("mean", "max"), batch_seconds=0.01)
+    _both(man, model, tmp_path / "alike", in_actor, pools=("mean", "max"), batch_seconds=0.01)
 
 
 def _parts(ws: Path) -> int:

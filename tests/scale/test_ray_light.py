@@ -115,3 +115,25 @@ def test_without_ray_installed_the_ray_executor_is_one_line(tmp_path: Path) -> N
         err[-1] == "error: --executor ray: the Ray executor needs Ray: pip install 'sslstack[ray]'"
     )
     assert "Traceback" not in out.stderr
+
+
+def test_actors_decode_on_cpus_and_decoding_tasks_feed_gpus(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without a GPU the encoder actor reads its items (decoding tasks would only compete with it
+    for the same cores); with one, decoding stays in CPU tasks; the option overrides both."""
+    pytest.importorskip("ray")
+    from sslstack.extract.executors import ray as ray_executor
+    from sslstack.extract.executors.ray import RayOptions, _resources
+
+    have = {"CPU": 16.0, "GPU": 2.0}
+    monkeypatch.setattr(ray_executor.ray, "cluster_resources", lambda: have)
+    assert _resources(RayOptions(), "cpu") == (1, 0.0, 1.0, True)
+    assert _resources(RayOptions(), "cuda") == (2, 1.0, 1.0, False)
+    assert _resources(RayOptions(decode_in_actor=True), "cuda")[3] is True
+    assert _resources(RayOptions(decode_in_actor=False), "cpu")[3] is False
+    # an actor that decodes needs no CPU beside its own; decoding tasks need theirs
+    have = {"CPU": 2.0}
+    assert _resources(RayOptions(cpus_per_worker=2.0), "cpu")[3] is True
+    with pytest.raises(SslstackError, match=r"needs 2.5 CPU\(s\); the Ray cluster has 2: "):
+        _resources(RayOptions(cpus_per_worker=2.0, decode_in_actor=False), "cpu")

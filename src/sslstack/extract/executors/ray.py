@@ -3,7 +3,8 @@
 A Ray Data pipeline (stages in :mod:`.ray_stages`) with the same results as ``local``::
 
     item list (only what the store lacks: ids, paths, content hashes, extents)
-      -> decode_batch   CPU tasks: items -> arrays through their source (windows, crops)
+      -> decode_batch   CPU tasks: items -> arrays through their source (windows, crops);
+                        only for GPU actors: an actor without a GPU reads its items itself
       -> EncoderActor   ActorPoolStrategy: one model per actor (one GPU, or some CPUs)
       -> PartSink       a Datasink: write() runs in the workers and writes store parts with
                         the part writer; the driver commits the store once at the end
@@ -26,7 +27,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-import threading
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -45,9 +46,9 @@ except ImportError:  # the extra is not installed: connect() says how to install
 if TYPE_CHECKING:
     from ..base import EncoderSpec
     from ..worker import Job, OnBatch, Shard, ShardReport
-    from .ray_stages import RayJob
 
 INSTALL_HINT = "the Ray executor needs Ray: pip install 'sslstack[ray]'"
+log = logging.getLogger(__name__)
 
 
 class RayExecutorError(SslstackError):
@@ -70,6 +71,8 @@ class RayOptions:
             ``--batch-seconds`` as the local executor does).
         decode_cpus: CPUs reserved per decoding task.
         num_cpus: logical CPUs of a local cluster started for this run (None: the machine's).
+        decode_in_actor: the encoder actors read their items themselves, in threads, as the
+            local executor does (no decoding tasks); None: when they have no GPU.
     """
 
     address: str | None = None
@@ -79,6 +82,7 @@ class RayOptions:
     items_per_call: int = 32
     decode_cpus: float = 0.5
     num_cpus: float | None = None
+    decode_in_actor: bool | None = None
 
     def __post_init__(self) -> None:
         checks = (
@@ -226,58 +230,9 @@ def _probe_folder(folder: str, token: str) -> tuple[str, str]:
     return host, ""
 
 
-class _Progress:
-    """What the write tasks have written (an actor the driver polls)."""
-
-    def __init__(self) -> None:
-        self.counts = (0, 0, 0.0)  # items computed, items failed, extent
-
-    def add(self, computed: int, failed: int, extent: float) -> None:
-        c, f, e = self.counts
-        self.counts = (c + computed, f + failed, e + extent)
-
-    def get(self) -> tuple[int, int, float]:
-        return self.counts
-
-
-class _Poller:
-    """A thread that adds the progress actor's counts to the report and calls ``on_batch``
-    (which moves the progress bar) with what is new."""
-
-    def __init__(self, progress: Any, report: ShardReport, on_batch: OnBatch | None) -> None:
-        self.progress, self.report, self.on_batch = progress, report, on_batch
-        self.computed, self.failed, self.extent = 0, 0, 0.0
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, name="sslstack-ray-progress", daemon=True)
-        self.thread.start()
-
-    def _loop(self) -> None:
-        while not self.stop.wait(0.5):
-            self._poll(timeout=30)  # the actor's first answer waits for its process to start
-
-    def _poll(self, timeout: float) -> None:
-        try:
-            computed, failed, extent = ray.get(self.progress.get.remote(), timeout=timeout)
-        except Exception:  # slow to start, or the cluster is going away
-            return
-        if computed + failed <= self.computed + self.failed:
-            return
-        new, extent_new = computed + failed - self.computed - self.failed, extent - self.extent
-        self.report.computed += computed - self.computed
-        self.report.extent += extent_new
-        self.computed, self.failed, self.extent = computed, failed, extent
-        if self.on_batch is not None:
-            self.on_batch(new, extent_new)
-
-    def close(self) -> None:
-        """Stop polling, after one last look (the bar ends where the run ended)."""
-        self.stop.set()
-        self.thread.join()
-        self._poll(timeout=5)
-
-
-def _resources(opts: RayOptions, device: str) -> tuple[int, float, float]:
-    """(actors, GPUs per actor, CPUs per actor) from the options and the cluster.
+def _resources(opts: RayOptions, device: str) -> tuple[int, float, float, bool]:
+    """(actors, GPUs per actor, CPUs per actor, whether the actors decode) from the options and
+    the cluster.
 
     Raises:
         RayExecutorError: the cluster cannot hold the actors asked for (they would wait for
@@ -286,18 +241,19 @@ def _resources(opts: RayOptions, device: str) -> tuple[int, float, float]:
     gpus = opts.gpus_per_worker
     if gpus is None:
         gpus = 1.0 if device.startswith("cuda") else 0.0
+    fused = not gpus if opts.decode_in_actor is None else opts.decode_in_actor
     have = ray.cluster_resources()
     workers = opts.workers
     if workers is None:
         workers = max(1, int(float(have.get("GPU", 0)) // gpus)) if gpus else 1
-    cpus = opts.cpus_per_worker
+    cpus, decode = opts.cpus_per_worker, 0.0 if fused else opts.decode_cpus
     needs = (  # the CPUs of one decoding task too: actors holding every CPU starve decoding
         ("GPU", workers * gpus, f"--ray-workers {workers} x --gpus-per-worker {gpus:g}"),
         (
             "CPU",
-            workers * cpus + opts.decode_cpus,
-            f"--ray-workers {workers} x --cpus-per-worker "
-            f"{cpus:g} (+ {opts.decode_cpus:g} to decode)",
+            workers * cpus + decode,
+            f"--ray-workers {workers} x --cpus-per-worker {cpus:g}"
+            + (f" (+ {decode:g} to decode)" if decode else ""),
         ),
     )
     for name, need, what in needs:
@@ -307,7 +263,7 @@ def _resources(opts: RayOptions, device: str) -> tuple[int, float, float]:
                 f"{what} needs {need:g} {name}(s); the Ray cluster has {total:g}: ask for fewer "
                 "or smaller workers" + (", or use --device cpu" if name == "GPU" else "")
             )
-    return workers, float(gpus), float(opts.cpus_per_worker)
+    return workers, float(gpus), float(cpus), fused
 
 
 class RayExecutor(Executor):
@@ -341,43 +297,35 @@ class RayExecutor(Executor):
             KeyboardInterrupt: the cluster's work for this run is stopped; parts are kept.
         """
         from ..worker import measure_extents
+        from .ray_stages import item_rows
 
         items = []
         for shard in shards:
             extents = shard.extents or measure_extents(spec, job, shard)
-            items += _item_rows(shard, extents)
+            items += item_rows(shard, extents)
         if not items:
             return report
         items.sort(key=lambda x: (x["extent"], x["id"]))  # similar lengths share a batch
-        opts = self.options
+        opts, t0 = self.options, time.perf_counter()
         started = connect(opts, need_cpus=(opts.workers or 1) * opts.cpus_per_worker + 1)
+        phases = {"connect": time.perf_counter() - t0}
         try:
             check_shared_workspace(Path(job.store_path) / "parts")
-            _pipeline(job, spec, items, opts, report, on_batch)
+            phases["probe"] = time.perf_counter() - t0
+            phases["first_part"] = _pipeline(job, spec, items, opts, report, on_batch) - t0
+            phases["pipeline"] = time.perf_counter() - t0
         finally:
             if started:
                 ray.shutdown()
+            phases["shutdown"] = time.perf_counter() - t0
+            # where a run's time went (seconds since the start; benchmarks/scale.py shows them)
+            log.debug("ray phases %s", {k: round(v, 2) for k, v in phases.items()})
         if job.cfg.on_error == "stop" and report.failed:
             raise AudioError(
                 f"{report.failed[0]['error']}; {report.computed} item(s) extracted are kept; "
                 "fix or remove the file, or rerun with --on-error skip"
             )
         return report
-
-
-def _item_rows(shard: Shard, extents: Sequence[float]) -> list[dict[str, Any]]:
-    """The item list: one small record per item (what travels to the decoding tasks)."""
-    lines = shard.lines or (None,) * len(shard)
-    return [
-        {
-            "id": i,
-            "path": str(p),
-            "hash": h,
-            "extent": float(e),
-            "line": -1 if ln is None else int(ln),
-        }
-        for i, p, h, e, ln in zip(shard.ids, shard.paths, shard.hashes, extents, lines, strict=True)
-    ]
 
 
 def _pipeline(
@@ -387,43 +335,18 @@ def _pipeline(
     opts: RayOptions,
     report: ShardReport,
     on_batch: OnBatch | None,
-) -> None:
-    from ray.data import ActorPoolStrategy, DataContext
+) -> float:
+    """Run the pipeline; returns when (``time.perf_counter()``) the first part was written."""
+    from .ray_progress import Poller, Progress
+    from .ray_stages import PartSink
 
-    from .ray_stages import EncoderActor, PartSink, RayJob, decode_batch
-
-    ctx = DataContext.get_current()
-    ctx.enable_progress_bars = False
-    ctx.print_on_execution_start = False
-    logging.getLogger("ray.data").setLevel(logging.ERROR)
-    workers, gpus, cpus = _resources(opts, job.device)
-    cfg = job.cfg
-    longest = cfg.window if cfg.window is not None else max(x["extent"] for x in items)
-    rjob = RayJob(job, spec.sample_rate, float(longest or 1.0), max(1, int(cpus)))
-    per_call = max(1, opts.items_per_call)
-    progress = ray.remote(num_cpus=0)(_Progress).remote()
-    ds: Any = ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // per_call)))
-    ds = ds.map_batches(
-        decode_batch,
-        fn_kwargs={"rjob": rjob},
-        batch_size=per_call,
-        batch_format="numpy",
-        num_cpus=opts.decode_cpus,
-        # the memory a decoded batch holds; as the encoders reserve none, the two stages are
-        # never fused: decoding runs in its own tasks, beside the forwards, on any node's CPUs
-        memory=_decoded_bytes(rjob, per_call),
-    )
-    ds = ds.map_batches(
-        type("EncoderActor", (EncoderActor,), {"rjob": rjob}),
-        batch_size=per_call,
-        compute=ActorPoolStrategy(size=workers),
-        num_gpus=gpus,
-        num_cpus=cpus,
-        batch_format="numpy",
-    )
-    sink = PartSink(job.store_path, f"{job.command} --executor ray", cfg.on_error, progress)
+    _data_context()
+    workers, gpus, cpus, fused = _resources(opts, job.device)
+    progress = ray.remote(num_cpus=0)(Progress).remote()
+    ds = _encoded(job, spec, items, opts, (workers, gpus, cpus, fused))
+    sink = PartSink(job.store_path, f"{job.command} --executor ray", job.cfg.on_error, progress)
     report.model_loaded = True
-    poller = _Poller(progress, report, on_batch)
+    poller = Poller(progress, report, on_batch)
     try:
         ds.write_datasink(sink, ray_remote_args={"num_cpus": 0.25})
     except Exception as e:
@@ -437,6 +360,63 @@ def _pipeline(
     report.computed += sink.summary["computed"] - poller.computed
     report.extent += sink.summary["extent"] - poller.extent
     report.failed += [{"id": i, "error": e} for i, e in sink.summary["failed"]]
+    return poller.first_at or time.perf_counter()
+
+
+def _data_context() -> None:
+    """No progress bars or plans of Ray Data's own (sslstack shows its progress), and no memory
+    polling in the workers (a thread reading the process's smaps every second: about 1 % of a
+    core in an actor holding torch, for statistics nobody reads)."""
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    ctx.memory_usage_poll_interval_s = None
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+
+
+def _encoded(
+    job: Job,
+    spec: EncoderSpec,
+    items: list[dict[str, Any]],
+    opts: RayOptions,
+    shape: tuple[int, float, float, bool],
+) -> Any:
+    """The dataset of encoded items: the item list -> (decoding tasks) -> encoder actors.
+
+    With GPUs, decoding runs in CPU tasks on any node, so the actor's process only feeds its
+    GPU; without, the actors read their items in threads, as the local executor does.
+    """
+    from ray.data import ActorPoolStrategy
+
+    from .ray_stages import EncoderActor, RayJob, decode_batch, decoded_bytes
+
+    workers, gpus, cpus, fused = shape
+    cfg = job.cfg
+    longest = cfg.window if cfg.window is not None else max(x["extent"] for x in items)
+    rjob = RayJob(job, spec.sample_rate, float(longest or 1.0), max(1, int(cpus)), fused)
+    per_call = max(1, opts.items_per_call)
+    ds: Any = ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // per_call)))
+    if not fused:
+        ds = ds.map_batches(
+            decode_batch,
+            fn_kwargs={"rjob": rjob},
+            batch_size=per_call,
+            batch_format="numpy",
+            num_cpus=opts.decode_cpus,
+            # the memory a decoded batch holds; as the encoders reserve none, the two stages are
+            # never fused: decoding runs in its own tasks, beside the forwards, on any node
+            memory=decoded_bytes(rjob, per_call),
+        )
+    return ds.map_batches(
+        type("EncoderActor", (EncoderActor,), {"rjob": rjob}),
+        batch_size=per_call,
+        compute=ActorPoolStrategy(size=workers),
+        num_gpus=gpus,
+        num_cpus=cpus,
+        batch_format="numpy",
+    )
 
 
 def _user_error(e: BaseException) -> BaseException | None:
@@ -455,10 +435,3 @@ def _first_line(e: BaseException) -> str:
     cause = getattr(e, "cause", None) or e
     text = str(cause).strip().splitlines()
     return f"{type(cause).__name__}: {text[-1] if text else ''}"
-
-
-def _decoded_bytes(rjob: RayJob, items: int) -> int:
-    """Bytes of one decoded batch (float32 at the encoder's rate), between 16 MiB and 1 GiB."""
-    longest = rjob.job.cfg.max_seconds or rjob.longest
-    need = int(items * longest * rjob.rate * 4)
-    return min(max(need, 16 << 20), 1 << 30)

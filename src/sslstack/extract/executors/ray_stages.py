@@ -1,11 +1,15 @@
 """The three stages of the Ray executor's pipeline, as they run in the cluster's workers.
 
 * :func:`decode_batch` — a CPU task: a batch of items, read through their source, becomes one
-  row per item holding its units (the whole item, or its windows) back to back.
+  row per item holding its units (the whole item, or its windows) back to back. Used when the
+  encoder actors have GPUs, so decoding stays out of the process that feeds the GPU.
 * :class:`EncoderActor` — one loaded encoder per actor: the units of a call go through the
   local executor's steps (chunks of long units, batches by padded extent, ``prepare`` then
   ``forward``, statistics merged and pooled by the :class:`~sslstack.extract.assemble.Assembler`)
-  so an item's vectors are the local executor's.
+  so an item's vectors are the local executor's. An actor without a GPU reads its items itself,
+  as the local executor does (``decode_events``: decoding threads beside the forwards, long
+  items streamed in chunks): on CPUs a decoding task would only compete with the encoder for
+  the same cores and ship every decoded array through the object store.
 * :class:`PartSink` — a Ray Data ``Datasink``: ``write()`` runs in the workers and writes each
   block of encoded items as one store part with the part writer (no lock, a name unique across
   hosts and processes); ``on_write_complete`` sums the runs' reports on the driver, which then
@@ -17,7 +21,7 @@ Everything here travels as plain data (:class:`RayJob`); Ray is imported by the 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +29,7 @@ from typing import Any
 import numpy as np
 from ray.data import Datasink
 
-from ..worker import Job, settings_of
+from ..worker import Job, Shard, settings_of
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,22 @@ class RayJob:
     rate: int  # the encoder's sample rate (the source's unit per second)
     longest: float  # extent of the longest item (or the window): sizes `--batch-seconds auto`
     torch_threads: int = 1
+    decode_here: bool = False  # the actor reads its items (rows of paths), no decoding tasks
+
+
+def item_rows(shard: Shard, extents: Sequence[float]) -> list[dict[str, Any]]:
+    """The item list: one small record per item (what travels to the first stage)."""
+    lines = shard.lines or (None,) * len(shard)
+    return [
+        {
+            "id": i,
+            "path": str(p),
+            "hash": h,
+            "extent": float(e),
+            "line": -1 if ln is None else int(ln),
+        }
+        for i, p, h, e, ln in zip(shard.ids, shard.paths, shard.hashes, extents, lines, strict=True)
+    ]
 
 
 # ------------------------------------------------------------------ stage 1: decode (CPU tasks)
@@ -72,6 +92,13 @@ def decode_batch(batch: dict[str, np.ndarray], rjob: RayJob) -> dict[str, Any]:
         "starts": ragged(starts),
         "error": np.array(errors, dtype=object),
     }
+
+
+def decoded_bytes(rjob: RayJob, items: int) -> int:
+    """Bytes of one decoded batch (float32 at the encoder's rate), between 16 MiB and 1 GiB."""
+    longest = rjob.job.cfg.max_seconds or rjob.longest
+    need = int(items * longest * rjob.rate * 4)
+    return min(max(need, 16 << 20), 1 << 30)
 
 
 def ragged(arrays: list[np.ndarray]) -> np.ndarray:
@@ -117,6 +144,7 @@ class EncoderActor:
         )
         self.budget = BatchBudget(seconds)
         self.layers_json = json.dumps(list(self.encoder.layer_names))
+        self.ramp = 3  # small first batches on the first call only (later ones find work queued)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         from ..assemble import Assembler
@@ -130,18 +158,35 @@ class EncoderActor:
         extents = [float(x) for x in batch["extent"]]
         asm = Assembler(cfg.pools, cfg.window is not None)
         done: list[Any] = []
+        fails: list[tuple[int, str]] = []
 
         def sink(b: Any, outs: list[dict[str, np.ndarray]]) -> None:
             for u, out in zip(b.units, outs, strict=True):
                 asm.add(u.row, u.start, out)
-            for r, _ in b.fails:
+            for r, err in b.fails:
                 asm.drop(r)
+                fails.append((r, str(err)))
             done.extend(asm.finish([r for r in b.done if r in asm.open], ids, hashes, extents))
 
-        stream = batches(self._events(batch), self.budget, self.rjob.rate)
+        events = self._read(batch) if self.rjob.decode_here else self._events(batch)
+        stream = batches(events, self.budget, self.rjob.rate, ramp=self.ramp)
+        self.ramp = 0
         threaded = cfg.workers > 0
         run_pipeline(self.encoder, stream, STAT_POOLS, sink, self.budget, threaded=threaded)
-        return encoded_columns(done, batch, cfg.pools, self.layers_json)
+        return encoded_columns(done, fails, batch, cfg.pools, self.layers_json)
+
+    def _read(self, batch: dict[str, np.ndarray]) -> Iterator[tuple[str, int, Any]]:
+        """The local executor's decode events for rows of paths (decoding threads here)."""
+        from ...sources import SOURCES
+        from ..decode import Reading, decode_events
+
+        job, rate = self.rjob.job, self.rjob.rate
+        reading = Reading(
+            SOURCES[job.kind], rate, settings_of(job.cfg), self.stream, job.cfg.workers
+        )
+        paths = [str(p) for p in batch["path"]]
+        extents = {k: float(x) for k, x in enumerate(batch["extent"])}
+        return decode_events(reading, paths, range(len(paths)), extents)
 
     def _events(self, batch: dict[str, np.ndarray]) -> Iterator[tuple[str, int, Any]]:
         """The decode events of the local executor, units longer than a chunk in chunks."""
@@ -165,10 +210,14 @@ class EncoderActor:
 
 
 def encoded_columns(
-    items: list[Any], batch: dict[str, np.ndarray], pools: tuple[str, ...], layers_json: str
+    items: list[Any],
+    fails: list[tuple[int, str]],
+    batch: dict[str, np.ndarray],
+    pools: tuple[str, ...],
+    layers_json: str,
 ) -> dict[str, Any]:
-    """Items (and the batch's failures) as columns: ``clip`` (P, L, D) and ``windows``
-    (P, w, L, D) per item, empty for a failure."""
+    """Items and the rows of ``batch`` that failed as columns: ``clip`` (P, L, D) and
+    ``windows`` (P, w, L, D) per item, empty for a failure."""
     keys = list(items[0].clip) if items else list(pools)
     none3, none4 = np.zeros((0, 0, 0), np.float32), np.zeros((0, 0, 0, 0), np.float32)
     rows = []
@@ -177,12 +226,11 @@ def encoded_columns(
         win = np.stack([it.windows[p] for p in pools]).astype(np.float32) if it.windows else none4
         starts = np.asarray(it.window_starts, np.float64)
         rows.append((it.id, it.hash, it.extent, clip, starts, win, ""))
-    for k, err in enumerate(batch["error"]):
-        if err:
-            line = int(batch["line"][k])
-            where = f" (line {line} of the manifest)" if line >= 0 else ""
-            item = (str(batch["id"][k]), str(batch["hash"][k]), float(batch["extent"][k]))
-            rows.append((*item, none3, np.zeros(0), none4, f"{err}{where}"))
+    for k, err in fails:
+        line = int(batch["line"][k])
+        where = f" (line {line} of the manifest)" if line >= 0 else ""
+        item = (str(batch["id"][k]), str(batch["hash"][k]), float(batch["extent"][k]))
+        rows.append((*item, none3, np.zeros(0), none4, f"{err}{where}"))
     cols = list(zip(*rows, strict=True)) if rows else [()] * 7
     n = len(rows)
     return {
