@@ -31,7 +31,7 @@ from .tuning import finished_trials, open_study, optimize, report_fold, storage_
 from .warm import probe_choice, screen_features
 
 if TYPE_CHECKING:
-    from .fit import FitConfig
+    from .fitconfig import FitConfig
 
 PCA_WIDTHS = (32, 64, 128, 256)
 PCA_AUTO_ABOVE = 2048  # `--pca auto` offers PCA widths to boosted heads above this width
