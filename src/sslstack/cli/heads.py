@@ -75,7 +75,9 @@ DeviceOpt = Annotated[
 StorageOpt = Annotated[
     str | None, typer.Option(help="Optuna storage URL, e.g. postgresql://user@host/db.")
 ]
-PcaOpt = Annotated[str, typer.Option(help="auto, off, tune, or a fixed width like 64.")]
+PcaOpt = Annotated[
+    str, typer.Option(help="auto, off, tune, lda (a shrunk LDA projection), or a width like 64.")
+]
 StudyOpt = Annotated[
     str | None, typer.Option(help="Study name \\[default: derived from the setup].")
 ]
