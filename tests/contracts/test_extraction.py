@@ -119,20 +119,18 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
     yield man, load_embeddings("logmel", 0, "mean", workspace=root / "ref")[1]
 
 
-def _available(name: str) -> None:
-    if name == "ray":  # optional (pip install 'sslstack[ray]'); starting a cluster costs ~15 s
-        ray = pytest.importorskip("ray")
-        if not ray.is_initialized():
-            pytest.skip("ray: run in a session that holds a Ray cluster (tests/scale/test_ray.py "
-                        "checks the Ray executor against the local one)")  # fmt: skip
+def _available(name: str, request: pytest.FixtureRequest) -> None:
+    if name == "ray":  # optional (pip install 'sslstack[ray]'): the session's shared cluster
+        pytest.importorskip("ray")
+        request.getfixturevalue("ray_cluster")
 
 
 @pytest.mark.parametrize("name", list(EXECUTORS))
 def test_every_executor_gives_the_in_process_store(
-    name: str, reference: tuple[Path, np.ndarray], tmp_path: Path
+    name: str, reference: tuple[Path, np.ndarray], tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     man, want = reference
-    _available(name)
+    _available(name, request)
     res = extract(man, "logmel", workspace=tmp_path, storage="float32", executor=name)
     assert res.computed == 3 and not res.failed
     np.testing.assert_allclose(load_embeddings("logmel", 0, "mean", workspace=tmp_path)[1], want,
