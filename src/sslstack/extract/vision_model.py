@@ -64,6 +64,21 @@ class ViewEncoder(Encoder):
     has_cls: bool = False
     model_name: str = "?"
 
+    def _set_up(
+        self, spec: EncoderSpec, device: str, dtype: str, layers: Sequence[int] | None
+    ) -> None:
+        """What every view encoder reads from its spec: device, geometry, normalization and
+        the kept layers (``--layers``) with their names and widths."""
+        info = spec.info
+        self.device, self.dtype, self.model_name = device, dtype, spec.model
+        self.image_size = int(info["image_size"])
+        self.pixel_mean = tuple(info["pixel_mean"])  # type: ignore[assignment]
+        self.pixel_std = tuple(info["pixel_std"])  # type: ignore[assignment]
+        names, dims = list(info["layers"]), list(info["layer_dims"])
+        self.keep = select_layers(len(names), layers)
+        self.layer_names = [str(names[i]) for i in self.keep]
+        self.layer_dims = [int(dims[i]) for i in self.keep]
+
     @abstractmethod
     def layers(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Every kept layer of a normalized ``(B, 3, S, S)`` batch, as tokens ``(B, T, D)``."""
@@ -126,17 +141,10 @@ class HFVisionEncoder(ViewEncoder):
     ) -> None:
         info = spec.info
         self.model = model.to(device).eval()
-        self.family, self.device, self.dtype = family, device, dtype
-        self.model_name = spec.model
-        self.image_size = int(info["image_size"])
-        self.pixel_mean = tuple(info["pixel_mean"])  # type: ignore[assignment]
-        self.pixel_std = tuple(info["pixel_std"])  # type: ignore[assignment]
+        self.family = family
+        self._set_up(spec, device, dtype, layers)
         self.prefix, self.final = int(info["prefix"]), bool(info["final"])
         self.has_cls = bool(info["has_cls"])
-        names, dims = list(info["layers"]), list(info["layer_dims"])
-        self.keep = select_layers(len(names), layers)
-        self.layer_names = [names[i] for i in self.keep]
-        self.layer_dims = [dims[i] for i in self.keep]
 
     def layers(self, x: torch.Tensor) -> list[torch.Tensor]:
         out = self.model(pixel_values=x, output_hidden_states=True)

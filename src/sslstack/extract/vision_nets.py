@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import EncoderError
-from .base import EncoderSpec, select_layers
+from .base import EncoderSpec
 from .vision_model import ViewEncoder, tokens_of
 
 
@@ -46,14 +46,7 @@ class _CNNEncoder(ViewEncoder):
         dtype: str = "fp32",
         layers: Sequence[int] | None = None,
     ) -> None:
-        info = spec.info
-        self.device, self.dtype, self.model_name = device, dtype, spec.model
-        self.image_size = int(info["image_size"])
-        self.pixel_mean = tuple(info["pixel_mean"])  # type: ignore[assignment]
-        self.pixel_std = tuple(info["pixel_std"])  # type: ignore[assignment]
-        self.keep = select_layers(int(info["n_hidden"]), layers)
-        self.layer_names = [info["layers"][i] for i in self.keep]
-        self.layer_dims = [int(info["layer_dims"][i]) for i in self.keep]
+        self._set_up(spec, device, dtype, layers)
 
     def _pick(self, maps: list[torch.Tensor]) -> list[torch.Tensor]:
         return [tokens_of(maps[i], "maps", 0) for i in self.keep]
