@@ -23,12 +23,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from benchmarks.synth_store import synth_store
 from sslstack import extract
-from sslstack.cache import ItemResult, Store, StoreKey
 from sslstack.classify import fit_head
 from sslstack.classify.features import FeatureChoice, FeatureReader
 from sslstack.classify.folds import load_folds
-from sslstack.content import file_sha1
 from sslstack.datasets import resolve_dataset
 from sslstack.errors import RunError
 from sslstack.workspace import Workspace
@@ -54,26 +53,7 @@ def _synth(ws: Workspace, seed: int) -> tuple[Path, str | None]:
         n_samples=2000, n_features=192, n_informative=48, n_redundant=48, n_classes=50,
         n_clusters_per_class=2, class_sep=2.8, random_state=seed,
     )  # fmt: skip
-    audio = ws.root / "audio"
-    audio.mkdir(parents=True, exist_ok=True)
-    ids = [f"s{i:04d}.wav" for i in range(len(y))]
-    for i in ids:
-        (audio / i).write_text(i)  # distinct content: stores are keyed by content hash
-    csv = audio / "synth50.csv"
-    pd.DataFrame({"path": ids, "label": [f"c{v:02d}" for v in y]}).to_csv(csv, index=False)
-    key = StoreKey(model="synth50", revision="x", sample_rate=16000, pools=("mean", "std", "max"))
-    store = Store.open_or_create(ws.stores, key)
-    if len(Store(store.path).index) < len(ids):
-        xs = x.astype(np.float32)
-        items = [
-            ItemResult(i, file_sha1(audio / i), 1.0,
-                       {p: xs[r, 64 * j : 64 * (j + 1)][None] for j, p in
-                        enumerate(("mean", "std", "max"))})
-            for r, i in enumerate(ids)
-        ]  # fmt: skip
-        with store.writer() as w:
-            w.write(items, layer_names=["0"])
-    return csv, None
+    return synth_store(ws, "synth50", x, y, ("mean", "std", "max")), None
 
 
 def _fsdd(ws: Workspace, digit_speaker: bool) -> tuple[Path, str | None]:

@@ -21,12 +21,8 @@ import argparse
 import json
 import time
 
-import numpy as np
-import pandas as pd
-
-from sslstack.cache import ItemResult, Store, StoreKey
+from benchmarks.synth_store import synth_store
 from sslstack.classify import fit_head
-from sslstack.content import file_sha1
 from sslstack.workspace import Workspace
 
 
@@ -38,27 +34,7 @@ def build(ws: Workspace, seed: int = 0) -> Path:
         n_samples=2000, n_features=1024, n_informative=64, n_redundant=64, n_classes=50,
         n_clusters_per_class=2, class_sep=2.5, random_state=seed,
     )  # fmt: skip
-    audio = ws.root / "audio"
-    audio.mkdir(parents=True, exist_ok=True)
-    ids = [f"s{i:04d}.wav" for i in range(len(y))]
-    for i in ids:  # distinct content: datasets and stores key items by its hash
-        if not (audio / i).exists():
-            (audio / i).write_text(i)
-    csv = audio / "synth1024.csv"
-    pd.DataFrame({"path": ids, "label": [f"c{v:02d}" for v in y]}).to_csv(csv, index=False)
-    key = StoreKey(model="synth1024", revision="x", sample_rate=16000, pools=("mean", "std"))
-    store = Store.open_or_create(ws.stores, key)
-    if len(Store(store.path).index) < len(ids):
-        xs = x.astype(np.float32)
-        items = [
-            ItemResult(
-                i, file_sha1(audio / i), 1.0, {"mean": xs[r, :512][None], "std": xs[r, 512:][None]}
-            )
-            for r, i in enumerate(ids)
-        ]
-        with store.writer() as w:
-            w.write(items, layer_names=["0"])
-    return csv
+    return synth_store(ws, "synth1024", x, y, ("mean", "std"))
 
 
 def main() -> None:
