@@ -12,7 +12,7 @@ import pytest
 from sslstack import extract, load_embeddings
 from sslstack.errors import ConfigError
 from sslstack.extract import worker
-from sslstack.extract.executors import EXECUTORS, Executor, get_executor
+from sslstack.extract.executors import EXECUTORS, Executor
 from sslstack.extract.executors.local import LocalExecutor
 from tests.audio_fixtures import write_dataset
 
@@ -41,7 +41,7 @@ def two_workers():
 
 
 def test_local_is_the_default_and_an_unknown_executor_is_one_line(tmp_path):
-    assert isinstance(get_executor("local"), LocalExecutor)
+    assert isinstance(EXECUTORS["local"](), LocalExecutor)
     man = write_dataset(tmp_path / "d", 2)
     with pytest.raises(ConfigError, match=r"^--executor dask: unknown executor; choose from "):
         extract(man, "logmel", workspace=tmp_path / "ws", executor="dask")

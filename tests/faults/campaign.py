@@ -702,14 +702,14 @@ def model_disk(root: Path) -> dict[str, Any]:
     """Each head fitted on a small tmpfs that fills up (leaving a few KiB) just as the run's
     models are written: one error line naming the path, no half-written run, no trial left
     RUNNING; then, with the space back, the same command saves the run."""
-    from sslstack.classify.heads import names as head_names
+    from sslstack.classify.heads import HEADS
     from tests.classify_synth import make_synth
 
     fig: dict[str, Any] = {}
     with _tmpfs("32m") as mnt:
         if mnt is None:
             return {"skipped": "needs root and tmpfs"}
-        for head in head_names():
+        for head in HEADS.names():
             for leave in (0, 4_000):
                 src = make_synth(root / f"{head}-{leave}", n=60, layers=2)
                 ws = mnt / head

@@ -24,7 +24,7 @@ def test_local_extract_and_cli_never_import_ray(tmp_path: Path) -> None:
     code = (
         "import sys, sslstack.cli\n"
         "from sslstack import extract\n"
-        "from sslstack.extract.executors import EXECUTORS, get_executor\n"
+        "from sslstack.extract.executors import EXECUTORS\n"
         f"extract({str(man)!r}, 'logmel', workspace={str(tmp_path / 'ws')!r})\n"
         "assert 'ray' in EXECUTORS.names()\n"
         "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))\n"

@@ -18,7 +18,6 @@ from .base import (
     balanced_weights,
     class_weights,
     get_head,
-    names,
     raise_if_expired,
 )
 
@@ -45,6 +44,5 @@ __all__ = [
     "balanced_weights",
     "class_weights",
     "get_head",
-    "names",
     "raise_if_expired",
 ]

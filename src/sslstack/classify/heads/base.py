@@ -140,10 +140,6 @@ def class_weights(y: np.ndarray, params: dict[str, Any], ctx: FitContext) -> np.
 HEADS: Registry[Head] = Registry("head", flag="HEAD")
 
 
-def names() -> list[str]:
-    return HEADS.names()
-
-
 def get_head(name: str) -> Head:
     """The head called ``name`` (the registry's lookup, with its one unknown-name message).
 

@@ -58,9 +58,4 @@ EXECUTORS.register("local", _local)
 EXECUTORS.register("ray", _ray)
 
 
-def get_executor(name: str, options: dict[str, Any] | None = None) -> Executor:
-    """``EXECUTORS[name](**options)`` (kept for callers of the old name)."""
-    return EXECUTORS[name](**(options or {}))
-
-
-__all__ = ["EXECUTORS", "Executor", "get_executor"]
+__all__ = ["EXECUTORS", "Executor"]
