@@ -340,7 +340,9 @@ def test_a_round_deadline_passed_before_the_first_round_keeps_one(head: str, wit
     es = (x[400:500], y[400:500]) if with_es else None
     model = hd.fit(x[:400], y[:400], hd.warm_start(), ctx, es=es)
     rounds = hd.rounds_used(model)
-    assert rounds is not None and 1 <= rounds <= 2
+    # an MLP that starts as a logistic regression (skip) may keep that start: 0 epochs
+    low = 0 if es is not None and hd.warm_start().get("skip") else 1
+    assert rounds is not None and low <= rounds <= 2
     p = hd.predict(model, x[500:], ctx)
     assert p.shape == (100, 3) and np.isfinite(p).all()
     np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-5)

@@ -98,9 +98,52 @@ def test_mlp_epochs_stop_early_on_the_inner_split() -> None:
     y_noisy = np.where(rng.random(len(y)) < 0.3, rng.integers(0, 4, len(y)), y)  # overfits
     hd = get_head("mlp")
     ctx = FitContext("multiclass", 4, max_rounds=200)
-    params = {**hd.defaults(), "dropout": 0.0, "lr": 1e-2, "weight_decay": 1e-6}
+    params = {**hd.defaults(), "dropout": 0.0, "lr": 1e-2, "weight_decay": 1e-6, "skip": False}
     model = hd.fit(x[:300], y_noisy[:300], params, ctx, es=(x[300:], y_noisy[300:]))
     assert 1 <= model.epochs < 100
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "multilabel"])
+def test_the_untrained_mlp_is_the_logistic_regression_at_its_c(tmp_path: Path, task: str) -> None:
+    """With ``skip``, 0 epochs is the logistic head's fit at the trial's C and class weights,
+    to float32 precision, through a save and a load (sklearn's coefficients can be
+    Fortran-ordered, which safetensors would write transposed in effect)."""
+    from sslstack.classify.heads.logreg import LogRegHead
+
+    x, y = _blobs(k=2 if task == "binary" else 4)
+    if task == "multilabel":
+        y = np.stack([y % 2, (y // 2) % 2, (y == 3)], axis=1).astype(np.int64)
+    n_out = y.shape[1] if task == "multilabel" else int(y.max()) + 1
+    ctx = FitContext(task, n_out, max_rounds=0)
+    hd = get_head("mlp")
+    params = {**hd.defaults(), "C": 0.05, "class_weight": "balanced"}
+    model = hd.fit(x, y, params, ctx)
+    assert model.epochs == 0
+    lin = LogRegHead()
+    ref = lin.predict(lin.fit(x, y, {"C": 0.05, "class_weight": "balanced"}, ctx), x, ctx)
+    np.testing.assert_allclose(hd.predict(model, x, ctx), ref, atol=2e-5)
+    back = hd.load(tmp_path, hd.save(model, tmp_path, "fold0"))
+    np.testing.assert_array_equal(hd.predict(back, x, ctx), hd.predict(model, x, ctx))
+    # another C is another start
+    other = hd.fit(x, y, {**params, "C": 5.0}, ctx)
+    assert not np.allclose(other.skip, model.skip)
+
+
+def test_early_stopping_keeps_the_logistic_start_or_what_the_hidden_layers_add() -> None:
+    """Linear classes: training only overfits the noise, and early stopping keeps few epochs.
+    Classes on an XOR of two coordinates (no linear boundary): the logistic start is at chance,
+    and the hidden layers lift it far above."""
+    rng = np.random.default_rng(1)
+    hd = get_head("mlp")
+    ctx = FitContext("multiclass", 2, max_rounds=100)
+    params = {**hd.defaults(), "lr": 1e-2}
+    x = rng.normal(size=(600, 6)).astype(np.float32)
+    y = ((x[:, 0] > 0) ^ (x[:, 1] > 0)).astype(np.int64)
+    model = hd.fit(x[:400], y[:400], params, ctx, es=(x[400:500], y[400:500]))
+    start = hd.fit(x[:400], y[:400], params, FitContext("multiclass", 2, max_rounds=0))
+    acc = (hd.predict(model, x[500:], ctx).argmax(1) == y[500:]).mean()
+    acc0 = (hd.predict(start, x[500:], ctx).argmax(1) == y[500:]).mean()
+    assert model.epochs >= 5 and acc > 0.85 and acc0 < 0.7, (model.epochs, acc, acc0)
 
 
 def test_class_weights_change_the_mlp_fit() -> None:
@@ -143,9 +186,48 @@ def test_a_deadline_passed_before_the_first_epoch_keeps_one() -> None:
     hd = get_head("mlp")
     budget = Budget(time.monotonic(), rounds_end=time.monotonic() - 1.0)
     ctx = FitContext("multiclass", 4, max_rounds=10**6, budget=budget)
-    model = hd.fit(x[:200], y[:200], hd.defaults(), ctx, es=(x[200:250], y[200:250]))
-    assert model.epochs == 1
-    assert np.isfinite(hd.predict(model, x[250:], ctx)).all()
+    es = (x[200:250], y[200:250])
+    plain = hd.fit(x[:200], y[:200], {**hd.defaults(), "skip": False}, ctx, es=es)
+    assert plain.epochs == 1
+    # from the logistic start, the one epoch run or the start itself, whichever held out better
+    model = hd.fit(x[:200], y[:200], hd.defaults(), ctx, es=es)
+    assert model.epochs in (0, 1)
+    for m in (plain, model):
+        assert np.isfinite(hd.predict(m, x[250:], ctx)).all()
+
+
+def test_the_mlp_inner_split_holds_out_whole_groups_and_boosted_heads_do_not() -> None:
+    """Under grouped folds the MLP stops on held-out groups (rows of its training speakers would
+    reward learning them); boosted heads keep the stratified split (measured better for them)."""
+    from sslstack.classify import cv
+
+    y = np.arange(200) % 4
+    groups = np.repeat(np.arange(10), 20)
+    fit_idx, es_idx = cv._es_split(y, 0, groups)
+    assert set(groups[fit_idx]).isdisjoint(groups[es_idx]) and len(es_idx)
+    fit_s, es_s = cv._es_split(y, 0)
+    assert not set(groups[fit_s]).isdisjoint(groups[es_s])
+    assert get_head("mlp").es_by_group and not get_head("xgb").es_by_group
+
+    seen = []
+    real = cv._es_split
+
+    def spy(y, seed, groups=None):
+        seen.append(groups)
+        return real(y, seed, groups)
+
+    x, yy = _blobs(n=200)
+    enc = LabelEncoding("multiclass", ("a", "b", "c", "d"))
+    g = np.arange(200) % 10
+    splits = [(np.flatnonzero(g % 2 != f), np.flatnonzero(g % 2 == f)) for f in range(2)]
+    ctx = FitContext("multiclass", 4, max_rounds=3)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cv, "_es_split", spy)
+        for name in ("mlp", "xgb"):
+            hd = get_head(name)
+            cross_validate(hd, x, Targets(yy, enc, splits, g), ACC, hd.defaults(), ctx)
+    assert all(s is not None for s in seen[:2]) and all(s is None for s in seen[2:])
+    np.testing.assert_array_equal(seen[0], g[splits[0][0]])
 
 
 def test_mlp_folds_side_by_side_equal_folds_one_by_one() -> None:

@@ -179,7 +179,7 @@ class _Evaluate:
     ) -> CVOutcome:
         prob = self.prob
         ctx = self.ctx if budget is None else replace(self.ctx, budget=budget)
-        targets = Targets(prob.y, prob.enc, prob.splits)
+        targets = Targets(prob.y, prob.enc, prob.splits, prob.groups)
         if self.windows:
             if choice not in self._windows:
                 self._windows[choice] = window_matrix(prob.store, prob.reader.keys, choice)

@@ -168,7 +168,7 @@ def _score_grid(prob: Problem, met: Metric, cfg: ProbeConfig) -> pd.DataFrame:
     head = get_head("logreg")
     ctx = FitContext(prob.enc.task, prob.enc.n_classes, cfg.seed, "cpu", cores())
     params = {"C": cfg.C, "class_weight": "none", "standardize": True}
-    targets = Targets(prob.y, prob.enc, prob.splits)
+    targets = Targets(prob.y, prob.enc, prob.splits, prob.groups)
     full = pd.DataFrame(index=pd.Index(all_layers, name="layer"), columns=all_pools, dtype=float)
     for la in all_layers:
         for po in all_pools:

@@ -140,7 +140,10 @@ def cross_validate_windows(
         (np.flatnonzero(np.isin(wd.owner, tr)), np.flatnonzero(np.isin(wd.owner, va)))
         for tr, va in targets.splits
     ]
-    out = cross_validate(head, wd.x, Targets(y[wd.owner], enc, wsplits), metric, params, ctx, opts)
+    # an inner early-stopping split that holds out groups holds out whole clips at least
+    groups = targets.groups[wd.owner] if targets.groups is not None else wd.owner
+    wtargets = Targets(y[wd.owner], enc, wsplits, groups)
+    out = cross_validate(head, wd.x, wtargets, metric, params, ctx, opts)
     oof = aggregate(out.oof, wd.owner, len(y), how, enc)
     scores = []
     for _, va in targets.splits:

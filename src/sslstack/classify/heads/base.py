@@ -75,6 +75,7 @@ class Head(ABC):
     trees = False  # splits on columns: `--pca auto` offers it PCA widths on very wide inputs
     standardizes = False  # the 'standardize' parameter belongs to the preprocessing
     scales_rounds = True  # the refit on the whole part scales the early-stopped rounds by 1/0.85
+    es_by_group = False  # under grouped folds, the early-stopping split holds out whole groups
 
     @abstractmethod
     def space(self, trial: Any) -> dict[str, Any]:

@@ -7,6 +7,11 @@ The number of epochs is found by early stopping on the inner split of each fold'
 (:func:`sslstack.classify.cv.fit_fold`, never the validation part), and the refit on the whole
 part trains that many epochs.
 
+With ``skip`` (the default), the network starts *as* a logistic regression fitted on the same
+rows at the trial's ``C``: a fixed linear path to the logits, the output layer's weights at zero.
+Early stopping measures that start as epoch 0, so a trial whose hidden layers only overfit keeps
+the logistic regression (0 epochs), and one whose hidden layers help keeps what they add.
+
 Training is seeded through a private ``torch.Generator`` (initialization, shuffling, dropout
 masks), never the global one, so folds fitted side by side in threads give the same models as
 folds fitted one after another. A fitted model is plain arrays: prediction is numpy, and the
@@ -52,15 +57,25 @@ def _torch() -> Any:
 
 class _Net:
     """Linear -> ReLU -> dropout blocks and a linear output, with dropout masks drawn from the
-    fit's own generator."""
+    fit's own generator.
+
+    ``start``: a logistic regression's (coefficients, intercepts) on the same inputs. It becomes
+    a fixed linear path from the inputs to the logits, with the output layer's bias set to its
+    intercepts and its weights to zero: the untrained network *is* that logistic regression,
+    and training learns only what the hidden layers add to it (the skip is not trained and not
+    decayed, so its regularization stays the one its ``C`` chose)."""
 
     def __init__(
-        self, torch: Any, dims: list[int], dropout: float, gen: Any, dev: str, skip: bool
+        self,
+        torch: Any,
+        dims: list[int],
+        dropout: float,
+        gen: Any,
+        dev: str,
+        start: tuple[np.ndarray, np.ndarray] | None,
     ) -> None:
         self.torch, self.dropout, self.gen = torch, dropout, gen
-        # a linear path from the inputs to the logits, starting at zero: the network holds a
-        # logistic regression and learns what the hidden layers add to it
-        self.skip = torch.zeros(dims[-1], dims[0], device=dev).requires_grad_() if skip else None
+        self.skip = None
         self.layers = []
         for d_in, d_out in zip(dims[:-1], dims[1:], strict=True):
             w = torch.empty(d_out, d_in, device=dev)
@@ -68,10 +83,16 @@ class _Net:
             bound = 1.0 / math.sqrt(d_in)
             b = torch.empty(d_out, device=dev).uniform_(-bound, bound, generator=gen)
             self.layers.append((w.requires_grad_(), b.requires_grad_()))
+        if start is not None:
+            coef, icpt = start
+            self.skip = torch.as_tensor(coef, dtype=torch.float32, device=dev)
+            w, b = self.layers[-1]
+            with torch.no_grad():
+                w.zero_()
+                b.copy_(torch.as_tensor(icpt, dtype=torch.float32, device=dev))
 
     def params(self) -> list[Any]:
-        extra = [self.skip] if self.skip is not None else []
-        return [t for wb in self.layers for t in wb] + extra
+        return [t for wb in self.layers for t in wb]
 
     def __call__(self, x: Any, train: bool) -> Any:
         torch = self.torch
@@ -98,6 +119,9 @@ class MLPHead(Head):
     needs_es = True  # epochs are found by early stopping, like a boosted head's rounds
     standardizes = True
     scales_rounds = False  # a fixed batch size gives the whole part more steps an epoch already
+    # its start is a model (the logistic regression), so stopping early is safe, and held-out
+    # rows of the training speakers would reward learning those speakers (cv._es_split)
+    es_by_group = True
 
     def space(self, trial: Any) -> dict[str, Any]:
         return {
@@ -112,6 +136,8 @@ class MLPHead(Head):
             "standardize": trial.suggest_categorical("standardize", [True, False]),
             "class_weight": trial.suggest_categorical("class_weight", ["none", "balanced"]),
             "skip": trial.suggest_categorical("skip", [True, False]),
+            # the logistic start's inverse L2 strength (logreg's range); unused without skip
+            "C": trial.suggest_float("C", 1e-4, 1e2, log=True),
         }
 
     def defaults(self) -> dict[str, Any]:
@@ -124,6 +150,7 @@ class MLPHead(Head):
             "standardize": True,
             "class_weight": "none",
             "skip": True,
+            "C": 1.0,
         }
 
     def warm_start(self) -> dict[str, Any]:
@@ -145,7 +172,8 @@ class MLPHead(Head):
         gen = torch.Generator(device=dev).manual_seed(int(ctx.seed))
         multilabel = ctx.task == "multilabel"
         dims = [x.shape[1]] + [int(params["width"])] * int(params["depth"]) + [ctx.n_out]
-        net = _Net(torch, dims, float(params["dropout"]), gen, dev, bool(params.get("skip", False)))
+        start = _logistic_start(x, y, params, ctx) if params.get("skip", False) else None
+        net = _Net(torch, dims, float(params["dropout"]), gen, dev, start)
         opt = torch.optim.AdamW(
             net.params(), lr=float(params["lr"]), weight_decay=float(params["weight_decay"])
         )
@@ -156,15 +184,19 @@ class MLPHead(Head):
         if es is not None and len(es[1]):
             held = (torch.as_tensor(es[0], dtype=torch.float32, device=dev),
                     _targets(torch, es[1], multilabel, dev))  # fmt: skip
-        epochs = max(1, min(ctx.max_rounds, MAX_EPOCHS))
+        # started from a logistic regression, epoch 0 is a model already: early stopping may
+        # keep it, and a refit told 0 epochs returns it; a random start trains one at least
+        first = 0 if start is not None else 1
+        epochs = max(first, min(ctx.max_rounds, MAX_EPOCHS))
         best, best_loss, best_state, since = 0, math.inf, None, 0
+        if held is not None and start is not None:
+            best_loss, best_state = _held_loss(torch, net, loss_fn, held), net.arrays()
         for epoch in range(1, epochs + 1):
             _epoch(torch, net, opt, loss_fn, xt, yt, gen)
             if held is None:
                 best = epoch
             else:
-                with torch.no_grad():
-                    val = float(loss_fn(net(held[0], False), held[1]))
+                val = _held_loss(torch, net, loss_fn, held)
                 if val < best_loss - 1e-6:
                     best, best_loss, best_state, since = epoch, val, net.arrays(), 0
                 else:
@@ -172,7 +204,7 @@ class MLPHead(Head):
             if since >= PATIENCE or ctx.stop_boosting():
                 break
         raise_if_expired(ctx)
-        # at least one epoch always runs: a deadline passed before the first keeps that one
+        # a deadline passed before the first epoch keeps the one that ran (or the start)
         ws, bs, skip = best_state if best_state is not None else net.arrays()
         return MLPModel(ws, bs, "multisigmoid" if multilabel else "softmax", best, skip)
 
@@ -191,6 +223,9 @@ class MLPHead(Head):
         if model.skip is not None:
             tensors["skip"] = model.skip
         meta = {"kind": model.kind, "layers": str(len(model.weights)), "epochs": str(model.epochs)}
+        # safetensors writes an array's memory as is: a Fortran-ordered one (sklearn's
+        # coefficients can be) would be read back transposed in effect
+        tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
         save_file(tensors, str(folder / name), metadata=meta)
         return name
 
@@ -224,6 +259,30 @@ def mlp_proba(model: MLPModel, x: np.ndarray) -> np.ndarray:
     z -= z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
+
+
+def _held_loss(torch: Any, net: _Net, loss_fn: Any, held: tuple[Any, Any]) -> float:
+    with torch.no_grad():
+        return float(loss_fn(net(held[0], False), held[1]))
+
+
+def _logistic_start(
+    x: np.ndarray, y: np.ndarray, params: dict[str, Any], ctx: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """The logistic regression (``C``, ``class_weight`` of the trial) on the rows the MLP fits,
+    as softmax (or per-label sigmoid) logits: a binary fit's one logit becomes two."""
+    from .logreg import LogRegHead
+
+    lin_params = {
+        "C": float(params.get("C", 1.0)),
+        "class_weight": params.get("class_weight", "none"),
+    }
+    lin = LogRegHead().fit(x, y, lin_params, ctx)
+    coef, icpt = lin.coef, lin.intercept
+    if lin.kind == "sigmoid":
+        coef = np.vstack([np.zeros_like(coef), coef])
+        icpt = np.concatenate([np.zeros(1), icpt])
+    return coef, icpt
 
 
 def _targets(torch: Any, y: np.ndarray, multilabel: bool, dev: str) -> Any:
