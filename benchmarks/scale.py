@@ -49,6 +49,7 @@ class _CpuMeter:
 
     def __init__(self) -> None:
         self.seen: dict[int, float] = {}
+        self.names: dict[int, str] = {}  # pid -> its process title (Ray names its workers)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -61,6 +62,11 @@ class _CpuMeter:
         self.stop.set()
         self.thread.join()
         self.seconds = sum(os.times()[:2]) - self.t0 + sum(self.seen.values())
+        by: dict[str, float] = {"driver": sum(os.times()[:2]) - self.t0}
+        for pid, sec in self.seen.items():
+            name = self.names.get(pid, "?")
+            by[name] = by.get(name, 0.0) + sec
+        self.by_process = {k: round(v, 2) for k, v in sorted(by.items(), key=lambda kv: -kv[1])}
 
     def _loop(self) -> None:
         tick = os.sysconf("SC_CLK_TCK")
@@ -79,6 +85,28 @@ class _CpuMeter:
                 grew = bool(new)
             for p in mine - {os.getpid()}:
                 self.seen[p] = stats[p][1]
+                if p not in self.names:
+                    self.names[p] = _title(p)
+
+
+def _title(pid: int) -> str:
+    """A process's title, shortened to what tells Ray's processes apart (``ray::EncoderActor``,
+    ``raylet``, ``gcs_server``, ...)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "?"
+    words = [w.decode(errors="replace") for w in raw if w]
+    if not words:
+        return "?"
+    first = words[0].split()[0] if words[0].strip() else "?"
+    if first.startswith("ray::"):
+        return first.split(".")[0].split("(")[0]
+    name = Path(first).name
+    if name.startswith("python") and len(words) > 1:  # python -m ... or python path/to/x.py
+        arg = words[2] if words[1] == "-m" and len(words) > 2 else words[1]
+        return f"python {Path(arg).name}"
+    return name
 
 
 class _Phases(logging.Handler):
@@ -116,7 +144,37 @@ def _run(man: Path, model: Path, ws: Path, args: argparse.Namespace, **kw: Any) 
     assert res.computed == res.items and not res.failed, res
     out = {"wall_s": round(wall, 2), "cpu_s": round(cpu.seconds, 2), "items": res.computed}
     out["audio_s"] = round(res.audio_seconds, 1)
+    out["cpu_by_process"] = cpu.by_process
     return {**out, "phases_s": phases.phases} if phases.phases else out
+
+
+def _run_cli(
+    man: Path, model: Path, ws: Path, args: argparse.Namespace, **kw: Any
+) -> dict[str, Any]:
+    """One ``sslstack extract`` command in a fresh process, as a user runs it: its wall time
+    includes Python's start and the imports (torch, transformers) that the in-process runs paid
+    once before the first run."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "sslstack", "extract", "--model", str(model), "--data", str(man)]
+    cmd += ["--workspace", str(ws), "--device", args.device, "--dtype", args.dtype]
+    cmd += ["--storage", "float32", "--batch-seconds", args.batch_seconds, "--json"]
+    opts = kw.get("executor_options")
+    if opts is not None:
+        cmd += ["--executor", "ray", "--ray-workers", str(opts["workers"])]
+        cmd += ["--cpus-per-worker", f"{opts['cpus_per_worker']:g}"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    t0 = time.perf_counter()
+    with _CpuMeter() as cpu:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    wall = time.perf_counter() - t0
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}: {proc.stderr[-2000:]}")
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = {"wall_s": round(wall, 2), "cpu_s": round(cpu.seconds, 2), "items": res["computed"]}
+    out["audio_s"] = round(float(res.get("audio_seconds", 0.0)), 1)
+    out["cpu_by_process"] = cpu.by_process
+    return out
 
 
 def _max_diff(a: Path, b: Path, model: Path) -> float:
@@ -156,6 +214,16 @@ def main() -> None:
         default="auto",
         help="where Ray decodes: in the encoder actor, in decoding tasks (auto: actor on CPU)",
     )
+    ap.add_argument(
+        "--arms",
+        default="local,ray,local",
+        help="the runs, in order (a quick look at one: --arms ray)",
+    )
+    ap.add_argument(
+        "--cli",
+        action="store_true",
+        help="time each run as its own 'sslstack extract' process (what a user runs)",
+    )
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = ap.parse_args()
     cores = os.cpu_count() or 1
@@ -172,15 +240,20 @@ def main() -> None:
             man = synth_manifest(args.hours, root / "data", args.data)
         else:
             man = fsdd_manifest(args.files, root, args.data)
-        runs = {
-            "local_1": _run(man, model, root / "l1", args),
-            "ray": _run(man, model, root / "r", args, executor="ray", executor_options=opts),
-            "local_2": _run(man, model, root / "l2", args),
-        }
-        diff = _max_diff(root / "l1", root / "r", model)
+        runs: dict[str, dict[str, Any]] = {}
+        for arm in args.arms.split(","):
+            key = f"{arm}_{sum(k.startswith(arm) for k in runs) + 1}"
+            kw = {"executor": "ray", "executor_options": opts} if arm == "ray" else {}
+            runs[key] = (_run_cli if args.cli else _run)(man, model, root / key, args, **kw)
+        if not {"local_1", "ray_1"} <= set(runs):
+            print(json.dumps(runs))
+            return
+        diff = _max_diff(root / "local_1", root / "ray_1", model)
         start = _ray_start_seconds(opts["cpus_per_worker"] + 1)
-    local = (runs["local_1"]["wall_s"] + runs["local_2"]["wall_s"]) / 2
-    local_cpu = (runs["local_1"]["cpu_s"] + runs["local_2"]["cpu_s"]) / 2
+    locals_ = [r for k, r in runs.items() if k.startswith("local")]
+    local = sum(r["wall_s"] for r in locals_) / len(locals_)
+    local_cpu = sum(r["cpu_s"] for r in locals_) / len(locals_)
+    runs["ray"] = runs.pop("ray_1")
     out = {
         "arch": args.arch,
         "device": torch.cuda.get_device_name(0) if cuda else platform.processor() or "cpu",
@@ -192,6 +265,7 @@ def main() -> None:
         "ray_overhead_after_start": round((runs["ray"]["wall_s"] - start) / local - 1, 4),
         "ray_cpu_overhead": round(runs["ray"]["cpu_s"] / local_cpu - 1, 4),
         "ray_decode": args.ray_decode,
+        "method": "a process per run (--cli)" if args.cli else "one process",
         "max_abs_diff_vs_local": diff,
         "load_average": {"start": load_start, "end": os.getloadavg()},
     }

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from sslstack.classify import fit_head, predict_head
@@ -260,10 +261,36 @@ def test_the_refit_keeps_the_early_stopped_epochs() -> None:
 def test_fit_head_mlp_end_to_end(tmp_path: Path) -> None:
     s = make_synth(tmp_path, n=150, layers=2, n_classes=3, dim=8)
     res = fit_head("mlp", "fake", data=s.csv, workspace=s.ws, trials=2, folds=3, max_rounds=40)
-    assert res.head == "mlp" and res.trials == 2 and res.score > 0.8 and res.refit
+    assert res.head == "mlp" and res.trials == 2 and res.score > 0.8 and not res.refit
     assert {"width", "depth", "dropout", "lr", "weight_decay"} <= set(res.best_params)
     files = sorted(p.name for p in (res.run_dir / "models").iterdir())
     assert files == [f"fold{k}.{ext}" for k in range(3) for ext in ("mlp.safetensors", "prep.npz")]
     proba = predict_head(s.ws, res.run, s.ids[:7])
     assert proba.shape == (7, 3)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_mlp_trials_refit_so_the_run_keeps_the_best_trials_models(tmp_path: Path) -> None:
+    """The MLP's trials refit their early-stopped epochs on each whole training part, so the
+    search ranks the models a run saves: the run's score is its best trial's, and its out-of-fold
+    predictions are those of a fresh early-stop-then-refit cross-validation of the best
+    configuration (no second refit after tuning)."""
+    from sslstack.classify.cv import CVOptions
+    from sslstack.classify.features import FeatureChoice
+    from sslstack.classify.fitconfig import FitConfig
+    from sslstack.classify.problem import prepare_problem
+
+    s = make_synth(tmp_path, n=150, layers=2, n_classes=3, dim=8)
+    res = fit_head("mlp", "fake", data=s.csv, workspace=s.ws, trials=3, folds=3, max_rounds=30)
+    # no refit after tuning (the trials refit), and the run's score is its best trial's
+    assert not res.refit and res.trial_score == pytest.approx(np.mean(res.fold_scores))
+    prob = prepare_problem(s.ws, FitConfig("mlp", "fake", data=s.csv, folds=3))
+    best = dict(res.best_params)
+    x = prob.reader.matrix(FeatureChoice(str(best.pop("layer")), str(best.pop("pool"))))
+    best.pop("pca")
+    hd = get_head("mlp")
+    ctx = FitContext(prob.enc.task, prob.enc.n_classes, 0, "cpu", 1, 30)
+    targets = Targets(prob.y, prob.enc, prob.splits, prob.groups)
+    fresh = cross_validate(hd, x, targets, ACC, best, ctx, CVOptions(refit=True))
+    oof = pd.read_csv(res.oof_path)[list(prob.enc.labels)].to_numpy()
+    np.testing.assert_allclose(oof, fresh.oof, atol=1e-6)

@@ -195,7 +195,7 @@ def _objective(
             loop.fold_done(trial, k, m)
             report_fold(trial, k, m)
 
-        opts = CVOptions(pca=width, refit=False, keep_models=True, report=report)
+        opts = CVOptions(pca=width, refit=hd.refit_in_trials, keep_models=True, report=report)
         out = evaluate(FeatureChoice(la, po), params, opts, budget)
         if all(r is not None for r in out.es_rounds):
             trial.set_user_attr(ES_ROUNDS_ATTR, out.es_rounds)

@@ -76,6 +76,9 @@ class Head(ABC):
     standardizes = False  # the 'standardize' parameter belongs to the preprocessing
     scales_rounds = True  # the refit on the whole part scales the early-stopped rounds by 1/0.85
     es_by_group = False  # under grouped folds, the early-stopping split holds out whole groups
+    # tuning trials refit the early-stopped rounds on each whole training part, so a trial's
+    # score is the score of the models it would save (the best trial's models are the run's)
+    refit_in_trials = False
 
     @abstractmethod
     def space(self, trial: Any) -> dict[str, Any]:

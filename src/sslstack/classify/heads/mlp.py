@@ -122,11 +122,17 @@ class MLPHead(Head):
     # its start is a model (the logistic regression), so stopping early is safe, and held-out
     # rows of the training speakers would reward learning those speakers (cv._es_split)
     es_by_group = True
+    # a trial costs seconds: each refits, so the search ranks the models a run saves (an
+    # early-stopped trial on 85 % of a part scored 0.9757 on FSDD's unseen speakers, its refit
+    # 0.9603: the trials ranked other models than the run kept)
+    refit_in_trials = True
 
     def space(self, trial: Any) -> dict[str, Any]:
         return {
             "width": trial.suggest_categorical("width", list(WIDTHS)),
-            "depth": trial.suggest_int("depth", 1, 2),
+            # 0: no hidden layer, a linear layer on the logistic start (with skip), trained and
+            # early-stopped like the others: the search may find the hidden layers do not help
+            "depth": trial.suggest_int("depth", 0, 2),
             "dropout": trial.suggest_float("dropout", 0.0, 0.6),
             # below 3e-4 a trial ran 200+ epochs (minutes at width 1024, depth 2) for nothing
             "lr": trial.suggest_float("lr", 3e-4, 1e-2, log=True),
