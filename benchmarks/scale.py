@@ -220,6 +220,9 @@ def main() -> None:
         help="the runs, in order (a quick look at one: --arms ray)",
     )
     ap.add_argument(
+        "--repeat", type=int, default=1, help="run --arms this many times; report medians"
+    )
+    ap.add_argument(
         "--cli",
         action="store_true",
         help="time each run as its own 'sslstack extract' process (what a user runs)",
@@ -241,7 +244,7 @@ def main() -> None:
         else:
             man = fsdd_manifest(args.files, root, args.data)
         runs: dict[str, dict[str, Any]] = {}
-        for arm in args.arms.split(","):
+        for arm in args.arms.split(",") * args.repeat:
             key = f"{arm}_{sum(k.startswith(arm) for k in runs) + 1}"
             kw = {"executor": "ray", "executor_options": opts} if arm == "ray" else {}
             runs[key] = (_run_cli if args.cli else _run)(man, model, root / key, args, **kw)
@@ -250,9 +253,11 @@ def main() -> None:
             return
         diff = _max_diff(root / "local_1", root / "ray_1", model)
         start = _ray_start_seconds(opts["cpus_per_worker"] + 1)
-    locals_ = [r for k, r in runs.items() if k.startswith("local")]
-    local = sum(r["wall_s"] for r in locals_) / len(locals_)
-    local_cpu = sum(r["cpu_s"] for r in locals_) / len(locals_)
+    # medians over the repeats (with one repeat of local,ray,local: the mean of the two locals)
+    local = float(np.median([r["wall_s"] for k, r in runs.items() if k.startswith("local")]))
+    local_cpu = float(np.median([r["cpu_s"] for k, r in runs.items() if k.startswith("local")]))
+    ray_wall = float(np.median([r["wall_s"] for k, r in runs.items() if k.startswith("ray")]))
+    ray_cpu = float(np.median([r["cpu_s"] for k, r in runs.items() if k.startswith("ray")]))
     runs["ray"] = runs.pop("ray_1")
     out = {
         "arch": args.arch,
@@ -260,19 +265,22 @@ def main() -> None:
         "cores": cores,
         "workload": {"files": runs["ray"]["items"], "audio_s": runs["ray"]["audio_s"]},
         "runs": runs,
-        "ray_overhead": round(runs["ray"]["wall_s"] / local - 1, 4),
+        "ray_overhead": round(ray_wall / local - 1, 4),
         "ray_cluster_start_s": round(start, 2),
-        "ray_overhead_after_start": round((runs["ray"]["wall_s"] - start) / local - 1, 4),
-        "ray_cpu_overhead": round(runs["ray"]["cpu_s"] / local_cpu - 1, 4),
+        "ray_overhead_after_start": round((ray_wall - start) / local - 1, 4),
+        "ray_cpu_overhead": round(ray_cpu / local_cpu - 1, 4),
+        "repeat": args.repeat,
         "ray_decode": args.ray_decode,
         "method": "a process per run (--cli)" if args.cli else "one process",
         "max_abs_diff_vs_local": diff,
         "load_average": {"start": load_start, "end": os.getloadavg()},
     }
     line = json.dumps(out)
+    walls = ", ".join(f"{k} {r['wall_s']:.1f} s" for k, r in runs.items())
     print(line)
     print(
         f"ray overhead: {out['ray_overhead']:+.1%} of local's wall time "
+        f"(walls: {walls}) "
         f"({out['ray_overhead_after_start']:+.1%} after its {start:.1f} s cluster start; "
         f"CPU seconds {out['ray_cpu_overhead']:+.1%}); load average "
         + " -> ".join(f"{x[0]:.1f}" for x in out["load_average"].values())

@@ -309,8 +309,12 @@ class RayExecutor(Executor):
         opts, t0 = self.options, time.perf_counter()
         started = connect(opts, need_cpus=(opts.workers or 1) * opts.cpus_per_worker + 1)
         phases = {"connect": time.perf_counter() - t0}
+        # a local cluster this run started is this machine alone: its workers see the
+        # workspace the driver sees, and the probe's task (a worker process) is not needed
+        local = started and not (opts.address or os.environ.get("RAY_ADDRESS"))
         try:
-            check_shared_workspace(Path(job.store_path) / "parts")
+            if not local:
+                check_shared_workspace(Path(job.store_path) / "parts")
             phases["probe"] = time.perf_counter() - t0
             phases["first_part"] = _pipeline(job, spec, items, opts, report, on_batch) - t0
             phases["pipeline"] = time.perf_counter() - t0
