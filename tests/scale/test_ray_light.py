@@ -35,6 +35,24 @@ def test_local_extract_and_cli_never_import_ray(tmp_path: Path) -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_the_ray_drivers_process_never_imports_torch(tmp_path: Path) -> None:
+    """With ``--executor ray`` the driver only plans, watches and commits: the encoders run in
+    the actors, so torch (seconds of a core to import) stays out of the driver's process."""
+    man = write_dataset(tmp_path / "d", 2)
+    code = (
+        "import sys\n"
+        "from sslstack import extract\n"
+        f"res = extract({str(man)!r}, 'logmel', workspace={str(tmp_path / 'ws')!r}, "
+        "executor='ray', executor_options={'num_cpus': 2, 'cpus_per_worker': 0.5})\n"
+        "assert res.computed == 2, res\n"
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
+    )
+    env = {"PYTHONPATH": f"{REPO / 'src'}:{REPO}", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_ray_flags_need_the_ray_executor(tmp_path: Path) -> None:
     man = write_dataset(tmp_path / "d", 2)
     for flag in (["--address", "auto"], ["--ray-workers", "2"], ["--gpus-per-worker", "1"]):

@@ -203,8 +203,7 @@ def _add_report(result: ExtractResult, report: ShardReport) -> None:
 
 
 def _provenance(spec: EncoderSpec, cfg: ExtractConfig) -> dict[str, Any]:
-    import torch
-    import transformers
+    from importlib.metadata import version
 
     from .._version import __version__
 
@@ -213,8 +212,10 @@ def _provenance(spec: EncoderSpec, cfg: ExtractConfig) -> dict[str, Any]:
         "revision": spec.revision,
         "family": spec.family,
         "sslstack": __version__,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
+        # the installed versions, read without importing them: a driver that only plans and
+        # commits (--executor ray) never needs torch (an import costs seconds of a core)
+        "torch": version("torch"),
+        "transformers": version("transformers"),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "encoder_info": spec.info,
         "config": cfg.to_dict(),
