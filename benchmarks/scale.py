@@ -219,6 +219,7 @@ def main() -> None:
         default="local,ray,local",
         help="the runs, in order (a quick look at one: --arms ray)",
     )
+    ap.add_argument("--items-per-call", type=int, default=0, help="Ray: items per actor call")
     ap.add_argument(
         "--repeat", type=int, default=1, help="run --arms this many times; report medians"
     )
@@ -233,6 +234,8 @@ def main() -> None:
     cuda = args.device.startswith("cuda")
     # one actor with every core (CPU) or the GPU: the same device work as the local executor
     opts: dict[str, Any] = {"workers": 1, "cpus_per_worker": 1.0 if cuda else float(cores)}
+    if args.items_per_call:
+        opts["items_per_call"] = args.items_per_call
     if args.ray_decode != "auto":
         opts["decode_in_actor"] = args.ray_decode == "actor"
     load_start = os.getloadavg()
