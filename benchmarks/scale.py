@@ -123,6 +123,8 @@ class _Phases(logging.Handler):
 
 
 def _run(man: Path, model: Path, ws: Path, args: argparse.Namespace, **kw: Any) -> dict[str, Any]:
+    if kw.pop("env", None):
+        raise SystemExit("an arm's environment (ray@NAME=VALUE) needs --cli")
     phases = _Phases()
     logger = logging.getLogger("sslstack.extract.executors.ray")
     logger.addHandler(phases)
@@ -164,6 +166,7 @@ def _run_cli(
         cmd += ["--executor", "ray", "--ray-workers", str(opts["workers"])]
         cmd += ["--cpus-per-worker", f"{opts['cpus_per_worker']:g}"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    env.update(kw.get("env", {}))
     t0 = time.perf_counter()
     with _CpuMeter() as cpu:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
@@ -248,19 +251,30 @@ def main() -> None:
             man = fsdd_manifest(args.files, root, args.data)
         runs: dict[str, dict[str, Any]] = {}
         for arm in args.arms.split(",") * args.repeat:
-            key = f"{arm}_{sum(k.startswith(arm) for k in runs) + 1}"
-            kw = {"executor": "ray", "executor_options": opts} if arm == "ray" else {}
+            # "ray@NAME=VALUE": a Ray run with that environment variable (--cli only; the
+            # local cluster it starts, and so its actors, inherit it)
+            base, _, setting = arm.partition("@")
+            key = f"{arm}_{sum(k.rsplit('_', 1)[0] == arm for k in runs) + 1}"
+            kw: dict[str, Any] = (
+                {"executor": "ray", "executor_options": opts} if base == "ray" else {}
+            )
+            if setting:
+                kw["env"] = dict([setting.split("=", 1)])
             runs[key] = (_run_cli if args.cli else _run)(man, model, root / key, args, **kw)
         if not {"local_1", "ray_1"} <= set(runs):
             print(json.dumps(runs))
             return
         diff = _max_diff(root / "local_1", root / "ray_1", model)
         start = _ray_start_seconds(opts["cpus_per_worker"] + 1)
+
     # medians over the repeats (with one repeat of local,ray,local: the mean of the two locals)
-    local = float(np.median([r["wall_s"] for k, r in runs.items() if k.startswith("local")]))
-    local_cpu = float(np.median([r["cpu_s"] for k, r in runs.items() if k.startswith("local")]))
-    ray_wall = float(np.median([r["wall_s"] for k, r in runs.items() if k.startswith("ray")]))
-    ray_cpu = float(np.median([r["cpu_s"] for k, r in runs.items() if k.startswith("ray")]))
+    def median(arm: str, what: str) -> float:
+        return float(np.median([r[what] for k, r in runs.items() if k.rsplit("_", 1)[0] == arm]))
+
+    local, local_cpu = median("local", "wall_s"), median("local", "cpu_s")
+    ray_wall, ray_cpu = median("ray", "wall_s"), median("ray", "cpu_s")
+    others = {a for a in (k.rsplit("_", 1)[0] for k in runs) if a not in ("local", "ray")}
+    other_arms = {a: round(median(a, "wall_s") / local - 1, 4) for a in sorted(others)}
     runs["ray"] = runs.pop("ray_1")
     out = {
         "arch": args.arch,
@@ -273,6 +287,7 @@ def main() -> None:
         "ray_overhead_after_start": round((ray_wall - start) / local - 1, 4),
         "ray_cpu_overhead": round(ray_cpu / local_cpu - 1, 4),
         "repeat": args.repeat,
+        "other_arms_overhead": other_arms,
         "ray_decode": args.ray_decode,
         "method": "a process per run (--cli)" if args.cli else "one process",
         "max_abs_diff_vs_local": diff,
