@@ -10,6 +10,12 @@ and the largest difference between the two executors' vectors.
 
     python benchmarks/scale.py                                       # CPU: all cores, one actor
     python benchmarks/scale.py --device cuda --hours 1 --arch wavlm-large      # one GPU
+    python benchmarks/scale.py --hours 0.5 --cli --arms local,ray --repeat 5   # as a user runs it
+
+``--cli`` times each run as its own ``sslstack extract`` process (Python's start and the imports
+included, as a user's command pays them); ``--arms``/``--repeat`` interleave the runs and report
+medians (one pair moves by 5-10 % here); an arm ``ray@NAME=VALUE`` runs Ray with that
+environment variable (``--cli``). Each run's CPU seconds are also given by process.
 
 On CUDA the Ray executor runs one actor on the GPU (``--gpus-per-worker 1``); both executors use
 ``--batch-seconds auto``.
