@@ -149,11 +149,22 @@ def _run(man: Path, model: Path, ws: Path, args: argparse.Namespace, **kw: Any) 
         )
     wall = time.perf_counter() - t0
     logger.removeHandler(phases)
-    assert res.computed == res.items and not res.failed, res
-    out = {"wall_s": round(wall, 2), "cpu_s": round(cpu.seconds, 2), "items": res.computed}
-    out["audio_s"] = round(res.audio_seconds, 1)
-    out["cpu_by_process"] = cpu.by_process
+    out = _measured(wall, cpu, res.to_dict())
     return {**out, "phases_s": phases.phases} if phases.phases else out
+
+
+def _measured(wall: float, cpu: _CpuMeter, res: dict[str, Any]) -> dict[str, Any]:
+    """One run's figures from its result (``ExtractResult.to_dict()``, which ``--json``
+    prints); a run that did not compute every item is no measurement."""
+    if res["computed"] != res["items"] or res["failed"]:
+        raise SystemExit(f"a run did not compute every item: {res}")
+    return {
+        "wall_s": round(wall, 2),
+        "cpu_s": round(cpu.seconds, 2),
+        "items": res["computed"],
+        "audio_s": round(float(res["audio_seconds"]), 1),
+        "cpu_by_process": cpu.by_process,
+    }
 
 
 def _run_cli(
@@ -168,6 +179,8 @@ def _run_cli(
     cmd += ["--workspace", str(ws), "--device", args.device, "--dtype", args.dtype]
     cmd += ["--storage", "float32", "--batch-seconds", args.batch_seconds, "--json"]
     opts = kw.get("executor_options")
+    if opts is not None and set(opts) - {"workers", "cpus_per_worker"}:
+        raise SystemExit(f"--cli passes workers and CPUs per worker only, not {sorted(opts)}")
     if opts is not None:
         cmd += ["--executor", "ray", "--ray-workers", str(opts["workers"])]
         cmd += ["--cpus-per-worker", f"{opts['cpus_per_worker']:g}"]
@@ -179,11 +192,7 @@ def _run_cli(
     wall = time.perf_counter() - t0
     if proc.returncode:
         raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}: {proc.stderr[-2000:]}")
-    res = json.loads(proc.stdout.strip().splitlines()[-1])
-    out = {"wall_s": round(wall, 2), "cpu_s": round(cpu.seconds, 2), "items": res["computed"]}
-    out["audio_s"] = round(float(res.get("audio_seconds", 0.0)), 1)
-    out["cpu_by_process"] = cpu.by_process
-    return out
+    return _measured(wall, cpu, json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
 def _max_diff(a: Path, b: Path, model: Path) -> float:

@@ -121,7 +121,7 @@ def fit_head(
                      cfg.max_rounds or DEFAULT_MAX_ROUNDS, budget)  # fmt: skip
     space = _space(cfg, prob, hd, ctx.max_rounds)
     loop = TrialLoop(budget, len(prob.splits), cfg.trials, met.direction == "maximize",
-                     hd.needs_es and not hd.refit_in_trials, progress)  # fmt: skip
+                     not hd.trials_final, progress)  # fmt: skip
     if hd.gpu_capable:
         loop.emit(stage="note", trial=None, fold=None, score=None, message=f"device: {why}")
     evaluate = _Evaluate(prob, hd, met, ctx, space.windows)
@@ -144,7 +144,7 @@ def fit_head(
     result = _save(prob, hd, met.name, found, final, ctx, t0, recipe_digest(recipe))
     # refit after tuning; an MLP's trials refit themselves (its run keeps the best trial's
     # models, or recomputes them when another process ran that trial: the same models)
-    result.refit = hd.needs_es and not hd.refit_in_trials and final is not found.kept
+    result.refit = not hd.trials_final and final is not found.kept
     return result
 
 
@@ -258,7 +258,7 @@ def _final(
 ) -> Any:
     """The run's fold models: the refit of the best configuration, or the best trial's own
     models when they are final already (logistic) or the budget leaves no time to refit."""
-    if kept is not None and (not hd.needs_es or hd.refit_in_trials):
+    if kept is not None and hd.trials_final:
         return kept  # the trial fitted each whole training part (logistic, MLP): it is the refit
     if kept is not None and not loop.refit_fits():
         notes.append(

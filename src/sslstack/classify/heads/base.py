@@ -80,6 +80,12 @@ class Head(ABC):
     # score is the score of the models it would save (the best trial's models are the run's)
     refit_in_trials = False
 
+    @property
+    def trials_final(self) -> bool:
+        """A trial's fold models are the ones a run saves: fitted on each whole training part
+        (no early stopping), or refit within the trial (``refit_in_trials``)."""
+        return not self.needs_es or self.refit_in_trials
+
     @abstractmethod
     def space(self, trial: Any) -> dict[str, Any]:
         """Parameters suggested by an Optuna trial."""

@@ -101,12 +101,13 @@ class RayOptions:
 
 
 # ------------------------------------------------------------------ the driver
-def connect(opts: RayOptions, need_cpus: float = 0.0) -> bool:
+def connect(opts: RayOptions, need_cpus: float = 0.0) -> str | None:
     """Join the cluster of ``opts.address`` (or ``$RAY_ADDRESS``), or start a local one.
 
     Returns:
-        True when this call connected (the caller disconnects at the end); False when Ray was
-        already initialized in this process (a notebook or a test that manages it).
+        What this call did, which the caller undoes at the end: ``"joined"`` a cluster, or
+        started a ``"local"`` one (this machine alone); None when Ray was already initialized
+        in this process (a notebook or a test that manages it).
 
     Raises:
         ConfigError: Ray is not installed.
@@ -115,7 +116,7 @@ def connect(opts: RayOptions, need_cpus: float = 0.0) -> bool:
     if ray is None:
         raise ConfigError(f"--executor ray: {INSTALL_HINT}")
     if ray.is_initialized():
-        return False
+        return None
     address = opts.address or os.environ.get("RAY_ADDRESS") or None
     # Ray's C++ core logs a warning about every actor pool (constructor arguments in the object
     # store) at error level; sslstack reports the run's errors itself
@@ -139,7 +140,7 @@ def connect(opts: RayOptions, need_cpus: float = 0.0) -> bool:
             "'ray start --head', give this machine the cluster's token (~/.ray/auth_token or "
             "RAY_AUTH_TOKEN) when it uses one, or leave --address out for a local cluster"
         ) from None
-    return True
+    return "joined" if address else "local"
 
 
 def _check_reachable(address: str) -> None:
@@ -309,11 +310,10 @@ class RayExecutor(Executor):
         opts, t0 = self.options, time.perf_counter()
         started = connect(opts, need_cpus=(opts.workers or 1) * opts.cpus_per_worker + 1)
         phases = {"connect": time.perf_counter() - t0}
-        # a local cluster this run started is this machine alone: its workers see the
-        # workspace the driver sees, and the probe's task (a worker process) is not needed
-        local = started and not (opts.address or os.environ.get("RAY_ADDRESS"))
         try:
-            if not local:
+            # a local cluster this run started is this machine alone: its workers see the
+            # workspace the driver sees, and the probe's task (a worker process) is not needed
+            if started != "local":
                 check_shared_workspace(Path(job.store_path) / "parts")
             phases["probe"] = time.perf_counter() - t0
             phases["first_part"] = _pipeline(job, spec, items, opts, report, on_batch) - t0
