@@ -91,7 +91,9 @@ class _CpuMeter:
                 grew = bool(new)
             for p in mine - {os.getpid()}:
                 self.seen[p] = stats[p][1]
-                if p not in self.names:
+                # Ray retitles a worker while it runs a task or holds an actor ("ray::IDLE"
+                # between): name it by the first such title, not its title at birth
+                if self.names.get(p, "ray::IDLE").startswith(("ray::IDLE", "python default_")):
                     self.names[p] = _title(p)
 
 

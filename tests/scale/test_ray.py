@@ -164,3 +164,32 @@ def test_ctrl_c_then_driver_killed_keep_parts_and_rerun_computes_only_the_rest(
     extract(man, "logmel", workspace=tmp_path / "local", storage="float32")
     assert assert_same_store(tmp_path / "local", ws, "logmel") == 40
     assert set(stored_copies(ws, "logmel").values()) == {1}
+
+
+@DECODE
+def test_progress_follows_each_part_and_a_bad_file_is_reported(
+    tmp_path: Path, in_actor: bool
+) -> None:
+    """The driver's progress moves once per part as parts are written (the actor's, or a write
+    task's after decoding tasks), ends at the run's totals, and a file that cannot be decoded is
+    a failure naming it, not a lost item."""
+    man = write_dataset(tmp_path / "d", 10, sr=8000)
+    (tmp_path / "d" / "wav" / "bad.wav").write_bytes(b"RIFF not audio")
+    with man.open("a") as fh:
+        fh.write("wav/bad.wav,a\n")
+    seen: list[tuple[int, float]] = []
+    res = extract(
+        man,
+        "logmel",
+        workspace=tmp_path / "ws",
+        storage="float32",
+        on_error="skip",
+        executor="ray",
+        executor_options={**OPTS, "decode_in_actor": in_actor},
+        on_progress=lambda n, s: seen.append((n, s)),
+    )
+    assert res.computed == 10 and [f["id"] for f in res.failed] == ["wav/bad.wav"]
+    assert "bad.wav" in res.failed[0]["error"]
+    assert len(seen) >= 4  # 11 items, 3 per call
+    assert [n for n, _ in seen] == sorted(n for n, _ in seen) and seen[-1][0] == 10
+    assert abs(seen[-1][1] - res.audio_seconds) < 1e-6 and res.audio_seconds > 0

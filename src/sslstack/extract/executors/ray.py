@@ -6,15 +6,17 @@ A Ray Data pipeline (stages in :mod:`.ray_stages`) with the same results as ``lo
       -> decode_batch   CPU tasks: items -> arrays through their source (windows, crops);
                         only for GPU actors: an actor without a GPU reads its items itself
       -> EncoderActor   ActorPoolStrategy: one model per actor (one GPU, or some CPUs)
-      -> PartSink       a Datasink: write() runs in the workers and writes store parts with
-                        the part writer; the driver commits the store once at the end
+      -> write_batch    CPU tasks: a block of encoded items -> one store part (part writer);
+                        only for GPU actors: an actor without a GPU writes its parts itself
+      -> the driver     iterates one summary row per part (its progress bar and report),
+                        then commits the store once
 
 Parts are written where they are computed, so the workspace must be on a filesystem every worker
 sees at the same path (NFS, a cluster filesystem, or one machine); :func:`check_shared_workspace`
 refuses in one line, before any model loads, when a node cannot see or write it.
 
 Faults: Ray restarts a killed actor and retries its call; a part is renamed into place whole, so
-a retried write at worst stores an item twice, and readers and compaction keep one copy (items
+a retried call at worst stores an item twice, and readers and compaction keep one copy (items
 are addressed by content). A killed driver leaves every part written so far: a rerun plans only
 the rest. Ctrl-C stops the pipeline (and the cluster's actors of this run); parts are kept.
 
@@ -340,31 +342,37 @@ def _pipeline(
     report: ShardReport,
     on_batch: OnBatch | None,
 ) -> float:
-    """Run the pipeline; returns when (``time.perf_counter()``) the first part was written."""
-    from .ray_progress import Poller, Progress
-    from .ray_stages import PartSink
+    """Run the pipeline, adding each part's summary to ``report`` (and the progress bar) as it
+    arrives; returns when (``time.perf_counter()``) the first part was written."""
+    import json
+
+    from .ray_stages import write_batch
 
     _data_context()
-    workers, gpus, cpus, fused = _resources(opts, job.device)
-    progress = ray.remote(num_cpus=0)(Progress).remote()
-    ds = _encoded(job, spec, items, opts, (workers, gpus, cpus, fused))
-    sink = PartSink(job.store_path, f"{job.command} --executor ray", job.cfg.on_error, progress)
+    shape = _resources(opts, job.device)
+    rjob, ds = _encoded(job, spec, items, opts, shape)
+    if not rjob.in_actor:  # after GPU actors, parts are written by CPU tasks
+        ds = ds.map_batches(write_batch, fn_kwargs={"rjob": rjob}, batch_size=None, num_cpus=0.25)
     report.model_loaded = True
-    poller = Poller(progress, report, on_batch)
+    first_at = None
     try:
-        ds.write_datasink(sink, ray_remote_args={"num_cpus": 0.25})
+        # the summaries stream to the driver as parts are written (a row each): the progress
+        # bar moves with them, and their sums are the run's report
+        for row in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
+            failed = [f for js in row["failed"] for f in json.loads(str(js))]
+            computed, extent = int(row["computed"].sum()), float(row["extent"].sum())
+            report.computed += computed
+            report.extent += extent
+            report.failed += [{"id": i, "error": e} for i, e in failed]
+            first_at = first_at or time.perf_counter()
+            if on_batch is not None:
+                on_batch(computed + len(failed), extent)
     except Exception as e:
         user = _user_error(e)
         if user is None:
             raise
         raise user from None
-    finally:
-        poller.close()
-    # the sums of the write tasks' results are exact (the actor's counts are only for the bar)
-    report.computed += sink.summary["computed"] - poller.computed
-    report.extent += sink.summary["extent"] - poller.extent
-    report.failed += [{"id": i, "error": e} for i, e in sink.summary["failed"]]
-    return poller.first_at or time.perf_counter()
+    return first_at or time.perf_counter()
 
 
 def _data_context() -> None:
@@ -386,11 +394,13 @@ def _encoded(
     items: list[dict[str, Any]],
     opts: RayOptions,
     shape: tuple[int, float, float, bool],
-) -> Any:
-    """The dataset of encoded items: the item list -> (decoding tasks) -> encoder actors.
+) -> tuple[Any, Any]:
+    """The stages' shared job and the dataset of encoded items: the item list -> (decoding
+    tasks) -> encoder actors.
 
     With GPUs, decoding runs in CPU tasks on any node, so the actor's process only feeds its
-    GPU; without, the actors read their items in threads, as the local executor does.
+    GPU, and the actors' output is the encoded items; without, the actors read their items in
+    threads, as the local executor does, and write their parts: their output is the summaries.
     """
     from ray.data import ActorPoolStrategy
 
@@ -399,7 +409,14 @@ def _encoded(
     workers, gpus, cpus, fused = shape
     cfg = job.cfg
     longest = cfg.window if cfg.window is not None else max(x["extent"] for x in items)
-    rjob = RayJob(job, spec.sample_rate, float(longest or 1.0), max(1, int(cpus)), fused)
+    rjob = RayJob(
+        job,
+        spec.sample_rate,
+        float(longest or 1.0),
+        max(1, int(cpus)),
+        fused,
+        f"{job.command} --executor ray",
+    )
     per_call = max(1, opts.items_per_call)
     ds: Any = ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // per_call)))
     if not fused:
@@ -413,7 +430,7 @@ def _encoded(
             # never fused: decoding runs in its own tasks, beside the forwards, on any node
             memory=decoded_bytes(rjob, per_call),
         )
-    return ds.map_batches(
+    return rjob, ds.map_batches(
         type("EncoderActor", (EncoderActor,), {"rjob": rjob}),
         batch_size=per_call,
         compute=ActorPoolStrategy(size=workers),

@@ -1,4 +1,4 @@
-"""The three stages of the Ray executor's pipeline, as they run in the cluster's workers.
+"""The stages of the Ray executor's pipeline, as they run in the cluster's workers.
 
 * :func:`decode_batch` — a CPU task: a batch of items, read through their source, becomes one
   row per item holding its units (the whole item, or its windows) back to back. Used when the
@@ -6,14 +6,17 @@
 * :class:`EncoderActor` — one loaded encoder per actor: the units of a call go through the
   local executor's steps (chunks of long units, batches by padded extent, ``prepare`` then
   ``forward``, statistics merged and pooled by the :class:`~sslstack.extract.assemble.Assembler`)
-  so an item's vectors are the local executor's. An actor without a GPU reads its items itself,
-  as the local executor does (``decode_events``: decoding threads beside the forwards, long
-  items streamed in chunks): on CPUs a decoding task would only compete with the encoder for
-  the same cores and ship every decoded array through the object store.
-* :class:`PartSink` — a Ray Data ``Datasink``: ``write()`` runs in the workers and writes each
-  block of encoded items as one store part with the part writer (no lock, a name unique across
-  hosts and processes); ``on_write_complete`` sums the runs' reports on the driver, which then
-  commits the store once.
+  so an item's vectors are the local executor's. An actor without a GPU does the whole item's
+  work itself, as the local executor does: it reads its items (``decode_events``: decoding
+  threads beside the forwards, long items streamed in chunks) and writes their part. On CPUs a
+  decoding or writing task would only compete with the encoder for the same cores, ship every
+  array through the object store, and cost a worker process.
+* :func:`write_batch` — a CPU task after GPU actors: a block of encoded items becomes one store
+  part (:func:`write_part`, the lock-free part writer; a name unique across hosts and
+  processes), so a GPU's actor never waits on a disk.
+
+Every path ends in one small summary row per part (:func:`write_part`): the driver iterates them
+as they come (its progress bar), sums them, and then commits the store once.
 
 Everything here travels as plain data (:class:`RayJob`); Ray is imported by the caller.
 """
@@ -21,13 +24,12 @@ Everything here travels as plain data (:class:`RayJob`); Ray is imported by the 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ray.data import Datasink
 
 from ..worker import Job, Shard, settings_of
 
@@ -41,7 +43,8 @@ class RayJob:
     rate: int  # the encoder's sample rate (the source's unit per second)
     longest: float  # extent of the longest item (or the window): sizes `--batch-seconds auto`
     torch_threads: int = 1
-    decode_here: bool = False  # the actor reads its items (rows of paths), no decoding tasks
+    in_actor: bool = False  # the actor reads its items (rows of paths) and writes their part
+    command: str = "extract --executor ray"  # the part writer's record of who wrote a part
 
 
 def item_rows(shard: Shard, extents: Sequence[float]) -> list[dict[str, Any]]:
@@ -168,12 +171,13 @@ class EncoderActor:
                 fails.append((r, str(err)))
             done.extend(asm.finish([r for r in b.done if r in asm.open], ids, hashes, extents))
 
-        events = self._read(batch) if self.rjob.decode_here else self._events(batch)
+        events = self._read(batch) if self.rjob.in_actor else self._events(batch)
         stream = batches(events, self.budget, self.rjob.rate, ramp=self.ramp)
         self.ramp = 0
         threaded = cfg.workers > 0
         run_pipeline(self.encoder, stream, STAT_POOLS, sink, self.budget, threaded=threaded)
-        return encoded_columns(done, fails, batch, cfg.pools, self.layers_json)
+        cols = encoded_columns(done, fails, batch, cfg.pools, self.layers_json)
+        return write_part(cols, self.rjob) if self.rjob.in_actor else cols
 
     def _read(self, batch: dict[str, np.ndarray]) -> Iterator[tuple[str, int, Any]]:
         """The local executor's decode events for rows of paths (decoding threads here)."""
@@ -273,40 +277,30 @@ def items_of(cols: dict[str, np.ndarray]) -> tuple[list[Any], list[tuple[str, st
     return items, failures
 
 
-# ------------------------------------------------------------------ stage 3: write (Datasink)
-class PartSink(Datasink):
-    """Each block of encoded items becomes one store part, written in the worker that holds the
-    block; ``summary`` holds what every write did once the last one is done (on the driver)."""
+# ------------------------------------------------------------------ stage 3: write a part
+def write_part(cols: dict[str, np.ndarray], rjob: RayJob) -> dict[str, np.ndarray]:
+    """Store a block of encoded items (:func:`encoded_columns`) as one part, in this worker.
 
-    def __init__(self, store_path: str, command: str, on_error: str, progress: Any) -> None:
-        self.store_path, self.command = store_path, command
-        self.on_error, self.progress = on_error, progress
-        self.summary: dict[str, Any] = {"computed": 0, "extent": 0.0, "failed": []}
+    Returns one summary row: ``computed`` (items stored), ``extent`` (their seconds), ``failed``
+    (JSON ``[[id, error], ...]``). With ``--on-error stop`` a failure is not stored, so a rerun
+    tries the item again; the driver stops the run on the first one it is told of.
+    """
+    from ...cache.store import Store
 
-    def write(self, blocks: Iterable[Any], ctx: Any) -> dict[str, Any]:
-        from ray.data.block import BlockAccessor
+    items, failures = items_of(cols) if len(cols["id"]) else ([], [])
+    kept = failures if rjob.job.cfg.on_error == "skip" else []
+    if items or kept:
+        layers = json.loads(str(cols["layers"][0]))
+        # the store's lock-free part writer, opened here; the driver commits
+        with Store(Path(rjob.job.store_path)).part_writer(rjob.command) as writer:
+            writer.write(items, layers, kept)
+    return {
+        "computed": np.array([len(items)], np.int64),
+        "extent": np.array([float(sum(it.extent for it in items))], np.float64),
+        "failed": np.array([json.dumps([[i, e] for i, _, e in failures])], dtype=object),
+    }
 
-        from ...cache.store import Store
 
-        out: dict[str, Any] = {"computed": 0, "extent": 0.0, "failed": []}
-        # the store's lock-free part writer, opened in the worker; the driver commits
-        with Store(Path(self.store_path)).part_writer(self.command) as writer:
-            for block in blocks:
-                cols = BlockAccessor.for_block(block).to_batch_format("numpy")
-                if not len(cols["id"]):
-                    continue
-                items, failures = items_of(cols)
-                layers = json.loads(str(cols["layers"][0]))
-                # with --on-error stop a failure is not stored: the rerun tries the item again
-                writer.write(items, layers, failures if self.on_error == "skip" else [])
-                extent = float(sum(it.extent for it in items))
-                out["computed"] += len(items)
-                out["extent"] += extent
-                out["failed"] += [[i, e] for i, _, e in failures]
-                self.progress.add.remote(len(items), len(failures), extent)
-        return out
-
-    def on_write_complete(self, write_result: Any) -> None:
-        for r in write_result.write_returns:
-            for k in self.summary:
-                self.summary[k] += r[k]
+def write_batch(cols: dict[str, np.ndarray], rjob: RayJob) -> dict[str, np.ndarray]:
+    """A Ray Data CPU task after GPU actors: :func:`write_part` of one block."""
+    return write_part(cols, rjob)
