@@ -66,7 +66,7 @@ def test_ray_flags_need_the_ray_executor(tmp_path: Path) -> None:
 
 def test_probe_names_what_a_node_cannot_do(tmp_path: Path) -> None:
     pytest.importorskip("ray")
-    from sslstack.extract.executors.ray import _probe_folder
+    from sslstack.extract.executors.ray_cluster import _probe_folder
 
     host, err = _probe_folder(str(tmp_path), ".ray-probe-x")
     assert host == socket.gethostname() and "does not see" in err
@@ -78,15 +78,15 @@ def test_probe_names_what_a_node_cannot_do(tmp_path: Path) -> None:
 def test_a_workspace_a_worker_cannot_write_is_refused_in_one_line(
     tmp_path: Path, ray_cluster: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sslstack.extract.executors import ray as ray_executor
+    from sslstack.extract.executors import ray_cluster
 
     token = uuid.UUID(int=7)
-    monkeypatch.setattr(ray_executor.uuid, "uuid4", lambda: token)
+    monkeypatch.setattr(ray_cluster.uuid, "uuid4", lambda: token)
     parts = tmp_path / "ws" / "stores" / "s" / "parts"
     parts.mkdir(parents=True)
     (parts / f".ray-probe-{token.hex}-{socket.gethostname()}").mkdir()  # blocks the worker
     with pytest.raises(SslstackError) as e:
-        ray_executor.check_shared_workspace(parts)
+        ray_cluster.check_shared_workspace(parts)
     msg = str(e.value)
     assert "\n" not in msg and "cannot write into" in msg
     assert "a filesystem every worker sees at the same path" in msg
@@ -95,7 +95,7 @@ def test_a_workspace_a_worker_cannot_write_is_refused_in_one_line(
 
 def test_an_address_nothing_answers_is_one_line_not_a_wait() -> None:
     pytest.importorskip("ray")
-    from sslstack.extract.executors.ray import RayExecutorError, _check_reachable
+    from sslstack.extract.executors.ray_cluster import RayExecutorError, _check_reachable
 
     with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
         s.bind(("127.0.0.1", 0))
