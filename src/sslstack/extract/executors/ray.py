@@ -6,7 +6,7 @@ A Ray Data pipeline (stages in :mod:`.ray_stages`) with the same results as ``lo
       -> decode_batch   CPU tasks: items -> arrays through their source (windows, crops);
                         only for GPU actors: an actor without a GPU reads its items itself
       -> EncoderActor   ActorPoolStrategy: one model per actor (one GPU, or some CPUs)
-      -> write_batch    CPU tasks: a block of encoded items -> one store part (part writer);
+      -> write_part     CPU tasks: a block of encoded items -> one store part (part writer);
                         only for GPU actors: an actor without a GPU writes its parts itself
       -> the driver     iterates one summary row per part (its progress bar and report),
                         then commits the store once
@@ -209,13 +209,13 @@ def _pipeline(
     arrives; returns when (``time.perf_counter()``) the first part was written."""
     import json
 
-    from .ray_stages import write_batch
+    from .ray_stages import write_part
 
     _data_context()
     shape = _resources(opts, job.device)
     rjob, ds = _encoded(job, spec, items, opts, shape)
     if not rjob.in_actor:  # after GPU actors, parts are written by CPU tasks
-        ds = ds.map_batches(write_batch, fn_kwargs={"rjob": rjob}, batch_size=None, num_cpus=0.25)
+        ds = ds.map_batches(write_part, fn_kwargs={"rjob": rjob}, batch_size=None, num_cpus=0.25)
     report.model_loaded = True
     first_at = None
     try:
@@ -272,14 +272,7 @@ def _encoded(
     workers, gpus, cpus, fused = shape
     cfg = job.cfg
     longest = cfg.window if cfg.window is not None else max(x["extent"] for x in items)
-    rjob = RayJob(
-        job,
-        spec.sample_rate,
-        float(longest or 1.0),
-        max(1, int(cpus)),
-        fused,
-        f"{job.command} --executor ray",
-    )
+    rjob = RayJob(job, spec.sample_rate, float(longest or 1.0), max(1, int(cpus)), fused)
     per_call = max(1, opts.items_per_call)
     ds: Any = ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // per_call)))
     if not fused:

@@ -11,9 +11,9 @@
   threads beside the forwards, long items streamed in chunks) and writes their part. On CPUs a
   decoding or writing task would only compete with the encoder for the same cores, ship every
   array through the object store, and cost a worker process.
-* :func:`write_batch` — a CPU task after GPU actors: a block of encoded items becomes one store
-  part (:func:`write_part`, the lock-free part writer; a name unique across hosts and
-  processes), so a GPU's actor never waits on a disk.
+* :func:`write_part` — a block of encoded items becomes one store part (the lock-free part
+  writer; a name unique across hosts and processes): in a CPU task after GPU actors, so a GPU's
+  actor never waits on a disk, or in the CPU actor that encoded the block.
 
 Every path ends in one small summary row per part (:func:`write_part`): the driver iterates them
 as they come (its progress bar), sums them, and then commits the store once.
@@ -44,7 +44,11 @@ class RayJob:
     longest: float  # extent of the longest item (or the window): sizes `--batch-seconds auto`
     torch_threads: int = 1
     in_actor: bool = False  # the actor reads its items (rows of paths) and writes their part
-    command: str = "extract --executor ray"  # the part writer's record of who wrote a part
+
+    @property
+    def command(self) -> str:
+        """The part writer's record of who wrote a part."""
+        return f"{self.job.command} --executor ray"
 
 
 def item_rows(shard: Shard, extents: Sequence[float]) -> list[dict[str, Any]]:
@@ -299,8 +303,3 @@ def write_part(cols: dict[str, np.ndarray], rjob: RayJob) -> dict[str, np.ndarra
         "extent": np.array([float(sum(it.extent for it in items))], np.float64),
         "failed": np.array([json.dumps([[i, e] for i, _, e in failures])], dtype=object),
     }
-
-
-def write_batch(cols: dict[str, np.ndarray], rjob: RayJob) -> dict[str, np.ndarray]:
-    """A Ray Data CPU task after GPU actors: :func:`write_part` of one block."""
-    return write_part(cols, rjob)
